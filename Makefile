@@ -1,0 +1,147 @@
+# keyd — key-management and rotation daemon.  GNU make; out-of-tree build into $(BUILD).
+#
+#   make            build build/keyd and build/keydctl
+#   make check      install missing packages, build, run every test
+#   make asan       the whole test suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench      benchmarks (ratios against raw PKCS#11 in one run)
+#   make run        start keyd in dev mode on ./var
+#   make install    install (honours DESTDIR and PREFIX)
+#   make fuzz       build the libFuzzer targets with clang (replays of the corpus run inside "make check")
+
+VERSION        := 0.1.0
+BUILD          ?= build
+PREFIX         ?= /usr/local
+BINDIR         ?= $(PREFIX)/bin
+SBINDIR        ?= $(PREFIX)/sbin
+MANDIR         ?= $(PREFIX)/share/man
+SYSCONFDIR     ?= /etc
+UNITDIR        ?= $(PREFIX)/lib/systemd/system
+SOFTHSM_MODULE ?= /usr/lib/softhsm/libsofthsm2.so
+DEVDIR         ?= var
+
+PKGS     := p11-kit-1 libcrypto jansson sqlite3 libsystemd libmicrohttpd inih
+WARNINGS := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wformat-security \
+            -Wno-missing-field-initializers
+CFLAGS   ?= -O2 -g
+SAN      ?=
+ifneq ($(SAN),)
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+
+# Package flags are expanded lazily (=), so that "make check" can install the packages before they are asked for.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+KEYD_CFLAGS = -std=gnu11 $(WARNINGS) -D_GNU_SOURCE -I. -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE \
+              -DKEYD_VERSION=\"$(VERSION)\" -DKEYD_DEFAULT_MODULE=\"$(SOFTHSM_MODULE)\" \
+              $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
+KEYD_LDFLAGS = -pie -Wl,-z,relro,-z,now $(SANFLAGS) $(LDFLAGS)
+KEYD_LIBS    = $(PKG_LIBS) -ldl -lpthread
+TEST_CFLAGS  = $(KEYD_CFLAGS) -Wno-missing-prototypes -DKEYD_TEST_SRCDIR=\"$(CURDIR)\" \
+               -DKEYD_TEST_BUILDDIR=\"$(abspath $(BUILD))\" $(shell pkg-config --cflags criterion 2>/dev/null)
+TEST_LIBS    = $(shell pkg-config --libs criterion 2>/dev/null) $(KEYD_LIBS)
+
+# Layers, bottom first (STYLE.md): common → {pkcs11, store, jose} → rotation → api → keyd.
+LIB_SRCS    := $(sort $(wildcard common/*.c jose/*.c pkcs11/*.c store/*.c rotation/*.c api/*.c))
+KEYCTL_SRCS := $(sort $(wildcard keyd/keydctl*.c))
+KEYD_SRCS   := $(filter-out $(KEYCTL_SRCS),$(sort $(wildcard keyd/*.c)))
+HELPER_SRCS := $(sort $(wildcard tests/helpers/*.c))
+UNIT_SRCS   := $(sort $(wildcard tests/unit/test-*.c))
+INTEG_SRCS  := $(sort $(wildcard tests/integration/test-*.c))
+FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz-*.c))
+BENCH_SRCS  := $(sort $(wildcard tests/bench/bench-*.c))
+
+LIB     := $(BUILD)/libkeyd.a
+OBJ      = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_SRCS) $(INTEG_SRCS))
+REPLAYS := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/fuzz/%-replay,$(FUZZ_SRCS))
+BENCHES := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRCS))
+
+.PHONY: all deps check asan bench run install clean fuzz tests _check _bench format
+.DEFAULT_GOAL := all
+.SECONDARY:
+
+all: $(BUILD)/keyd $(BUILD)/keydctl
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/obj/tests/%.o: tests/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(KEYD_CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(call OBJ,$(LIB_SRCS))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/keyd: $(call OBJ,$(KEYD_SRCS)) $(LIB)
+	$(CC) $(KEYD_LDFLAGS) -o $@ $^ $(KEYD_LIBS)
+
+$(BUILD)/keydctl: $(call OBJ,$(KEYCTL_SRCS)) $(LIB)
+	$(CC) $(KEYD_LDFLAGS) -o $@ $^ $(KEYD_LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(call OBJ,$(HELPER_SRCS)) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(KEYD_LDFLAGS) -o $@ $^ $(TEST_LIBS)
+
+$(BUILD)/tests/fuzz/%-replay: $(BUILD)/obj/tests/fuzz/%.o $(BUILD)/obj/tests/fuzz/replay.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(KEYD_LDFLAGS) -o $@ $^ $(KEYD_LIBS)
+
+$(BUILD)/obj/tests/fuzz/replay.o: tests/fuzz/replay.c
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -c $< -o $@
+
+tests: all $(TESTS) $(REPLAYS)
+
+# "make check": install what is missing, then build and run every test in a second make, so that the
+# pkg-config flags are read after the packages exist.
+check: deps
+	@$(MAKE) --no-print-directory _check
+
+_check: tests
+	@BUILD=$(BUILD) scripts/run-tests.sh $(TESTS) $(REPLAYS)
+
+asan: deps
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
+	 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	 $(MAKE) --no-print-directory BUILD=build/asan SAN=1 CFLAGS="-O1 -g" _check
+
+bench: deps
+	@$(MAKE) --no-print-directory _bench
+
+_bench: all $(BENCHES)
+	@BUILD=$(BUILD) SOFTHSM_MODULE=$(SOFTHSM_MODULE) scripts/run-bench.sh $(BENCHES)
+
+# libFuzzer builds of the fuzz targets (clang); not part of "check", which replays the committed corpus instead.
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang SAN=1 \
+	 CFLAGS="-O1 -g -fsanitize=fuzzer-no-link" $(patsubst tests/fuzz/%.c,build/fuzz/tests/fuzz/%,$(FUZZ_SRCS))
+
+build/fuzz/tests/fuzz/%: build/fuzz/obj/tests/fuzz/%.o build/fuzz/libkeyd.a
+	$(CC) $(KEYD_LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(KEYD_LIBS)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/keyd --dev $(DEVDIR)
+
+install: all
+	install -Dm0755 $(BUILD)/keyd $(DESTDIR)$(SBINDIR)/keyd
+	install -Dm0755 $(BUILD)/keydctl $(DESTDIR)$(BINDIR)/keydctl
+	for m in $(wildcard docs/man/*.[1-9]); do \
+	  s=$${m##*.}; install -Dm0644 $$m $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$m); done
+	for u in $(wildcard systemd/*.service systemd/*.socket); do \
+	  install -Dm0644 $$u $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
+
+format:
+	clang-format -i $(LIB_SRCS) $(KEYD_SRCS) $(KEYCTL_SRCS) $(wildcard */*.h) $(HELPER_SRCS) $(UNIT_SRCS) \
+	  $(INTEG_SRCS) $(FUZZ_SRCS) $(BENCH_SRCS)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,30 @@
+#!/bin/sh
+# Install every Debian package keyd's build, tests and benchmarks need. Idempotent: does nothing when all are there.
+set -eu
+
+PACKAGES="
+build-essential pkg-config clang llvm libclang-rt-14-dev
+libp11-kit-dev p11-kit libssl-dev openssl libsqlite3-dev sqlite3 libjansson-dev libmicrohttpd-dev
+libinih-dev libsystemd-dev systemd libcurl4-openssl-dev
+softhsm2 libsofthsm2 opensc libengine-pkcs11-openssl
+libcriterion-dev
+"
+
+missing=""
+for p in $PACKAGES; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "keyd: installing missing packages:$missing" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null 2>&1 || { echo "keyd: run as root or install:$missing" >&2; exit 1; }
+	SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/alg.h"
+#include "common/time-util.h"
+
+/* The metadata and audit store. The interface speaks of keyd's records only, never of SQL, so that a second
+ * implementation (PostgreSQL, for several issuer hosts, SPEC §11) can stand behind the same functions.
+ *
+ * A Store is one connection: use it from one thread at a time (open one per thread for concurrent readers).
+ * Writes happen inside store_begin()/store_commit(); a write outside a transaction is -EINVAL. Errors are
+ * negative errno: -ENOENT not found, -EEXIST duplicate, -EBUSY locked past the busy timeout, -EIO otherwise. */
+
+typedef struct Store Store;
+
+typedef enum StoreFlags {
+        STORE_READ_ONLY = 1 << 0, /* open an existing database without creating or migrating it */
+} StoreFlags;
+
+typedef enum StoreDurability {
+        STORE_COMMITTED, /* survives a crash of keyd (kill -9): per-request audit records */
+        STORE_SYNCED,    /* also survives power loss: key transitions, revocations, administrative records */
+} StoreDurability;
+
+typedef struct StoreKeyring {
+        char *name;
+        char *kind;        /* "issuer" or "agent" */
+        char *policy;      /* the policy as a JSON object text */
+        int64_t owner_uid; /* agent keyrings: the owner; -1 otherwise */
+        bool disabled;
+        usec_t created_at;
+} StoreKeyring;
+
+#define STORE_KEY_ID_MAX 64 /* hex token object id (CKA_ID) */
+#define STORE_KID_MAX 64
+
+typedef struct StoreKey {
+        char id[STORE_KEY_ID_MAX + 1];   /* token object id, hex: label "keyd:<keyring>:<id>" */
+        char kid[STORE_KID_MAX + 1];     /* RFC 7638 thumbprint */
+        char *keyring;
+        KeydAlg alg;
+        KeyState state;
+        char *jwk;                        /* public JWK, JSON text */
+        usec_t created_at, publish_at, activate_at, retire_at, expire_at, revoked_at; /* 0 = not (yet) */
+        char *reason;                     /* revocation reason, or NULL */
+        bool lost;                        /* the token object was found missing */
+} StoreKey;
+
+#define STORE_HASH_HEX 64
+
+typedef struct StoreAudit {
+        uint64_t seq;            /* assigned by store_audit_append() */
+        usec_t time;
+        int64_t uid, pid;        /* -1 for keyd itself */
+        char *comm;              /* may be NULL */
+        char *action;            /* "key.generate", "key.activate", "token.mint", ... */
+        char *keyring, *kid;     /* may be NULL */
+        char *result;            /* "ok", "denied", "error" */
+        char *detail;            /* JSON object text, may be NULL */
+        char prev_hash[STORE_HASH_HEX + 1];
+        char hash[STORE_HASH_HEX + 1];
+} StoreAudit;
+
+typedef struct StoreRevokedToken {
+        char *jti;
+        char *keyring;
+        usec_t exp;
+        usec_t revoked_at;
+        char *reason;
+} StoreRevokedToken;
+
+/* Open (creating and migrating unless STORE_READ_ONLY) the database at path. */
+int store_open(const char *path, StoreFlags flags, Store **ret);
+Store *store_close(Store *s);
+/* The schema version the database is at (PRAGMA user_version), and the one this build migrates to. */
+int store_schema_version(Store *s);
+int store_schema_version_latest(void);
+
+/* BEGIN IMMEDIATE: one writer at a time; durability decides whether the commit is synced to disk. */
+int store_begin(Store *s, StoreDurability durability);
+int store_commit(Store *s);
+/* Never fails; safe to call when no transaction is open. */
+void store_rollback(Store *s);
+
+int store_keyring_insert(Store *s, const StoreKeyring *k);
+/* Updates policy, owner_uid, disabled of the keyring named k->name. */
+int store_keyring_update(Store *s, const StoreKeyring *k);
+int store_keyring_get(Store *s, const char *name, StoreKeyring **ret);
+/* All keyrings ordered by name. *ret is a NULL-terminated array; free with store_keyring_list_free(). */
+int store_keyring_list(Store *s, StoreKeyring ***ret, size_t *ret_n);
+StoreKeyring *store_keyring_free(StoreKeyring *k);
+void store_keyring_list_free(StoreKeyring **l);
+
+int store_key_insert(Store *s, const StoreKey *k);
+/* Updates state, every timestamp, reason, lost of the key with k->id. */
+int store_key_update(Store *s, const StoreKey *k);
+int store_key_get(Store *s, const char *id, StoreKey **ret);
+int store_key_get_by_kid(Store *s, const char *kid, StoreKey **ret);
+/* Keys of one keyring (or all, keyring NULL), ordered by created_at then id. NULL-terminated array. */
+int store_key_list(Store *s, const char *keyring, StoreKey ***ret, size_t *ret_n);
+StoreKey *store_key_free(StoreKey *k);
+void store_key_list_free(StoreKey **l);
+
+int store_revoked_token_insert(Store *s, const StoreRevokedToken *t);
+/* 1 if jti is denied (and its exp is after now), 0 if not. */
+int store_revoked_token_check(Store *s, const char *jti, usec_t now);
+int store_revoked_token_list(Store *s, StoreRevokedToken ***ret, size_t *ret_n);
+/* Remove denials whose exp has passed; returns how many. */
+int store_revoked_token_prune(Store *s, usec_t now);
+StoreRevokedToken *store_revoked_token_free(StoreRevokedToken *t);
+void store_revoked_token_list_free(StoreRevokedToken **l);
+
+/* Append an audit record inside the current transaction: assigns seq (previous + 1), prev_hash (the previous
+ * record's hash; 64 '0' for the first) and hash = hex(SHA-256(prev_hash_bytes ‖ canonical)), where canonical is the
+ * record's fields {seq,time,uid,pid,comm,action,keyring,kid,result,detail} as compact JSON with sorted keys (detail
+ * embedded as JSON, absent members null). Writes seq, prev_hash and hash back into *rec. */
+int store_audit_append(Store *s, StoreAudit *rec);
+/* Records with seq > after, ascending, at most limit. NULL-terminated array. */
+int store_audit_list(Store *s, uint64_t after, size_t limit, StoreAudit ***ret, size_t *ret_n);
+/* The last record's seq and hash (seq 0 and 64 '0' when empty). */
+int store_audit_head(Store *s, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX + 1]);
+/* Walk the chain from the first record: 0 if every record's prev_hash and hash match and seq has no gap, else
+ * -EBADMSG with *ret_bad_seq set to the first record that does not match. */
+int store_audit_verify(Store *s, uint64_t *ret_bad_seq);
+/* The canonical text of a record as hashed (a new string). */
+int store_audit_canonical(const StoreAudit *rec, char **ret);
+StoreAudit *store_audit_free(StoreAudit *a);
+void store_audit_list_free(StoreAudit **l);

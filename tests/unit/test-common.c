@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+#include <criterion/criterion.h>
+
+#include "common/alg.h"
+#include "common/time-util.h"
+
+Test(duration, units) {
+        usec_t d;
+        cr_assert_eq(parse_duration("90s", &d), 0);
+        cr_assert_eq(d, 90 * USEC_PER_SEC);
+        cr_assert_eq(parse_duration("10m", &d), 0);
+        cr_assert_eq(d, 600 * USEC_PER_SEC);
+        cr_assert_eq(parse_duration("24h", &d), 0);
+        cr_assert_eq(d, 86400 * USEC_PER_SEC);
+        cr_assert_eq(parse_duration("7d", &d), 0);
+        cr_assert_eq(d, 7 * 86400 * USEC_PER_SEC);
+        cr_assert_eq(parse_duration("1", &d), 0, "a bare number is seconds");
+        cr_assert_eq(d, USEC_PER_SEC);
+}
+
+Test(duration, refused) {
+        usec_t d = 42;
+        const char *bad[] = { "", "s", "0s", "0", "-1s", "+1s", " 1s", "1s ", "1.5h", "1w", "1ss", "h1",
+                              "99999999999999999999d", "3651d", "0x10s" };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                cr_assert_lt(parse_duration(bad[i], &d), 0, "'%s' should be refused", bad[i]);
+                cr_assert_eq(d, 42, "'%s' wrote the output on failure", bad[i]);
+        }
+        cr_assert_lt(parse_duration(NULL, &d), 0);
+}
+
+Test(duration, format_round_trips) {
+        const char *good[] = { "1s", "59s", "90s", "2m", "1h", "36h", "7d" };
+        char buf[32];
+        usec_t d;
+        for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+                cr_assert_eq(parse_duration(good[i], &d), 0);
+                format_duration(buf, sizeof buf, d);
+                usec_t back;
+                cr_assert_eq(parse_duration(buf, &back), 0);
+                cr_assert_eq(back, d, "%s -> %s", good[i], buf);
+        }
+        cr_assert_str_eq(format_duration(buf, sizeof buf, 3600 * USEC_PER_SEC), "1h");
+        cr_assert_str_eq(format_duration(buf, sizeof buf, 90 * USEC_PER_SEC), "90s");
+}
+
+Test(uint64, range) {
+        uint64_t v;
+        cr_assert_eq(parse_uint64("18446744073709551615", UINT64_MAX, &v), 0);
+        cr_assert_eq(v, UINT64_MAX);
+        cr_assert_eq(parse_uint64("18446744073709551616", UINT64_MAX, &v), -ERANGE);
+        cr_assert_eq(parse_uint64("300", 300, &v), 0);
+        cr_assert_eq(parse_uint64("301", 300, &v), -ERANGE);
+        cr_assert_eq(parse_uint64("-1", 300, &v), -EINVAL);
+        cr_assert_eq(parse_uint64("", 300, &v), -EINVAL);
+}
+
+Test(rfc3339, epoch) {
+        char buf[32];
+        cr_assert_str_eq(format_rfc3339(buf, sizeof buf, 0), "1970-01-01T00:00:00Z");
+        cr_assert_str_eq(format_rfc3339(buf, sizeof buf, 1700000000 * USEC_PER_SEC + 999999),
+                         "2023-11-14T22:13:20Z");
+}
+
+Test(alg, names_round_trip) {
+        for (int a = 0; a < _KEYD_ALG_MAX; a++)
+                cr_assert_eq(keyd_alg_from_string(keyd_alg_to_string(a)), a);
+        cr_assert_eq(keyd_alg_from_string("none"), _KEYD_ALG_INVALID);
+        cr_assert_eq(keyd_alg_from_string("HS256"), _KEYD_ALG_INVALID);
+        cr_assert_eq(keyd_alg_from_string("es256"), _KEYD_ALG_INVALID, "names are case-sensitive");
+        cr_assert_null(keyd_alg_to_string(_KEYD_ALG_MAX));
+        for (int s = 0; s < _KEY_STATE_MAX; s++)
+                cr_assert_eq(key_state_from_string(key_state_to_string(s)), s);
+        cr_assert_eq(key_state_from_string("bogus"), _KEY_STATE_INVALID);
+}
