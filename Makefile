@@ -145,3 +145,8 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# Benchmarks link the library only (no criterion).
+$(BUILD)/tests/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(KEYD_LDFLAGS) -o $@ $^ $(KEYD_LIBS)

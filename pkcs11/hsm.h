@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/alg.h"
+
+/* The token layer: one PKCS#11 token, logged in once, with a pool of sessions for signing and cached object handles
+ * so that the signing path never searches the token. Private keys are generated in the token, sensitive and never
+ * extractable; nothing here ever reads, wraps or exports a private key.
+ *
+ * Errors are negative errno; hsm_last_error() names the CK_RV behind the calling thread's last failure for logs. */
+
+typedef struct Hsm Hsm;
+typedef struct HsmKey HsmKey;
+
+typedef struct HsmConfig {
+        const char *module;   /* path of the PKCS#11 module (.so) */
+        const char *uri;      /* RFC 7512 URI naming the token, e.g. "pkcs11:token=keyd"; may carry pin-source */
+        const char *pin_file; /* optional; used when there is no systemd credential "pin" */
+        unsigned sessions;    /* size of the signing session pool; 0 means 2 */
+} HsmConfig;
+
+#define HSM_ID_MAX 32     /* bytes of CKA_ID keyd uses at most */
+#define HSM_LABEL_MAX 128 /* "keyd:<keyring>:<id>" */
+#define HSM_SIG_MAX 512   /* RSA 4096 */
+
+/* Load the module, find the token by URI, log in with the PIN from (in order) $CREDENTIALS_DIRECTORY/pin,
+ * cfg->pin_file, or the URI's pin-source, and open the session pool. The PIN is wiped as soon as login returns; it is
+ * read again from the same source if the token ever forgets the login. Errors: -ENOENT (module or token not found),
+ * -EINVAL (bad URI, empty PIN), -EACCES (wrong PIN: tried once, never retried), -ENOKEY (no PIN source),
+ * -EPERM (PIN locked). */
+int hsm_open(const HsmConfig *cfg, Hsm **ret);
+Hsm *hsm_close(Hsm *h);
+
+/* Token label and serial of the open token (for logs and status). */
+const char *hsm_token_label(Hsm *h);
+
+/* Initialise the first token-less slot of a module as a new token (dev mode and tests; SoftHSM2 always offers one).
+ * Sets the SO PIN and the user PIN; neither is logged. */
+int hsm_token_init(const char *module, const char *label, const char *so_pin, const char *user_pin);
+/* Whether the module has an initialised token with this label: 1 yes, 0 no, negative on error. */
+int hsm_token_exists(const char *module, const char *label);
+
+/* Generate a key pair for alg in the token (rsa_bits for RS256/PS256: 2048, 3072 or 4096), with CKA_ID id and
+ * CKA_LABEL label on both objects: private key CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE true, CKA_EXTRACTABLE false,
+ * sign only. */
+int hsm_generate(Hsm *h, KeydAlg alg, unsigned rsa_bits, const uint8_t *id, size_t id_len, const char *label,
+                 HsmKey **ret);
+/* Open an existing key by CKA_ID: finds its private and public objects once and caches their handles. -ENOENT if the
+ * private key is missing, -EMEDIUMTYPE if its key type does not fit alg. */
+int hsm_key_open(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, HsmKey **ret);
+HsmKey *hsm_key_free(HsmKey *k);
+KeydAlg hsm_key_alg(const HsmKey *k);
+/* Size of this key's signatures in bytes (64 for ES256, 96 for ES384, 64 for EdDSA, the modulus size for RSA). */
+size_t hsm_key_signature_size(const HsmKey *k);
+
+/* The public key as an OpenSSL key (from the public object, or the private one's public attributes). */
+int hsm_key_public(HsmKey *k, EVP_PKEY **ret);
+/* Sign msg for JOSE: ES256/ES384 hash with SHA-256/384 and return R‖S of fixed size; RS256 PKCS#1 v1.5 with SHA-256;
+ * PS256 PSS with SHA-256, MGF1-SHA256, 32-byte salt; EdDSA pure Ed25519. sig has room for sig_size bytes; the
+ * length is returned. Uses one session of the pool; reopens it and logs in again if the token lost it. */
+int hsm_key_sign(HsmKey *k, const void *msg, size_t msg_len, uint8_t *sig, size_t sig_size);
+/* Check the private key's protection: sensitive, always sensitive, not extractable, never extractable, generated in
+ * the token (CKA_LOCAL). 0 if all hold, -EPERM naming nothing secret otherwise. */
+int hsm_key_check_protection(HsmKey *k);
+
+/* An object found by hsm_list(). */
+typedef struct HsmObject {
+        char label[HSM_LABEL_MAX + 1];
+        uint8_t id[HSM_ID_MAX];
+        size_t id_len;
+        bool is_private; /* private key (else public key or other) */
+} HsmObject;
+
+/* Every object whose label starts with prefix (e.g. "keyd:"), private and public. *ret is a new array. */
+int hsm_list(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n);
+/* Destroy every object with this CKA_ID; returns how many, or -ENOENT if there were none. */
+int hsm_destroy(Hsm *h, const uint8_t *id, size_t id_len);
+
+/* The name of the CK_RV behind the calling thread's last failure ("CKR_PIN_INCORRECT"), or "CKR_OK". */
+const char *hsm_last_error(void);
+/* CK_RV to negative errno and to its name: the one place where these are mapped. */
+int hsm_rv_to_errno(unsigned long rv);
+const char *hsm_rv_name(unsigned long rv);

@@ -1,0 +1,314 @@
+/* SPDX-License-Identifier: MIT */
+/* Keys in the token: open (handles found once and cached), sign, public export, protection check. */
+#include <openssl/core_names.h>
+#include <openssl/param_build.h>
+#include <string.h>
+
+#include "common/crypto-util.h"
+#include "common/log.h"
+#include "pkcs11/hsm-internal.h"
+
+int hsm_find_one(Hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls, const uint8_t *id, size_t id_len,
+                 CK_OBJECT_HANDLE *ret) {
+        CK_ATTRIBUTE tmpl[] = {
+                { CKA_CLASS, &cls, sizeof cls },
+                { CKA_ID, (void *) id, id_len },
+        };
+        CK_OBJECT_HANDLE found[2];
+        CK_ULONG n = 0;
+        CK_RV rv;
+
+        rv = h->f->C_FindObjectsInit(s, tmpl, ELEMENTSOF(tmpl));
+        if (rv != CKR_OK)
+                return hsm_fail(rv);
+        rv = h->f->C_FindObjects(s, found, ELEMENTSOF(found), &n);
+        (void) h->f->C_FindObjectsFinal(s);
+        if (rv != CKR_OK)
+                return hsm_fail(rv);
+        if (n == 0)
+                return -ENOENT;
+        if (n > 1)
+                return -ENOTUNIQ;
+        *ret = found[0];
+        return 0;
+}
+
+static int get_ulong(Hsm *h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE t, CK_ULONG *ret) {
+        CK_ATTRIBUTE a = { t, ret, sizeof *ret };
+        CK_RV rv = h->f->C_GetAttributeValue(h->anchor, o, &a, 1);
+        return rv == CKR_OK ? 0 : hsm_fail(rv);
+}
+
+/* Allocate and read one variable-length attribute. */
+static int get_bytes(Hsm *h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE t, uint8_t **ret, size_t *ret_len) {
+        CK_ATTRIBUTE a = { t, NULL, 0 };
+        CK_RV rv = h->f->C_GetAttributeValue(h->anchor, o, &a, 1);
+        if (rv != CKR_OK)
+                return hsm_fail(rv);
+        if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION || a.ulValueLen == 0 || a.ulValueLen > 4096)
+                return -EBADMSG;
+        a.pValue = malloc(a.ulValueLen);
+        if (!a.pValue)
+                return -ENOMEM;
+        rv = h->f->C_GetAttributeValue(h->anchor, o, &a, 1);
+        if (rv != CKR_OK) {
+                free(a.pValue);
+                return hsm_fail(rv);
+        }
+        *ret = a.pValue;
+        *ret_len = a.ulValueLen;
+        return 0;
+}
+
+static CK_KEY_TYPE alg_key_type(KeydAlg alg) {
+        return keyd_alg_is_ec(alg) ? CKK_EC : keyd_alg_is_rsa(alg) ? CKK_RSA : CKK_EC_EDWARDS;
+}
+
+int hsm_key_open(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, HsmKey **ret) {
+        CK_OBJECT_HANDLE priv, pub = CK_INVALID_HANDLE;
+        CK_ULONG ktype;
+        size_t sig_size = 0;
+        HsmKey *k;
+        int r;
+
+        if (alg < 0 || alg >= _KEYD_ALG_MAX || !id || id_len == 0 || id_len > HSM_ID_MAX)
+                return -EINVAL;
+
+        pthread_mutex_lock(&h->admin_lock);
+        r = hsm_find_one(h, h->anchor, CKO_PRIVATE_KEY, id, id_len, &priv);
+        if (r >= 0)
+                r = get_ulong(h, priv, CKA_KEY_TYPE, &ktype);
+        if (r >= 0 && ktype != alg_key_type(alg))
+                r = -EMEDIUMTYPE;
+        if (r >= 0 && hsm_find_one(h, h->anchor, CKO_PUBLIC_KEY, id, id_len, &pub) < 0)
+                pub = CK_INVALID_HANDLE;
+        if (r >= 0 && keyd_alg_is_rsa(alg)) {
+                _cleanup_free_ uint8_t *mod = NULL;
+                size_t n;
+                r = get_bytes(h, priv, CKA_MODULUS, &mod, &n);
+                if (r >= 0) {
+                        while (n > 0 && mod[0] == 0 && n--)
+                                memmove(mod, mod + 1, n);
+                        sig_size = n;
+                        if (sig_size > HSM_SIG_MAX || !keyd_rsa_bits_valid((unsigned) sig_size * 8))
+                                r = -EMEDIUMTYPE;
+                }
+        }
+        pthread_mutex_unlock(&h->admin_lock);
+        if (r < 0)
+                return r;
+
+        k = calloc(1, sizeof *k);
+        if (!k)
+                return -ENOMEM;
+        k->hsm = h;
+        k->alg = alg;
+        memcpy(k->id, id, id_len);
+        k->id_len = id_len;
+        k->priv = priv;
+        k->pub = pub;
+        switch (alg) {
+        case KEYD_ALG_ES256:
+        case KEYD_ALG_ES384:
+                k->md = alg == KEYD_ALG_ES256 ? EVP_sha256() : EVP_sha384();
+                k->mech.mechanism = CKM_ECDSA;
+                k->sig_size = 2 * keyd_alg_ec_size(alg);
+                break;
+        case KEYD_ALG_EDDSA:
+                k->mech.mechanism = CKM_EDDSA;
+                k->sig_size = 64;
+                break;
+        case KEYD_ALG_RS256:
+                k->mech.mechanism = CKM_SHA256_RSA_PKCS;
+                k->sig_size = sig_size;
+                break;
+        case KEYD_ALG_PS256:
+                k->pss = (CK_RSA_PKCS_PSS_PARAMS){ CKM_SHA256, CKG_MGF1_SHA256, 32 };
+                k->mech = (CK_MECHANISM){ CKM_SHA256_RSA_PKCS_PSS, &k->pss, sizeof k->pss };
+                k->sig_size = sig_size;
+                break;
+        default:
+                break;
+        }
+        *ret = k;
+        return 0;
+}
+
+HsmKey *hsm_key_free(HsmKey *k) {
+        free(k);
+        return NULL;
+}
+
+KeydAlg hsm_key_alg(const HsmKey *k) {
+        return k->alg;
+}
+
+size_t hsm_key_signature_size(const HsmKey *k) {
+        return k->sig_size;
+}
+
+int hsm_key_sign(HsmKey *k, const void *msg, size_t msg_len, uint8_t *sig, size_t sig_size) {
+        Hsm *h = k->hsm;
+        uint8_t digest[EVP_MAX_MD_SIZE];
+        unsigned digest_len;
+        const void *data = msg;
+        CK_ULONG data_len = msg_len, out_len = 0;
+        CK_RV rv = CKR_GENERAL_ERROR;
+        HsmSession *s;
+
+        if (sig_size < k->sig_size)
+                return -ENOBUFS;
+        if (k->md) {
+                if (EVP_Digest(msg, msg_len, digest, &digest_len, k->md, NULL) != 1)
+                        return -EIO;
+                data = digest;
+                data_len = digest_len;
+        }
+
+        s = hsm_pool_acquire(h);
+        /* At most one recovery of each kind: the session (and login), then the object handle, which a token may
+         * renumber after a new login. */
+        bool session_recovered = false, handle_recovered = false;
+        for (;;) {
+                CK_OBJECT_HANDLE priv = __atomic_load_n(&k->priv, __ATOMIC_ACQUIRE);
+                out_len = sig_size;
+                rv = h->f->C_SignInit(s->handle, &k->mech, priv);
+                if (rv == CKR_OK)
+                        rv = h->f->C_Sign(s->handle, (CK_BYTE *) data, data_len, sig, &out_len);
+                if (rv == CKR_OK)
+                        break;
+                if ((rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) && !handle_recovered) {
+                        CK_OBJECT_HANDLE fresh;
+                        handle_recovered = true;
+                        if (hsm_find_one(h, s->handle, CKO_PRIVATE_KEY, k->id, k->id_len, &fresh) < 0)
+                                break;
+                        __atomic_store_n(&k->priv, fresh, __ATOMIC_RELEASE);
+                } else if (!session_recovered && hsm_pool_recover(h, s, rv))
+                        session_recovered = true;
+                else
+                        break;
+        }
+        hsm_pool_release(h, s);
+
+        if (rv != CKR_OK)
+                return hsm_fail(rv);
+        if (out_len != k->sig_size)
+                return -EBADMSG; /* never hand out a signature of the wrong form */
+        return (int) out_len;
+}
+
+/* An EC point attribute is a DER OCTET STRING around the point; some modules give the bare point. */
+static const uint8_t *unwrap_octet_string(const uint8_t *p, size_t n, size_t want, size_t *ret_len) {
+        if (n == want) {
+                *ret_len = n;
+                return p;
+        }
+        if (n >= 2 && p[0] == 0x04) {
+                size_t len = p[1], hdr = 2;
+                if (p[1] == 0x81 && n >= 3) {
+                        len = p[2];
+                        hdr = 3;
+                }
+                if (hdr + len == n && len == want) {
+                        *ret_len = len;
+                        return p + hdr;
+                }
+        }
+        return NULL;
+}
+
+static int public_ec(Hsm *h, CK_OBJECT_HANDLE o, KeydAlg alg, EVP_PKEY **ret) {
+        _cleanup_free_ uint8_t *point = NULL;
+        _cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
+        const uint8_t *raw;
+        size_t n, raw_len;
+        int r;
+
+        r = get_bytes(h, o, CKA_EC_POINT, &point, &n);
+        if (r < 0)
+                return r;
+        if (alg == KEYD_ALG_EDDSA) {
+                raw = unwrap_octet_string(point, n, 32, &raw_len);
+                if (!raw)
+                        return -EBADMSG;
+                *ret = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw, raw_len);
+                return *ret ? 0 : -EIO;
+        }
+        raw = unwrap_octet_string(point, n, 1 + 2 * keyd_alg_ec_size(alg), &raw_len);
+        if (!raw || raw[0] != 0x04)
+                return -EBADMSG;
+        OSSL_PARAM params[] = {
+                OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *) keyd_alg_ec_group(alg), 0),
+                OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *) raw, raw_len),
+                OSSL_PARAM_construct_end(),
+        };
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+        if (!ctx || EVP_PKEY_fromdata_init(ctx) != 1 || EVP_PKEY_fromdata(ctx, ret, EVP_PKEY_PUBLIC_KEY, params) != 1)
+                return -EBADMSG;
+        return 0;
+}
+
+static int public_rsa(Hsm *h, CK_OBJECT_HANDLE o, EVP_PKEY **ret) {
+        _cleanup_free_ uint8_t *mod = NULL, *exp = NULL;
+        _cleanup_(BN_freep) BIGNUM *bn_n = NULL, *bn_e = NULL;
+        _cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
+        OSSL_PARAM_BLD *bld = NULL;
+        OSSL_PARAM *params = NULL;
+        size_t n_len, e_len;
+        int r;
+
+        r = get_bytes(h, o, CKA_MODULUS, &mod, &n_len);
+        if (r >= 0)
+                r = get_bytes(h, o, CKA_PUBLIC_EXPONENT, &exp, &e_len);
+        if (r < 0)
+                return r;
+        bn_n = BN_bin2bn(mod, (int) n_len, NULL);
+        bn_e = BN_bin2bn(exp, (int) e_len, NULL);
+        bld = OSSL_PARAM_BLD_new();
+        r = -EIO;
+        if (bn_n && bn_e && bld && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n) == 1 &&
+            OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e) == 1 && (params = OSSL_PARAM_BLD_to_param(bld)) &&
+            (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) && EVP_PKEY_fromdata_init(ctx) == 1 &&
+            EVP_PKEY_fromdata(ctx, ret, EVP_PKEY_PUBLIC_KEY, params) == 1)
+                r = 0;
+        OSSL_PARAM_free(params);
+        OSSL_PARAM_BLD_free(bld);
+        return r;
+}
+
+int hsm_key_public(HsmKey *k, EVP_PKEY **ret) {
+        Hsm *h = k->hsm;
+        /* RSA private keys carry the public attributes too; EC and Ed25519 need the public object. */
+        CK_OBJECT_HANDLE o = k->pub != CK_INVALID_HANDLE ? k->pub : k->priv;
+        int r;
+
+        pthread_mutex_lock(&h->admin_lock);
+        if (keyd_alg_is_rsa(k->alg))
+                r = public_rsa(h, o, ret);
+        else if (k->pub == CK_INVALID_HANDLE)
+                r = -ENOENT;
+        else
+                r = public_ec(h, o, k->alg, ret);
+        pthread_mutex_unlock(&h->admin_lock);
+        return r;
+}
+
+int hsm_key_check_protection(HsmKey *k) {
+        Hsm *h = k->hsm;
+        CK_BBOOL sensitive = 0, always = 0, extractable = 1, never = 0, local = 0;
+        CK_ATTRIBUTE a[] = {
+                { CKA_SENSITIVE, &sensitive, sizeof sensitive },
+                { CKA_ALWAYS_SENSITIVE, &always, sizeof always },
+                { CKA_EXTRACTABLE, &extractable, sizeof extractable },
+                { CKA_NEVER_EXTRACTABLE, &never, sizeof never },
+                { CKA_LOCAL, &local, sizeof local },
+        };
+        CK_RV rv;
+
+        pthread_mutex_lock(&h->admin_lock);
+        rv = h->f->C_GetAttributeValue(h->anchor, k->priv, a, ELEMENTSOF(a));
+        pthread_mutex_unlock(&h->admin_lock);
+        if (rv != CKR_OK)
+                return hsm_fail(rv);
+        return sensitive && always && !extractable && never && local ? 0 : -EPERM;
+}

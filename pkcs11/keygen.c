@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/* Key pair generation in the token. Every protection attribute is set explicitly: SoftHSM2 2.6.1 defaults
+ * CKA_SENSITIVE to false, and an object must never be modified after it is made (SoftHSM2 rewrites object files
+ * without fsync), so what is set here is what the key keeps. */
+#include <string.h>
+
+#include "common/log.h"
+#include "pkcs11/hsm-internal.h"
+
+/* DER OIDs for CKA_EC_PARAMS. */
+static const CK_BYTE oid_p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+static const CK_BYTE oid_p384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
+static const CK_BYTE oid_ed25519[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
+static const CK_BYTE rsa_e[] = { 0x01, 0x00, 0x01 };
+
+int hsm_generate(Hsm *h, KeydAlg alg, unsigned rsa_bits, const uint8_t *id, size_t id_len, const char *label,
+                 HsmKey **ret) {
+        static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        CK_MECHANISM mech = { 0 };
+        CK_ULONG bits = rsa_bits;
+        CK_OBJECT_HANDLE pub, priv;
+        CK_KEY_TYPE ktype;
+        const CK_BYTE *params = NULL;
+        size_t params_len = 0;
+        CK_RV rv;
+
+        if (!id || id_len == 0 || id_len > HSM_ID_MAX || !label || strlen(label) > HSM_LABEL_MAX)
+                return -EINVAL;
+        switch (alg) {
+        case KEYD_ALG_ES256:
+        case KEYD_ALG_ES384:
+                mech.mechanism = CKM_EC_KEY_PAIR_GEN;
+                ktype = CKK_EC;
+                params = alg == KEYD_ALG_ES256 ? oid_p256 : oid_p384;
+                params_len = alg == KEYD_ALG_ES256 ? sizeof oid_p256 : sizeof oid_p384;
+                break;
+        case KEYD_ALG_EDDSA:
+                mech.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
+                ktype = CKK_EC_EDWARDS;
+                params = oid_ed25519;
+                params_len = sizeof oid_ed25519;
+                break;
+        case KEYD_ALG_RS256:
+        case KEYD_ALG_PS256:
+                if (!keyd_rsa_bits_valid(rsa_bits))
+                        return -EINVAL;
+                mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
+                ktype = CKK_RSA;
+                break;
+        default:
+                return -EINVAL;
+        }
+
+        CK_ATTRIBUTE pub_tmpl[8] = {
+                { CKA_TOKEN, &yes, sizeof yes },
+                { CKA_PRIVATE, &no, sizeof no },
+                { CKA_VERIFY, &yes, sizeof yes },
+                { CKA_ENCRYPT, &no, sizeof no },
+                { CKA_WRAP, &no, sizeof no },
+                { CKA_ID, (void *) id, id_len },
+                { CKA_LABEL, (void *) label, strlen(label) },
+        };
+        CK_ULONG n_pub = 7;
+        if (params)
+                pub_tmpl[n_pub++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, (void *) params, params_len };
+        else {
+                pub_tmpl[n_pub++] = (CK_ATTRIBUTE){ CKA_MODULUS_BITS, &bits, sizeof bits };
+                /* the exponent goes in the next slot; the array has room for exactly one more */
+        }
+        CK_ATTRIBUTE pub_extra = { CKA_PUBLIC_EXPONENT, (void *) rsa_e, sizeof rsa_e };
+
+        CK_ATTRIBUTE priv_tmpl[] = {
+                { CKA_TOKEN, &yes, sizeof yes },
+                { CKA_PRIVATE, &yes, sizeof yes },
+                { CKA_SENSITIVE, &yes, sizeof yes },
+                { CKA_EXTRACTABLE, &no, sizeof no },
+                { CKA_SIGN, &yes, sizeof yes },
+                { CKA_DECRYPT, &no, sizeof no },
+                { CKA_UNWRAP, &no, sizeof no },
+                { CKA_DERIVE, &no, sizeof no },
+                { CKA_KEY_TYPE, &ktype, sizeof ktype },
+                { CKA_ID, (void *) id, id_len },
+                { CKA_LABEL, (void *) label, strlen(label) },
+        };
+
+        CK_ATTRIBUTE full_pub[9];
+        memcpy(full_pub, pub_tmpl, n_pub * sizeof(CK_ATTRIBUTE));
+        if (!params)
+                full_pub[n_pub++] = pub_extra;
+
+        pthread_mutex_lock(&h->admin_lock);
+        rv = h->f->C_GenerateKeyPair(h->anchor, &mech, full_pub, n_pub, priv_tmpl, ELEMENTSOF(priv_tmpl), &pub,
+                                     &priv);
+        pthread_mutex_unlock(&h->admin_lock);
+        if (rv != CKR_OK)
+                return hsm_fail(rv);
+        if (!ret)
+                return 0;
+        return hsm_key_open(h, alg, id, id_len, ret);
+}

@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: MIT */
+/* Opening a token: PIN source, login, and the Hsm object's life. */
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "common/log.h"
+#include "pkcs11/hsm-internal.h"
+
+#define PIN_MAX 256
+
+int hsm_pin_path(const char *pin_file, const char *uri_pin_source, char **ret) {
+        const char *creds = getenv("CREDENTIALS_DIRECTORY");
+        char *p = NULL;
+
+        if (creds && *creds) {
+                if (asprintf(&p, "%s/pin", creds) < 0)
+                        return -ENOMEM;
+                if (access(p, F_OK) == 0) {
+                        *ret = p;
+                        return 0;
+                }
+                free(p);
+                p = NULL;
+        }
+        if (pin_file && *pin_file)
+                p = strdup(pin_file);
+        else if (uri_pin_source && *uri_pin_source) {
+                const char *path = startswith(uri_pin_source, "file:") ?: uri_pin_source;
+                if (path[0] != '/')
+                        return -EINVAL; /* only local files: no other pin-source scheme is supported */
+                p = strdup(path);
+        } else
+                return -ENOKEY;
+        if (!p)
+                return -ENOMEM;
+        *ret = p;
+        return 0;
+}
+
+/* Read at most PIN_MAX bytes; strip one trailing newline. The caller wipes buf. */
+static int pin_read(const char *path, char buf[PIN_MAX + 2], size_t *ret_len) {
+        _cleanup_close_ int fd = -EBADF;
+        size_t n = 0;
+        ssize_t k;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+        while (n < PIN_MAX + 1 && (k = read(fd, buf + n, PIN_MAX + 1 - n)) != 0) {
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                n += (size_t) k;
+        }
+        if (n > PIN_MAX)
+                return -E2BIG;
+        if (n > 0 && buf[n - 1] == '\n')
+                n--;
+        if (n > 0 && buf[n - 1] == '\r')
+                n--;
+        if (n == 0)
+                return -EINVAL;
+        *ret_len = n;
+        return 0;
+}
+
+int hsm_login(Hsm *h) {
+        char pin[PIN_MAX + 2];
+        size_t len = 0;
+        CK_RV rv;
+        int r;
+
+        r = pin_read(h->pin_path, pin, &len);
+        if (r < 0) {
+                OPENSSL_cleanse(pin, sizeof pin);
+                return r;
+        }
+        rv = h->f->C_Login(h->anchor, CKU_USER, (CK_UTF8CHAR *) pin, len);
+        OPENSSL_cleanse(pin, sizeof pin);
+        if (rv == CKR_USER_ALREADY_LOGGED_IN)
+                rv = CKR_OK;
+        return hsm_fail(rv);
+}
+
+const char *hsm_token_label(Hsm *h) {
+        return h->label;
+}
+
+int hsm_open(const HsmConfig *cfg, Hsm **ret) {
+        _cleanup_free_ char *uri_pin_source = NULL;
+        CK_TOKEN_INFO ti;
+        Hsm *h;
+        CK_RV rv;
+        int r;
+
+        if (!cfg || !cfg->module || !cfg->uri)
+                return -EINVAL;
+        h = calloc(1, sizeof *h);
+        if (!h)
+                return -ENOMEM;
+        h->anchor = CK_INVALID_HANDLE;
+        pthread_mutex_init(&h->admin_lock, NULL);
+        pthread_mutex_init(&h->pool_lock, NULL);
+        pthread_cond_init(&h->pool_cond, NULL);
+
+        r = hsm_module_load(cfg->module, &h->dl, &h->f);
+        if (r < 0)
+                goto fail;
+        r = hsm_find_slot(h->f, cfg->uri, &h->slot, &uri_pin_source);
+        if (r < 0)
+                goto fail;
+        rv = h->f->C_GetTokenInfo(h->slot, &ti);
+        if (rv != CKR_OK) {
+                r = hsm_fail(rv);
+                goto fail;
+        }
+        hsm_unpad(h->label, ti.label, 32);
+        hsm_unpad(h->serial, ti.serialNumber, 16);
+        if (ti.flags & CKF_USER_PIN_LOCKED) {
+                r = hsm_fail(CKR_PIN_LOCKED);
+                goto fail;
+        }
+
+        r = hsm_pin_path(cfg->pin_file, uri_pin_source, &h->pin_path);
+        if (r < 0)
+                goto fail;
+        rv = h->f->C_OpenSession(h->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h->anchor);
+        if (rv != CKR_OK) {
+                r = hsm_fail(rv);
+                goto fail;
+        }
+        /* One attempt only: a wrong PIN is reported, never retried, so keyd cannot lock the token. */
+        r = hsm_login(h);
+        if (r < 0)
+                goto fail;
+        r = hsm_pool_open(h, cfg->sessions ? cfg->sessions : 2);
+        if (r < 0)
+                goto fail;
+        *ret = h;
+        return 0;
+fail:
+        hsm_close(h);
+        return r;
+}
+
+Hsm *hsm_close(Hsm *h) {
+        if (!h)
+                return NULL;
+        hsm_pool_close(h);
+        if (h->f && h->anchor != CK_INVALID_HANDLE) {
+                (void) h->f->C_Logout(h->anchor);
+                (void) h->f->C_CloseSession(h->anchor);
+        }
+        hsm_module_unload(h->dl, h->f);
+        pthread_mutex_destroy(&h->admin_lock);
+        pthread_mutex_destroy(&h->pool_lock);
+        pthread_cond_destroy(&h->pool_cond);
+        free(h->pin_path);
+        free(h);
+        return NULL;
+}

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+/* Enumerating and destroying keyd's objects (reconciliation). Never on the signing path. */
+#include <string.h>
+
+#include "common/log.h"
+#include "pkcs11/hsm-internal.h"
+
+int hsm_list(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n) {
+        HsmObject *list = NULL;
+        size_t n = 0, cap = 0;
+        CK_OBJECT_HANDLE batch[64];
+        CK_ULONG got;
+        CK_RV rv;
+        int r = 0;
+
+        pthread_mutex_lock(&h->admin_lock);
+        rv = h->f->C_FindObjectsInit(h->anchor, NULL, 0);
+        if (rv != CKR_OK) {
+                pthread_mutex_unlock(&h->admin_lock);
+                return hsm_fail(rv);
+        }
+        /* Collect handles first: attribute reads are not allowed to interleave with an active search on every
+         * module. */
+        CK_OBJECT_HANDLE *handles = NULL;
+        size_t n_handles = 0;
+        while ((rv = h->f->C_FindObjects(h->anchor, batch, ELEMENTSOF(batch), &got)) == CKR_OK && got > 0) {
+                CK_OBJECT_HANDLE *nh = realloc(handles, (n_handles + got) * sizeof *nh);
+                if (!nh) {
+                        r = -ENOMEM;
+                        break;
+                }
+                handles = nh;
+                memcpy(handles + n_handles, batch, got * sizeof *batch);
+                n_handles += got;
+        }
+        (void) h->f->C_FindObjectsFinal(h->anchor);
+        if (r == 0 && rv != CKR_OK)
+                r = hsm_fail(rv);
+
+        for (size_t i = 0; r == 0 && i < n_handles; i++) {
+                HsmObject o = { 0 };
+                CK_OBJECT_CLASS cls = 0;
+                CK_ATTRIBUTE a[] = {
+                        { CKA_CLASS, &cls, sizeof cls },
+                        { CKA_LABEL, o.label, HSM_LABEL_MAX },
+                        { CKA_ID, o.id, sizeof o.id },
+                };
+                /* Objects with labels or ids longer than keyd writes are not keyd's: skip them. */
+                if (h->f->C_GetAttributeValue(h->anchor, handles[i], a, ELEMENTSOF(a)) != CKR_OK)
+                        continue;
+                o.label[a[1].ulValueLen] = 0;
+                o.id_len = a[2].ulValueLen;
+                o.is_private = cls == CKO_PRIVATE_KEY;
+                if (prefix && !startswith(o.label, prefix))
+                        continue;
+                if (n == cap) {
+                        size_t ncap = cap ? cap * 2 : 16;
+                        HsmObject *nl = realloc(list, ncap * sizeof *nl);
+                        if (!nl) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        list = nl;
+                        cap = ncap;
+                }
+                list[n++] = o;
+        }
+        pthread_mutex_unlock(&h->admin_lock);
+        free(handles);
+        if (r < 0) {
+                free(list);
+                return r;
+        }
+        *ret = list;
+        *ret_n = n;
+        return 0;
+}
+
+int hsm_destroy(Hsm *h, const uint8_t *id, size_t id_len) {
+        CK_ATTRIBUTE tmpl[] = { { CKA_ID, (void *) id, id_len } };
+        CK_OBJECT_HANDLE found[8];
+        CK_ULONG n = 0;
+        CK_RV rv;
+        int destroyed = 0;
+
+        if (!id || id_len == 0 || id_len > HSM_ID_MAX)
+                return -EINVAL;
+        pthread_mutex_lock(&h->admin_lock);
+        rv = h->f->C_FindObjectsInit(h->anchor, tmpl, ELEMENTSOF(tmpl));
+        if (rv == CKR_OK) {
+                rv = h->f->C_FindObjects(h->anchor, found, ELEMENTSOF(found), &n);
+                (void) h->f->C_FindObjectsFinal(h->anchor);
+        }
+        for (CK_ULONG i = 0; rv == CKR_OK && i < n; i++) {
+                rv = h->f->C_DestroyObject(h->anchor, found[i]);
+                if (rv == CKR_OK)
+                        destroyed++;
+        }
+        pthread_mutex_unlock(&h->admin_lock);
+        if (rv != CKR_OK)
+                return hsm_fail(rv);
+        return destroyed > 0 ? destroyed : -ENOENT;
+}
