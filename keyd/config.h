@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdint.h>
+
+#include "common/time-util.h"
+#include "rotation/policy.h"
+
+/* keyd.conf (INI, read with libinih; SPEC §2 names). Every value has a parser in one table, Section.Key → parser +
+ * offsetof(field); [keyring NAME] sections fill a Policy through policy_set(). */
+
+typedef struct ConfigKeyring {
+        char *name;        /* [keyring NAME]: 1-64 of [A-Za-z0-9._-], not starting with '.' */
+        RingKind kind;     /* kind = issuer | agent (default issuer) */
+        int64_t owner_uid; /* owner-uid = N (agent keyrings), else -1 */
+        Policy policy;
+        unsigned line;     /* where the section starts, for messages */
+} ConfigKeyring;
+
+typedef struct Config {
+        /* [token] */
+        char *module;        /* module = PATH (default: the build's SoftHSM2 module) */
+        char *uri;           /* uri = pkcs11:... (required) */
+        char *pin_file;      /* pin-file = PATH */
+        char *softhsm2_conf; /* softhsm2-conf = PATH: exported as SOFTHSM2_CONF before the module loads */
+        /* [store] */
+        char *store_path;    /* path = PATH (default /var/lib/keyd/keyd.db) */
+        /* [api] */
+        char *socket;        /* socket = PATH (default /run/keyd/keyd.sock) */
+        unsigned workers;    /* workers = N, 0..256 (0 = one per core) */
+        char **admin_users;  /* admin-users = root alice */
+        char **admin_groups; /* admin-groups = keyd-admin */
+        unsigned max_connections;         /* max-connections = N, 1..65536 (default 256) */
+        unsigned max_connections_per_uid; /* max-connections-per-uid = N (default 32) */
+        usec_t idle_timeout;              /* idle-timeout = DURATION (default 30s) */
+        /* [public] */
+        char *public_listen; /* listen = HOST:PORT (optional): IPv4 or [IPv6] literal and a port */
+        /* [audit] */
+        usec_t checkpoint_interval; /* checkpoint-interval = DURATION (default 1h) */
+
+        ConfigKeyring *keyrings;
+        size_t n_keyrings;
+} Config;
+
+/* Defaults for every field, no keyrings. */
+void config_init(Config *c);
+void config_done(Config *c);
+
+/* Parse path into *c (which config_init() prepared). Every error is collected as "PATH:LINE: message" into a new
+ * NULL-terminated list *ret_errors (NULL when there are none), and the whole file is read so that all of them are
+ * reported at once: unknown section, unknown key, a key outside any section, a bad value (duration, alg, number,
+ * boolean, name), a duplicate keyring, a policy refused by policy_validate() (reported at the section's line),
+ * a missing [token] uri, a syntax error. Returns 0, -EINVAL if there were errors, or -errno if the file could not
+ * be read. */
+int config_load(const char *path, Config *c, char ***ret_errors);
