@@ -10,12 +10,16 @@ failures=""
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
+sanitizer_report() {
+	grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer)|runtime error:' "$1"
+}
+
 for t in "$@"; do
 	name=${t#"${BUILD:-build}"/tests/}
 	case "$t" in
 	*-replay)
 		corpus="$top/tests/fuzz/corpus/$(basename "${t%-replay}")"
-		if "$t" "$corpus" >"$log" 2>&1; then
+		if "$t" "$corpus" >"$log" 2>&1 && ! sanitizer_report "$log"; then
 			passed=$((passed + 1)); echo "PASS  $name"
 		else
 			failed=$((failed + 1)); failures="$failures $name"; echo "FAIL  $name"; tail -n 30 "$log"
@@ -30,6 +34,10 @@ for t in "$@"; do
 		c=$(echo "$line" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
 		p=${p:-0}; f=$((${f:-0})); c=${c:-0}
 		passed=$((passed + p))
+		# A sanitizer report in any test's process fails the program, even where criterion saw the test pass.
+		if sanitizer_report "$log"; then
+			rc=1
+		fi
 		if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ] || [ -z "$line" ]; then
 			[ "$f" -eq 0 ] && f=1
 			failed=$((failed + f)); failures="$failures $name"

@@ -13,7 +13,9 @@
  *
  * A Store is one connection: use it from one thread at a time (open one per thread for concurrent readers).
  * Writes happen inside store_begin()/store_commit(); a write outside a transaction is -EINVAL. Errors are
- * negative errno: -ENOENT not found, -EEXIST duplicate, -EBUSY locked past the busy timeout, -EIO otherwise. */
+ * negative errno: -ENOENT not found (also: a reference to a keyring or audit record that does not exist), -EEXIST
+ * duplicate, -EINVAL a value the schema refuses, -EBUSY locked past the busy timeout, -ENOMEM, -EROFS writing through a
+ * read-only Store, -EIO otherwise. store_last_error() has the underlying message for the caller's log line. */
 
 typedef struct Store Store;
 
@@ -73,15 +75,22 @@ typedef struct StoreRevokedToken {
         char *reason;
 } StoreRevokedToken;
 
-/* Open (creating and migrating unless STORE_READ_ONLY) the database at path. */
+/* Open (creating and migrating unless STORE_READ_ONLY) the database at path. A new file is created mode 0600.
+ * -ENOENT: STORE_READ_ONLY and path does not exist (nothing is created). -EPROTONOSUPPORT: the database's schema is
+ * newer than this build, or (STORE_READ_ONLY) older than this build and so not migrated yet. */
 int store_open(const char *path, StoreFlags flags, Store **ret);
 Store *store_close(Store *s);
+/* The message of the last failure on s (SQLite's own where SQLite failed), "" if none. Valid until the next call on s.
+ * For a log line only: never parse it. */
+const char *store_last_error(Store *s);
 /* The schema version the database is at (PRAGMA user_version), and the one this build migrates to. */
 int store_schema_version(Store *s);
 int store_schema_version_latest(void);
 
-/* BEGIN IMMEDIATE: one writer at a time; durability decides whether the commit is synced to disk. */
+/* BEGIN IMMEDIATE: one writer at a time; durability decides whether the commit is synced to disk.
+ * -EINVAL if a transaction is already open, -EROFS on a STORE_READ_ONLY Store. */
 int store_begin(Store *s, StoreDurability durability);
+/* -EINVAL if no transaction is open. If the commit fails, the transaction has been rolled back. */
 int store_commit(Store *s);
 /* Never fails; safe to call when no transaction is open. */
 void store_rollback(Store *s);
@@ -124,9 +133,18 @@ int store_audit_list(Store *s, uint64_t after, size_t limit, StoreAudit ***ret, 
 /* The last record's seq and hash (seq 0 and 64 '0' when empty). */
 int store_audit_head(Store *s, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX + 1]);
 /* Walk the chain from the first record: 0 if every record's prev_hash and hash match and seq has no gap, else
- * -EBADMSG with *ret_bad_seq set to the first record that does not match. */
+ * -EBADMSG with *ret_bad_seq set to the first record that does not match (after a gap: the first record after it).
+ * Reads one record at a time, in one snapshot of the database. Truncation of the tail is found by checkpoints. */
 int store_audit_verify(Store *s, uint64_t *ret_bad_seq);
-/* The canonical text of a record as hashed (a new string). */
+/* The canonical text of a record as hashed (a new string). -EINVAL if detail is not a JSON object, or a string is
+ * not UTF-8 (jansson refuses it: callers sanitise comm, which the kernel does not promise to be UTF-8). */
 int store_audit_canonical(const StoreAudit *rec, char **ret);
 StoreAudit *store_audit_free(StoreAudit *a);
 void store_audit_list_free(StoreAudit **l);
+
+/* Audit checkpoints (SPEC §6): the chain head at seq, with hash (its audit hash, hex), signed at time by the issuer key
+ * kid as the JWS compact jws. The store keeps them and does not interpret them: the caller signs and verifies.
+ * Insert inside a transaction; -ENOENT if there is no audit record seq, -EEXIST if seq already has a checkpoint. */
+int store_checkpoint_insert(Store *s, uint64_t seq, const char *hash, usec_t time, const char *kid, const char *jws);
+/* The checkpoint with the highest seq; -ENOENT if there is none. Any ret_* may be NULL; strings are new. */
+int store_checkpoint_latest(Store *s, uint64_t *ret_seq, char **ret_hash, char **ret_kid, char **ret_jws);

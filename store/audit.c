@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: MIT */
+/* The audit chain: every record carries the hash of the one before it, so that a changed, removed or inserted record
+ * breaks the chain at that point; checkpoints sign the head so that a cut tail is found too. */
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "common/crypto-util.h"
+#include "store/store-internal.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(StoreAudit *, store_audit_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(StoreAudit **, store_audit_list_free);
+
+#define AUDIT_COLUMNS "seq, time, uid, pid, comm, action, keyring, kid, result, detail, prev_hash, hash"
+
+static const char zero_hash[STORE_HASH_HEX + 1] = "0000000000000000000000000000000000000000000000000000000000000000";
+
+int store_hash_parse(const char *hex, uint8_t ret[STORE_HASH_LEN]) {
+        if (!hex || strlen(hex) != STORE_HASH_HEX)
+                return -EBADMSG;
+        for (size_t i = 0; i < STORE_HASH_LEN; i++) {
+                uint8_t b = 0;
+                for (size_t j = 0; j < 2; j++) {
+                        char c = hex[2 * i + j];
+                        if (c >= '0' && c <= '9')
+                                b = (uint8_t) (b << 4 | (c - '0'));
+                        else if (c >= 'a' && c <= 'f')
+                                b = (uint8_t) (b << 4 | (c - 'a' + 10));
+                        else
+                                return -EBADMSG;
+                }
+                ret[i] = b;
+        }
+        return 0;
+}
+
+static json_t *string_or_null(const char *s) {
+        return s ? json_string(s) : json_null(); /* NULL: not UTF-8, or out of memory */
+}
+
+int store_audit_canonical(const StoreAudit *rec, char **ret) {
+        _cleanup_json_ json_t *o = NULL;
+        json_t *detail;
+
+        if (!rec || !ret || rec->seq > INT64_MAX)
+                return -EINVAL;
+        if (rec->detail) {
+                detail = json_loads(rec->detail, JSON_REJECT_DUPLICATES, NULL);
+                if (!json_is_object(detail)) {
+                        json_decref(detail);
+                        return -EINVAL;
+                }
+        } else
+                detail = json_null();
+
+        /* json_object_set_new() takes the value's reference even when it fails, and fails on a NULL value. */
+        o = json_object();
+        if (!o || json_object_set_new(o, "detail", detail) < 0 ||
+            json_object_set_new(o, "seq", json_integer((json_int_t) rec->seq)) < 0 ||
+            json_object_set_new(o, "time", json_integer(rec->time)) < 0 ||
+            json_object_set_new(o, "uid", json_integer(rec->uid)) < 0 ||
+            json_object_set_new(o, "pid", json_integer(rec->pid)) < 0 ||
+            json_object_set_new(o, "comm", string_or_null(rec->comm)) < 0 ||
+            json_object_set_new(o, "action", string_or_null(rec->action)) < 0 ||
+            json_object_set_new(o, "keyring", string_or_null(rec->keyring)) < 0 ||
+            json_object_set_new(o, "kid", string_or_null(rec->kid)) < 0 ||
+            json_object_set_new(o, "result", string_or_null(rec->result)) < 0) {
+                if (!o)
+                        json_decref(detail);
+                return -EINVAL;
+        }
+
+        char *c = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!c)
+                return -ENOMEM;
+        *ret = c;
+        return 0;
+}
+
+/* hash = hex(SHA-256(prev_hash as 32 bytes ‖ canonical)). */
+static int audit_hash(const StoreAudit *rec, const char *prev_hash, char ret[STORE_HASH_HEX + 1]) {
+        _cleanup_free_ char *canonical = NULL;
+        uint8_t prev[STORE_HASH_LEN], md[EVP_MAX_MD_SIZE];
+        unsigned md_len = 0;
+        int r;
+
+        r = store_hash_parse(prev_hash, prev);
+        if (r < 0)
+                return r;
+        r = store_audit_canonical(rec, &canonical);
+        if (r < 0)
+                return r;
+
+        _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 || EVP_DigestUpdate(ctx, prev, sizeof prev) != 1 ||
+            EVP_DigestUpdate(ctx, canonical, strlen(canonical)) != 1 || EVP_DigestFinal_ex(ctx, md, &md_len) != 1 ||
+            md_len != STORE_HASH_LEN)
+                return -EIO;
+        for (size_t i = 0; i < STORE_HASH_LEN; i++) {
+                ret[2 * i] = "0123456789abcdef"[md[i] >> 4];
+                ret[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+        }
+        ret[STORE_HASH_HEX] = 0;
+        return 0;
+}
+
+int store_audit_head(Store *s, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX + 1]) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        char hash[STORE_HASH_HEX + 1];
+        uint64_t seq = 0;
+        int r, rc;
+
+        if (!s)
+                return -EINVAL;
+        r = store_prepare(s, STORE_STMT_AUDIT_HEAD, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &st);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                if (store_column_strcpy(st, 1, hash, sizeof hash) < 0 || sqlite3_column_int64(st, 0) <= 0)
+                        return store_error_msg(s, -EBADMSG, "audit: invalid head record");
+                seq = (uint64_t) sqlite3_column_int64(st, 0);
+        } else if (rc == SQLITE_DONE)
+                memcpy(hash, zero_hash, sizeof hash);
+        else
+                return store_error(s, rc);
+
+        if (ret_seq)
+                *ret_seq = seq;
+        if (ret_hash)
+                memcpy(ret_hash, hash, sizeof hash);
+        return 0;
+}
+
+int store_audit_append(Store *s, StoreAudit *rec) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        StoreAudit a;
+        int r;
+
+        r = store_require_transaction(s);
+        if (r < 0)
+                return r;
+        if (!rec || !rec->action || !rec->result)
+                return store_error_msg(s, -EINVAL, "audit: missing action or result");
+
+        a = *rec;
+        r = store_audit_head(s, &a.seq, a.prev_hash);
+        if (r < 0)
+                return r;
+        a.seq++;
+        r = audit_hash(&a, a.prev_hash, a.hash);
+        if (r < 0)
+                return store_error_msg(s, r, "audit: detail is not a JSON object, or a field is not UTF-8");
+
+        r = store_prepare(s, STORE_STMT_AUDIT_INSERT,
+                          "INSERT INTO audit (" AUDIT_COLUMNS
+                          ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                          &st);
+        if (r < 0)
+                return r;
+        if (sqlite3_bind_int64(st, 1, (sqlite3_int64) a.seq) != SQLITE_OK ||
+            sqlite3_bind_int64(st, 2, a.time) != SQLITE_OK || sqlite3_bind_int64(st, 3, a.uid) != SQLITE_OK ||
+            sqlite3_bind_int64(st, 4, a.pid) != SQLITE_OK ||
+            sqlite3_bind_text(st, 5, a.comm, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(st, 6, a.action, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(st, 7, a.keyring, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(st, 8, a.kid, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(st, 9, a.result, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(st, 10, a.detail, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(st, 11, a.prev_hash, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(st, 12, a.hash, -1, SQLITE_STATIC) != SQLITE_OK)
+                return store_bind_error(s);
+        r = store_step_done(s, st);
+        if (r < 0)
+                return r;
+
+        rec->seq = a.seq;
+        memcpy(rec->prev_hash, a.prev_hash, sizeof rec->prev_hash);
+        memcpy(rec->hash, a.hash, sizeof rec->hash);
+        return 0;
+}
+
+static int audit_from_row(sqlite3_stmt *st, StoreAudit **ret) {
+        _cleanup_(store_audit_freep) StoreAudit *a = calloc(1, sizeof(StoreAudit));
+        int r;
+
+        if (!a)
+                return -ENOMEM;
+        if ((r = store_column_strdup(st, 4, true, &a->comm)) < 0 ||
+            (r = store_column_strdup(st, 5, false, &a->action)) < 0 ||
+            (r = store_column_strdup(st, 6, true, &a->keyring)) < 0 ||
+            (r = store_column_strdup(st, 7, true, &a->kid)) < 0 ||
+            (r = store_column_strdup(st, 8, false, &a->result)) < 0 ||
+            (r = store_column_strdup(st, 9, true, &a->detail)) < 0 ||
+            (r = store_column_strcpy(st, 10, a->prev_hash, sizeof a->prev_hash)) < 0 ||
+            (r = store_column_strcpy(st, 11, a->hash, sizeof a->hash)) < 0)
+                return r;
+        a->seq = (uint64_t) sqlite3_column_int64(st, 0);
+        a->time = sqlite3_column_int64(st, 1);
+        a->uid = sqlite3_column_int64(st, 2);
+        a->pid = sqlite3_column_int64(st, 3);
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
+int store_audit_list(Store *s, uint64_t after, size_t limit, StoreAudit ***ret, size_t *ret_n) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_(store_audit_list_freep) StoreAudit **l = NULL;
+        size_t n = 0;
+        int r, rc;
+
+        if (!s || !ret || after > INT64_MAX)
+                return -EINVAL;
+        r = store_prepare(s, STORE_STMT_AUDIT_LIST,
+                          "SELECT " AUDIT_COLUMNS " FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2", &st);
+        if (r < 0)
+                return r;
+        /* A negative LIMIT is none. */
+        if (sqlite3_bind_int64(st, 1, (sqlite3_int64) after) != SQLITE_OK ||
+            sqlite3_bind_int64(st, 2, limit > INT64_MAX ? -1 : (sqlite3_int64) limit) != SQLITE_OK)
+                return store_bind_error(s);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                _cleanup_(store_audit_freep) StoreAudit *a = NULL;
+                r = audit_from_row(st, &a);
+                if (r < 0)
+                        return store_error_msg(s, r, "audit: invalid row");
+                r = STORE_ARRAY_PUSH(l, n, a);
+                if (r < 0)
+                        return r;
+                a = NULL;
+        }
+        if (rc != SQLITE_DONE)
+                return store_error(s, rc);
+        if (STORE_ARRAY_FINISH(l) < 0)
+                return -ENOMEM;
+        *ret = TAKE_PTR(l);
+        if (ret_n)
+                *ret_n = n;
+        return 0;
+}
+
+/* A text column without a copy, valid until the next step: NULL for NULL. */
+static int column_text(sqlite3_stmt *st, int col, char **ret) {
+        const unsigned char *t = sqlite3_column_text(st, col);
+        if (!t && sqlite3_column_type(st, col) != SQLITE_NULL)
+                return -ENOMEM;
+        *ret = (char *) t;
+        return 0;
+}
+
+/* Whether the current row of the walk follows a record with seq expected - 1 and hash prev: 1 yes, 0 no. */
+static int audit_row_matches(sqlite3_stmt *st, uint64_t expected, const char *prev) {
+        char hash[STORE_HASH_HEX + 1], *stored_prev, *stored_hash;
+        StoreAudit a = {
+                .seq = (uint64_t) sqlite3_column_int64(st, 0),
+                .time = sqlite3_column_int64(st, 1),
+                .uid = sqlite3_column_int64(st, 2),
+                .pid = sqlite3_column_int64(st, 3),
+        };
+        int r;
+
+        if ((r = column_text(st, 4, &a.comm)) < 0 || (r = column_text(st, 5, &a.action)) < 0 ||
+            (r = column_text(st, 6, &a.keyring)) < 0 || (r = column_text(st, 7, &a.kid)) < 0 ||
+            (r = column_text(st, 8, &a.result)) < 0 || (r = column_text(st, 9, &a.detail)) < 0 ||
+            (r = column_text(st, 10, &stored_prev)) < 0 || (r = column_text(st, 11, &stored_hash)) < 0)
+                return r;
+        if (a.seq != expected || !a.action || !a.result || !stored_prev || !stored_hash || !streq(stored_prev, prev))
+                return 0;
+        r = audit_hash(&a, prev, hash);
+        if (r == -ENOMEM || r == -EIO)
+                return r;
+        return r >= 0 && streq(stored_hash, hash);
+}
+
+int store_audit_verify(Store *s, uint64_t *ret_bad_seq) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        char prev[STORE_HASH_HEX + 1];
+        uint64_t expected = 1;
+        int r, rc;
+
+        if (!s)
+                return -EINVAL;
+        /* One statement is one read transaction: the walk sees one snapshot, however long it takes. */
+        r = store_prepare(s, STORE_STMT_AUDIT_WALK, "SELECT " AUDIT_COLUMNS " FROM audit ORDER BY seq", &st);
+        if (r < 0)
+                return r;
+        memcpy(prev, zero_hash, sizeof prev);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                r = audit_row_matches(st, expected, prev);
+                if (r < 0)
+                        return store_error_msg(s, r, "audit: out of memory or digest failure");
+                if (r == 0) {
+                        if (ret_bad_seq)
+                                *ret_bad_seq = (uint64_t) sqlite3_column_int64(st, 0);
+                        return store_error_msg(s, -EBADMSG, "audit: the chain is broken");
+                }
+                /* audit_row_matches() compared this hash with a computed one of exactly 64 characters. */
+                memcpy(prev, sqlite3_column_text(st, 11), sizeof prev);
+                expected++;
+        }
+        if (rc != SQLITE_DONE)
+                return store_error(s, rc);
+        return 0;
+}
+
+StoreAudit *store_audit_free(StoreAudit *a) {
+        if (!a)
+                return NULL;
+        free(a->comm);
+        free(a->action);
+        free(a->keyring);
+        free(a->kid);
+        free(a->result);
+        free(a->detail);
+        free(a);
+        return NULL;
+}
+
+void store_audit_list_free(StoreAudit **l) {
+        if (!l)
+                return;
+        for (StoreAudit **i = l; *i; i++)
+                store_audit_free(*i);
+        free(l);
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/* Audit checkpoints: the chain head, signed by the caller with an issuer key, so that a cut tail is found. */
+#include "store/store-internal.h"
+
+int store_checkpoint_insert(Store *s, uint64_t seq, const char *hash, usec_t time, const char *kid, const char *jws) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        uint8_t raw[STORE_HASH_LEN];
+        int r;
+
+        r = store_require_transaction(s);
+        if (r < 0)
+                return r;
+        if (seq == 0 || seq > INT64_MAX || store_hash_parse(hash, raw) < 0 || !kid || !jws)
+                return store_error_msg(s, -EINVAL, "checkpoint: invalid seq or hash, or missing kid or jws");
+        r = store_prepare(s, STORE_STMT_CHECKPOINT_INSERT,
+                          "INSERT INTO audit_checkpoints (seq, hash, time, kid, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+                          &st);
+        if (r < 0)
+                return r;
+        if (sqlite3_bind_int64(st, 1, (sqlite3_int64) seq) != SQLITE_OK ||
+            sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_int64(st, 3, time) != SQLITE_OK ||
+            sqlite3_bind_text(st, 4, kid, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(st, 5, jws, -1, SQLITE_STATIC) != SQLITE_OK)
+                return store_bind_error(s);
+        return store_step_done(s, st);
+}
+
+int store_checkpoint_latest(Store *s, uint64_t *ret_seq, char **ret_hash, char **ret_kid, char **ret_jws) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_free_ char *hash = NULL, *kid = NULL, *jws = NULL;
+        int r, rc;
+
+        if (!s)
+                return -EINVAL;
+        r = store_prepare(s, STORE_STMT_CHECKPOINT_LATEST,
+                          "SELECT seq, hash, kid, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1", &st);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                return store_error_msg(s, -ENOENT, "no checkpoint");
+        if (rc != SQLITE_ROW)
+                return store_error(s, rc);
+        if ((r = store_column_strdup(st, 1, false, &hash)) < 0 || (r = store_column_strdup(st, 2, false, &kid)) < 0 ||
+            (r = store_column_strdup(st, 3, false, &jws)) < 0)
+                return store_error_msg(s, r, "checkpoint: invalid row");
+
+        if (ret_seq)
+                *ret_seq = (uint64_t) sqlite3_column_int64(st, 0);
+        if (ret_hash)
+                *ret_hash = TAKE_PTR(hash);
+        if (ret_kid)
+                *ret_kid = TAKE_PTR(kid);
+        if (ret_jws)
+                *ret_jws = TAKE_PTR(jws);
+        return 0;
+}

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/* The schema, as migrations keyed on PRAGMA user_version: step N takes a database from version N-1 to N, in its own
+ * transaction. Steps are only ever appended; a released step is never edited. */
+#include <stdio.h>
+
+#include "store/schema-internal.h"
+#include "store/store-internal.h"
+
+static const char *const migrations[] = {
+        [0] = NULL, /* an empty database */
+        [1] = "CREATE TABLE keyrings ("
+              "  name TEXT PRIMARY KEY NOT NULL CHECK (length(name) > 0),"
+              "  kind TEXT NOT NULL CHECK (kind IN ('issuer', 'agent')),"
+              "  policy TEXT NOT NULL,"
+              "  owner_uid INTEGER NOT NULL DEFAULT -1,"
+              "  disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),"
+              "  created_at INTEGER NOT NULL"
+              ") STRICT;"
+              "CREATE TABLE keys ("
+              "  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 64),"
+              "  kid TEXT NOT NULL UNIQUE CHECK (length(kid) BETWEEN 1 AND 64),"
+              "  keyring TEXT NOT NULL REFERENCES keyrings (name) ON DELETE RESTRICT,"
+              "  alg TEXT NOT NULL,"
+              "  state TEXT NOT NULL CHECK (state IN ('next', 'active', 'retired', 'expired', 'revoked')),"
+              "  jwk TEXT NOT NULL,"
+              "  created_at INTEGER NOT NULL,"
+              "  publish_at INTEGER NOT NULL DEFAULT 0,"
+              "  activate_at INTEGER NOT NULL DEFAULT 0,"
+              "  retire_at INTEGER NOT NULL DEFAULT 0,"
+              "  expire_at INTEGER NOT NULL DEFAULT 0,"
+              "  revoked_at INTEGER NOT NULL DEFAULT 0,"
+              "  reason TEXT,"
+              "  lost INTEGER NOT NULL DEFAULT 0 CHECK (lost IN (0, 1))"
+              ") STRICT;"
+              "CREATE INDEX keys_keyring_state ON keys (keyring, state);"
+              /* SPEC §3: never two active keys, never two standbys, whatever the code above does. */
+              "CREATE UNIQUE INDEX keys_one_active ON keys (keyring) WHERE state = 'active';"
+              "CREATE UNIQUE INDEX keys_one_next ON keys (keyring) WHERE state = 'next';"
+              "CREATE TABLE audit ("
+              "  seq INTEGER PRIMARY KEY,"
+              "  time INTEGER NOT NULL,"
+              "  uid INTEGER NOT NULL,"
+              "  pid INTEGER NOT NULL,"
+              "  comm TEXT,"
+              "  action TEXT NOT NULL,"
+              "  keyring TEXT,"
+              "  kid TEXT,"
+              "  result TEXT NOT NULL,"
+              "  detail TEXT,"
+              "  prev_hash TEXT NOT NULL,"
+              "  hash TEXT NOT NULL"
+              ") STRICT;"
+              "CREATE TABLE revoked_tokens ("
+              "  jti TEXT PRIMARY KEY NOT NULL,"
+              "  keyring TEXT,"
+              "  exp INTEGER NOT NULL,"
+              "  revoked_at INTEGER NOT NULL,"
+              "  reason TEXT"
+              ") STRICT;"
+              "CREATE INDEX revoked_tokens_exp ON revoked_tokens (exp);",
+        [2] = "CREATE TABLE audit_checkpoints ("
+              "  seq INTEGER PRIMARY KEY REFERENCES audit (seq),"
+              "  hash TEXT NOT NULL,"
+              "  time INTEGER NOT NULL,"
+              "  kid TEXT NOT NULL,"
+              "  signature TEXT NOT NULL"
+              ") STRICT;",
+};
+
+int store_schema_version_latest(void) {
+        return (int) ELEMENTSOF(migrations) - 1;
+}
+
+int store_schema_version(Store *s) {
+        _cleanup_finalize_ sqlite3_stmt *st = NULL;
+        int rc;
+
+        if (!s)
+                return -EINVAL;
+        rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return store_error(s, rc);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return store_error(s, rc);
+        sqlite3_int64 v = sqlite3_column_int64(st, 0);
+        if (v < 0 || v > INT32_MAX)
+                return store_error_msg(s, -EPROTONOSUPPORT, "the database's schema version is not keyd's");
+        return (int) v;
+}
+
+static int refuse(Store *s, int version) {
+        snprintf(s->error, sizeof s->error, "the database's schema version %d is %s than this build's %d", version,
+                 version > store_schema_version_latest() ? "newer" : "older", store_schema_version_latest());
+        return -EPROTONOSUPPORT;
+}
+
+/* Apply the step after the version found inside the write transaction (another process may have migrated since).
+ * Returns 1 if a step was applied, 0 if the database is at the latest version. */
+static int migrate_one(Store *s) {
+        char sql[64];
+        int v;
+
+        v = store_schema_version(s);
+        if (v < 0)
+                return v;
+        if (v > store_schema_version_latest())
+                return refuse(s, v);
+        if (v == store_schema_version_latest())
+                return 0;
+
+        if (sqlite3_exec(s->db, migrations[v + 1], NULL, NULL, NULL) != SQLITE_OK)
+                return store_error(s, sqlite3_extended_errcode(s->db));
+        snprintf(sql, sizeof sql, "PRAGMA user_version=%d", v + 1);
+        if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+                return store_error(s, sqlite3_extended_errcode(s->db));
+        return 1;
+}
+
+int store_migrate(Store *s) {
+        int r, v;
+
+        v = store_schema_version(s);
+        if (v < 0)
+                return v;
+        if (v > store_schema_version_latest())
+                return refuse(s, v);
+        if (s->flags & STORE_READ_ONLY)
+                return v == store_schema_version_latest() ? 0 : refuse(s, v);
+
+        for (;;) {
+                r = store_begin(s, STORE_SYNCED);
+                if (r < 0)
+                        return r;
+                r = migrate_one(s);
+                if (r <= 0) {
+                        store_rollback(s);
+                        return r;
+                }
+                r = store_commit(s);
+                if (r < 0)
+                        return r;
+                s->migrations_applied++;
+        }
+}

@@ -1,0 +1,300 @@
+/* SPDX-License-Identifier: MIT */
+/* The connection: open, settings, transactions, the statement cache and the mapping of SQLite errors to errno. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "store/schema-internal.h"
+#include "store/store-internal.h"
+
+#define STORE_BUSY_TIMEOUT_MSEC 5000
+
+int store_errno_from_sqlite(int rc, int system_errno) {
+        switch (rc) {
+        case SQLITE_OK:
+        case SQLITE_ROW:
+        case SQLITE_DONE:
+                return 0;
+        case SQLITE_CONSTRAINT_PRIMARYKEY:
+        case SQLITE_CONSTRAINT_UNIQUE:
+        case SQLITE_CONSTRAINT_ROWID:
+                return -EEXIST;
+        case SQLITE_CONSTRAINT_FOREIGNKEY:
+                return -ENOENT;
+        case SQLITE_CONSTRAINT_CHECK:
+        case SQLITE_CONSTRAINT_NOTNULL:
+        case SQLITE_CONSTRAINT_DATATYPE:
+        case SQLITE_TOOBIG:
+        case SQLITE_RANGE:
+                return -EINVAL;
+        }
+        switch (rc & 0xff) {
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                return -EBUSY;
+        case SQLITE_NOMEM:
+                return -ENOMEM;
+        case SQLITE_READONLY:
+                return -EROFS;
+        case SQLITE_FULL:
+                return -ENOSPC;
+        case SQLITE_CANTOPEN:
+                return system_errno > 0 ? -system_errno : -EIO;
+        default:
+                return -EIO;
+        }
+}
+
+int store_error(Store *s, int rc) {
+        int r = store_errno_from_sqlite(rc, sqlite3_system_errno(s->db));
+        if (r == 0) /* a caller's mistake: never report success for a failure */
+                r = -EIO;
+        snprintf(s->error, sizeof s->error, "%s (%s)", sqlite3_errmsg(s->db), sqlite3_errstr(rc));
+        return r;
+}
+
+int store_error_msg(Store *s, int r, const char *msg) {
+        snprintf(s->error, sizeof s->error, "%s", msg);
+        return r;
+}
+
+const char *store_last_error(Store *s) {
+        return s ? s->error : "";
+}
+
+int store_bind_error(Store *s) {
+        return store_error(s, sqlite3_extended_errcode(s->db));
+}
+
+int store_prepare(Store *s, StoreStmt slot, const char *sql, sqlite3_stmt **ret) {
+        if (!s->stmts[slot]) {
+                int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->stmts[slot], NULL);
+                if (rc != SQLITE_OK)
+                        return store_error(s, rc);
+        }
+        *ret = s->stmts[slot];
+        return 0;
+}
+
+int store_require_transaction(Store *s) {
+        if (!s)
+                return -EINVAL;
+        if (sqlite3_get_autocommit(s->db))
+                return store_error_msg(s, -EINVAL, "write outside a transaction");
+        return 0;
+}
+
+int store_step_done(Store *s, sqlite3_stmt *st) {
+        int rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return store_error(s, rc == SQLITE_ROW ? SQLITE_MISUSE : rc);
+        return 0;
+}
+
+int store_column_strdup(sqlite3_stmt *st, int col, bool nullable, char **ret) {
+        if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+                if (!nullable)
+                        return -EBADMSG;
+                *ret = NULL;
+                return 0;
+        }
+        const char *t = (const char *) sqlite3_column_text(st, col);
+        if (!t)
+                return -ENOMEM;
+        char *c = strndup(t, (size_t) sqlite3_column_bytes(st, col));
+        if (!c)
+                return -ENOMEM;
+        *ret = c;
+        return 0;
+}
+
+int store_column_strcpy(sqlite3_stmt *st, int col, char *buf, size_t size) {
+        if (sqlite3_column_type(st, col) == SQLITE_NULL)
+                return -EBADMSG;
+        const char *t = (const char *) sqlite3_column_text(st, col);
+        if (!t)
+                return -ENOMEM;
+        size_t n = (size_t) sqlite3_column_bytes(st, col);
+        if (n >= size || strlen(t) != n)
+                return -EBADMSG;
+        memcpy(buf, t, n + 1);
+        return 0;
+}
+
+/* Arrays hold n items and the NULL after them in a power-of-two capacity of at least 4. */
+static size_t array_capacity(size_t used) {
+        size_t c = 4;
+        while (c < used)
+                c *= 2;
+        return c;
+}
+
+void *store_array_grow(void *array, size_t n) {
+        if (array && array_capacity(n + 2) == array_capacity(n + 1))
+                return array;
+        return reallocarray(array, array_capacity(n + 2), sizeof(void *));
+}
+
+/* SQLite creates a database file 0644 less the umask; create it ourselves first, private to keyd. The -wal and
+ * -shm files SQLite creates later take the database file's mode. */
+static int create_private(const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+        if (fd < 0)
+                return negative_errno();
+        return 0;
+}
+
+static int exec(Store *s, const char *sql) {
+        int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+        return rc == SQLITE_OK ? 0 : store_error(s, rc);
+}
+
+/* PRAGMA synchronous acts when it is prepared, and SQLite refuses it inside a transaction ("Safety level may not be
+ * changed inside a transaction"): so it is run with sqlite3_exec(), never cached, and only between transactions. */
+static int set_sync(Store *s, StoreSync sync) {
+        if (s->sync == sync)
+                return 0;
+        int r = exec(s, sync == STORE_SYNC_FULL ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+        if (r < 0)
+                return r;
+        s->sync = sync;
+        return 0;
+}
+
+static int configure(Store *s) {
+        int r, rc;
+
+        rc = sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MSEC);
+        if (rc != SQLITE_OK)
+                return store_error(s, rc);
+        r = exec(s, "PRAGMA foreign_keys=ON");
+        if (r < 0)
+                return r;
+        if (s->flags & STORE_READ_ONLY)
+                return 0;
+
+        _cleanup_finalize_ sqlite3_stmt *st = NULL;
+        rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return store_error(s, rc);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return store_error(s, rc);
+        const char *mode = (const char *) sqlite3_column_text(st, 0);
+        if (!mode || strcasecmp(mode, "wal") != 0)
+                return store_error_msg(s, -EIO, "the database cannot be put in WAL mode");
+        return set_sync(s, STORE_SYNC_FULL); /* migrations */
+}
+
+int store_open(const char *path, StoreFlags flags, Store **ret) {
+        int r, rc;
+
+        if (!path || !ret || (flags & ~STORE_READ_ONLY))
+                return -EINVAL;
+
+        if (!(flags & STORE_READ_ONLY)) {
+                r = create_private(path);
+                if (r < 0)
+                        return r;
+        }
+
+        Store *s = calloc(1, sizeof(Store));
+        if (!s)
+                return -ENOMEM;
+        s->flags = flags;
+
+        /* Every fd SQLite opens on Linux is O_CLOEXEC already (the unix VFS adds it); NOMUTEX: one thread per Store. */
+        int oflags = SQLITE_OPEN_EXRESCODE | SQLITE_OPEN_NOMUTEX |
+                     (flags & STORE_READ_ONLY ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE);
+        rc = sqlite3_open_v2(path, &s->db, oflags, NULL);
+        if (rc != SQLITE_OK) {
+                r = s->db ? store_error(s, rc) : -ENOMEM;
+                store_close(s);
+                return r;
+        }
+
+        r = configure(s);
+        if (r >= 0)
+                r = store_migrate(s);
+        if (r < 0) {
+                store_close(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+Store *store_close(Store *s) {
+        if (!s)
+                return NULL;
+        for (size_t i = 0; i < _STORE_STMT_MAX; i++)
+                sqlite3_finalize(s->stmts[i]);
+        (void) sqlite3_close_v2(s->db); /* NULL is a harmless no-op */
+        free(s);
+        return NULL;
+}
+
+int store_begin(Store *s, StoreDurability durability) {
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        if (!s || (durability != STORE_COMMITTED && durability != STORE_SYNCED))
+                return -EINVAL;
+        if (s->flags & STORE_READ_ONLY)
+                return store_error_msg(s, -EROFS, "the store is open read-only");
+        if (!sqlite3_get_autocommit(s->db))
+                return store_error_msg(s, -EINVAL, "a transaction is already open");
+
+        /* In WAL mode, NORMAL commits without fsync (the WAL survives a crash of the process, not of the host);
+         * FULL fsyncs the WAL at commit, which also makes every earlier NORMAL commit durable. */
+        r = set_sync(s, durability == STORE_SYNCED ? STORE_SYNC_FULL : STORE_SYNC_NORMAL);
+        if (r < 0)
+                return r;
+
+        r = store_prepare(s, STORE_STMT_BEGIN, "BEGIN IMMEDIATE", &st);
+        if (r < 0)
+                return r;
+        r = store_step_done(s, st);
+        sqlite3_reset(st);
+        return r;
+}
+
+int store_commit(Store *s) {
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        if (!s)
+                return -EINVAL;
+        if (sqlite3_get_autocommit(s->db))
+                return store_error_msg(s, -EINVAL, "no transaction is open");
+
+        r = store_prepare(s, STORE_STMT_COMMIT, "COMMIT", &st);
+        if (r >= 0) {
+                r = store_step_done(s, st);
+                sqlite3_reset(st);
+        }
+        if (r < 0)
+                store_rollback(s); /* keeps the error message: rollback does not touch s->error */
+        return r;
+}
+
+void store_rollback(Store *s) {
+        sqlite3_stmt *st = NULL;
+
+        if (!s || sqlite3_get_autocommit(s->db))
+                return;
+        if (store_prepare(s, STORE_STMT_ROLLBACK, "ROLLBACK", &st) < 0) {
+                (void) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+                return;
+        }
+        (void) sqlite3_step(st);
+        (void) sqlite3_reset(st);
+}
+
+int store_migrations_applied(Store *s) {
+        return s->migrations_applied;
+}
+
+sqlite3 *store_sqlite(Store *s) {
+        return s->db;
+}

@@ -1,0 +1,1058 @@
+/* SPDX-License-Identifier: MIT */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "store/store-internal.h"
+#include "store/store.h"
+#include "tests/helpers/test-util.h"
+
+static char *dir, *dbpath;
+
+static void setup(void) {
+        dir = test_mkdtemp();
+        cr_assert(asprintf(&dbpath, "%s/keyd.db", dir) >= 0);
+}
+
+static void teardown(void) {
+        test_rmrf(dir);
+        free(dir);
+        free(dbpath);
+}
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+static Store *open_rw(void) {
+        Store *s = NULL;
+        int r = store_open(dbpath, 0, &s);
+        cr_assert_eq(r, 0, "store_open: %s", strerror(-r));
+        cr_assert_not_null(s);
+        return s;
+}
+
+/* Run SQL on the database file through a connection of our own, as an operator (or an attacker) would. */
+static void raw_exec(const char *sql) {
+        sqlite3 *db = NULL;
+        cr_assert_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+        sqlite3_busy_timeout(db, 5000);
+        int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+        cr_assert_eq(rc, SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
+        sqlite3_close(db);
+}
+
+static int64_t raw_int(sqlite3 *db, const char *sql) {
+        sqlite3_stmt *st = NULL;
+        cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+        cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+        int64_t v = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        return v;
+}
+
+static StoreKeyring keyring(const char *name, const char *kind) {
+        return (StoreKeyring){.name = (char *) name,
+                              .kind = (char *) kind,
+                              .policy = (char *) "{\"alg\":\"ES256\"}",
+                              .owner_uid = -1,
+                              .created_at = 1000};
+}
+
+static StoreKey key(const char *id, const char *kid, const char *ring, usec_t created_at) {
+        StoreKey k = {.keyring = (char *) ring,
+                      .alg = KEYD_ALG_ES256,
+                      .state = KEY_STATE_RETIRED,
+                      .jwk = (char *) "{\"kty\":\"EC\"}",
+                      .created_at = created_at};
+        snprintf(k.id, sizeof k.id, "%s", id);
+        snprintf(k.kid, sizeof k.kid, "%s", kid);
+        return k;
+}
+
+static StoreAudit audit(const char *action, const char *detail) {
+        return (StoreAudit){.time = 1700000000000000,
+                            .uid = 1000,
+                            .pid = 42,
+                            .comm = (char *) "gateway",
+                            .action = (char *) action,
+                            .keyring = (char *) "default",
+                            .result = (char *) "ok",
+                            .detail = (char *) detail};
+}
+
+static void append_n(Store *s, unsigned n) {
+        char detail[64];
+        for (unsigned i = 0; i < n; i++) {
+                if (i % 10 == 0)
+                        cr_assert_eq(store_begin(s, STORE_COMMITTED), 0);
+                snprintf(detail, sizeof detail, "{\"i\":%u,\"note\":\"r\\u00e9cord\"}", i);
+                StoreAudit a = audit(i % 2 ? "token.mint" : "key.sign", detail);
+                a.kid = i % 3 ? (char *) "kid-1" : NULL;
+                cr_assert_eq(store_audit_append(s, &a), 0);
+                if (i % 10 == 9 || i == n - 1)
+                        cr_assert_eq(store_commit(s), 0);
+        }
+}
+
+/* ---- schema and connection ---- */
+
+Test(store, migrations_from_empty_and_not_rerun) {
+        cr_assert_geq(store_schema_version_latest(), 2);
+        Store *s = open_rw();
+        cr_assert_eq(store_schema_version(s), store_schema_version_latest());
+        cr_assert_eq(store_migrations_applied(s), store_schema_version_latest());
+        store_close(s);
+
+        s = open_rw();
+        cr_assert_eq(store_migrations_applied(s), 0, "reopening re-ran migrations");
+        cr_assert_eq(store_schema_version(s), store_schema_version_latest());
+        store_close(s);
+}
+
+Test(store, migrations_from_an_older_version) {
+        store_close(open_rw());
+        raw_exec("DROP TABLE audit_checkpoints; PRAGMA user_version=1;");
+        Store *s = open_rw();
+        cr_assert_eq(store_migrations_applied(s), store_schema_version_latest() - 1);
+        cr_assert_eq(store_schema_version(s), store_schema_version_latest());
+        cr_assert_eq(store_checkpoint_latest(s, NULL, NULL, NULL, NULL), -ENOENT, "the table is back");
+        store_close(s);
+}
+
+Test(store, newer_database_refused) {
+        char sql[64];
+        Store *s = NULL;
+
+        store_close(open_rw());
+        snprintf(sql, sizeof sql, "PRAGMA user_version=%d", store_schema_version_latest() + 1);
+        raw_exec(sql);
+        cr_assert_eq(store_open(dbpath, 0, &s), -EPROTONOSUPPORT);
+        cr_assert_null(s, "output written on failure");
+        cr_assert_eq(store_open(dbpath, STORE_READ_ONLY, &s), -EPROTONOSUPPORT);
+        cr_assert_null(s);
+}
+
+Test(store, read_only_missing_file) {
+        Store *s = NULL;
+        cr_assert_eq(store_open(dbpath, STORE_READ_ONLY, &s), -ENOENT);
+        cr_assert_null(s);
+        DIR *d = opendir(dir);
+        cr_assert_not_null(d);
+        struct dirent *e;
+        while ((e = readdir(d)))
+                cr_assert(streq(e->d_name, ".") || streq(e->d_name, ".."), "created %s", e->d_name);
+        closedir(d);
+}
+
+Test(store, read_only_refuses_writes) {
+        store_close(open_rw());
+        Store *s = NULL;
+        cr_assert_eq(store_open(dbpath, STORE_READ_ONLY, &s), 0);
+        cr_assert_eq(store_schema_version(s), store_schema_version_latest());
+        cr_assert_eq(store_begin(s, STORE_SYNCED), -EROFS);
+        StoreKeyring r = keyring("a", "issuer");
+        cr_assert_eq(store_keyring_insert(s, &r), -EINVAL);
+        store_close(s);
+}
+
+Test(store, file_mode_wal_foreign_keys_cloexec) {
+        struct stat st;
+        umask(0); /* the mode must be keyd's doing, not the umask's */
+        Store *s = open_rw();
+        cr_assert_eq(stat(dbpath, &st), 0);
+        cr_assert_eq(st.st_mode & 07777, 0600, "mode %o", st.st_mode & 07777);
+
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        StoreKeyring r = keyring("a", "issuer");
+        cr_assert_eq(store_keyring_insert(s, &r), 0);
+        cr_assert_eq(store_commit(s), 0);
+        char *wal;
+        cr_assert(asprintf(&wal, "%s-wal", dbpath) >= 0);
+        cr_assert_eq(stat(wal, &st), 0, "WAL mode writes a -wal file");
+        cr_assert_eq(st.st_mode & 07777, 0600, "-wal mode %o", st.st_mode & 07777);
+        free(wal);
+        char *shm;
+        cr_assert(asprintf(&shm, "%s-shm", dbpath) >= 0);
+        cr_assert_eq(stat(shm, &st), 0);
+        cr_assert_eq(st.st_mode & 07777, 0600, "-shm mode %o", st.st_mode & 07777);
+        free(shm);
+
+        sqlite3 *db = store_sqlite(s);
+        sqlite3_stmt *q = NULL;
+        cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, NULL), SQLITE_OK);
+        cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+        cr_assert_str_eq((const char *) sqlite3_column_text(q, 0), "wal");
+        sqlite3_finalize(q);
+        cr_assert_eq(raw_int(db, "PRAGMA foreign_keys"), 1);
+
+        /* Every fd open on the database's files is close-on-exec. */
+        int found = 0;
+        DIR *d = opendir("/proc/self/fd");
+        cr_assert_not_null(d);
+        struct dirent *e;
+        while ((e = readdir(d))) {
+                char link[PATH_MAX + 1], target[PATH_MAX + 1];
+                snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+                ssize_t n = readlink(link, target, PATH_MAX);
+                if (n <= 0)
+                        continue;
+                target[n] = 0;
+                if (!startswith(target, dbpath))
+                        continue;
+                found++;
+                int flags = fcntl(atoi(e->d_name), F_GETFD);
+                cr_assert(flags >= 0 && (flags & FD_CLOEXEC), "%s is not O_CLOEXEC", target);
+        }
+        closedir(d);
+        cr_assert_geq(found, 3, "db, -wal and -shm");
+        store_close(s);
+}
+
+Test(store, begin_twice_and_commit_without_begin) {
+        Store *s = open_rw();
+        cr_assert_eq(store_commit(s), -EINVAL);
+        cr_assert_eq(store_begin(s, STORE_COMMITTED), 0);
+        cr_assert_eq(store_begin(s, STORE_COMMITTED), -EINVAL);
+        cr_assert_eq(store_begin(s, STORE_SYNCED), -EINVAL);
+        cr_assert_eq(store_commit(s), 0);
+        cr_assert_eq(store_commit(s), -EINVAL);
+        store_rollback(s); /* none open: harmless */
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        store_rollback(s);
+        cr_assert_eq(store_commit(s), -EINVAL, "rollback closed the transaction");
+        cr_assert_eq(store_begin(s, 7), -EINVAL);
+        store_close(s);
+}
+
+/* ---- synchronous per transaction ---- */
+
+/* A VFS that is the default one but counts xSync calls: the proof that a commit did (not) fsync. The unix VFS gives
+ * the database and its other files different method tables (locking or not): each gets its counting copy. */
+static sqlite3_vfs count_vfs;
+static struct {
+        const sqlite3_io_methods *real;
+        sqlite3_io_methods copy;
+} count_io[4];
+static int (*real_sync)(sqlite3_file *, int);
+static int (*real_open)(sqlite3_vfs *, sqlite3_filename, sqlite3_file *, int, int *);
+static atomic_int syncs;
+
+static int count_sync(sqlite3_file *f, int flags) {
+        syncs++;
+        return real_sync(f, flags);
+}
+
+static int count_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int flags, int *out) {
+        int rc = real_open(vfs, name, f, flags, out);
+        if (rc != SQLITE_OK || !f->pMethods)
+                return rc;
+        size_t i = 0;
+        while (i < ELEMENTSOF(count_io) && count_io[i].real && count_io[i].real != f->pMethods)
+                i++;
+        cr_assert_lt(i, ELEMENTSOF(count_io));
+        if (!count_io[i].real) {
+                if (!real_sync)
+                        real_sync = f->pMethods->xSync;
+                cr_assert_eq(f->pMethods->xSync, real_sync, "one xSync for every kind of file");
+                count_io[i].real = f->pMethods;
+                count_io[i].copy = *f->pMethods;
+                count_io[i].copy.xSync = count_sync;
+        }
+        f->pMethods = &count_io[i].copy;
+        return rc;
+}
+
+static void count_syncs_in_default_vfs(void) {
+        sqlite3_vfs *def = sqlite3_vfs_find(NULL);
+        cr_assert_not_null(def);
+        count_vfs = *def;
+        count_vfs.zName = "keyd-test-count-sync";
+        real_open = def->xOpen;
+        count_vfs.xOpen = count_open;
+        cr_assert_eq(sqlite3_vfs_register(&count_vfs, 1), SQLITE_OK);
+}
+
+static int commit_one(Store *s, StoreDurability d, const char *name) {
+        StoreKeyring r = keyring(name, "agent");
+        int before = syncs;
+        cr_assert_eq(store_begin(s, d), 0);
+        cr_assert_eq(raw_int(store_sqlite(s), "PRAGMA synchronous"), d == STORE_SYNCED ? 2 : 1, "FULL or NORMAL");
+        cr_assert_eq(store_keyring_insert(s, &r), 0);
+        cr_assert_eq(store_commit(s), 0);
+        return syncs - before;
+}
+
+Test(store, durability_decides_fsync) {
+        count_syncs_in_default_vfs();
+        Store *s = open_rw();
+        commit_one(s, STORE_COMMITTED, "warm-up"); /* the first frame of a new WAL syncs its header */
+        cr_assert_eq(commit_one(s, STORE_COMMITTED, "a"), 0, "a COMMITTED commit does not fsync");
+        cr_assert_geq(commit_one(s, STORE_SYNCED, "b"), 1, "a SYNCED commit fsyncs the WAL");
+        cr_assert_eq(commit_one(s, STORE_COMMITTED, "c"), 0, "and the next COMMITTED one is back to NORMAL");
+        cr_assert_geq(commit_one(s, STORE_SYNCED, "d"), 1);
+        store_close(s);
+}
+
+Test(store, synchronous_cannot_change_inside_a_transaction) {
+        Store *s = open_rw();
+        cr_assert_eq(store_begin(s, STORE_COMMITTED), 0);
+        cr_assert_eq(sqlite3_exec(store_sqlite(s), "PRAGMA synchronous=FULL", NULL, NULL, NULL), SQLITE_ERROR);
+        cr_assert_str_eq(sqlite3_errmsg(store_sqlite(s)), "Safety level may not be changed inside a transaction");
+        cr_assert_eq(raw_int(store_sqlite(s), "PRAGMA synchronous"), 1, "still NORMAL");
+        store_rollback(s);
+        store_close(s);
+}
+
+/* ---- errors ---- */
+
+Test(store, errno_mapping) {
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_CONSTRAINT_PRIMARYKEY, 0), -EEXIST);
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_CONSTRAINT_UNIQUE, 0), -EEXIST);
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_CONSTRAINT_FOREIGNKEY, 0), -ENOENT);
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_CONSTRAINT_CHECK, 0), -EINVAL);
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_BUSY, 0), -EBUSY);
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_BUSY_SNAPSHOT, 0), -EBUSY);
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_NOMEM, 0), -ENOMEM);
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_READONLY_DBMOVED, 0), -EROFS);
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_IOERR_FSYNC, 0), -EIO);
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_CANTOPEN, EACCES), -EACCES);
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_CORRUPT, 0), -EIO);
+}
+
+Test(store, last_error_names_the_cause) {
+        Store *s = open_rw();
+        cr_assert_str_eq(store_last_error(s), "");
+        StoreKeyring r = keyring("a", "issuer");
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_keyring_insert(s, &r), 0);
+        cr_assert_eq(store_keyring_insert(s, &r), -EEXIST);
+        cr_assert_not_null(strstr(store_last_error(s), "UNIQUE constraint failed: keyrings.name"), "%s",
+                           store_last_error(s));
+        store_rollback(s);
+        cr_assert_str_eq(store_last_error(NULL), "");
+        store_close(s);
+}
+
+/* ---- keyrings and keys ---- */
+
+Test(store, keyring_crud) {
+        Store *s = open_rw();
+        StoreKeyring a = keyring("zeta", "issuer"), b = keyring("alpha", "agent"), c = keyring("mid", "issuer");
+        StoreKeyring **l = NULL, *got = (StoreKeyring *) 1;
+        size_t n = 99;
+
+        cr_assert_eq(store_keyring_list(s, &l, &n), 0);
+        cr_assert_eq(n, 0);
+        cr_assert_not_null(l, "an empty list is an array");
+        cr_assert_null(l[0]);
+        store_keyring_list_free(l);
+
+        b.owner_uid = 1001;
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_keyring_insert(s, &a), 0);
+        cr_assert_eq(store_keyring_insert(s, &b), 0);
+        cr_assert_eq(store_keyring_insert(s, &c), 0);
+        cr_assert_eq(store_keyring_insert(s, &a), -EEXIST);
+        StoreKeyring bad = keyring("x", "robot");
+        cr_assert_eq(store_keyring_insert(s, &bad), -EINVAL, "kind is issuer or agent");
+        bad = keyring("x", "issuer");
+        bad.policy = (char *) "[1]";
+        cr_assert_eq(store_keyring_insert(s, &bad), -EINVAL, "policy is a JSON object");
+        bad.name = (char *) "";
+        bad.policy = (char *) "{}";
+        cr_assert_eq(store_keyring_insert(s, &bad), -EINVAL, "a name is not empty");
+        cr_assert_eq(store_commit(s), 0);
+
+        cr_assert_eq(store_keyring_list(s, &l, &n), 0);
+        cr_assert_eq(n, 3);
+        cr_assert_str_eq(l[0]->name, "alpha");
+        cr_assert_str_eq(l[1]->name, "mid");
+        cr_assert_str_eq(l[2]->name, "zeta");
+        cr_assert_null(l[3]);
+        cr_assert_str_eq(l[0]->kind, "agent");
+        cr_assert_eq(l[0]->owner_uid, 1001);
+        store_keyring_list_free(l);
+
+        cr_assert_eq(store_keyring_get(s, "nope", &got), -ENOENT);
+        cr_assert_eq(got, (StoreKeyring *) 1, "output written on failure");
+
+        a.policy = (char *) "{\"alg\":\"ES384\",\"rotation_period\":\"1h\"}";
+        a.owner_uid = 7;
+        a.disabled = true;
+        a.kind = (char *) "agent"; /* not an updated field */
+        a.created_at = 5;          /* nor this */
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_keyring_update(s, &a), 0);
+        StoreKeyring ghost = keyring("ghost", "issuer");
+        cr_assert_eq(store_keyring_update(s, &ghost), -ENOENT);
+        cr_assert_eq(store_commit(s), 0);
+
+        cr_assert_eq(store_keyring_get(s, "zeta", &got), 0);
+        cr_assert_str_eq(got->policy, a.policy);
+        cr_assert_eq(got->owner_uid, 7);
+        cr_assert(got->disabled);
+        cr_assert_str_eq(got->kind, "issuer");
+        cr_assert_eq(got->created_at, 1000);
+        store_keyring_free(got);
+        cr_assert_null(store_keyring_free(NULL));
+        store_keyring_list_free(NULL);
+        store_close(s);
+}
+
+Test(store, key_crud) {
+        Store *s = open_rw();
+        StoreKeyring r1 = keyring("r1", "issuer"), r2 = keyring("r2", "issuer");
+        StoreKey k1 = key("0b", "kid-b", "r1", 100), k2 = key("0a", "kid-a", "r1", 100),
+                 k3 = key("01", "kid-c", "r1", 50), k4 = key("ff", "kid-d", "r2", 10);
+        StoreKey **l = NULL, *got = NULL;
+        size_t n;
+
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_keyring_insert(s, &r1), 0);
+        cr_assert_eq(store_keyring_insert(s, &r2), 0);
+        cr_assert_eq(store_key_insert(s, &k1), 0);
+        cr_assert_eq(store_key_insert(s, &k2), 0);
+        cr_assert_eq(store_key_insert(s, &k3), 0);
+        cr_assert_eq(store_key_insert(s, &k4), 0);
+        StoreKey dup = key("0b", "kid-new", "r1", 1);
+        cr_assert_eq(store_key_insert(s, &dup), -EEXIST, "duplicate id");
+        dup = key("new", "kid-a", "r1", 1);
+        cr_assert_eq(store_key_insert(s, &dup), -EEXIST, "duplicate kid");
+        StoreKey orphan = key("99", "kid-o", "no-such-ring", 1);
+        cr_assert_eq(store_key_insert(s, &orphan), -ENOENT, "a key's keyring must exist");
+        orphan = key("99", "kid-o", "r1", 1);
+        orphan.alg = _KEYD_ALG_MAX;
+        cr_assert_eq(store_key_insert(s, &orphan), -EINVAL);
+        orphan.alg = KEYD_ALG_EDDSA;
+        orphan.state = 17;
+        cr_assert_eq(store_key_insert(s, &orphan), -EINVAL);
+        cr_assert_eq(store_commit(s), 0);
+
+        cr_assert_eq(store_key_list(s, "r1", &l, &n), 0);
+        cr_assert_eq(n, 3);
+        cr_assert_str_eq(l[0]->id, "01", "created_at first");
+        cr_assert_str_eq(l[1]->id, "0a", "then id");
+        cr_assert_str_eq(l[2]->id, "0b");
+        cr_assert_null(l[3]);
+        store_key_list_free(l);
+        cr_assert_eq(store_key_list(s, NULL, &l, &n), 0);
+        cr_assert_eq(n, 4);
+        cr_assert_str_eq(l[0]->id, "ff");
+        store_key_list_free(l);
+        cr_assert_eq(store_key_list(s, "none", &l, &n), 0);
+        cr_assert_eq(n, 0);
+        cr_assert_null(l[0]);
+        store_key_list_free(l);
+
+        cr_assert_eq(store_key_get(s, "0a", &got), 0);
+        cr_assert_str_eq(got->kid, "kid-a");
+        store_key_free(got);
+        cr_assert_eq(store_key_get_by_kid(s, "kid-d", &got), 0);
+        cr_assert_str_eq(got->id, "ff");
+        cr_assert_str_eq(got->keyring, "r2");
+        store_key_free(got);
+        got = NULL;
+        cr_assert_eq(store_key_get(s, "nope", &got), -ENOENT);
+        cr_assert_eq(store_key_get_by_kid(s, "nope", &got), -ENOENT);
+        cr_assert_null(got);
+
+        k1.state = KEY_STATE_REVOKED;
+        k1.revoked_at = 777;
+        k1.activate_at = 200;
+        k1.reason = (char *) "compromised";
+        k1.lost = true;
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_key_update(s, &k1), 0);
+        StoreKey ghost = key("aa", "kid-g", "r1", 1);
+        cr_assert_eq(store_key_update(s, &ghost), -ENOENT);
+        cr_assert_eq(store_commit(s), 0);
+        cr_assert_eq(store_key_get(s, "0b", &got), 0);
+        cr_assert_eq(got->state, KEY_STATE_REVOKED);
+        cr_assert_eq(got->revoked_at, 777);
+        cr_assert_eq(got->activate_at, 200);
+        cr_assert_str_eq(got->reason, "compromised");
+        cr_assert(got->lost);
+        store_key_free(got);
+        cr_assert_null(store_key_free(NULL));
+        store_key_list_free(NULL);
+        store_close(s);
+}
+
+Test(store, writes_outside_a_transaction_refused) {
+        Store *s = open_rw();
+        StoreKeyring r = keyring("r", "issuer");
+        StoreKey k = key("01", "kid", "r", 1);
+        StoreRevokedToken t = {.jti = (char *) "j", .exp = 10};
+        StoreAudit a = audit("key.generate", NULL);
+        char zeros[STORE_HASH_HEX + 1];
+
+        memset(zeros, '0', STORE_HASH_HEX);
+        zeros[STORE_HASH_HEX] = 0;
+        cr_assert_eq(store_keyring_insert(s, &r), -EINVAL);
+        cr_assert_eq(store_keyring_update(s, &r), -EINVAL);
+        cr_assert_eq(store_key_insert(s, &k), -EINVAL);
+        cr_assert_eq(store_key_update(s, &k), -EINVAL);
+        cr_assert_eq(store_revoked_token_insert(s, &t), -EINVAL);
+        cr_assert_eq(store_revoked_token_prune(s, 100), -EINVAL);
+        cr_assert_eq(store_audit_append(s, &a), -EINVAL);
+        cr_assert_eq(a.seq, 0, "output written on failure");
+        cr_assert_eq(store_checkpoint_insert(s, 1, zeros, 1, "kid", "a.b.c"), -EINVAL);
+        StoreKeyring *got = NULL;
+        cr_assert_eq(store_keyring_get(s, "r", &got), -ENOENT, "nothing was written");
+        store_close(s);
+}
+
+Test(store, rollback_leaves_nothing) {
+        Store *s = open_rw();
+        StoreKeyring r = keyring("r", "issuer");
+        StoreKey k = key("01", "kid", "r", 1);
+        StoreRevokedToken t = {.jti = (char *) "j", .exp = 10};
+        StoreAudit a = audit("key.generate", "{}");
+        uint64_t seq = 99;
+        char hash[STORE_HASH_HEX + 1];
+
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_keyring_insert(s, &r), 0);
+        cr_assert_eq(store_key_insert(s, &k), 0);
+        cr_assert_eq(store_revoked_token_insert(s, &t), 0);
+        cr_assert_eq(store_audit_append(s, &a), 0);
+        cr_assert_eq(a.seq, 1);
+        store_rollback(s);
+
+        StoreKeyring *gr = NULL;
+        StoreKey *gk = NULL;
+        cr_assert_eq(store_keyring_get(s, "r", &gr), -ENOENT);
+        cr_assert_eq(store_key_get(s, "01", &gk), -ENOENT);
+        cr_assert_eq(store_revoked_token_check(s, "j", 0), 0);
+        cr_assert_eq(store_audit_head(s, &seq, hash), 0);
+        cr_assert_eq(seq, 0);
+        cr_assert_eq(strspn(hash, "0"), STORE_HASH_HEX);
+        store_close(s);
+}
+
+/* ---- round trip through close and reopen ---- */
+
+Test(store, records_survive_reopen) {
+        Store *s = open_rw();
+        StoreKeyring r = keyring("agent-1001", "agent");
+        r.owner_uid = 1001;
+        r.disabled = true;
+        r.created_at = 1700000000123456;
+        StoreKey k = key("a1b2c3", "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs", "agent-1001", 1700000000000001);
+        k.alg = KEYD_ALG_PS256;
+        k.state = KEY_STATE_REVOKED;
+        k.publish_at = 1700000000000002;
+        k.activate_at = 1700000000000003;
+        k.retire_at = 1700000000000004;
+        k.expire_at = 1700000000000005;
+        k.revoked_at = 1700000000000006;
+        k.reason = (char *) "key compromise";
+        k.lost = true;
+        StoreAudit a1 = audit("key.revoke", "{\"reason\":\"key compromise\",\"n\":[1,2.5,null,true]}");
+        StoreAudit a2 = {.time = 5, .uid = -1, .pid = -1, .action = (char *) "keyd.start", .result = (char *) "ok"};
+        StoreRevokedToken t = {.jti = (char *) "jti-1",
+                               .keyring = (char *) "agent-1001",
+                               .exp = 1800000000000000,
+                               .revoked_at = 1700000000000007,
+                               .reason = (char *) "logout"};
+
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_keyring_insert(s, &r), 0);
+        cr_assert_eq(store_key_insert(s, &k), 0);
+        cr_assert_eq(store_audit_append(s, &a1), 0);
+        cr_assert_eq(store_audit_append(s, &a2), 0);
+        cr_assert_eq(store_revoked_token_insert(s, &t), 0);
+        cr_assert_eq(store_checkpoint_insert(s, a2.seq, a2.hash, 99, "kid-x", "e30.e30.sig"), 0);
+        cr_assert_eq(store_commit(s), 0);
+        store_close(s);
+
+        for (int ro = 0; ro <= 1; ro++) {
+                cr_assert_eq(store_open(dbpath, ro ? STORE_READ_ONLY : 0, &s), 0);
+                StoreKeyring *gr;
+                cr_assert_eq(store_keyring_get(s, "agent-1001", &gr), 0);
+                cr_assert_str_eq(gr->name, r.name);
+                cr_assert_str_eq(gr->kind, r.kind);
+                cr_assert_str_eq(gr->policy, r.policy);
+                cr_assert_eq(gr->owner_uid, r.owner_uid);
+                cr_assert_eq(gr->disabled, r.disabled);
+                cr_assert_eq(gr->created_at, r.created_at);
+                store_keyring_free(gr);
+
+                StoreKey *gk;
+                cr_assert_eq(store_key_get(s, "a1b2c3", &gk), 0);
+                cr_assert_str_eq(gk->id, k.id);
+                cr_assert_str_eq(gk->kid, k.kid);
+                cr_assert_str_eq(gk->keyring, k.keyring);
+                cr_assert_eq(gk->alg, k.alg);
+                cr_assert_eq(gk->state, k.state);
+                cr_assert_str_eq(gk->jwk, k.jwk);
+                cr_assert_eq(gk->created_at, k.created_at);
+                cr_assert_eq(gk->publish_at, k.publish_at);
+                cr_assert_eq(gk->activate_at, k.activate_at);
+                cr_assert_eq(gk->retire_at, k.retire_at);
+                cr_assert_eq(gk->expire_at, k.expire_at);
+                cr_assert_eq(gk->revoked_at, k.revoked_at);
+                cr_assert_str_eq(gk->reason, k.reason);
+                cr_assert_eq(gk->lost, k.lost);
+                store_key_free(gk);
+
+                StoreAudit **l;
+                size_t n;
+                cr_assert_eq(store_audit_list(s, 0, 10, &l, &n), 0);
+                cr_assert_eq(n, 2);
+                const StoreAudit *want[] = {&a1, &a2};
+                for (size_t i = 0; i < 2; i++) {
+                        cr_assert_eq(l[i]->seq, want[i]->seq);
+                        cr_assert_eq(l[i]->time, want[i]->time);
+                        cr_assert_eq(l[i]->uid, want[i]->uid);
+                        cr_assert_eq(l[i]->pid, want[i]->pid);
+                        cr_assert(streq_ptr(l[i]->comm, want[i]->comm));
+                        cr_assert_str_eq(l[i]->action, want[i]->action);
+                        cr_assert(streq_ptr(l[i]->keyring, want[i]->keyring));
+                        cr_assert(streq_ptr(l[i]->kid, want[i]->kid));
+                        cr_assert_str_eq(l[i]->result, want[i]->result);
+                        cr_assert(streq_ptr(l[i]->detail, want[i]->detail));
+                        cr_assert_str_eq(l[i]->prev_hash, want[i]->prev_hash);
+                        cr_assert_str_eq(l[i]->hash, want[i]->hash);
+                }
+                cr_assert_str_eq(l[1]->prev_hash, l[0]->hash);
+                store_audit_list_free(l);
+                cr_assert_eq(store_audit_verify(s, NULL), 0);
+
+                StoreRevokedToken **tl;
+                cr_assert_eq(store_revoked_token_list(s, &tl, &n), 0);
+                cr_assert_eq(n, 1);
+                cr_assert_str_eq(tl[0]->jti, t.jti);
+                cr_assert_str_eq(tl[0]->keyring, t.keyring);
+                cr_assert_eq(tl[0]->exp, t.exp);
+                cr_assert_eq(tl[0]->revoked_at, t.revoked_at);
+                cr_assert_str_eq(tl[0]->reason, t.reason);
+                store_revoked_token_list_free(tl);
+
+                uint64_t seq;
+                char *hash, *kid, *jws;
+                cr_assert_eq(store_checkpoint_latest(s, &seq, &hash, &kid, &jws), 0);
+                cr_assert_eq(seq, 2);
+                cr_assert_str_eq(hash, a2.hash);
+                cr_assert_str_eq(kid, "kid-x");
+                cr_assert_str_eq(jws, "e30.e30.sig");
+                free(hash);
+                free(kid);
+                free(jws);
+                store_close(s);
+        }
+}
+
+/* ---- the audit chain ---- */
+
+static void assert_broken_at(Store *s, uint64_t want) {
+        uint64_t bad = 0;
+        cr_assert_eq(store_audit_verify(s, &bad), -EBADMSG);
+        cr_assert_eq(bad, want, "verify named %" PRIu64 ", not %" PRIu64, bad, want);
+}
+
+Test(store, audit_chain_of_100_verifies) {
+        Store *s = open_rw();
+        uint64_t seq, bad = 12345;
+        char hash[STORE_HASH_HEX + 1];
+
+        cr_assert_eq(store_audit_verify(s, &bad), 0, "an empty chain verifies");
+        append_n(s, 100);
+        cr_assert_eq(store_audit_verify(s, &bad), 0);
+        cr_assert_eq(bad, 12345, "output written on success of nothing to name");
+        cr_assert_eq(store_audit_head(s, &seq, hash), 0);
+        cr_assert_eq(seq, 100);
+
+        StoreAudit **l;
+        size_t n;
+        cr_assert_eq(store_audit_list(s, 10, 5, &l, &n), 0);
+        cr_assert_eq(n, 5);
+        for (size_t i = 0; i < n; i++)
+                cr_assert_eq(l[i]->seq, 11 + i);
+        cr_assert_null(l[5]);
+        store_audit_list_free(l);
+        cr_assert_eq(store_audit_list(s, 99, SIZE_MAX, &l, &n), 0);
+        cr_assert_eq(n, 1);
+        cr_assert_str_eq(l[0]->hash, hash, "the head is the last record");
+        store_audit_list_free(l);
+        store_close(s);
+}
+
+Test(store, audit_changed_field_named) {
+        /* Change one byte (or one unit of a number) of each stored field of record 38 in turn: verify names 38. */
+        static const char *const tamper[] = {
+                "UPDATE audit SET time = time + 1 WHERE seq = 38",
+                "UPDATE audit SET uid = uid + 1 WHERE seq = 38",
+                "UPDATE audit SET pid = pid - 1 WHERE seq = 38",
+                "UPDATE audit SET comm = 'G' || substr(comm, 2) WHERE seq = 38",
+                "UPDATE audit SET action = substr(action, 1, 3) || 'X' || substr(action, 5) WHERE seq = 38",
+                "UPDATE audit SET keyring = 'D' || substr(keyring, 2) WHERE seq = 38",
+                "UPDATE audit SET kid = 'K' || substr(kid, 2) WHERE seq = 38",
+                "UPDATE audit SET result = 'OK' WHERE seq = 38",
+                "UPDATE audit SET detail = replace(detail, '37', '36') WHERE seq = 38",
+                "UPDATE audit SET detail = NULL WHERE seq = 38",
+                "UPDATE audit SET detail = 'not json' WHERE seq = 38",
+                "UPDATE audit SET hash = (CASE WHEN hash LIKE 'f%' THEN 'e' ELSE 'f' END) || substr(hash, 2) "
+                "WHERE seq = 38",
+        };
+        Store *s = open_rw();
+        append_n(s, 100);
+        raw_exec("CREATE TABLE saved AS SELECT * FROM audit WHERE seq = 38");
+        sqlite3 *db = store_sqlite(s);
+        cr_assert_eq(raw_int(db, "SELECT count(*) FROM saved WHERE comm IS NOT NULL AND keyring IS NOT NULL AND kid IS "
+                                 "NOT NULL AND detail LIKE '%37%'"),
+                     1, "every field of record 38 has something to change");
+        for (size_t i = 0; i < ELEMENTSOF(tamper); i++) {
+                raw_exec(tamper[i]);
+                cr_assert_eq(raw_int(db, "SELECT count(*) FROM audit a JOIN saved b USING (seq) WHERE a.time IS b.time "
+                                         "AND a.uid IS b.uid AND a.pid IS b.pid AND a.comm IS b.comm AND a.action IS "
+                                         "b.action AND a.keyring IS b.keyring AND a.kid IS b.kid AND a.result IS "
+                                         "b.result AND a.detail IS b.detail AND a.prev_hash IS b.prev_hash AND a.hash "
+                                         "IS b.hash"),
+                             0, "the tampering changed nothing: %s", tamper[i]);
+                assert_broken_at(s, 38);
+                raw_exec("DELETE FROM audit WHERE seq = 38; INSERT INTO audit SELECT * FROM saved");
+                cr_assert_eq(store_audit_verify(s, NULL), 0, "restored after: %s", tamper[i]);
+        }
+        store_close(s);
+}
+
+Test(store, audit_gap_named) {
+        Store *s = open_rw();
+        append_n(s, 100);
+        raw_exec("DELETE FROM audit WHERE seq = 50");
+        assert_broken_at(s, 51);
+        store_close(s);
+}
+
+Test(store, audit_missing_first_record_named) {
+        Store *s = open_rw();
+        append_n(s, 10);
+        raw_exec("DELETE FROM audit WHERE seq = 1");
+        assert_broken_at(s, 2);
+        store_close(s);
+}
+
+Test(store, audit_prev_hash_named) {
+        Store *s = open_rw();
+        append_n(s, 100);
+        raw_exec("UPDATE audit SET prev_hash = (SELECT hash FROM audit WHERE seq = 10) WHERE seq = 64");
+        assert_broken_at(s, 64);
+        store_close(s);
+}
+
+Test(store, audit_renumbered_record_named) {
+        /* Move the last record up one seq: its hash covers seq, so the gap before it and its hash both fail. */
+        Store *s = open_rw();
+        append_n(s, 20);
+        raw_exec("UPDATE audit SET seq = 21 WHERE seq = 20; "
+                 "UPDATE audit SET prev_hash = (SELECT hash FROM audit WHERE seq = 19) WHERE seq = 21");
+        assert_broken_at(s, 21);
+        store_close(s);
+}
+
+static void sha256_hex(const uint8_t *a, size_t na, const char *b, char out[65]) {
+        uint8_t md[32];
+        unsigned n = 0;
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        cr_assert_not_null(ctx);
+        cr_assert_eq(EVP_DigestInit_ex(ctx, EVP_sha256(), NULL), 1);
+        cr_assert_eq(EVP_DigestUpdate(ctx, a, na), 1);
+        cr_assert_eq(EVP_DigestUpdate(ctx, b, strlen(b)), 1);
+        cr_assert_eq(EVP_DigestFinal_ex(ctx, md, &n), 1);
+        cr_assert_eq(n, 32);
+        EVP_MD_CTX_free(ctx);
+        for (size_t i = 0; i < 32; i++)
+                sprintf(out + 2 * i, "%02x", md[i]);
+}
+
+Test(store, audit_canonical_form_and_hash) {
+        StoreAudit a = {.seq = 1,
+                        .time = 1700000000123456,
+                        .uid = 1000,
+                        .pid = 4242,
+                        .comm = (char *) "gateway",
+                        .action = (char *) "token.mint",
+                        .keyring = (char *) "default",
+                        .result = (char *) "ok",
+                        .detail = (char *) "{ \"ttl\": 900, \"aud\": \"https://api.example/x\", \"b\": [1, {\"z\": 1, "
+                                           "\"a\": \"\\u00e9\"}] }"};
+        const char *want =
+                "{\"action\":\"token.mint\",\"comm\":\"gateway\",\"detail\":{\"aud\":\"https://api.example/x\","
+                "\"b\":[1,{\"a\":\"\xc3\xa9\",\"z\":1}],\"ttl\":900},\"keyring\":\"default\",\"kid\":null,"
+                "\"pid\":4242,\"result\":\"ok\",\"seq\":1,\"time\":1700000000123456,\"uid\":1000}";
+        char *c = NULL;
+        cr_assert_eq(store_audit_canonical(&a, &c), 0);
+        cr_assert_str_eq(c, want);
+        free(c);
+
+        /* The hash, computed here with OpenSSL alone: SHA-256 of 32 zero bytes, then the canonical text. */
+        uint8_t zeros[32] = {0};
+        char first[65], second[65];
+        sha256_hex(zeros, sizeof zeros, want, first);
+
+        Store *s = open_rw();
+        StoreAudit rec = a;
+        rec.seq = 0; /* assigned by append */
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_audit_append(s, &rec), 0);
+        cr_assert_eq(rec.seq, 1);
+        cr_assert_eq(strspn(rec.prev_hash, "0"), 64);
+        cr_assert_str_eq(rec.hash, first);
+
+        /* The second links to the first: prev_hash is the first hash as 32 raw bytes. */
+        StoreAudit rec2 = {.time = 2, .uid = -1, .pid = -1, .action = (char *) "keyd.stop", .result = (char *) "ok"};
+        cr_assert_eq(store_audit_append(s, &rec2), 0);
+        cr_assert_eq(store_commit(s), 0);
+        size_t n;
+        uint8_t *prev = test_unhex(first, &n);
+        cr_assert_eq(n, 32);
+        sha256_hex(prev, n,
+                   "{\"action\":\"keyd.stop\",\"comm\":null,\"detail\":null,\"keyring\":null,\"kid\":null,\"pid\":-1,"
+                   "\"result\":\"ok\",\"seq\":2,\"time\":2,\"uid\":-1}",
+                   second);
+        free(prev);
+        cr_assert_str_eq(rec2.prev_hash, first);
+        cr_assert_str_eq(rec2.hash, second);
+        store_close(s);
+}
+
+Test(store, audit_detail_must_be_an_object) {
+        static const char *const bad[] = {"[1]", "3", "\"x\"", "null", "not json", "{\"a\":1,\"a\":2}", "{\"a\":"};
+        Store *s = open_rw();
+        cr_assert_eq(store_begin(s, STORE_COMMITTED), 0);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                StoreAudit a = audit("key.sign", bad[i]);
+                char *c = NULL;
+                cr_assert_eq(store_audit_canonical(&a, &c), -EINVAL, "%s", bad[i]);
+                cr_assert_null(c);
+                cr_assert_eq(store_audit_append(s, &a), -EINVAL, "%s", bad[i]);
+                cr_assert_eq(a.seq, 0);
+        }
+        StoreAudit a = audit("key.sign", NULL);
+        a.comm = (char *) "bad\xff";
+        cr_assert_eq(store_audit_append(s, &a), -EINVAL, "not UTF-8");
+        a = audit("key.sign", NULL);
+        a.action = NULL;
+        cr_assert_eq(store_audit_append(s, &a), -EINVAL, "an action is required");
+        a = audit("key.sign", "{}");
+        cr_assert_eq(store_audit_append(s, &a), 0);
+        cr_assert_eq(a.seq, 1, "the refused records took no seq");
+        cr_assert_eq(store_commit(s), 0);
+        store_close(s);
+}
+
+Test(store, checkpoints) {
+        Store *s = open_rw();
+        uint64_t seq = 0;
+        char *hash = NULL;
+
+        cr_assert_eq(store_checkpoint_latest(s, &seq, &hash, NULL, NULL), -ENOENT);
+        cr_assert_null(hash);
+        append_n(s, 5);
+        StoreAudit **l;
+        cr_assert_eq(store_audit_list(s, 0, 10, &l, NULL), 0);
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_checkpoint_insert(s, 6, l[4]->hash, 1, "kid", "a.b.c"), -ENOENT, "no record 6");
+        cr_assert_eq(store_checkpoint_insert(s, 2, "xyz", 1, "kid", "a.b.c"), -EINVAL);
+        cr_assert_eq(store_checkpoint_insert(s, 3, l[2]->hash, 1, "kid", "a.b.c"), 0);
+        cr_assert_eq(store_checkpoint_insert(s, 5, l[4]->hash, 2, "kid2", "d.e.f"), 0);
+        cr_assert_eq(store_checkpoint_insert(s, 2, l[1]->hash, 3, "kid", "g.h.i"), 0);
+        cr_assert_eq(store_checkpoint_insert(s, 5, l[4]->hash, 4, "kid", "a.b.c"), -EEXIST);
+        cr_assert_eq(store_commit(s), 0);
+        char *kid;
+        cr_assert_eq(store_checkpoint_latest(s, &seq, &hash, &kid, NULL), 0);
+        cr_assert_eq(seq, 5);
+        cr_assert_str_eq(hash, l[4]->hash);
+        cr_assert_str_eq(kid, "kid2");
+        free(hash);
+        free(kid);
+        store_audit_list_free(l);
+        store_close(s);
+}
+
+/* ---- revoked tokens ---- */
+
+Test(store, revoked_tokens) {
+        Store *s = open_rw();
+        StoreRevokedToken t1 = {.jti = (char *) "j1", .keyring = (char *) "default", .exp = 1000, .revoked_at = 10};
+        StoreRevokedToken t2 = {.jti = (char *) "j2", .exp = 2000, .revoked_at = 20, .reason = (char *) "r"};
+        StoreRevokedToken **l;
+        size_t n;
+
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_revoked_token_insert(s, &t1), 0);
+        cr_assert_eq(store_revoked_token_insert(s, &t2), 0);
+        cr_assert_eq(store_revoked_token_insert(s, &t1), -EEXIST);
+        cr_assert_eq(store_commit(s), 0);
+
+        cr_assert_eq(store_revoked_token_check(s, "j1", 999), 1, "denied before exp");
+        cr_assert_eq(store_revoked_token_check(s, "j1", 1000), 0, "not after exp");
+        cr_assert_eq(store_revoked_token_check(s, "j1", 5000), 0);
+        cr_assert_eq(store_revoked_token_check(s, "j2", 1500), 1);
+        cr_assert_eq(store_revoked_token_check(s, "j3", 0), 0, "never revoked");
+
+        cr_assert_eq(store_revoked_token_list(s, &l, &n), 0);
+        cr_assert_eq(n, 2);
+        cr_assert_str_eq(l[0]->jti, "j1");
+        cr_assert_null(l[0]->reason);
+        cr_assert_null(l[1]->keyring);
+        store_revoked_token_list_free(l);
+
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_revoked_token_prune(s, 999), 0);
+        cr_assert_eq(store_revoked_token_prune(s, 1000), 1);
+        cr_assert_eq(store_commit(s), 0);
+        cr_assert_eq(store_revoked_token_check(s, "j2", 1500), 1, "j2 kept");
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_revoked_token_prune(s, 3000), 1);
+        cr_assert_eq(store_commit(s), 0);
+        cr_assert_eq(store_revoked_token_list(s, &l, &n), 0);
+        cr_assert_eq(n, 0);
+        cr_assert_null(l[0]);
+        store_revoked_token_list_free(l);
+        cr_assert_null(store_revoked_token_free(NULL));
+        store_close(s);
+}
+
+/* ---- one writer, four readers ---- */
+
+#define WRITER_ROUNDS 300
+#define READERS 4
+
+typedef struct Shared {
+        atomic_bool done;
+        atomic_int errors;
+        int first_error;
+        atomic_int reads;
+} Shared;
+
+static void fail(Shared *sh, int r) {
+        if (atomic_fetch_add(&sh->errors, 1) == 0)
+                sh->first_error = r;
+}
+
+static void *writer(void *p) {
+        Shared *sh = p;
+        Store *s = NULL;
+        int r = store_open(dbpath, 0, &s);
+        if (r < 0) {
+                fail(sh, r);
+                goto out;
+        }
+        for (int i = 0; i < WRITER_ROUNDS; i++) {
+                char id[32], kid[32];
+                snprintf(id, sizeof id, "%04x", i);
+                snprintf(kid, sizeof kid, "kid-%d", i);
+                StoreKey k = key(id, kid, "ring", i);
+                StoreAudit a = audit("key.generate", "{}");
+                a.kid = kid;
+                if ((r = store_begin(s, i % 10 ? STORE_COMMITTED : STORE_SYNCED)) < 0 ||
+                    (r = store_audit_append(s, &a)) < 0 || (i % 3 == 0 && (r = store_key_insert(s, &k)) < 0) ||
+                    (r = store_audit_append(s, &a)) < 0 || (r = store_commit(s)) < 0) {
+                        store_rollback(s);
+                        fail(sh, r);
+                        break;
+                }
+        }
+out:
+        store_close(s);
+        sh->done = true;
+        return NULL;
+}
+
+static void *reader(void *p) {
+        Shared *sh = p;
+        Store *s = NULL;
+        size_t last_keys = 0;
+        uint64_t last_seq = 0;
+        int r = store_open(dbpath, STORE_READ_ONLY, &s);
+        if (r < 0) {
+                fail(sh, r);
+                return NULL;
+        }
+        do {
+                StoreKey **l = NULL;
+                size_t n = 0;
+                uint64_t seq = 0, bad = 0;
+                char hash[STORE_HASH_HEX + 1];
+                if ((r = store_key_list(s, "ring", &l, &n)) < 0 || (r = store_audit_verify(s, &bad)) < 0 ||
+                    (r = store_audit_head(s, &seq, hash)) < 0) {
+                        fail(sh, r);
+                        break;
+                }
+                store_key_list_free(l);
+                if (n < last_keys || seq < last_seq || seq % 2) { /* two records per transaction */
+                        fail(sh, -ERANGE);
+                        break;
+                }
+                last_keys = n;
+                last_seq = seq;
+                sh->reads++;
+        } while (!sh->done);
+        store_close(s);
+        return NULL;
+}
+
+Test(store, one_writer_four_readers) {
+        Shared sh = {};
+        pthread_t w, rd[READERS];
+
+        Store *s = open_rw();
+        StoreKeyring ring = keyring("ring", "issuer");
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_keyring_insert(s, &ring), 0);
+        cr_assert_eq(store_commit(s), 0);
+
+        for (int i = 0; i < READERS; i++)
+                cr_assert_eq(pthread_create(&rd[i], NULL, reader, &sh), 0);
+        cr_assert_eq(pthread_create(&w, NULL, writer, &sh), 0);
+        cr_assert_eq(pthread_join(w, NULL), 0);
+        for (int i = 0; i < READERS; i++)
+                cr_assert_eq(pthread_join(rd[i], NULL), 0);
+
+        cr_assert_eq(sh.errors, 0, "%d errors, the first %s", (int) sh.errors, strerror(-sh.first_error));
+        cr_assert_geq(sh.reads, READERS, "the readers read");
+        uint64_t seq;
+        cr_assert_eq(store_audit_head(s, &seq, NULL), 0);
+        cr_assert_eq(seq, 2 * WRITER_ROUNDS);
+        cr_assert_eq(store_audit_verify(s, NULL), 0);
+        StoreKey **l;
+        size_t n;
+        cr_assert_eq(store_key_list(s, "ring", &l, &n), 0);
+        cr_assert_eq(n, (WRITER_ROUNDS + 2) / 3);
+        store_key_list_free(l);
+        store_close(s);
+}
+
+Test(store, one_active_one_next_per_keyring) {
+        Store *s = open_rw();
+        StoreKeyring r1 = keyring("r1", "issuer"), r2 = keyring("r2", "issuer");
+        StoreKey a1 = key("01", "kid-1", "r1", 1), a2 = key("02", "kid-2", "r1", 2), a3 = key("03", "kid-3", "r2", 3);
+        StoreKey n1 = key("04", "kid-4", "r1", 4), n2 = key("05", "kid-5", "r1", 5);
+
+        a1.state = a2.state = a3.state = KEY_STATE_ACTIVE;
+        n1.state = n2.state = KEY_STATE_NEXT;
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_keyring_insert(s, &r1), 0);
+        cr_assert_eq(store_keyring_insert(s, &r2), 0);
+        cr_assert_eq(store_key_insert(s, &a1), 0);
+        cr_assert_eq(store_key_insert(s, &a2), -EEXIST, "a second active key in one keyring is refused");
+        cr_assert_eq(store_key_insert(s, &a3), 0, "another keyring has its own active key");
+        cr_assert_eq(store_key_insert(s, &n1), 0);
+        cr_assert_eq(store_key_insert(s, &n2), -EEXIST, "a second next key in one keyring is refused");
+        /* Promoting next while the old active is still active is refused too: order matters in a rotation. */
+        n1.state = KEY_STATE_ACTIVE;
+        cr_assert_eq(store_key_update(s, &n1), -EEXIST);
+        a1.state = KEY_STATE_RETIRED;
+        cr_assert_eq(store_key_update(s, &a1), 0);
+        cr_assert_eq(store_key_update(s, &n1), 0);
+        cr_assert_eq(store_commit(s), 0);
+        store_close(s);
+}
