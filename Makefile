@@ -43,7 +43,8 @@ TEST_LIBS    = $(shell pkg-config --libs criterion 2>/dev/null) $(KEYD_LIBS)
 # Layers, bottom first (STYLE.md): common → {pkcs11, store, jose} → rotation → api → keyd.
 LIB_SRCS    := $(sort $(wildcard common/*.c jose/*.c pkcs11/*.c store/*.c rotation/*.c api/*.c))
 KEYCTL_SRCS := $(sort $(wildcard keyd/keydctl*.c))
-KEYD_SRCS   := $(filter-out $(KEYCTL_SRCS),$(sort $(wildcard keyd/*.c)))
+# The daemon's own modules (config, dev mode, the event loop) in an archive of their own, so that tests link them.
+DAEMON_SRCS := $(filter-out keyd/main.c $(KEYCTL_SRCS),$(sort $(wildcard keyd/*.c)))
 HELPER_SRCS := $(sort $(wildcard tests/helpers/*.c))
 UNIT_SRCS   := $(sort $(wildcard tests/unit/test-*.c))
 INTEG_SRCS  := $(sort $(wildcard tests/integration/test-*.c))
@@ -51,6 +52,7 @@ FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz-*.c))
 BENCH_SRCS  := $(sort $(wildcard tests/bench/bench-*.c))
 
 LIB     := $(BUILD)/libkeyd.a
+DLIB    := $(BUILD)/libkeyd-daemon.a
 OBJ      = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_SRCS) $(INTEG_SRCS))
 REPLAYS := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/fuzz/%-replay,$(FUZZ_SRCS))
@@ -77,13 +79,17 @@ $(LIB): $(call OBJ,$(LIB_SRCS))
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/keyd: $(call OBJ,$(KEYD_SRCS)) $(LIB)
+$(DLIB): $(call OBJ,$(DAEMON_SRCS))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/keyd: $(call OBJ,keyd/main.c) $(DLIB) $(LIB)
 	$(CC) $(KEYD_LDFLAGS) -o $@ $^ $(KEYD_LIBS)
 
 $(BUILD)/keydctl: $(call OBJ,$(KEYCTL_SRCS)) $(LIB)
 	$(CC) $(KEYD_LDFLAGS) -o $@ $^ $(KEYD_LIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(call OBJ,$(HELPER_SRCS)) $(LIB)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(call OBJ,$(HELPER_SRCS)) $(DLIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(KEYD_LDFLAGS) -o $@ $^ $(TEST_LIBS)
 
@@ -138,7 +144,7 @@ install: all
 	  install -Dm0644 $$u $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
 
 format:
-	clang-format -i $(LIB_SRCS) $(KEYD_SRCS) $(KEYCTL_SRCS) $(wildcard */*.h) $(HELPER_SRCS) $(UNIT_SRCS) \
+	clang-format -i $(LIB_SRCS) $(DAEMON_SRCS) keyd/main.c $(KEYCTL_SRCS) $(wildcard */*.h) $(HELPER_SRCS) $(UNIT_SRCS) \
 	  $(INTEG_SRCS) $(FUZZ_SRCS) $(BENCH_SRCS)
 
 clean:

@@ -10,7 +10,7 @@
  * offsetof(field); [keyring NAME] sections fill a Policy through policy_set(). */
 
 typedef struct ConfigKeyring {
-        char *name;        /* [keyring NAME]: 1-64 of [A-Za-z0-9._-], not starting with '.' */
+        char *name;        /* [keyring NAME]: 1-64 of [A-Za-z0-9._-], not starting with '.' or '-' */
         RingKind kind;     /* kind = issuer | agent (default issuer) */
         int64_t owner_uid; /* owner-uid = N (agent keyrings), else -1 */
         Policy policy;
@@ -42,8 +42,8 @@ typedef struct Config {
         size_t n_keyrings;
 } Config;
 
-/* Defaults for every field, no keyrings. */
-void config_init(Config *c);
+/* Defaults for every field, no keyrings. Returns 0, or -ENOMEM (config_done() is safe either way). */
+int config_init(Config *c);
 void config_done(Config *c);
 
 /* Parse path into *c (which config_init() prepared). Every error is collected as "PATH:LINE: message" into a new

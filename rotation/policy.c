@@ -227,7 +227,7 @@ static int set_field(Policy *p, int f, const char *value, const char **ret_error
 
         if (d) {
                 /* clock-skew may be zero; every other duration is at least a second. */
-                if (f == F_SKEW && streq(value, "0")) {
+                if (f == F_SKEW && (streq(value, "0") || streq(value, "0s"))) {
                         *d = 0;
                         return 0;
                 }
@@ -368,6 +368,13 @@ int policy_update_from_json(Policy *p, const json_t *o, char **ret_error) {
 
                 if (f < 0)
                         return fail(ret_error, "unknown policy member '%s'", key);
+                if (json_is_null(v) && string_field(p, f)) {
+                        /* null: not set */
+                        char **sp = string_field(p, f);
+                        free(*sp);
+                        *sp = NULL;
+                        continue;
+                }
                 if ((f == F_USERS || f == F_GROUPS) && json_is_array(v)) {
                         r = set_list_from_json(p, f, v);
                         if (r == -EINVAL)

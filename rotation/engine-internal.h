@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <pthread.h>
+
+#include "rotation/engine.h"
+#include "rotation/jwks.h"
+#include "rotation/lifecycle.h"
+
+struct Ring {
+        char *name;
+        RingKind kind;
+        int64_t owner_uid;
+        Policy policy;
+        bool disabled;
+        char *degraded;         /* why, or NULL */
+        usec_t next_due;
+        usec_t last_revocation; /* shortens the JWKS max-age for a while */
+
+        StoreKey **keys;        /* every key but expired ones; NULL-terminated */
+        size_t n_keys;
+        HsmKey *signer;         /* the active key in the token, or NULL */
+        char signer_kid[STORE_KID_MAX + 1];
+
+        char *jwks;
+        size_t jwks_len;
+        char etag[JWKS_ETAG_MAX];
+        char *revocations;
+
+        size_t heap_idx;        /* position in the engine's schedule */
+};
+
+typedef struct PendingEvent {
+        char action_buf[48];
+        char ring_buf[KEYRING_NAME_MAX + 1];
+        char kid_buf[STORE_KID_MAX + 1];
+        char detail_buf[160];
+} PendingEvent;
+
+struct Engine {
+        Hsm *hsm;
+        Store *store;
+        EngineOptions opts;
+
+        Ring **rings;           /* sorted by name */
+        size_t n_rings;
+        Ring **heap;            /* min-heap by next_due */
+        size_t n_heap;
+
+        /* Held for reading by signers and readers on other threads; for writing by the event loop around every
+         * change it makes to the keyrings in memory (and around the commit of a revocation, so that no signature is
+         * made with a key that is revoked in the store). */
+        pthread_rwlock_t lock;
+        bool stopped;           /* a failpoint fired */
+
+        PendingEvent pending[16]; /* audit records of the open transaction, told once it commits */
+        size_t n_pending;
+};
+
+/* engine.c */
+bool engine_failpoint(Engine *e, const char *where);
+/* store_commit()/store_rollback() for the engine's transactions: also tell (or drop) their events. */
+int engine_commit(Engine *e);
+void engine_rollback(Engine *e);
+/* Tell the daemon about the records of the transaction that just ended (or drop them if it rolled back). */
+void engine_flush_events(Engine *e, bool committed);
+int engine_audit(Engine *e, const Actor *a, const char *action, const char *ring, const char *kid,
+                 const char *result, json_t *detail /* consumed, may be NULL */);
+int engine_insert_ring(Engine *e, Ring *r);
+Ring *ring_free(Ring *r);
+/* Reload a keyring's keys from the store, reopen its signer, rebuild its JWKS and revocation list, write its
+ * jwks-file. Call with the write lock held. */
+int ring_refresh(Engine *e, Ring *r);
+/* Write the keyring's JWKS to its jwks-file (atomic). Call without the lock. */
+int ring_publish_file(Engine *e, Ring *r);
+void schedule_update(Engine *e, Ring *r);
+
+/* transition.c */
+/* Generate a key pair in the token and fill a row for it (state next, published now); not inserted. */
+int engine_generate_key(Engine *e, Ring *r, StoreKey **ret);
+/* What goes with a plan into its transaction, and who asked. */
+typedef struct Change {
+        const Actor *actor;
+        const char *reason;        /* recorded with the transition ("scheduled", "manual", ...) */
+        bool forced;
+        const StoreKey *revoke;    /* revoke this key (its state is already set to revoked in memory) */
+        const char *revoke_reason;
+        bool disable;              /* revoke every key and mark the keyring disabled */
+} Change;
+
+/* Apply a plan (and a change) to a keyring: new key objects first, then one transaction with every row and audit
+ * record, then the keyring in memory, then the token objects of keys that left next/active. */
+int engine_apply_plan(Engine *e, Ring *r, const LifecyclePlan *plan, const Change *c);
+/* Destroy a key's objects in the token by its hex id (after it left next/active). A failure is not fatal: reconcile
+ * destroys what is left at the next start. */
+void engine_destroy_objects(Engine *e, const char *key_id);
+int key_id_to_bytes(const char *hex, uint8_t *out, size_t *ret_len);

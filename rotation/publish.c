@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/* A keyring's view in memory after every change: its keys, its signer, its JWKS and revocation list. */
+#include "common/crypto-util.h"
+#include "common/fileio.h"
+#include "common/log.h"
+#include "jose/jws.h"
+#include "rotation/engine-internal.h"
+
+static int sign_revocations(Engine *e, Ring *r, char **ret) {
+        _cleanup_json_ json_t *header = NULL;
+        _cleanup_free_ char *payload = NULL, *input = NULL;
+        uint8_t sig[HSM_SIG_MAX];
+        size_t len;
+        int n;
+
+        if (!r->signer)
+                return -ENOKEY;
+        n = jwks_revocations_payload(r->name, r->policy.issuer, r->keys, r->n_keys, engine_now(e), &payload);
+        if (n < 0)
+                return n;
+        header = json_pack("{s:s, s:s, s:s}", "alg", keyd_alg_to_string(hsm_key_alg(r->signer)), "kid",
+                           r->signer_kid, "typ", "keyd-revocations+jwt");
+        if (!header)
+                return -ENOMEM;
+        n = jose_jws_signing_input(header, payload, strlen(payload), &input, &len);
+        if (n < 0)
+                return n;
+        n = hsm_key_sign(r->signer, input, len, sig, sizeof sig);
+        if (n < 0)
+                return n;
+        n = jose_jws_append_signature(input, len, sig, (size_t) n);
+        if (n < 0)
+                return n;
+        *ret = TAKE_PTR(input);
+        return 0;
+}
+
+static int refresh_signer(Engine *e, Ring *r) {
+        const StoreKey *active = ring_key_in_state(r, KEY_STATE_ACTIVE);
+        uint8_t id[HSM_ID_MAX];
+        size_t n;
+        int rc;
+
+        if (active && r->signer && streq(r->signer_kid, active->kid))
+                return 0;
+        r->signer = hsm_key_free(r->signer);
+        r->signer_kid[0] = 0;
+        if (!active || r->disabled)
+                return 0;
+        rc = key_id_to_bytes(active->id, id, &n);
+        if (rc >= 0)
+                rc = hsm_key_open(e->hsm, active->alg, id, n, &r->signer);
+        if (rc < 0)
+                return rc;
+        memcpy(r->signer_kid, active->kid, sizeof r->signer_kid);
+        return 0;
+}
+
+int ring_refresh(Engine *e, Ring *r) {
+        StoreKey **all = NULL, **keep;
+        size_t n = 0, k = 0;
+        int rc;
+
+        rc = store_key_list(e->store, r->name, &all, &n);
+        if (rc < 0)
+                return rc;
+        keep = calloc(n + 1, sizeof *keep);
+        if (!keep) {
+                store_key_list_free(all);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (all[i]->state == KEY_STATE_EXPIRED)
+                        store_key_free(all[i]);
+                else
+                        keep[k++] = all[i];
+        }
+        free(all);
+        store_key_list_free(r->keys);
+        r->keys = keep;
+        r->n_keys = k;
+
+        rc = refresh_signer(e, r);
+        if (rc < 0) {
+                free(r->degraded);
+                r->degraded = strdup("the active key cannot be opened in the token");
+        }
+
+        free(r->jwks);
+        r->jwks = NULL;
+        free(r->revocations);
+        r->revocations = NULL;
+        if (!r->policy.publish)
+                return 0;
+        rc = jwks_build(r->keys, r->n_keys, &r->jwks, &r->jwks_len);
+        if (rc < 0)
+                return rc;
+        jwks_etag(r->jwks, r->jwks_len, r->etag);
+        if (r->signer && sign_revocations(e, r, &r->revocations) < 0)
+                log_debug("keyring %s: cannot sign the revocation list: %s", r->name, hsm_last_error());
+        return 0;
+}
+
+int ring_publish_file(Engine *e, Ring *r) {
+        (void) e;
+        if (!r->policy.jwks_file || !r->jwks)
+                return 0;
+        int rc = write_file_atomic(r->policy.jwks_file, r->jwks, r->jwks_len, 0644);
+        if (rc < 0)
+                log_debug("keyring %s: cannot write %s: %s", r->name, r->policy.jwks_file, strerror(-rc));
+        return rc;
+}

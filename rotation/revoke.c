@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/* Emergency operations: revoke a key, disable a keyring, deny a token. */
+#include "common/crypto-util.h"
+#include "common/log.h"
+#include "rotation/engine-internal.h"
+
+static const char *const reasons[] = { "key_compromise", "superseded", "cessation", "unspecified" };
+
+static bool reason_valid(const char *r) {
+        for (size_t i = 0; i < ELEMENTSOF(reasons); i++)
+                if (streq(reasons[i], r))
+                        return true;
+        return false;
+}
+
+static int replan(Engine *e, Ring *r, const Change *c) {
+        LifecyclePlan plan;
+        size_t *expire = calloc(r->n_keys + 1, sizeof *expire);
+        usec_t now = engine_now(e);
+        int rc;
+
+        if (!expire)
+                return -ENOMEM;
+        plan.expire = expire;
+        rc = lifecycle_plan(r->keys, r->n_keys, &r->policy, r->disabled || c->disable, now, &plan);
+        if (rc >= 0)
+                rc = engine_apply_plan(e, r, &plan, c);
+        free(expire);
+        if (rc >= 0) {
+                r->next_due = now;
+                schedule_update(e, r);
+        }
+        return rc;
+}
+
+int engine_revoke_key(Engine *e, const char *kid, const char *reason, const Actor *a) {
+        Ring *r = NULL;
+        StoreKey *k = NULL;
+        KeyState was;
+        int rc;
+
+        if (!reason_valid(reason ?: ""))
+                return -EINVAL;
+        if (!kid || !engine_find_key(e, kid, &r))
+                return -ENOENT;
+        for (size_t i = 0; i < r->n_keys; i++)
+                if (streq(r->keys[i]->kid, kid))
+                        k = r->keys[i];
+        if (k->state == KEY_STATE_REVOKED)
+                return -EALREADY;
+
+        /* Plan as if the key were gone already: revoking the active key promotes next and generates a standby;
+         * revoking next generates a new one. The state goes to the store inside the same transaction. */
+        was = k->state;
+        k->state = KEY_STATE_REVOKED;
+        Change c = { .actor = a, .reason = "revocation", .revoke = k, .revoke_reason = reason };
+        rc = replan(e, r, &c);
+        if (rc < 0 && k->state == KEY_STATE_REVOKED && !e->stopped) {
+                /* Nothing was committed: take the store's word for the keyring again. */
+                pthread_rwlock_wrlock(&e->lock);
+                k->state = was;
+                (void) ring_refresh(e, r);
+                pthread_rwlock_unlock(&e->lock);
+        }
+        if (rc >= 0)
+                log_debug("keyring %s: key %s revoked (%s)", r->name, kid, reason);
+        return rc;
+}
+
+int engine_disable_ring(Engine *e, const char *name, const Actor *a) {
+        Ring *r = engine_get_ring(e, name);
+        if (!r)
+                return -ENOENT;
+        if (r->disabled)
+                return -EALREADY;
+        Change c = { .actor = a, .reason = "disable", .disable = true };
+        int rc = replan(e, r, &c);
+        if (rc >= 0)
+                log_debug("keyring %s: disabled, every key revoked", name);
+        return rc;
+}
+
+int engine_deny_token(Engine *e, const char *jti, const char *ring, usec_t exp, const Actor *a) {
+        usec_t now = engine_now(e);
+        int rc;
+
+        if (!jti || !*jti || strlen(jti) > 256 || exp <= now)
+                return -EINVAL;
+        StoreRevokedToken t = { .jti = (char *) jti, .keyring = (char *) ring, .exp = exp, .revoked_at = now };
+        rc = store_begin(e->store, STORE_SYNCED);
+        if (rc >= 0)
+                rc = store_revoked_token_insert(e->store, &t);
+        if (rc >= 0)
+                rc = engine_audit(e, a, "token.deny", ring, NULL, "ok",
+                                  json_pack("{s:s, s:I}", "jti", jti, "exp", (json_int_t) (exp / USEC_PER_SEC)));
+        if (rc >= 0)
+                rc = engine_commit(e);
+        if (rc < 0)
+                engine_rollback(e);
+        return rc;
+}
+
+int engine_token_denied(Engine *e, const char *jti) {
+        return store_revoked_token_check(e->store, jti, engine_now(e));
+}

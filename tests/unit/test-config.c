@@ -1,0 +1,450 @@
+/* SPDX-License-Identifier: MIT */
+/* keyd.conf: the SPEC §2 example, a richer good file, and one data file per kind of error with its exact messages. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+
+#include "common/macro.h"
+#include "keyd/config.h"
+#include "tests/helpers/test-util.h"
+
+#define H (3600 * USEC_PER_SEC)
+#define M (60 * USEC_PER_SEC)
+#define S USEC_PER_SEC
+
+/* Criterion runs each test in its own process: chdir so that messages name the file as given ("bad-x.conf:3: "). */
+static void enter_data_dir(void) {
+        _cleanup_free_ char *dir = test_path("tests/data/config");
+        cr_assert_eq(chdir(dir), 0, "chdir %s: %m", dir);
+}
+
+TestSuite(config, .init = enter_data_dir);
+
+static void assert_strv(char **l, const char *const *expected) {
+        size_t n = 0;
+        for (; l && l[n]; n++) {
+                cr_assert_not_null(expected[n], "unexpected extra entry '%s'", l[n]);
+                cr_assert_str_eq(l[n], expected[n]);
+        }
+        cr_assert_null(expected[n], "missing entry '%s'", expected[n]);
+}
+#define ASSERT_STRV(l, ...) assert_strv((l), (const char *const[]){ __VA_ARGS__, NULL })
+
+static const ConfigKeyring *find_ring(const Config *c, const char *name) {
+        for (size_t i = 0; i < c->n_keyrings; i++)
+                if (streq(c->keyrings[i].name, name))
+                        return &c->keyrings[i];
+        cr_assert_fail("no [keyring %s]", name);
+        return NULL;
+}
+
+/* Load a file that must be refused with exactly these messages, in this order. */
+static void expect_errors(const char *file, const char *const *expected) {
+        Config c;
+        char **errors = NULL;
+
+        cr_assert_eq(config_init(&c), 0);
+        cr_assert_eq(config_load(file, &c, &errors), -EINVAL, "%s was accepted", file);
+        cr_assert_not_null(errors);
+        assert_strv(errors, expected);
+        strv_free(errors);
+        config_done(&c);
+}
+#define EXPECT_ERRORS(file, ...) expect_errors((file), (const char *const[]){ __VA_ARGS__, NULL })
+
+static void load_good(const char *file, Config *c) {
+        char **errors = NULL;
+        int r;
+
+        cr_assert_eq(config_init(c), 0);
+        r = config_load(file, c, &errors);
+        cr_assert_eq(r, 0, "%s: %d, first error: %s", file, r, errors && errors[0] ? errors[0] : "(none)");
+        cr_assert_null(errors);
+}
+
+Test(config, defaults) {
+        Config c;
+        cr_assert_eq(config_init(&c), 0);
+        cr_assert_str_eq(c.module, KEYD_DEFAULT_MODULE);
+        cr_assert_null(c.uri);
+        cr_assert_null(c.pin_file);
+        cr_assert_null(c.softhsm2_conf);
+        cr_assert_str_eq(c.store_path, "/var/lib/keyd/keyd.db");
+        cr_assert_str_eq(c.socket, "/run/keyd/keyd.sock");
+        cr_assert_eq(c.workers, 0);
+        ASSERT_STRV(c.admin_users, "root");
+        ASSERT_STRV(c.admin_groups, "keyd-admin");
+        cr_assert_eq(c.max_connections, 256);
+        cr_assert_eq(c.max_connections_per_uid, 32);
+        cr_assert_eq(c.idle_timeout, 30 * S);
+        cr_assert_null(c.public_listen);
+        cr_assert_eq(c.checkpoint_interval, 1 * H);
+        cr_assert_eq(c.n_keyrings, 0);
+        config_done(&c);
+        cr_assert_null(c.module, "config_done() leaves a clean Config");
+}
+
+Test(config, spec_example) {
+        Config c;
+        load_good("spec-example.conf", &c);
+        cr_assert_str_eq(c.module, "/usr/lib/softhsm/libsofthsm2.so");
+        cr_assert_str_eq(c.uri, "pkcs11:token=keyd");
+        cr_assert_str_eq(c.pin_file, "/etc/keyd/pin", "the inline comment after the value is not part of it");
+        cr_assert_null(c.softhsm2_conf);
+        cr_assert_str_eq(c.store_path, "/var/lib/keyd/keyd.db");
+        cr_assert_str_eq(c.socket, "/run/keyd/keyd.sock");
+        cr_assert_eq(c.workers, 0);
+        ASSERT_STRV(c.admin_users, "root");
+        ASSERT_STRV(c.admin_groups, "keyd-admin");
+        cr_assert_eq(c.max_connections, 256);
+        cr_assert_eq(c.max_connections_per_uid, 32);
+        cr_assert_eq(c.idle_timeout, 30 * S);
+        cr_assert_str_eq(c.public_listen, "127.0.0.1:8080");
+        cr_assert_eq(c.checkpoint_interval, 1 * H);
+
+        cr_assert_eq(c.n_keyrings, 1);
+        const ConfigKeyring *k = &c.keyrings[0];
+        cr_assert_str_eq(k->name, "default");
+        cr_assert_eq(k->kind, RING_ISSUER);
+        cr_assert_eq(k->owner_uid, -1);
+        cr_assert_eq(k->line, 18);
+        cr_assert_eq(k->policy.alg, KEYD_ALG_ES256);
+        cr_assert_str_eq(k->policy.issuer, "https://issuer.example.com");
+        cr_assert_eq(k->policy.rotation_period, 24 * H);
+        cr_assert_eq(k->policy.prepublish, 1 * H);
+        cr_assert_eq(k->policy.token_ttl_max, 1 * H);
+        cr_assert_eq(k->policy.default_ttl, 15 * M);
+        cr_assert_eq(k->policy.clock_skew, 60 * S);
+        cr_assert_null(k->policy.token_type);
+        ASSERT_STRV(k->policy.sign_users, "gateway");
+        ASSERT_STRV(k->policy.sign_groups, "keyd-sign");
+        cr_assert(k->policy.publish);
+        cr_assert_str_eq(k->policy.jwks_file, "/var/lib/keyd/jwks/default.json");
+        config_done(&c);
+}
+
+Test(config, good_several_keyrings) {
+        Config c;
+        load_good("good-several.conf", &c);
+        cr_assert_str_eq(c.module, "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so");
+        cr_assert_str_eq(c.uri, "pkcs11:token=keyd;manufacturer=SoftHSM%20project", "';' without a blank before it");
+        cr_assert_str_eq(c.pin_file, "/run/keyd/pin");
+        cr_assert_str_eq(c.softhsm2_conf, "/etc/softhsm/softhsm2.conf");
+        cr_assert_str_eq(c.store_path, "/srv/keyd/keyd.db", "an indented key is a key, not a continuation");
+        cr_assert_str_eq(c.socket, "/run/keyd/api.sock");
+        cr_assert_eq(c.workers, 8);
+        ASSERT_STRV(c.admin_users, "root", "alice", "bob");
+        ASSERT_STRV(c.admin_groups, "wheel", "keyd-admin");
+        cr_assert_eq(c.max_connections, 1024);
+        cr_assert_eq(c.max_connections_per_uid, 16);
+        cr_assert_eq(c.idle_timeout, 2 * M);
+        cr_assert_str_eq(c.public_listen, "[::1]:8443");
+        cr_assert_eq(c.checkpoint_interval, 24 * H);
+        cr_assert_eq(c.n_keyrings, 4);
+
+        const ConfigKeyring *k = find_ring(&c, "default");
+        cr_assert_eq(k->kind, RING_ISSUER);
+        cr_assert_eq(k->policy.alg, KEYD_ALG_ES384);
+        cr_assert_eq(k->policy.rotation_period, 7 * 24 * H);
+        cr_assert_eq(k->policy.prepublish, 12 * H);
+        cr_assert_eq(k->policy.token_ttl_max, 90 * M);
+        cr_assert_eq(k->policy.default_ttl, 300 * S);
+        cr_assert_eq(k->policy.clock_skew, 0);
+        cr_assert_str_eq(k->policy.token_type, "at+jwt;v=1");
+        ASSERT_STRV(k->policy.sign_groups, "keyd-sign", "web");
+        cr_assert(k->policy.publish);
+
+        k = find_ring(&c, "legacy.rsa");
+        cr_assert_eq(k->kind, RING_ISSUER);
+        cr_assert_eq(k->policy.alg, KEYD_ALG_RS256);
+        cr_assert_eq(k->policy.rsa_bits, 4096);
+        cr_assert_eq(k->policy.rotation_period, 30 * 24 * H);
+        cr_assert_eq(k->policy.prepublish, 24 * H);
+        cr_assert_not(k->policy.publish);
+        cr_assert_null(k->policy.jwks_file);
+
+        k = find_ring(&c, "agent-7");
+        cr_assert_eq(k->kind, RING_AGENT, "kind after the other keys still counts");
+        cr_assert_eq(k->owner_uid, 1007);
+        cr_assert_eq(k->policy.alg, KEYD_ALG_EDDSA);
+        cr_assert_eq(k->policy.rotation_period, 1 * H);
+        cr_assert_eq(k->policy.prepublish, 10 * M);
+        cr_assert_eq(k->policy.token_ttl_max, 5 * M);
+        cr_assert_eq(k->policy.default_ttl, 1 * M);
+        cr_assert_eq(k->policy.clock_skew, 30 * S);
+        cr_assert_null(k->policy.issuer);
+        cr_assert_not(k->policy.publish, "agent keyrings default to publish = no, whatever the order of keys");
+
+        k = find_ring(&c, "agent-8");
+        cr_assert_eq(k->kind, RING_AGENT);
+        cr_assert_eq(k->owner_uid, 0);
+        cr_assert(k->policy.publish, "an explicit publish = yes wins over the agent default");
+        cr_assert_eq(k->policy.rotation_period, 24 * H, "the defaults of policy_init()");
+        config_done(&c);
+}
+
+/* Line ends, a BOM, blank prefixes and repeated keys (the last one wins, nothing leaks: see the ASan run). */
+Test(config, crlf_bom_and_repeats) {
+        _cleanup_free_ char *dir = test_mkdtemp(), *path = NULL;
+        char **errors = NULL;
+        Config c;
+        FILE *f;
+
+        cr_assert(asprintf(&path, "%s/keyd.conf", dir) >= 0);
+        f = fopen(path, "we");
+        cr_assert_not_null(f);
+        fputs("\xEF\xBB\xBF[token]\r\n"
+              "uri = pkcs11:token=first\r\n"
+              "uri = pkcs11:token=second\r\n"
+              "\t module = /a.so\r\n"
+              "module = /b.so\r\n"
+              "[api]\r\n"
+              "admin-users = a b\r\n"
+              "admin-users = c\r\n"
+              "[keyring k]\r\n"
+              "issuer = https://one\r\n"
+              "issuer = https://two\r\n"
+              "[keyring j]\r\n"
+              "alg = nope",
+              f);
+        cr_assert_eq(fclose(f), 0);
+
+        cr_assert_eq(config_init(&c), 0);
+        cr_assert_eq(config_load(path, &c, &errors), -EINVAL);
+        cr_assert_not_null(errors);
+        cr_assert_not_null(errors[0]);
+        _cleanup_free_ char *expected = NULL;
+        cr_assert(asprintf(&expected, "%s:13: alg: unknown alg 'nope' (ES256, ES384, RS256, PS256, EdDSA)", path) >=
+                  0);
+        cr_assert_str_eq(errors[0], expected, "the last line has no newline and still counts");
+        cr_assert_null(errors[1]);
+        cr_assert_str_eq(c.uri, "pkcs11:token=second");
+        cr_assert_str_eq(c.module, "/b.so");
+        ASSERT_STRV(c.admin_users, "c");
+        cr_assert_str_eq(find_ring(&c, "k")->policy.issuer, "https://two");
+        strv_free(errors);
+        config_done(&c);
+        test_rmrf(dir);
+}
+
+Test(config, missing_file) {
+        char **errors = (char **) 1;
+        Config c;
+        cr_assert_eq(config_init(&c), 0);
+        cr_assert_eq(config_load("does-not-exist.conf", &c, &errors), -ENOENT);
+        cr_assert_null(errors, "no error list when the file cannot be read");
+        config_done(&c);
+}
+
+Test(config, directory) {
+        char **errors = NULL;
+        Config c;
+        cr_assert_eq(config_init(&c), 0);
+        cr_assert_lt(config_load(".", &c, &errors), 0);
+        cr_assert_neq(config_load(".", &c, &errors), -EINVAL, "a read error is not a list of errors");
+        cr_assert_null(errors);
+        config_done(&c);
+}
+
+Test(config, errors_without_list) {
+        Config c;
+        cr_assert_eq(config_init(&c), 0);
+        cr_assert_eq(config_load("bad-many.conf", &c, NULL), -EINVAL);
+        config_done(&c);
+}
+
+Test(config, malformed_lines) {
+        EXPECT_ERRORS("bad-malformed.conf",
+                      "bad-malformed.conf:3: malformed line (expected 'key = value', [SECTION] or a comment)",
+                      "bad-malformed.conf:4: malformed line (expected 'key = value', [SECTION] or a comment)",
+                      "bad-malformed.conf:5: malformed line (expected 'key = value', [SECTION] or a comment)",
+                      "bad-malformed.conf:7: malformed section header (expected [NAME])",
+                      "bad-malformed.conf:9: malformed section header (expected [NAME])");
+}
+
+Test(config, unknown_section) {
+#define EXPECTED_SECTIONS "(expected [token], [store], [api], [public], [audit] or [keyring NAME])"
+        EXPECT_ERRORS("bad-unknown-section.conf",
+                      "bad-unknown-section.conf:4: unknown section [tokens] " EXPECTED_SECTIONS,
+                      "bad-unknown-section.conf:8: unknown section [keyrings default] " EXPECTED_SECTIONS,
+                      "bad-unknown-section.conf:9: unknown section [API] " EXPECTED_SECTIONS);
+}
+
+Test(config, unknown_key) {
+        EXPECT_ERRORS("bad-unknown-key.conf", "bad-unknown-key.conf:5: unknown key 'sokcet' in [api]",
+                      "bad-unknown-key.conf:8: unknown key 'rotation' in [keyring default]",
+                      "bad-unknown-key.conf:9: unknown key 'path' in [keyring default]");
+}
+
+Test(config, key_before_any_section) {
+        EXPECT_ERRORS("bad-no-section.conf",
+                      "bad-no-section.conf:2: key 'module' before any section (put it under its [section])",
+                      "bad-no-section.conf:3: key 'uri' before any section (put it under its [section])");
+}
+
+Test(config, bad_duration) {
+#define EXPECTED_DURATION "(a whole number with s, m, h or d, between 1s and 3650d)"
+        EXPECT_ERRORS("bad-duration.conf", "bad-duration.conf:5: idle-timeout: bad duration '10x' " EXPECTED_DURATION,
+                      "bad-duration.conf:8: rotation-period: bad duration '10x' " EXPECTED_DURATION,
+                      "bad-duration.conf:9: prepublish: bad duration '0s' " EXPECTED_DURATION,
+                      "bad-duration.conf:10: token-ttl-max: bad duration '-1s' " EXPECTED_DURATION,
+                      "bad-duration.conf:11: default-ttl: bad duration '1.5h' " EXPECTED_DURATION,
+                      "bad-duration.conf:12: clock-skew: bad duration '' " EXPECTED_DURATION,
+                      "bad-duration.conf:15: checkpoint-interval: bad duration '1w' " EXPECTED_DURATION);
+}
+
+Test(config, bad_alg) {
+#define EXPECTED_ALGS "(ES256, ES384, RS256, PS256, EdDSA)"
+        EXPECT_ERRORS("bad-alg.conf", "bad-alg.conf:5: alg: unknown alg 'HS256' " EXPECTED_ALGS,
+                      "bad-alg.conf:8: alg: unknown alg 'none' " EXPECTED_ALGS,
+                      "bad-alg.conf:11: alg: unknown alg 'es256' " EXPECTED_ALGS);
+}
+
+Test(config, bad_rsa_bits) {
+        EXPECT_ERRORS("bad-rsa-bits.conf",
+                      "bad-rsa-bits.conf:6: rsa-bits: bad value '1024' (rsa-bits must be 2048, 3072 or 4096)",
+                      "bad-rsa-bits.conf:10: rsa-bits: bad value '4096bits' (rsa-bits must be 2048, 3072 or 4096)");
+}
+
+Test(config, bad_boolean) {
+        EXPECT_ERRORS("bad-boolean.conf", "bad-boolean.conf:5: publish: bad value 'maybe' (expected yes or no)");
+}
+
+Test(config, bad_number) {
+        EXPECT_ERRORS("bad-number.conf",
+                      "bad-number.conf:5: workers: bad number '300' (a whole number between 0 and 256)",
+                      "bad-number.conf:6: workers: bad number '-1' (a whole number between 0 and 256)",
+                      "bad-number.conf:7: workers: bad number 'four' (a whole number between 0 and 256)",
+                      "bad-number.conf:8: max-connections: bad number '0' (a whole number between 1 and 65536)",
+                      "bad-number.conf:9: max-connections-per-uid: bad number '99999999999999999999999' (a whole "
+                      "number between 1 and 65536)");
+}
+
+Test(config, bad_path) {
+        EXPECT_ERRORS("bad-path.conf", "bad-path.conf:3: module: bad path 'libsofthsm2.so' (an absolute path)",
+                      "bad-path.conf:4: pin-file: bad path '' (an absolute path)",
+                      "bad-path.conf:6: path: bad path './keyd.db' (an absolute path)",
+                      "bad-path.conf:8: socket: bad path '/run/keyd/a-socket-path-much-longer-than-what-a-sockaddr_"
+                      "un-can-hold-which-is-107-bytes-plus-the-terminating-nul.sock' (an absolute path of at most "
+                      "107 bytes)",
+                      "bad-path.conf:10: jwks-file: bad path 'jwks/default.json' (an absolute path)");
+}
+
+Test(config, bad_listen) {
+#define EXPECTED_LISTEN "(IPV4:PORT or [IPV6]:PORT with an address literal and a port between 1 and 65535)"
+        EXPECT_ERRORS("bad-listen.conf", "bad-listen.conf:5: listen: bad address '127.0.0.1' " EXPECTED_LISTEN,
+                      "bad-listen.conf:6: listen: bad address '127.0.0.1:0' " EXPECTED_LISTEN,
+                      "bad-listen.conf:7: listen: bad address '127.0.0.1:70000' " EXPECTED_LISTEN,
+                      "bad-listen.conf:8: listen: bad address 'localhost:8080' " EXPECTED_LISTEN,
+                      "bad-listen.conf:9: listen: bad address '::1:8080' " EXPECTED_LISTEN,
+                      "bad-listen.conf:10: listen: bad address '[::1]8080' " EXPECTED_LISTEN,
+                      "bad-listen.conf:11: listen: bad address '[localhost]:8080' " EXPECTED_LISTEN,
+                      "bad-listen.conf:12: listen: bad address '127.1:8080' " EXPECTED_LISTEN);
+}
+
+Test(config, bad_keyring_names) {
+#define EXPECTED_NAME "(1-64 of A-Z a-z 0-9 . _ -, not starting with '.' or '-')"
+#define K16 "kkkkkkkkkkkkkkkk"
+        Config c;
+        char **errors = NULL;
+
+        EXPECT_ERRORS("bad-keyring-name.conf", "bad-keyring-name.conf:4: invalid keyring name 'a/b' " EXPECTED_NAME,
+                      "bad-keyring-name.conf:6: invalid keyring name '..' " EXPECTED_NAME,
+                      "bad-keyring-name.conf:7: invalid keyring name '' " EXPECTED_NAME,
+                      "bad-keyring-name.conf:8: invalid keyring name '' " EXPECTED_NAME,
+                      "bad-keyring-name.conf:9: invalid keyring name '-x' " EXPECTED_NAME,
+                      "bad-keyring-name.conf:10: invalid keyring name '" K16 K16 K16 K16 "k' " EXPECTED_NAME);
+        /* Only the 64-character name on line 11 made a keyring. */
+        cr_assert_eq(config_init(&c), 0);
+        cr_assert_eq(config_load("bad-keyring-name.conf", &c, &errors), -EINVAL);
+        cr_assert_eq(c.n_keyrings, 1);
+        cr_assert_str_eq(c.keyrings[0].name, K16 K16 K16 K16);
+        cr_assert_eq(c.keyrings[0].line, 11);
+        strv_free(errors);
+        config_done(&c);
+}
+
+Test(config, duplicate_keyring) {
+        EXPECT_ERRORS("bad-duplicate-keyring.conf",
+                      "bad-duplicate-keyring.conf:9: duplicate [keyring default] (first at line 4)");
+}
+
+Test(config, prepublish_exceeds_rotation) {
+        EXPECT_ERRORS("bad-prepublish.conf",
+                      "bad-prepublish.conf:17: [keyring default]: prepublish exceeds rotation-period");
+}
+
+Test(config, default_ttl_exceeds_max) {
+        EXPECT_ERRORS("bad-default-ttl.conf",
+                      "bad-default-ttl.conf:4: [keyring default]: default-ttl exceeds token-ttl-max");
+}
+
+Test(config, owner_uid) {
+        EXPECT_ERRORS("bad-owner.conf", "bad-owner.conf:4: [keyring agent-1]: an agent keyring needs owner-uid",
+                      "bad-owner.conf:8: owner-uid: only agent keyrings have an owner ([keyring issuer-1] is an "
+                      "issuer)",
+                      "bad-owner.conf:12: owner-uid: bad uid '-1' (a whole number between 0 and 4294967294)",
+                      "bad-owner.conf:15: kind: bad value 'robot' (issuer or agent)");
+}
+
+Test(config, missing_uri) {
+        EXPECT_ERRORS("bad-missing-uri.conf", "bad-missing-uri.conf: [token] uri is required");
+}
+
+Test(config, bad_uri) {
+        EXPECT_ERRORS("bad-uri.conf",
+                      "bad-uri.conf:2: uri: bad URI 'token=keyd' (an RFC 7512 PKCS#11 URI, e.g. pkcs11:token=keyd)",
+                      "bad-uri.conf:3: uri: a pin-value in the URI is refused (use pin-file, the systemd credential "
+                      "\"pin\" or the URI's pin-source)");
+}
+
+Test(config, line_too_long) {
+        EXPECT_ERRORS("bad-long-line.conf", "bad-long-line.conf:4: line too long (at most 199 characters)");
+}
+
+/* Every error of the file, sorted by line even when found later (a keyring's values are read at its end). */
+Test(config, several_errors_in_line_order) {
+        EXPECT_ERRORS("bad-many.conf", "bad-many.conf:2: module: bad path 'softhsm.so' (an absolute path)",
+                      "bad-many.conf:6: unknown key 'sokcet' in [api]",
+                      "bad-many.conf:7: workers: bad number 'many' (a whole number between 0 and 256)",
+                      "bad-many.conf:10: alg: unknown alg 'HS256' " EXPECTED_ALGS,
+                      "bad-many.conf:11: rotation-period: bad duration '10x' " EXPECTED_DURATION,
+                      "bad-many.conf:12: kind: bad value 'robot' (issuer or agent)",
+                      "bad-many.conf:13: owner-uid: only agent keyrings have an owner ([keyring default] is an "
+                      "issuer)",
+                      "bad-many.conf:15: [keyring ok]: prepublish exceeds rotation-period",
+                      "bad-many.conf:19: listen: bad address 'localhost:80' " EXPECTED_LISTEN,
+                      "bad-many.conf:20: malformed line (expected 'key = value', [SECTION] or a comment)",
+                      "bad-many.conf:21: unknown section [nope] " EXPECTED_SECTIONS);
+}
+
+/* The example of keyd.conf(5) is tests/data/config/man-example.conf, and it loads. */
+Test(config, man_page_example) {
+        _cleanup_free_ char *man_path = test_path("docs/man/keyd.conf.5");
+        _cleanup_free_ char *man = test_read_file(man_path, NULL), *data = test_read_file("man-example.conf", NULL);
+        char *start, *end, *w;
+        Config c;
+
+        start = strstr(man, "\n.SH EXAMPLE\n");
+        cr_assert_not_null(start);
+        start = strstr(start, "\n.EX\n");
+        cr_assert_not_null(start);
+        start += strlen("\n.EX\n");
+        end = strstr(start, ".EE\n");
+        cr_assert_not_null(end);
+        *end = 0;
+        w = start;
+        for (const char *r = start; *r; r++) /* roff "\-" is "-" */
+                if (!(r[0] == '\\' && r[1] == '-'))
+                        *w++ = *r;
+        *w = 0;
+        cr_assert_str_eq(start, data, "docs/man/keyd.conf.5 EXAMPLE and man-example.conf differ");
+
+        load_good("man-example.conf", &c);
+        ASSERT_STRV(c.admin_users, "root", "me");
+        cr_assert_str_eq(c.pin_file, "/home/me/keyd/var/pin");
+        cr_assert_eq(c.n_keyrings, 2);
+        cr_assert_eq(find_ring(&c, "default")->policy.rotation_period, 10 * M);
+        cr_assert_eq(find_ring(&c, "agent-build-42")->owner_uid, 1042);
+        cr_assert_not(find_ring(&c, "agent-build-42")->policy.publish);
+        config_done(&c);
+}

@@ -1,0 +1,554 @@
+/* SPDX-License-Identifier: MIT */
+/* The rotation engine against a real SoftHSM2 token and a real SQLite file, with an injected clock. */
+#include <criterion/criterion.h>
+#include <sqlite3.h>
+#include <stdio.h>
+
+#include "common/crypto-util.h"
+#include "jose/jwk.h"
+#include "jose/jws.h"
+#include "rotation/audit.h"
+#include "pkcs11/hsm-internal.h"
+#include "rotation/engine-internal.h"
+#include "tests/helpers/test-token.h"
+#include "tests/helpers/test-util.h"
+
+#define S(x) ((usec_t) (x) * USEC_PER_SEC)
+
+static TestToken tok;
+static Hsm *hsm;
+static Store *store;
+static Engine *eng;
+static char *db_path;
+static usec_t fake_now = S(1700000000);
+static const char *fail_at; /* failpoint name to fire at, or NULL */
+static int fail_skip;       /* how many passes of it to let through first */
+
+static usec_t fake_clock(void *u) {
+        (void) u;
+        return fake_now;
+}
+
+static bool failpoint(const char *where, void *u) {
+        (void) u;
+        if (!fail_at || strcmp(fail_at, where) != 0)
+                return false;
+        if (fail_skip-- > 0)
+                return false;
+        fail_at = NULL;
+        return true;
+}
+
+static void open_engine(void) {
+        EngineOptions o = { .clock = fake_clock, .failpoint = failpoint };
+        cr_assert_eq(store_open(db_path, 0, &store), 0);
+        cr_assert_eq(engine_new(hsm, store, &o, &eng), 0);
+        cr_assert_eq(engine_load(eng), 0);
+}
+
+static void close_engine(void) {
+        eng = engine_free(eng);
+        store = store_close(store);
+}
+
+static void setup(void) {
+        test_token_setup(&tok);
+        hsm = test_token_open(&tok, 2);
+        cr_assert(asprintf(&db_path, "%s/keyd.db", tok.dir) >= 0);
+        open_engine();
+}
+
+static void teardown(void) {
+        close_engine();
+        hsm_close(hsm);
+        free(db_path);
+        test_token_teardown(&tok);
+}
+
+TestSuite(engine, .init = setup, .fini = teardown, .timeout = 240);
+
+static Policy test_policy(KeydAlg alg) {
+        Policy p;
+        policy_init(&p, RING_ISSUER);
+        p.alg = alg;
+        p.rotation_period = S(100);
+        p.prepublish = S(20);
+        p.token_ttl_max = S(30);
+        p.default_ttl = S(10);
+        p.clock_skew = S(5);
+        p.issuer = strdup("https://issuer.test");
+        return p;
+}
+
+static void create(const char *name, KeydAlg alg) {
+        Policy p = test_policy(alg);
+        RingSpec spec = { .name = name, .kind = RING_ISSUER, .owner_uid = -1, .policy = &p };
+        cr_assert_eq(engine_create_ring(eng, &spec, NULL), 0);
+        policy_done(&p);
+}
+
+static int tick(void) {
+        usec_t due;
+        int r = engine_tick(eng, &due);
+        cr_assert_geq(r, 0, "tick: %s", strerror(-r));
+        return r;
+}
+
+static const StoreKey *in_state(const char *ring, KeyState s) {
+        return ring_key_in_state(engine_get_ring(eng, ring), s);
+}
+
+static size_t count_private_objects(void) {
+        HsmObject *o = NULL;
+        size_t n = 0, priv = 0;
+        cr_assert_eq(hsm_list(hsm, "keyd:", &o, &n), 0);
+        for (size_t i = 0; i < n; i++)
+                priv += o[i].is_private;
+        free(o);
+        return priv;
+}
+
+/* The JWKS kids in order. */
+static json_t *jwks_kids(const char *ring) {
+        size_t len;
+        const char *etag;
+        unsigned max_age;
+        const char *body = ring_jwks(engine_get_ring(eng, ring), fake_now, &len, &etag, &max_age);
+        cr_assert_not_null(body);
+        json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL), *kids = json_array(), *k;
+        size_t i;
+        cr_assert_not_null(doc);
+        json_array_foreach(json_object_get(doc, "keys"), i, k) {
+                cr_assert_str_eq(json_string_value(json_object_get(k, "use")), "sig");
+                json_array_append(kids, json_object_get(k, "kid"));
+        }
+        json_decref(doc);
+        return kids;
+}
+
+static bool jwks_has(const char *ring, const char *kid) {
+        json_t *kids = jwks_kids(ring), *k;
+        size_t i;
+        bool found = false;
+        json_array_foreach(kids, i, k) found |= streq(json_string_value(k), kid);
+        json_decref(kids);
+        return found;
+}
+
+/* A signature by the keyring's active key verifies with the JWK the JWKS publishes for it. */
+static void sign_and_verify(const char *ring) {
+        uint8_t sig[HSM_SIG_MAX];
+        char kid[STORE_KID_MAX + 1];
+        KeydAlg alg;
+        int n = engine_sign(eng, ring, "payload", 7, sig, sizeof sig, kid, &alg);
+        cr_assert_gt(n, 0, "sign: %s", strerror(-n));
+        const StoreKey *k = engine_find_key(eng, kid, NULL);
+        cr_assert_not_null(k);
+        cr_assert_eq(k->state, KEY_STATE_ACTIVE);
+        json_t *jwk = json_loads(k->jwk, 0, NULL);
+        EVP_PKEY *pkey = NULL;
+        cr_assert_eq(jose_jwk_to_pkey(jwk, &pkey), 0);
+        cr_assert_eq(jose_verify_signature(alg, pkey, "payload", 7, sig, (size_t) n), JOSE_OK);
+        EVP_PKEY_free(pkey);
+        json_decref(jwk);
+}
+
+Test(engine, bootstrap_rotate_expire) {
+        create("default", KEYD_ALG_ES256);
+        cr_assert_eq(tick(), 1);
+        const StoreKey *a = in_state("default", KEY_STATE_ACTIVE), *n = in_state("default", KEY_STATE_NEXT);
+        cr_assert(a && n);
+        char a_kid[STORE_KID_MAX + 1], n_kid[STORE_KID_MAX + 1];
+        strcpy(a_kid, a->kid);
+        strcpy(n_kid, n->kid);
+        cr_assert_eq(count_private_objects(), 2);
+        json_t *kids = jwks_kids("default");
+        cr_assert_eq(json_array_size(kids), 2);
+        cr_assert_str_eq(json_string_value(json_array_get(kids, 0)), a_kid, "active first");
+        cr_assert_str_eq(json_string_value(json_array_get(kids, 1)), n_kid, "next second");
+        json_decref(kids);
+        sign_and_verify("default");
+
+        cr_assert_eq(tick(), 0, "idempotent: nothing more to do at the same instant");
+        fake_now += S(99);
+        cr_assert_eq(tick(), 0, "not yet");
+        fake_now += S(1);
+        cr_assert_eq(tick(), 1, "rotation at rotation-period");
+        usec_t rotated_at = fake_now;
+        a = in_state("default", KEY_STATE_ACTIVE);
+        cr_assert_str_eq(a->kid, n_kid, "next became active");
+        cr_assert_geq(a->activate_at - a->publish_at, S(20), "published at least prepublish before activation");
+        const StoreKey *ret = in_state("default", KEY_STATE_RETIRED);
+        cr_assert_str_eq(ret->kid, a_kid);
+        cr_assert_eq(ret->retire_at, rotated_at);
+        cr_assert_eq(ret->expire_at, rotated_at + S(30) + S(5), "expire_at = retire_at + token-ttl-max + skew");
+        cr_assert_eq(count_private_objects(), 2, "the retired key's private object is destroyed");
+        kids = jwks_kids("default");
+        cr_assert_eq(json_array_size(kids), 3);
+        cr_assert_str_eq(json_string_value(json_array_get(kids, 2)), a_kid, "retired last");
+        json_decref(kids);
+        sign_and_verify("default");
+
+        fake_now = rotated_at + S(35) - 1;
+        tick();
+        cr_assert(jwks_has("default", a_kid), "a retired key stays published until expire_at");
+        fake_now = rotated_at + S(35);
+        cr_assert_eq(tick(), 1);
+        cr_assert(!jwks_has("default", a_kid), "gone from the JWKS at expire_at");
+        StoreKey *row = NULL;
+        cr_assert_eq(store_key_get_by_kid(store, a_kid, &row), 0, "kept in the store for audit");
+        cr_assert_eq(row->state, KEY_STATE_EXPIRED);
+        store_key_free(row);
+}
+
+Test(engine, manual_rotation_respects_prepublish) {
+        create("default", KEYD_ALG_EDDSA);
+        tick();
+        fake_now += S(10);
+        cr_assert_eq(engine_rotate(eng, "default", false, NULL, NULL), -EBUSY, "next published 10s < 20s ago");
+        fake_now += S(10);
+        const char *old = in_state("default", KEY_STATE_ACTIVE)->kid;
+        char old_kid[STORE_KID_MAX + 1];
+        strcpy(old_kid, old);
+        cr_assert_eq(engine_rotate(eng, "default", false, "operator", NULL), 0);
+        cr_assert_str_neq(in_state("default", KEY_STATE_ACTIVE)->kid, old_kid);
+        cr_assert_eq(engine_rotate(eng, "default", false, NULL, NULL), -EBUSY, "the new next is brand new");
+        cr_assert_eq(engine_rotate(eng, "default", true, "emergency", NULL), 0, "force overrides");
+        cr_assert_eq(engine_rotate(eng, "nope", true, NULL, NULL), -ENOENT);
+        sign_and_verify("default");
+}
+
+Test(engine, revoke_active_promotes_next) {
+        create("default", KEYD_ALG_ES256);
+        tick();
+        char a[STORE_KID_MAX + 1], n[STORE_KID_MAX + 1];
+        strcpy(a, in_state("default", KEY_STATE_ACTIVE)->kid);
+        strcpy(n, in_state("default", KEY_STATE_NEXT)->kid);
+        cr_assert_eq(engine_revoke_key(eng, a, "bogus", NULL), -EINVAL);
+        cr_assert_eq(engine_revoke_key(eng, "no-such-kid", "key_compromise", NULL), -ENOENT);
+        cr_assert_eq(engine_revoke_key(eng, a, "key_compromise", NULL), 0);
+        cr_assert_str_eq(in_state("default", KEY_STATE_ACTIVE)->kid, n, "the standby is promoted at once");
+        cr_assert_not_null(in_state("default", KEY_STATE_NEXT), "a new standby is made");
+        cr_assert(!jwks_has("default", a), "revoked: out of the JWKS before the call returns");
+        cr_assert_eq(count_private_objects(), 2, "the revoked key's private object is destroyed");
+        cr_assert_eq(engine_revoke_key(eng, a, "key_compromise", NULL), -EALREADY);
+        unsigned max_age;
+        ring_jwks(engine_get_ring(eng, "default"), fake_now, NULL, NULL, &max_age);
+        cr_assert_leq(max_age, 60, "a short max-age after a revocation");
+        ring_jwks(engine_get_ring(eng, "default"), fake_now + S(601), NULL, NULL, &max_age);
+        cr_assert_eq(max_age, 10, "prepublish/2 again ten minutes later");
+
+        /* The revocation list names the key and is signed by the active key. */
+        const char *rl = ring_revocations(engine_get_ring(eng, "default"));
+        cr_assert_not_null(rl);
+        JoseJws *jws = NULL;
+        cr_assert_eq(jose_jws_parse(rl, strlen(rl), &jws), JOSE_OK);
+        cr_assert_str_eq(jws->kid, n);
+        json_t *claims = NULL;
+        cr_assert_eq(jose_jws_claims(jws, &claims), JOSE_OK);
+        json_t *first = json_array_get(json_object_get(claims, "revoked"), 0);
+        cr_assert_str_eq(json_string_value(json_object_get(first, "kid")), a);
+        cr_assert_str_eq(json_string_value(json_object_get(first, "reason")), "key_compromise");
+        json_t *jwk = json_loads(in_state("default", KEY_STATE_ACTIVE)->jwk, 0, NULL);
+        EVP_PKEY *pk = NULL;
+        cr_assert_eq(jose_jwk_to_pkey(jwk, &pk), 0);
+        cr_assert_eq(jose_jws_verify(jws, pk, KEYD_ALG_ES256), JOSE_OK);
+        EVP_PKEY_free(pk);
+        json_decref(jwk);
+        json_decref(claims);
+        jose_jws_free(jws);
+        sign_and_verify("default");
+}
+
+Test(engine, revoke_next_and_retired) {
+        create("default", KEYD_ALG_ES256);
+        tick();
+        char n[STORE_KID_MAX + 1];
+        strcpy(n, in_state("default", KEY_STATE_NEXT)->kid);
+        cr_assert_eq(engine_revoke_key(eng, n, "superseded", NULL), 0);
+        cr_assert_str_neq(in_state("default", KEY_STATE_NEXT)->kid, n, "a new standby replaces it");
+        cr_assert(!jwks_has("default", n));
+        fake_now += S(200);
+        tick();
+        const StoreKey *r = in_state("default", KEY_STATE_RETIRED);
+        cr_assert_not_null(r);
+        char rk[STORE_KID_MAX + 1];
+        strcpy(rk, r->kid);
+        cr_assert_eq(engine_revoke_key(eng, rk, "key_compromise", NULL), 0);
+        cr_assert(!jwks_has("default", rk));
+        cr_assert_not_null(in_state("default", KEY_STATE_ACTIVE));
+}
+
+Test(engine, disable_refuses_signing) {
+        create("agentish", KEYD_ALG_ES256);
+        tick();
+        cr_assert_eq(engine_disable_ring(eng, "agentish", NULL), 0);
+        uint8_t sig[HSM_SIG_MAX];
+        cr_assert_eq(engine_sign(eng, "agentish", "x", 1, sig, sizeof sig, NULL, NULL), -ESHUTDOWN);
+        size_t n;
+        StoreKey *const *keys = ring_keys(engine_get_ring(eng, "agentish"), &n);
+        for (size_t i = 0; i < n; i++)
+                cr_assert_eq(keys[i]->state, KEY_STATE_REVOKED);
+        cr_assert_eq(count_private_objects(), 0);
+        fake_now += S(1000);
+        cr_assert_eq(tick(), 0, "a disabled keyring gets no new key");
+        cr_assert_eq(engine_disable_ring(eng, "agentish", NULL), -EALREADY);
+        /* It stays disabled across a restart. */
+        close_engine();
+        open_engine();
+        cr_assert(ring_disabled(engine_get_ring(eng, "agentish")));
+        cr_assert_eq(engine_sign(eng, "agentish", "x", 1, sig, sizeof sig, NULL, NULL), -ESHUTDOWN);
+}
+
+Test(engine, deny_token) {
+        create("default", KEYD_ALG_ES256);
+        cr_assert_eq(engine_deny_token(eng, "jti-1", "default", fake_now + S(60), NULL), 0);
+        cr_assert_eq(engine_token_denied(eng, "jti-1"), 1);
+        cr_assert_eq(engine_token_denied(eng, "jti-2"), 0);
+        cr_assert_eq(engine_deny_token(eng, "jti-1", "default", fake_now + S(60), NULL), -EEXIST);
+        cr_assert_eq(engine_deny_token(eng, "old", "default", fake_now - 1, NULL), -EINVAL, "already expired");
+        cr_assert_eq(engine_deny_token(eng, "", "default", fake_now + S(1), NULL), -EINVAL);
+        fake_now += S(61);
+        cr_assert_eq(engine_token_denied(eng, "jti-1"), 0, "a denial ends with the token's exp");
+}
+
+Test(engine, policy_alg_change_replaces_next) {
+        create("default", KEYD_ALG_ES256);
+        tick();
+        Policy p = test_policy(KEYD_ALG_EDDSA);
+        RingSpec spec = { .name = "default", .kind = RING_ISSUER, .owner_uid = -1, .policy = &p };
+        cr_assert_eq(engine_apply_config(eng, &spec, 1), 0);
+        tick();
+        cr_assert_eq(in_state("default", KEY_STATE_ACTIVE)->alg, KEYD_ALG_ES256, "the active key signs on");
+        cr_assert_eq(in_state("default", KEY_STATE_NEXT)->alg, KEYD_ALG_EDDSA, "the standby follows the policy");
+        fake_now += S(100);
+        tick();
+        cr_assert_eq(in_state("default", KEY_STATE_ACTIVE)->alg, KEYD_ALG_EDDSA);
+        sign_and_verify("default");
+        policy_done(&p);
+}
+
+Test(engine, jwks_file_written) {
+        char *path;
+        cr_assert(asprintf(&path, "%s/jwks.json", tok.dir) >= 0);
+        Policy p = test_policy(KEYD_ALG_ES256);
+        p.jwks_file = strdup(path);
+        RingSpec spec = { .name = "default", .kind = RING_ISSUER, .owner_uid = -1, .policy = &p };
+        cr_assert_eq(engine_create_ring(eng, &spec, NULL), 0);
+        tick();
+        size_t len, flen;
+        const char *body = ring_jwks(engine_get_ring(eng, "default"), fake_now, &len, NULL, NULL);
+        char *file = test_read_file(path, &flen);
+        cr_assert_eq(flen, len);
+        cr_assert_eq(memcmp(file, body, len), 0, "the file holds exactly the served bytes");
+        free(file);
+        free(path);
+        policy_done(&p);
+}
+
+Test(engine, etag_changes_with_keys) {
+        create("default", KEYD_ALG_ES256);
+        tick();
+        const char *etag;
+        ring_jwks(engine_get_ring(eng, "default"), fake_now, NULL, &etag, NULL);
+        char before[JWKS_ETAG_MAX];
+        strcpy(before, etag);
+        cr_assert_eq(etag[0], '"');
+        tick();
+        ring_jwks(engine_get_ring(eng, "default"), fake_now, NULL, &etag, NULL);
+        cr_assert_str_eq(etag, before, "no change, same ETag");
+        fake_now += S(100);
+        tick();
+        ring_jwks(engine_get_ring(eng, "default"), fake_now, NULL, &etag, NULL);
+        cr_assert_str_neq(etag, before, "rotation changes the ETag");
+}
+
+/* --- reconciliation --- */
+
+static void restart(ReconcileReport *rep) {
+        close_engine();
+        open_engine();
+        cr_assert_eq(engine_reconcile(eng, rep), 0);
+        tick();
+}
+
+Test(engine, reconcile_orphan_destroyed) {
+        create("default", KEYD_ALG_ES256);
+        tick();
+        const uint8_t id[] = { 0xde, 0xad };
+        cr_assert_eq(hsm_generate(hsm, KEYD_ALG_ES256, 0, id, sizeof id, "keyd:default:dead", NULL), 0);
+        cr_assert_eq(count_private_objects(), 3);
+        ReconcileReport rep;
+        restart(&rep);
+        cr_assert_eq(rep.orphans_destroyed, 1);
+        cr_assert_eq(count_private_objects(), 2);
+        StoreAudit **recs = NULL;
+        size_t n;
+        cr_assert_eq(store_audit_list(store, 0, 1000, &recs, &n), 0);
+        bool audited = false;
+        for (size_t i = 0; i < n; i++)
+                audited |= streq(recs[i]->action, "reconcile.orphan_destroyed");
+        store_audit_list_free(recs);
+        cr_assert(audited, "the orphan's destruction is audited");
+}
+
+Test(engine, reconcile_lost_active_and_next) {
+        create("default", KEYD_ALG_ES256);
+        tick();
+        char a[STORE_KID_MAX + 1], n[STORE_KID_MAX + 1];
+        strcpy(a, in_state("default", KEY_STATE_ACTIVE)->kid);
+        strcpy(n, in_state("default", KEY_STATE_NEXT)->kid);
+        /* SoftHSM2 loses the active key's object (no fsync before a power cut). */
+        engine_destroy_objects(eng, in_state("default", KEY_STATE_ACTIVE)->id);
+        ReconcileReport rep;
+        restart(&rep);
+        cr_assert_eq(rep.keys_lost, 1);
+        cr_assert_str_eq(in_state("default", KEY_STATE_ACTIVE)->kid, n, "next promoted");
+        const StoreKey *r = in_state("default", KEY_STATE_RETIRED);
+        cr_assert_str_eq(r->kid, a, "the lost active key stays published as retired: its tokens still verify");
+        cr_assert(r->lost);
+        cr_assert(jwks_has("default", a));
+        sign_and_verify("default");
+
+        /* Now the standby is lost. */
+        char n2[STORE_KID_MAX + 1];
+        strcpy(n2, in_state("default", KEY_STATE_NEXT)->kid);
+        engine_destroy_objects(eng, in_state("default", KEY_STATE_NEXT)->id);
+        restart(&rep);
+        cr_assert_eq(rep.keys_lost, 1);
+        cr_assert_str_neq(in_state("default", KEY_STATE_NEXT)->kid, n2, "a new standby is generated");
+        cr_assert(!jwks_has("default", n2), "a lost standby never signed: it leaves the JWKS");
+}
+
+Test(engine, reconcile_destroys_leftover_private) {
+        create("default", KEYD_ALG_ES256);
+        tick();
+        fake_now += S(100);
+        fail_at = "apply:before-destroy";
+        usec_t due;
+        cr_assert_eq(engine_tick(eng, &due), -ECANCELED);
+        cr_assert_eq(count_private_objects(), 3, "crashed before destroying the retired key's object");
+        eng = engine_abandon(eng);
+        store = store_close(store);
+        open_engine();
+        ReconcileReport rep;
+        cr_assert_eq(engine_reconcile(eng, &rep), 0);
+        cr_assert_eq(rep.privates_destroyed, 1);
+        cr_assert_eq(count_private_objects(), 2);
+}
+
+Test(engine, reconcile_refuses_unprotected_key) {
+        create("default", KEYD_ALG_ES256);
+        tick();
+        /* Replace the standby's object with an extractable key under the same id and label. */
+        const StoreKey *n = in_state("default", KEY_STATE_NEXT);
+        char kid[STORE_KID_MAX + 1];
+        strcpy(kid, n->kid);
+        uint8_t id[HSM_ID_MAX];
+        size_t id_len;
+        cr_assert_eq(key_id_to_bytes(n->id, id, &id_len), 0);
+        engine_destroy_objects(eng, n->id);
+        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        CK_MECHANISM mech = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+        static const CK_BYTE p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+        CK_ATTRIBUTE pub[] = { { CKA_TOKEN, &yes, 1 }, { CKA_EC_PARAMS, (void *) p256, sizeof p256 },
+                               { CKA_ID, id, id_len } };
+        CK_ATTRIBUTE priv[] = { { CKA_TOKEN, &yes, 1 }, { CKA_PRIVATE, &yes, 1 }, { CKA_SENSITIVE, &no, 1 },
+                                { CKA_EXTRACTABLE, &yes, 1 }, { CKA_SIGN, &yes, 1 }, { CKA_ID, id, id_len },
+                                { CKA_LABEL, (void *) "keyd:default:x", 14 } };
+        CK_OBJECT_HANDLE hp, hk;
+        cr_assert_eq(hsm->f->C_GenerateKeyPair(hsm->anchor, &mech, pub, 3, priv, 7, &hp, &hk), CKR_OK);
+        ReconcileReport rep;
+        restart(&rep);
+        cr_assert_eq(rep.keys_refused, 1);
+        StoreKey *row = NULL;
+        cr_assert_eq(store_key_get_by_kid(store, kid, &row), 0);
+        cr_assert_eq(row->state, KEY_STATE_REVOKED, "an unprotected key is never used");
+        store_key_free(row);
+        cr_assert_str_neq(in_state("default", KEY_STATE_NEXT)->kid, kid);
+}
+
+static const char *const failpoints[] = { "generate:before-token", "generate:after-token", "apply:before-commit",
+                                          "apply:after-commit", "apply:before-destroy" };
+
+Test(engine, crash_at_every_point_recovers) {
+        create("default", KEYD_ALG_ES256);
+        tick();
+        for (size_t i = 0; i < ELEMENTSOF(failpoints); i++) {
+                fake_now += S(100);
+                fail_at = failpoints[i];
+                fail_skip = 0;
+                usec_t due;
+                cr_assert_eq(engine_tick(eng, &due), -ECANCELED, "failpoint %s fired", failpoints[i]);
+                eng = engine_abandon(eng);
+                store = store_close(store);
+                open_engine();
+                ReconcileReport rep;
+                cr_assert_eq(engine_reconcile(eng, &rep), 0);
+                tick();
+                cr_assert_not_null(in_state("default", KEY_STATE_ACTIVE), "after a crash at %s", failpoints[i]);
+                cr_assert_not_null(in_state("default", KEY_STATE_NEXT));
+                cr_assert_eq(count_private_objects(), 2, "after a crash at %s", failpoints[i]);
+                sign_and_verify("default");
+        }
+        AuditVerifyResult res;
+        cr_assert_eq(audit_verify(store, &res), 0, "%s", res.message);
+}
+
+/* --- audit --- */
+
+Test(engine, audit_chain_and_checkpoint) {
+        create("default", KEYD_ALG_ES256);
+        tick();
+        for (int i = 0; i < 3; i++) {
+                fake_now += S(100);
+                tick();
+        }
+        cr_assert_eq(engine_checkpoint(eng), 0);
+        AuditVerifyResult res;
+        cr_assert_eq(audit_verify(store, &res), 0, "%s", res.message);
+        cr_assert_gt(res.checkpoint_seq, 0);
+        uint64_t cp = res.checkpoint_seq;
+
+        /* Flip one byte of one stored record. */
+        close_engine();
+        sqlite3 *db;
+        cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+        cr_assert_eq(sqlite3_exec(db, "UPDATE audit SET action = action || 'x' WHERE seq = 3", NULL, NULL, NULL),
+                     SQLITE_OK);
+        sqlite3_close(db);
+        open_engine();
+        cr_assert_eq(audit_verify(store, &res), -EBADMSG);
+        cr_assert_eq(res.bad_seq, 3, "names record 3: %s", res.message);
+        close_engine();
+
+        /* Restore it, then cut the tail including the checkpointed record. */
+        cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+        cr_assert_eq(sqlite3_exec(db, "UPDATE audit SET action = substr(action, 1, length(action) - 1) WHERE seq = 3", NULL, NULL, NULL),
+                     SQLITE_OK);
+        /* The checkpoint row stays: SQLite's raw connection does not enforce its foreign key. */
+        char sql[128];
+        snprintf(sql, sizeof sql, "DELETE FROM audit WHERE seq >= %llu;", (unsigned long long) cp - 1);
+        cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+        open_engine();
+        cr_assert_eq(audit_verify(store, &res), -EBADMSG, "truncation must be caught");
+        cr_assert(strstr(res.message, "removed") != NULL, "%s", res.message);
+}
+
+Test(engine, audit_group_commit) {
+        AuditLog *log = NULL;
+        cr_assert_eq(audit_log_open(db_path, &log), 0);
+        StoreAudit rec = { .time = fake_now, .uid = 1000, .pid = 1, .comm = (char *) "t", .action = (char *) "token.mint",
+                           .result = (char *) "ok" };
+        int64_t seq = audit_log_write(log, &rec, STORE_COMMITTED);
+        cr_assert_gt(seq, 0);
+        StoreAudit bad = rec;
+        bad.detail = (char *) "[not an object]";
+        cr_assert_lt(audit_log_write(log, &bad, STORE_COMMITTED), 0, "a bad record fails alone");
+        cr_assert_gt(audit_log_write(log, &rec, STORE_SYNCED), seq);
+        audit_log_close(log);
+        AuditVerifyResult res;
+        cr_assert_eq(audit_verify(store, &res), 0, "%s", res.message);
+        cr_assert_eq(res.head_seq, 2);
+}
