@@ -7,13 +7,16 @@
 #include <sys/stat.h>
 
 #include "common/log.h"
+#include "keyd/config.h"
+#include "keyd/daemon.h"
 #include "keyd/dev.h"
-#include "pkcs11/hsm.h"
-#include "store/store.h"
 
+#define DEFAULT_CONFIG "/etc/keyd/keyd.conf"
+
+static const char *arg_config = DEFAULT_CONFIG;
 static const char *arg_dev_dir;
-static bool arg_dev;
 static const char *arg_module = KEYD_DEFAULT_MODULE;
+static bool arg_dev, arg_check;
 
 static void help(void) {
         printf("Usage: keyd [OPTIONS]\n"
@@ -21,29 +24,34 @@ static void help(void) {
                "Key-management and rotation daemon: keeps signing keys in a PKCS#11 token, rotates them,\n"
                "publishes a JWKS, and signs and verifies tokens for local callers.\n"
                "\n"
-               "  --dev [DIR]        Use the embedded default under DIR (default ./" DEV_DEFAULT_DIR "): a SoftHSM2\n"
-               "                     token with a random PIN, a SQLite database, a dev configuration\n"
-               "  --module PATH      PKCS#11 module for --dev (default " KEYD_DEFAULT_MODULE ")\n"
-               "  -v, --verbose      Log at debug level\n"
-               "  -h, --help         Show this help\n"
-               "      --version      Show the version\n"
+               "  -c, --config FILE   Configuration file (default " DEFAULT_CONFIG ")\n"
+               "      --check-config  Check the configuration, print every error with its line, and exit\n"
+               "      --dev [DIR]     Run on the embedded default under DIR (default ./" DEV_DEFAULT_DIR "): a SoftHSM2\n"
+               "                      token with a random PIN, a SQLite database and DIR/keyd.conf, made if missing\n"
+               "      --module PATH   PKCS#11 module for --dev (default " KEYD_DEFAULT_MODULE ")\n"
+               "  -v, --verbose       Log at debug level\n"
+               "  -h, --help          Show this help\n"
+               "      --version       Show the version\n"
                "\n"
+               "Signals: TERM and INT stop keyd; HUP re-reads the keyring policies.\n"
                "See keyd(8) and keyd.conf(5).\n");
 }
 
 static int parse_argv(int argc, char **argv) {
-        enum { ARG_VERSION = 0x100, ARG_DEV, ARG_MODULE };
+        enum { ARG_VERSION = 0x100, ARG_DEV, ARG_MODULE, ARG_CHECK };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "verbose", no_argument, NULL, 'v' },
+                { "config", required_argument, NULL, 'c' },
+                { "check-config", no_argument, NULL, ARG_CHECK },
                 { "dev", no_argument, NULL, ARG_DEV },
                 { "module", required_argument, NULL, ARG_MODULE },
                 {},
         };
         int c;
 
-        while ((c = getopt_long(argc, argv, "hv", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hvc:", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         help();
@@ -53,6 +61,12 @@ static int parse_argv(int argc, char **argv) {
                         return 0;
                 case 'v':
                         log_set_max_level(LOG_DEBUG);
+                        break;
+                case 'c':
+                        arg_config = optarg;
+                        break;
+                case ARG_CHECK:
+                        arg_check = true;
                         break;
                 case ARG_DEV:
                         arg_dev = true;
@@ -70,10 +84,6 @@ static int parse_argv(int argc, char **argv) {
                 log_error("Unexpected argument: %s (see keyd --help)", argv[optind]);
                 return -EINVAL;
         }
-        if (!arg_dev) {
-                log_error("Nothing to do: give --dev [DIR] (see keyd --help)");
-                return -EINVAL;
-        }
         return 1;
 }
 
@@ -88,38 +98,25 @@ static int harden_process(void) {
         return 0;
 }
 
-static int dev_report(const DevEnv *e) {
-        HsmConfig hc = { .module = arg_module, .uri = "pkcs11:token=" DEV_TOKEN_LABEL, .pin_file = e->pin_file,
-                         .sessions = 1 };
-        Hsm *h = NULL;
-        Store *s = NULL;
-        HsmObject *objs = NULL;
-        StoreKeyring **rings = NULL;
-        size_t n_objs = 0, n_rings = 0;
+static int check_config(const char *path) {
+        Config c;
+        char **errors = NULL;
         int r;
 
-        r = hsm_open(&hc, &h);
-        if (r < 0)
-                return log_error_errno(r, "Cannot open the dev token: %m (%s)", hsm_last_error());
-        r = hsm_list(h, "keyd:", &objs, &n_objs);
-        hsm_close(h);
-        free(objs);
-        if (r < 0)
-                return log_error_errno(r, "Cannot list the dev token's objects: %m");
-
-        r = store_open(e->db, 0, &s);
-        if (r < 0)
-                return log_error_errno(r, "Cannot open the database %s: %m", e->db);
-        r = store_keyring_list(s, &rings, &n_rings);
-        int version = store_schema_version(s);
-        store_keyring_list_free(rings);
-        store_close(s);
-        if (r < 0)
-                return log_error_errno(r, "Cannot read the database %s: %m", e->db);
-
-        log_info("dev: token '%s' logs in; %zu keyd object(s) in it", DEV_TOKEN_LABEL, n_objs);
-        log_info("dev: database %s at schema version %d, %zu keyring(s)", e->db, version, n_rings);
-        return 0;
+        if (config_init(&c) < 0)
+                return log_oom();
+        r = config_load(path, &c, &errors);
+        for (char **e = errors; e && *e; e++) {
+                fprintf(stderr, "%s\n", *e);
+                free(*e);
+        }
+        free(errors);
+        if (r == 0)
+                printf("%s: OK, %zu keyring(s)\n", path, c.n_keyrings);
+        else if (r != -EINVAL)
+                log_error_errno(r, "Cannot read %s: %m", path);
+        config_done(&c);
+        return r;
 }
 
 static int run(int argc, char **argv) {
@@ -129,16 +126,25 @@ static int run(int argc, char **argv) {
         r = parse_argv(argc, argv);
         if (r <= 0)
                 return r;
+        if (arg_check && !arg_dev)
+                return check_config(arg_config);
         r = harden_process();
         if (r < 0)
                 return r;
 
-        r = dev_prepare(arg_dev_dir ?: DEV_DEFAULT_DIR, arg_module, &env);
-        if (r < 0)
-                return r;
-        r = dev_report(&env);
-        if (r >= 0)
-                log_info("dev: ready under %s (configuration: %s)", env.dir, env.config);
+        if (arg_dev) {
+                r = dev_prepare(arg_dev_dir ?: DEV_DEFAULT_DIR, arg_module, &env);
+                if (r < 0)
+                        return r;
+                arg_config = env.config;
+                if (arg_check) {
+                        r = check_config(arg_config);
+                        dev_env_done(&env);
+                        return r;
+                }
+        }
+        DaemonOptions o = { .config_path = arg_config, .dev = arg_dev };
+        r = daemon_run(&o);
         dev_env_done(&env);
         return r;
 }

@@ -99,6 +99,9 @@ int engine_deny_token(Engine *e, const char *jti, const char *ring, usec_t exp, 
 /* Whether a jti is denied now (1/0). */
 int engine_token_denied(Engine *e, const char *jti);
 
+/* Write every published keyring's jwks-file (at start: a crash may have left a file behind the store). */
+int engine_publish_all(Engine *e);
+
 /* Sign the chain head of the audit log with the default issuer keyring's active key (an audit checkpoint). */
 int engine_checkpoint(Engine *e);
 

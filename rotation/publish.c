@@ -110,3 +110,13 @@ int ring_publish_file(Engine *e, Ring *r) {
                 log_debug("keyring %s: cannot write %s: %s", r->name, r->policy.jwks_file, strerror(-rc));
         return rc;
 }
+
+int engine_publish_all(Engine *e) {
+        int r = 0;
+        for (size_t i = 0; i < e->n_rings; i++) {
+                int k = ring_publish_file(e, e->rings[i]);
+                if (k < 0 && r == 0)
+                        r = k;
+        }
+        return r;
+}

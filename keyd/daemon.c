@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: MIT */
+/* The event loop: lifecycle timer, audit checkpoints, signals, readiness, status and watchdog. */
+#include <signal.h>
+#include <stdio.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+#include <systemd/sd-journal.h>
+
+#include "common/log.h"
+#include "keyd/config.h"
+#include "keyd/daemon.h"
+#include "pkcs11/hsm.h"
+#include "rotation/audit.h"
+#include "rotation/engine.h"
+#include "store/store.h"
+
+/* MESSAGE_IDs of the journal records an operator alerts on (journalctl MESSAGE_ID=...). */
+#define MESSAGE_ID_ROTATION "5f1b6c2ad9e04d8a9c3e7b0f4a6d2c81"
+#define MESSAGE_ID_REVOCATION "c2e8a71f3b5d4f6e8a9b0c1d2e3f4a57"
+#define MESSAGE_ID_KEY_LOST "9a4d3c2b1e0f4a5b8c7d6e5f4a3b2c19"
+
+typedef struct Daemon {
+        const DaemonOptions *opts;
+        Config config;
+        Hsm *hsm;
+        Store *store;
+        Engine *engine;
+        AuditLog *audit;
+        sd_event *event;
+        sd_event_source *timer, *checkpoint;
+} Daemon;
+
+static void on_event(const EngineEvent *ev, void *userdata) {
+        const char *id = NULL;
+        int prio = LOG_INFO;
+        (void) userdata;
+
+        if (streq(ev->action, "key.activate"))
+                id = MESSAGE_ID_ROTATION;
+        else if (streq(ev->action, "key.revoke") || streq(ev->action, "keyring.disable")) {
+                id = MESSAGE_ID_REVOCATION;
+                prio = LOG_NOTICE;
+        } else if (startswith(ev->action, "reconcile.")) {
+                id = MESSAGE_ID_KEY_LOST;
+                prio = LOG_WARNING;
+        }
+        if (prio > log_get_max_level())
+                return;
+        if (getenv("JOURNAL_STREAM"))
+                sd_journal_send("MESSAGE=keyring %s: %s %s%s%s", ev->keyring, ev->action, ev->kid ?: "",
+                                ev->detail ? " " : "", ev->detail ?: "", "PRIORITY=%i", prio, "KEYD_KEYRING=%s",
+                                ev->keyring, "KEYD_KID=%s", ev->kid ?: "", id ? "MESSAGE_ID=%s" : NULL, id, NULL);
+        else
+                log_full_errno(prio, 0, "keyring %s: %s %s%s%s", ev->keyring, ev->action, ev->kid ?: "",
+                               ev->detail ? " " : "", ev->detail ?: "");
+}
+
+/* STATUS=: a line an operator reads in systemctl status. With thousands of keyrings, counts and the first few. */
+static void notify_status(Daemon *d) {
+        char buf[1024], when[32];
+        size_t n = engine_n_rings(d->engine), degraded = 0, off = 0;
+
+        for (size_t i = 0; i < n; i++)
+                degraded += ring_degraded(engine_ring_at(d->engine, i)) != NULL;
+        off += (size_t) snprintf(buf, sizeof buf, "STATUS=%zu keyring(s), %zu degraded", n, degraded);
+        for (size_t i = 0; i < n && i < 4 && off < sizeof buf - 128; i++) {
+                Ring *r = engine_ring_at(d->engine, i);
+                const StoreKey *a = ring_key_in_state(r, KEY_STATE_ACTIVE);
+                usec_t due = ring_next_due(r);
+                off += (size_t) snprintf(buf + off, sizeof buf - off, "; %s: %s %.12s, next %s", ring_name(r),
+                                         ring_degraded(r) ? "DEGRADED" : ring_disabled(r) ? "disabled" : "active",
+                                         a ? a->kid : "-",
+                                         due == USEC_INFINITY ? "never" : format_rfc3339(when, sizeof when, due));
+        }
+        (void) sd_notify(0, buf);
+}
+
+static int arm_timer(Daemon *d, usec_t due);
+
+static int run_tick(Daemon *d) {
+        usec_t due = USEC_INFINITY;
+        int r = engine_tick(d->engine, &due);
+        if (r < 0)
+                log_warning_errno(r, "Lifecycle pass failed: %m");
+        for (size_t i = 0; i < engine_n_rings(d->engine); i++) {
+                Ring *ring = engine_ring_at(d->engine, i);
+                if (ring_degraded(ring))
+                        log_warning("keyring %s: degraded: %s", ring_name(ring), ring_degraded(ring));
+        }
+        notify_status(d);
+        return arm_timer(d, due);
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        (void) s, (void) usec;
+        return run_tick(userdata);
+}
+
+static int arm_timer(Daemon *d, usec_t due) {
+        int r;
+        if (due == USEC_INFINITY)
+                return sd_event_source_set_enabled(d->timer, SD_EVENT_OFF);
+        r = sd_event_source_set_time(d->timer, (uint64_t) MAX(due, (usec_t) 1));
+        if (r >= 0)
+                r = sd_event_source_set_enabled(d->timer, SD_EVENT_ONESHOT);
+        return r;
+}
+
+static int on_checkpoint(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+        int r = engine_checkpoint(d->engine);
+        if (r < 0 && r != -ENOKEY)
+                log_warning_errno(r, "Cannot write an audit checkpoint: %m");
+        (void) sd_event_source_set_time(s, usec + (uint64_t) d->config.checkpoint_interval);
+        return 0;
+}
+
+static int ring_specs(Config *c, RingSpec **ret) {
+        RingSpec *specs = calloc(c->n_keyrings + 1, sizeof *specs);
+        if (!specs)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_keyrings; i++)
+                specs[i] = (RingSpec){ c->keyrings[i].name, c->keyrings[i].kind, c->keyrings[i].owner_uid,
+                                       &c->keyrings[i].policy };
+        *ret = specs;
+        return 0;
+}
+
+static int load_config(const char *path, Config *c) {
+        char **errors = NULL;
+        int r;
+
+        r = config_init(c);
+        if (r < 0)
+                return log_oom();
+        r = config_load(path, c, &errors);
+        for (char **e = errors; e && *e; e++)
+                log_error("%s", *e);
+        for (char **e = errors; e && *e; e++)
+                free(*e);
+        free(errors);
+        if (r < 0) {
+                config_done(c);
+                return r == -EINVAL ? r : log_error_errno(r, "Cannot read %s: %m", path);
+        }
+        return 0;
+}
+
+/* SIGHUP: re-read keyring policies; the token session and the database stay open. */
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Daemon *d = userdata;
+        _cleanup_free_ RingSpec *specs = NULL;
+        Config fresh;
+        int r;
+        (void) s, (void) si;
+
+        (void) sd_notify(0, "RELOADING=1");
+        r = load_config(d->opts->config_path, &fresh);
+        if (r < 0) {
+                log_error("Reload refused: %s has errors; keeping the running configuration.", d->opts->config_path);
+                (void) sd_notify(0, "READY=1");
+                return 0;
+        }
+        r = ring_specs(&fresh, &specs);
+        if (r >= 0)
+                r = engine_apply_config(d->engine, specs, fresh.n_keyrings);
+        if (r < 0) {
+                log_error_errno(r, "Reload failed: %m; keeping the running configuration.");
+                config_done(&fresh);
+        } else {
+                config_done(&d->config);
+                d->config = fresh;
+                log_info("Configuration reloaded: %zu keyring(s).", d->config.n_keyrings);
+        }
+        (void) run_tick(d);
+        (void) sd_notify(0, "READY=1");
+        return 0;
+}
+
+static int daemon_start(Daemon *d) {
+        _cleanup_free_ RingSpec *specs = NULL;
+        ReconcileReport rep;
+        Config *c = &d->config;
+        int r;
+
+        if (c->softhsm2_conf && setenv("SOFTHSM2_CONF", c->softhsm2_conf, 1) < 0)
+                return log_oom();
+        HsmConfig hc = { .module = c->module, .uri = c->uri, .pin_file = c->pin_file,
+                         .sessions = (c->workers ? c->workers : (unsigned) sysconf(_SC_NPROCESSORS_ONLN)) + 1 };
+        r = hsm_open(&hc, &d->hsm);
+        if (r == -EACCES)
+                return log_error_errno(r, "Cannot log in to the token %s: wrong PIN (%s). Not retrying, so that the "
+                                          "token does not lock.",
+                                       c->uri, hsm_last_error());
+        if (r < 0)
+                return log_error_errno(r, "Cannot open the token %s with module %s: %m (%s)", c->uri, c->module,
+                                       hsm_last_error());
+        log_info("Logged in to token '%s'.", hsm_token_label(d->hsm));
+
+        r = store_open(c->store_path, 0, &d->store);
+        if (r < 0)
+                return log_error_errno(r, "Cannot open the database %s: %m", c->store_path);
+        r = audit_log_open(c->store_path, &d->audit);
+        if (r < 0)
+                return log_error_errno(r, "Cannot open the audit log in %s: %m", c->store_path);
+
+        EngineOptions eo = { .on_event = on_event, .event_userdata = d };
+        r = engine_new(d->hsm, d->store, &eo, &d->engine);
+        if (r >= 0)
+                r = engine_load(d->engine);
+        if (r < 0)
+                return log_error_errno(r, "Cannot load the keyrings from %s: %m (%s)", c->store_path,
+                                       store_last_error(d->store));
+        r = ring_specs(c, &specs);
+        if (r >= 0)
+                r = engine_apply_config(d->engine, specs, c->n_keyrings);
+        if (r < 0)
+                return log_error_errno(r, "Cannot apply the configured keyrings: %m");
+
+        usec_t t0 = now_monotonic();
+        r = engine_reconcile(d->engine, &rep);
+        if (r < 0)
+                return log_error_errno(r, "Cannot reconcile the token with the database: %m (%s)", hsm_last_error());
+        log_info("Reconciled in %lld ms: %u orphan object(s) destroyed, %u leftover private object(s) destroyed, "
+                 "%u key(s) lost, %u key(s) refused.",
+                 (long long) ((now_monotonic() - t0) / 1000), rep.orphans_destroyed, rep.privates_destroyed,
+                 rep.keys_lost, rep.keys_refused);
+        return 0;
+}
+
+static void daemon_stop(Daemon *d) {
+        d->checkpoint = sd_event_source_unref(d->checkpoint);
+        d->timer = sd_event_source_unref(d->timer);
+        d->event = sd_event_unref(d->event);
+        d->engine = engine_free(d->engine);
+        d->audit = audit_log_close(d->audit);
+        d->store = store_close(d->store);
+        d->hsm = hsm_close(d->hsm);
+        config_done(&d->config);
+}
+
+int daemon_run(const DaemonOptions *o) {
+        Daemon d = { .opts = o };
+        sigset_t mask;
+        int r;
+
+        if (getenv("JOURNAL_STREAM"))
+                log_set_journal(1);
+        r = load_config(o->config_path, &d.config);
+        if (r < 0)
+                return r;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+
+        r = daemon_start(&d);
+        if (r < 0)
+                goto finish;
+
+        r = sd_event_default(&d.event);
+        if (r >= 0)
+                r = sd_event_add_signal(d.event, NULL, SIGTERM, NULL, NULL);
+        if (r >= 0)
+                r = sd_event_add_signal(d.event, NULL, SIGINT, NULL, NULL);
+        if (r >= 0)
+                r = sd_event_add_signal(d.event, NULL, SIGHUP, on_sighup, &d);
+        if (r >= 0)
+                r = sd_event_add_time(d.event, &d.timer, CLOCK_REALTIME, 0, 1000, on_timer, &d);
+        if (r >= 0)
+                r = sd_event_add_time_relative(d.event, &d.checkpoint, CLOCK_REALTIME,
+                                               (uint64_t) d.config.checkpoint_interval, USEC_PER_SEC, on_checkpoint,
+                                               &d);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(d.checkpoint, SD_EVENT_ON);
+        /* WATCHDOG=1 from the loop itself when WATCHDOG_USEC is set: a stuck loop gets restarted. */
+        if (r >= 0)
+                r = sd_event_set_watchdog(d.event, true);
+        if (r < 0) {
+                log_error_errno(r, "Cannot set up the event loop: %m");
+                goto finish;
+        }
+
+        r = run_tick(&d);
+        if (r < 0) {
+                log_error_errno(r, "Cannot arm the lifecycle timer: %m");
+                goto finish;
+        }
+        r = engine_publish_all(d.engine);
+        if (r < 0)
+                log_warning_errno(r, "Cannot write a jwks-file: %m");
+        (void) sd_notify(0, "READY=1");
+        log_info("keyd " KEYD_VERSION " ready: %zu keyring(s).", engine_n_rings(d.engine));
+
+        r = sd_event_loop(d.event);
+        (void) sd_notify(0, "STOPPING=1");
+        if (r < 0)
+                log_error_errno(r, "Event loop failed: %m");
+        else
+                log_info("Stopping.");
+finish:
+        daemon_stop(&d);
+        return r < 0 ? r : 0;
+}
