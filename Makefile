@@ -19,7 +19,7 @@ UNITDIR        ?= $(PREFIX)/lib/systemd/system
 SOFTHSM_MODULE ?= /usr/lib/softhsm/libsofthsm2.so
 DEVDIR         ?= var
 
-PKGS     := p11-kit-1 libcrypto jansson sqlite3 libsystemd libmicrohttpd inih
+PKGS     := p11-kit-1 libcrypto jansson sqlite3 libsystemd libmicrohttpd inih libcurl
 WARNINGS := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wformat-security \
             -Wno-missing-field-initializers
 CFLAGS   ?= -O2 -g

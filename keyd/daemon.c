@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* The event loop: lifecycle timer, audit checkpoints, signals, readiness, status and watchdog. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/eventfd.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 #include <systemd/sd-journal.h>
 
+#include "api/api.h"
 #include "common/log.h"
 #include "keyd/config.h"
 #include "keyd/daemon.h"
@@ -19,8 +22,24 @@
 #define MESSAGE_ID_REVOCATION "c2e8a71f3b5d4f6e8a9b0c1d2e3f4a57"
 #define MESSAGE_ID_KEY_LOST "9a4d3c2b1e0f4a5b8c7d6e5f4a3b2c19"
 
+/* A call from an API thread, run on the event loop (the engine's only writer). */
+typedef struct Job {
+        int (*fn)(Engine *e, void *arg);
+        void *arg;
+        int result;
+        bool done;
+        struct Job *next;
+} Job;
+
 typedef struct Daemon {
         const DaemonOptions *opts;
+        Api *api;
+        int job_fd;
+        sd_event_source *job_source;
+        pthread_mutex_t job_lock;
+        pthread_cond_t job_cond;
+        Job *jobs, *jobs_tail;
+        bool stopping;
         Config config;
         Hsm *hsm;
         Store *store;
@@ -115,6 +134,119 @@ static int on_checkpoint(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+static int loop_call(void *userdata, int (*fn)(Engine *e, void *arg), void *arg) {
+        Daemon *d = userdata;
+        Job j = { .fn = fn, .arg = arg };
+        uint64_t one = 1;
+
+        pthread_mutex_lock(&d->job_lock);
+        if (d->stopping) {
+                pthread_mutex_unlock(&d->job_lock);
+                return -ESHUTDOWN;
+        }
+        if (d->jobs_tail)
+                d->jobs_tail->next = &j;
+        else
+                d->jobs = &j;
+        d->jobs_tail = &j;
+        pthread_mutex_unlock(&d->job_lock);
+        if (write(d->job_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+                log_warning_errno(negative_errno(), "Cannot wake the event loop: %m");
+        pthread_mutex_lock(&d->job_lock);
+        while (!j.done)
+                pthread_cond_wait(&d->job_cond, &d->job_lock);
+        pthread_mutex_unlock(&d->job_lock);
+        return j.result;
+}
+
+static int on_jobs(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Daemon *d = userdata;
+        uint64_t n;
+        Job *list;
+        (void) s, (void) revents;
+
+        (void) !read(fd, &n, sizeof n);
+        pthread_mutex_lock(&d->job_lock);
+        list = d->jobs;
+        d->jobs = d->jobs_tail = NULL;
+        pthread_mutex_unlock(&d->job_lock);
+        for (Job *j = list, *next; j; j = next) {
+                next = j->next;
+                int r = j->fn(d->engine, j->arg);
+                pthread_mutex_lock(&d->job_lock);
+                j->result = r;
+                j->done = true;
+                pthread_cond_broadcast(&d->job_cond);
+                pthread_mutex_unlock(&d->job_lock);
+        }
+        /* A change may move the next transition: plan again and re-arm. */
+        return list ? run_tick(d) : 0;
+}
+
+/* No job waits forever once the loop is gone. */
+static void fail_jobs(Daemon *d) {
+        pthread_mutex_lock(&d->job_lock);
+        d->stopping = true;
+        for (Job *j = d->jobs; j; j = j->next) {
+                j->result = -ESHUTDOWN;
+                j->done = true;
+        }
+        d->jobs = d->jobs_tail = NULL;
+        pthread_cond_broadcast(&d->job_cond);
+        pthread_mutex_unlock(&d->job_lock);
+}
+
+/* Sockets passed by systemd, told apart by FileDescriptorName= ("api", "public"). */
+static void activation_fds(int *ret_api, int *ret_public) {
+        char **names = NULL;
+        int n = sd_listen_fds_with_names(1, &names);
+        *ret_api = *ret_public = -EBADF;
+        for (int i = 0; i < n; i++) {
+                int fd = SD_LISTEN_FDS_START + i;
+                if (names && streq_ptr(names[i], "api") && sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) > 0)
+                        *ret_api = fd;
+                else if (names && streq_ptr(names[i], "public") && sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0)
+                        *ret_public = fd;
+                else
+                        log_warning("Ignoring passed socket %d (%s): keyd takes \"api\" and \"public\".", fd,
+                                    names && names[i] ? names[i] : "unnamed");
+        }
+        for (int i = 0; names && i < n; i++)
+                free(names[i]);
+        free(names);
+}
+
+static int start_api(Daemon *d) {
+        Config *c = &d->config;
+        int api_fd, public_fd;
+        int r;
+
+        activation_fds(&api_fd, &public_fd);
+        ApiConfig ac = {
+                .socket_path = c->socket,
+                .socket_fd = api_fd,
+                .public_listen = c->public_listen,
+                .public_fd = public_fd,
+                .db_path = c->store_path,
+                .workers = c->workers,
+                .admin_users = c->admin_users,
+                .admin_groups = c->admin_groups,
+                .max_connections = c->max_connections,
+                .max_connections_per_uid = c->max_connections_per_uid,
+                .idle_timeout = (unsigned) (c->idle_timeout / USEC_PER_SEC),
+                .dev_uid = d->opts->dev ? getuid() : (uid_t) -1,
+        };
+        r = api_start(&ac, d->engine, d->audit, loop_call, d, &d->api);
+        if (r == -EADDRINUSE || r == -EINVAL)
+                return log_error_errno(r, "Cannot listen on %s for the public listener: %m", c->public_listen);
+        if (r < 0)
+                return log_error_errno(r, "Cannot serve the API on %s: %m", api_fd >= 0 ? "the passed socket" : c->socket);
+        log_info("API on %s%s%s.", api_fd >= 0 ? "the socket passed by systemd" : c->socket,
+                 public_fd >= 0 || c->public_listen ? ", public listener on " : "",
+                 public_fd >= 0 ? "the passed socket" : c->public_listen ?: "");
+        return 0;
+}
+
 static int ring_specs(Config *c, RingSpec **ret) {
         RingSpec *specs = calloc(c->n_keyrings + 1, sizeof *specs);
         if (!specs)
@@ -170,6 +302,8 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         } else {
                 config_done(&d->config);
                 d->config = fresh;
+                if (d->api)
+                        (void) api_set_admins(d->api, d->config.admin_users, d->config.admin_groups);
                 log_info("Configuration reloaded: %zu keyring(s).", d->config.n_keyrings);
         }
         (void) run_tick(d);
@@ -229,6 +363,11 @@ static int daemon_start(Daemon *d) {
 }
 
 static void daemon_stop(Daemon *d) {
+        fail_jobs(d);
+        d->api = api_stop(d->api);
+        d->job_source = sd_event_source_unref(d->job_source);
+        if (d->job_fd >= 0)
+                close(d->job_fd);
         d->checkpoint = sd_event_source_unref(d->checkpoint);
         d->timer = sd_event_source_unref(d->timer);
         d->event = sd_event_unref(d->event);
@@ -240,10 +379,12 @@ static void daemon_stop(Daemon *d) {
 }
 
 int daemon_run(const DaemonOptions *o) {
-        Daemon d = { .opts = o };
+        Daemon d = { .opts = o, .job_fd = -EBADF };
         sigset_t mask;
         int r;
 
+        pthread_mutex_init(&d.job_lock, NULL);
+        pthread_cond_init(&d.job_cond, NULL);
         if (getenv("JOURNAL_STREAM"))
                 log_set_journal(1);
         r = load_config(o->config_path, &d.config);
@@ -275,6 +416,10 @@ int daemon_run(const DaemonOptions *o) {
                                                &d);
         if (r >= 0)
                 r = sd_event_source_set_enabled(d.checkpoint, SD_EVENT_ON);
+        if (r >= 0) {
+                d.job_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                r = d.job_fd < 0 ? negative_errno() : sd_event_add_io(d.event, &d.job_source, d.job_fd, EPOLLIN, on_jobs, &d);
+        }
         /* WATCHDOG=1 from the loop itself when WATCHDOG_USEC is set: a stuck loop gets restarted. */
         if (r >= 0)
                 r = sd_event_set_watchdog(d.event, true);
@@ -291,16 +436,22 @@ int daemon_run(const DaemonOptions *o) {
         r = engine_publish_all(d.engine);
         if (r < 0)
                 log_warning_errno(r, "Cannot write a jwks-file: %m");
+        r = start_api(&d);
+        if (r < 0)
+                goto finish;
         (void) sd_notify(0, "READY=1");
         log_info("keyd " KEYD_VERSION " ready: %zu keyring(s).", engine_n_rings(d.engine));
 
         r = sd_event_loop(d.event);
         (void) sd_notify(0, "STOPPING=1");
+        fail_jobs(&d);
         if (r < 0)
                 log_error_errno(r, "Event loop failed: %m");
         else
                 log_info("Stopping.");
 finish:
         daemon_stop(&d);
+        pthread_mutex_destroy(&d.job_lock);
+        pthread_cond_destroy(&d.job_cond);
         return r < 0 ? r : 0;
 }

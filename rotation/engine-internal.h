@@ -3,9 +3,18 @@
 
 #include <pthread.h>
 
+#include "common/strmap.h"
+
 #include "rotation/engine.h"
 #include "rotation/jwks.h"
 #include "rotation/lifecycle.h"
+
+/* A key in memory, indexed by kid for verification: its keyring, its row, its public key ready for EVP. */
+typedef struct KeyRef {
+        Ring *ring;
+        StoreKey *key;
+        EVP_PKEY *pkey;
+} KeyRef;
 
 struct Ring {
         char *name;
@@ -19,6 +28,7 @@ struct Ring {
 
         StoreKey **keys;        /* every key but expired ones; NULL-terminated */
         size_t n_keys;
+        KeyRef *refs;           /* one per key, in the engine's kid index */
         HsmKey *signer;         /* the active key in the token, or NULL */
         char signer_kid[STORE_KID_MAX + 1];
 
@@ -46,6 +56,8 @@ struct Engine {
         size_t n_rings;
         Ring **heap;            /* min-heap by next_due */
         size_t n_heap;
+        StrMap *kids;           /* kid → KeyRef, every key in memory */
+        StrMap *denied;         /* jti → usec_t* (exp) of denied tokens */
 
         /* Held for reading by signers and readers on other threads; for writing by the event loop around every
          * change it makes to the keyrings in memory (and around the commit of a revocation, so that no signature is
@@ -68,12 +80,18 @@ int engine_audit(Engine *e, const Actor *a, const char *action, const char *ring
                  const char *result, json_t *detail /* consumed, may be NULL */);
 int engine_insert_ring(Engine *e, Ring *r);
 Ring *ring_free(Ring *r);
+/* Take a keyring's keys out of the kid index and free their public keys (e may be NULL at teardown). */
+void ring_drop_refs(Engine *e, Ring *r);
 /* Reload a keyring's keys from the store, reopen its signer, rebuild its JWKS and revocation list, write its
  * jwks-file. Call with the write lock held. */
 int ring_refresh(Engine *e, Ring *r);
 /* Write the keyring's JWKS to its jwks-file (atomic). Call without the lock. */
 int ring_publish_file(Engine *e, Ring *r);
 void schedule_update(Engine *e, Ring *r);
+
+/* revoke.c */
+int engine_load_denied(Engine *e);
+void engine_prune_denied(Engine *e);
 
 /* transition.c */
 /* Generate a key pair in the token and fill a row for it (state next, published now); not inserted. */

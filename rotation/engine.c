@@ -5,6 +5,7 @@
 
 #include "common/crypto-util.h"
 #include "common/log.h"
+#include "jose/jws.h"
 #include "rotation/engine-internal.h"
 
 static Actor self_actor = { -1, -1, -1, "keyd" };
@@ -33,13 +34,28 @@ int engine_new(Hsm *hsm, Store *store, const EngineOptions *opts, Engine **ret) 
         if (e->opts.retry_delay <= 0)
                 e->opts.retry_delay = 30 * USEC_PER_SEC;
         pthread_rwlock_init(&e->lock, NULL);
+        e->kids = strmap_new();
+        e->denied = strmap_new();
+        if (!e->kids || !e->denied)
+                return engine_free(e), -ENOMEM;
         *ret = e;
         return 0;
+}
+
+void ring_drop_refs(Engine *e, Ring *r) {
+        for (size_t i = 0; r->refs && i < r->n_keys; i++) {
+                if (e && strmap_get(e->kids, r->keys[i]->kid) == &r->refs[i])
+                        strmap_remove(e->kids, r->keys[i]->kid);
+                EVP_PKEY_free(r->refs[i].pkey);
+        }
+        free(r->refs);
+        r->refs = NULL;
 }
 
 Ring *ring_free(Ring *r) {
         if (!r)
                 return NULL;
+        ring_drop_refs(NULL, r);
         free(r->name);
         policy_done(&r->policy);
         free(r->degraded);
@@ -58,6 +74,8 @@ Engine *engine_abandon(Engine *e) {
                 ring_free(e->rings[i]);
         free(e->rings);
         free(e->heap);
+        strmap_free(e->kids, NULL);
+        strmap_free(e->denied, free);
         pthread_rwlock_destroy(&e->lock);
         free(e);
         return NULL;
@@ -209,14 +227,90 @@ Ring *engine_ring_at(Engine *e, size_t i) {
 }
 
 const StoreKey *engine_find_key(Engine *e, const char *kid, Ring **ret_ring) {
-        for (size_t i = 0; i < e->n_rings; i++)
-                for (size_t j = 0; j < e->rings[i]->n_keys; j++)
-                        if (streq(e->rings[i]->keys[j]->kid, kid)) {
-                                if (ret_ring)
-                                        *ret_ring = e->rings[i];
-                                return e->rings[i]->keys[j];
-                        }
-        return NULL;
+        KeyRef *ref = kid ? strmap_get(e->kids, kid) : NULL;
+        if (!ref)
+                return NULL;
+        if (ret_ring)
+                *ret_ring = ref->ring;
+        return ref->key;
+}
+
+int engine_lookup_key(Engine *e, const char *kid, KeyLookup *ret) {
+        int r = -ENOENT;
+        pthread_rwlock_rdlock(&e->lock);
+        KeyRef *ref = kid ? strmap_get(e->kids, kid) : NULL;
+        if (ref && ref->pkey && EVP_PKEY_up_ref(ref->pkey) == 1) {
+                snprintf(ret->keyring, sizeof ret->keyring, "%s", ref->ring->name);
+                ret->alg = ref->key->alg;
+                ret->state = ref->key->state;
+                ret->pkey = ref->pkey;
+                r = 0;
+        }
+        pthread_rwlock_unlock(&e->lock);
+        return r;
+}
+
+void engine_read_lock(Engine *e) {
+        pthread_rwlock_rdlock(&e->lock);
+}
+
+void engine_read_unlock(Engine *e) {
+        pthread_rwlock_unlock(&e->lock);
+}
+
+static json_t *public_members(const char *jwk_text) {
+        _cleanup_json_ json_t *jwk = json_loads(jwk_text, 0, NULL);
+        json_t *out = json_object();
+        static const char *const keep[] = { "kty", "crv", "x", "y", "n", "e" };
+        if (!jwk || !out)
+                return json_decref(out), NULL;
+        for (size_t i = 0; i < ELEMENTSOF(keep); i++) {
+                json_t *v = json_object_get(jwk, keep[i]);
+                if (v && json_object_set(out, keep[i], v) < 0)
+                        return json_decref(out), NULL;
+        }
+        return out;
+}
+
+int engine_sign_compact(Engine *e, const char *name, const json_t *header, bool embed_jwk, const void *payload,
+                        size_t len, char **ret, char ret_kid[STORE_KID_MAX + 1]) {
+        _cleanup_json_ json_t *h = header ? json_copy((json_t *) header) : json_object();
+        uint8_t sig[HSM_SIG_MAX];
+        char *input = NULL;
+        size_t input_len;
+        Ring *ring;
+        int r;
+
+        if (!h)
+                return -ENOMEM;
+        pthread_rwlock_rdlock(&e->lock);
+        ring = engine_get_ring(e, name);
+        if (!ring)
+                r = -ENOENT;
+        else if (ring->disabled)
+                r = -ESHUTDOWN;
+        else if (!ring->signer)
+                r = -ENOKEY;
+        else if (json_object_set_new(h, "alg", json_string(keyd_alg_to_string(hsm_key_alg(ring->signer)))) < 0 ||
+                 json_object_set_new(h, "kid", json_string(ring->signer_kid)) < 0)
+                r = -ENOMEM;
+        else if (embed_jwk && json_object_set_new(h, "jwk", public_members(ring_key_in_state(ring, KEY_STATE_ACTIVE)->jwk)) < 0)
+                r = -ENOMEM;
+        else
+                r = jose_jws_signing_input(h, payload, len, &input, &input_len);
+        if (r >= 0)
+                r = hsm_key_sign(ring->signer, input, input_len, sig, sizeof sig);
+        if (r >= 0 && ret_kid)
+                memcpy(ret_kid, ring->signer_kid, sizeof ring->signer_kid);
+        pthread_rwlock_unlock(&e->lock);
+        if (r >= 0)
+                r = jose_jws_append_signature(input, input_len, sig, (size_t) r);
+        if (r < 0) {
+                free(input);
+                return r;
+        }
+        *ret = input;
+        return 0;
 }
 
 static Ring *ring_from_row(const StoreKeyring *row, char **ret_error) {
@@ -263,6 +357,8 @@ int engine_load(Engine *e) {
                         break;
         }
         store_keyring_list_free(rows);
+        if (r >= 0)
+                r = engine_load_denied(e);
         return r;
 }
 

@@ -96,7 +96,7 @@ int engine_revoke_key(Engine *e, const char *kid, const char *reason, const Acto
 int engine_disable_ring(Engine *e, const char *ring, const Actor *a);
 /* Deny one token by jti until exp. */
 int engine_deny_token(Engine *e, const char *jti, const char *ring, usec_t exp, const Actor *a);
-/* Whether a jti is denied now (1/0). */
+/* Whether a jti is denied now (1/0). Thread-safe: answered from memory. */
 int engine_token_denied(Engine *e, const char *jti);
 
 /* Write every published keyring's jwks-file (at start: a crash may have left a file behind the store). */
@@ -109,6 +109,28 @@ int engine_checkpoint(Engine *e);
  * the next key change. Thread-safe. -ENOENT (no such keyring), -ESHUTDOWN (disabled), -ENOKEY (no active key). */
 int engine_sign(Engine *e, const char *ring, const void *msg, size_t len, uint8_t *sig, size_t sig_size,
                 char ret_kid[STORE_KID_MAX + 1], KeydAlg *ret_alg);
+
+/* Sign a compact JWS with the keyring's active key: "alg" and "kid" (and with embed_jwk, "jwk": the key's public
+ * members only) are set in a copy of header from the key that signs, under the same lock, so they always match.
+ * Thread-safe.
+ * *ret is a new string. Errors as engine_sign(). */
+int engine_sign_compact(Engine *e, const char *ring, const json_t *header, bool embed_jwk, const void *payload,
+                        size_t len, char **ret, char ret_kid[STORE_KID_MAX + 1]);
+
+/* What verification needs to know of a key, copied out under the lock. Thread-safe. */
+typedef struct KeyLookup {
+        char keyring[KEYRING_NAME_MAX + 1];
+        KeydAlg alg;
+        KeyState state;
+        EVP_PKEY *pkey; /* a reference: EVP_PKEY_free() it */
+} KeyLookup;
+
+/* -ENOENT if no key in memory (next, active, retired or revoked) has this kid. */
+int engine_lookup_key(Engine *e, const char *kid, KeyLookup *ret);
+
+/* Readers on other threads take the read lock around ring_* accessors and the pointers they return. */
+void engine_read_lock(Engine *e);
+void engine_read_unlock(Engine *e);
 
 /* Readers. */
 size_t engine_n_rings(Engine *e);

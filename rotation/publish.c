@@ -3,6 +3,7 @@
 #include "common/crypto-util.h"
 #include "common/fileio.h"
 #include "common/log.h"
+#include "jose/jwk.h"
 #include "jose/jws.h"
 #include "rotation/engine-internal.h"
 
@@ -76,9 +77,25 @@ int ring_refresh(Engine *e, Ring *r) {
                         keep[k++] = all[i];
         }
         free(all);
+        KeyRef *refs = calloc(k + 1, sizeof *refs);
+        if (!refs) {
+                store_key_list_free(keep);
+                return -ENOMEM;
+        }
+        ring_drop_refs(e, r);
         store_key_list_free(r->keys);
         r->keys = keep;
         r->n_keys = k;
+        r->refs = refs;
+        for (size_t i = 0; i < k; i++) {
+                _cleanup_json_ json_t *jwk = json_loads(keep[i]->jwk, 0, NULL);
+                refs[i].ring = r;
+                refs[i].key = keep[i];
+                if (!jwk || jose_jwk_to_pkey(jwk, &refs[i].pkey) < 0)
+                        log_debug("keyring %s: key %s has an unreadable JWK", r->name, keep[i]->kid);
+                if (strmap_put(e->kids, keep[i]->kid, &refs[i], NULL) < 0)
+                        return -ENOMEM;
+        }
 
         rc = refresh_signer(e, r);
         if (rc < 0) {

@@ -4,6 +4,8 @@
 #include "common/log.h"
 #include "rotation/engine-internal.h"
 
+static int deny_in_memory(Engine *e, const char *jti, usec_t exp);
+
 static const char *const reasons[] = { "key_compromise", "superseded", "cessation", "unspecified" };
 
 static bool reason_valid(const char *r) {
@@ -95,11 +97,60 @@ int engine_deny_token(Engine *e, const char *jti, const char *ring, usec_t exp, 
                                   json_pack("{s:s, s:I}", "jti", jti, "exp", (json_int_t) (exp / USEC_PER_SEC)));
         if (rc >= 0)
                 rc = engine_commit(e);
-        if (rc < 0)
+        if (rc < 0) {
                 engine_rollback(e);
+                return rc;
+        }
+        return deny_in_memory(e, jti, exp);
+}
+
+static int deny_in_memory(Engine *e, const char *jti, usec_t exp) {
+        usec_t *v = malloc(sizeof *v), *old = NULL;
+        int rc;
+        if (!v)
+                return -ENOMEM;
+        *v = exp;
+        pthread_rwlock_wrlock(&e->lock);
+        rc = strmap_put(e->denied, jti, v, (void **) &old);
+        pthread_rwlock_unlock(&e->lock);
+        free(old);
+        if (rc < 0)
+                free(v);
         return rc;
 }
 
+int engine_load_denied(Engine *e) {
+        StoreRevokedToken **l = NULL;
+        size_t n = 0;
+        int rc = store_revoked_token_list(e->store, &l, &n);
+        for (size_t i = 0; rc >= 0 && i < n; i++)
+                rc = deny_in_memory(e, l[i]->jti, l[i]->exp);
+        store_revoked_token_list_free(l);
+        return rc;
+}
+
+static bool denial_over(const char *key, void *value, void *userdata) {
+        (void) key;
+        return *(usec_t *) value <= *(usec_t *) userdata;
+}
+
+void engine_prune_denied(Engine *e) {
+        usec_t now = engine_now(e);
+        pthread_rwlock_wrlock(&e->lock);
+        size_t n = strmap_remove_if(e->denied, denial_over, &now, free);
+        pthread_rwlock_unlock(&e->lock);
+        if (n > 0 && store_begin(e->store, STORE_COMMITTED) >= 0) {
+                if (store_revoked_token_prune(e->store, now) < 0 || store_commit(e->store) < 0)
+                        store_rollback(e->store);
+        }
+}
+
 int engine_token_denied(Engine *e, const char *jti) {
-        return store_revoked_token_check(e->store, jti, engine_now(e));
+        int r = 0;
+        pthread_rwlock_rdlock(&e->lock);
+        usec_t *exp = jti ? strmap_get(e->denied, jti) : NULL;
+        if (exp && *exp > engine_now(e))
+                r = 1;
+        pthread_rwlock_unlock(&e->lock);
+        return r;
 }

@@ -395,6 +395,7 @@ int engine_tick(Engine *e, usec_t *ret_next_due) {
         usec_t now = engine_now(e);
         int changed = 0, rc;
 
+        engine_prune_denied(e);
         while (e->n_heap > 0 && e->heap[0]->next_due <= now) {
                 Ring *r = e->heap[0];
                 rc = tick_ring(e, r, now);

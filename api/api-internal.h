@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "api/api.h"
+#include "api/peer.h"
+#include "common/macro.h"
+#include "common/strmap.h"
+
+#define API_HEADER_MAX 8192
+#define API_BODY_MAX 65536
+#define API_TOKEN_MAX 16384
+
+typedef enum Role {
+        ROLE_VERIFY, /* anyone who can connect */
+        ROLE_SIGN,   /* per keyring: checked by the handler once it has the keyring */
+        ROLE_ADMIN,
+} Role;
+
+/* Per-route counters for /metrics. */
+typedef struct RouteStats {
+        atomic_uint_fast64_t requests, errors;
+} RouteStats;
+
+struct Api {
+        ApiConfig cfg;
+        Engine *engine;
+        AuditLog *audit;
+        ApiLoopCall call;
+        void *call_userdata;
+
+        struct MHD_Daemon *mhd;     /* the Unix socket API */
+        struct MHD_Daemon *public;  /* the public listener, or NULL */
+        int socket_fd, public_fd;
+        bool own_socket;            /* bound by keyd: unlink at stop */
+
+        pthread_mutex_t lock;       /* admins, per-uid counts, public cache */
+        char **admin_users, **admin_groups;
+        StrMap *per_uid;            /* "uid" → count (boxed) */
+        atomic_uint connections;
+        StrMap *public_cache;       /* public responses by path */
+
+        atomic_uint_fast64_t minted, signed_jws, signed_raw, verified_ok, verified_bad, denied, audit_failures;
+        RouteStats *route_stats;
+};
+
+typedef struct Request {
+        Api *api;
+        struct MHD_Connection *conn;
+        Peer *peer;
+        const char *method;
+        char *body;
+        size_t body_len;
+        bool body_too_large, headers_too_large;
+        json_t *json; /* POST body, parsed */
+} Request;
+
+typedef struct Reply {
+        unsigned status;
+        json_t *json;   /* owned */
+        char *text;     /* owned, used when json is NULL */
+        const char *content_type;
+} Reply;
+
+typedef int (*Handler)(Request *rq, const char *arg, Reply *rp);
+
+/* reply.c */
+int reply_json(Reply *rp, unsigned status, json_t *body /* consumed */);
+_printf_(4, 5) int reply_error(Reply *rp, unsigned status, const char *code, const char *fmt, ...);
+/* Map an engine error to a reply: -ENOENT 404, -EEXIST/-EALREADY/-EBUSY/-ESHUTDOWN 409, -EINVAL 400, -ENOKEY 503,
+ * else 500. */
+int reply_errno(Reply *rp, int r, const char *what);
+json_t *json_time(usec_t t);
+/* A keyring as the API shows it (call with the engine read lock held). */
+json_t *ring_to_json(Ring *r);
+/* Audit a request (group commit). Returns 0, or negative if the record could not be written. */
+int api_audit(Request *rq, const char *action, const char *ring, const char *kid, const char *result,
+              json_t *detail /* consumed, may be NULL */);
+Actor api_actor(const Request *rq);
+
+/* authz.c */
+bool authz_admin(Api *a, const Peer *p);
+/* Sign on a keyring: issuer keyrings by sign-users / sign-groups, agent keyrings by their owner uid. Call with the
+ * engine read lock held. */
+bool authz_sign(Api *a, const Peer *p, Ring *r);
+/* Refuse with 403 and audit the denial. */
+int authz_deny(Request *rq, Reply *rp, const char *ring, const char *what);
+
+/* router.c */
+void api_dispatch(Request *rq, const char *url, Reply *rp);
+size_t api_n_routes(void);
+const char *api_route_name(size_t i);
+
+/* handlers */
+int h_keyrings_list(Request *rq, const char *arg, Reply *rp);
+int h_keyring_show(Request *rq, const char *arg, Reply *rp);
+int h_keyring_jwks(Request *rq, const char *arg, Reply *rp);
+int h_keyring_create(Request *rq, const char *arg, Reply *rp);
+int h_mint(Request *rq, const char *arg, Reply *rp);
+int h_jws(Request *rq, const char *arg, Reply *rp);
+int h_sign(Request *rq, const char *arg, Reply *rp);
+int h_verify(Request *rq, const char *arg, Reply *rp);
+int h_rotate(Request *rq, const char *arg, Reply *rp);
+int h_revoke_key(Request *rq, const char *arg, Reply *rp);
+int h_disable(Request *rq, const char *arg, Reply *rp);
+int h_revoke_token(Request *rq, const char *arg, Reply *rp);
+int h_audit_list(Request *rq, const char *arg, Reply *rp);
+int h_audit_verify(Request *rq, const char *arg, Reply *rp);
+int h_healthz(Request *rq, const char *arg, Reply *rp);
+int h_metrics(Request *rq, const char *arg, Reply *rp);
+
+/* public.c */
+int public_start(Api *a);
+void public_cache_free(void *cached);
+void public_stop(Api *a);

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "rotation/audit.h"
+#include "rotation/engine.h"
+
+/* The local API (SPEC §4: HTTP/1.1 + JSON on a Unix stream socket) and the public listener (SPEC §5). */
+typedef struct Api Api;
+
+/* Run fn(engine, arg) on the thread that owns the engine's writes (the daemon's event loop) and wait for its result.
+ * Every administrative change goes through it. */
+typedef int (*ApiLoopCall)(void *userdata, int (*fn)(Engine *e, void *arg), void *arg);
+
+typedef struct ApiConfig {
+        const char *socket_path; /* bound by keyd unless socket_fd >= 0 (from socket activation) */
+        int socket_fd;
+        const char *public_listen; /* "HOST:PORT", or NULL; ignored when public_fd >= 0 */
+        int public_fd;
+        const char *db_path;     /* for reading the audit log */
+        unsigned workers;        /* concurrent signers (token sessions); 0 = one per core */
+        char **admin_users, **admin_groups;
+        unsigned max_connections, max_connections_per_uid;
+        unsigned idle_timeout;   /* seconds */
+        uid_t dev_uid;           /* dev mode: this uid is admin and may sign with every keyring; (uid_t) -1 if none */
+} ApiConfig;
+
+int api_start(const ApiConfig *cfg, Engine *engine, AuditLog *audit, ApiLoopCall call, void *call_userdata,
+              Api **ret);
+Api *api_stop(Api *a);
+/* Replace the admin lists (SIGHUP). */
+int api_set_admins(Api *a, char **admin_users, char **admin_groups);

@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: MIT */
+/* Administration: rotate, revoke, disable, deny a token, read and verify the audit chain. Changes run on the event
+ * loop (the engine's only writer); each is one transaction with its audit record, synced before the answer. */
+#include <stdio.h>
+
+#include "api/api-internal.h"
+#include "common/crypto-util.h"
+
+typedef struct AdminCall {
+        const char *name;
+        const char *reason;
+        bool force;
+        usec_t exp;
+        Actor actor;
+} AdminCall;
+
+static int rotate_on_loop(Engine *e, void *arg) {
+        AdminCall *c = arg;
+        return engine_rotate(e, c->name, c->force, c->reason, &c->actor);
+}
+
+static int revoke_on_loop(Engine *e, void *arg) {
+        AdminCall *c = arg;
+        return engine_revoke_key(e, c->name, c->reason, &c->actor);
+}
+
+static int disable_on_loop(Engine *e, void *arg) {
+        AdminCall *c = arg;
+        return engine_disable_ring(e, c->name, &c->actor);
+}
+
+static int deny_on_loop(Engine *e, void *arg) {
+        AdminCall *c = arg;
+        return engine_deny_token(e, c->name, c->reason, c->exp, &c->actor);
+}
+
+static const char *opt_string(Request *rq, const char *key, Reply *rp, bool *bad) {
+        json_t *v = rq->json ? json_object_get(rq->json, key) : NULL;
+        if (v && (!json_is_string(v) || json_string_length(v) > 256)) {
+                reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "%s: a string", key);
+                *bad = true;
+        }
+        return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+int h_rotate(Request *rq, const char *name, Reply *rp) {
+        bool bad = false;
+        json_t *force = rq->json ? json_object_get(rq->json, "force") : NULL;
+        AdminCall c = { .name = name, .reason = opt_string(rq, "reason", rp, &bad), .actor = api_actor(rq) };
+        if (bad)
+                return -1;
+        if (force && !json_is_boolean(force))
+                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "force: true or false");
+        c.force = json_is_true(force);
+        int r = rq->api->call(rq->api->call_userdata, rotate_on_loop, &c);
+        if (r < 0)
+                return reply_errno(rp, r, name);
+        return h_keyring_show(rq, name, rp);
+}
+
+int h_revoke_key(Request *rq, const char *kid, Reply *rp) {
+        bool bad = false;
+        AdminCall c = { .name = kid, .reason = opt_string(rq, "reason", rp, &bad), .actor = api_actor(rq) };
+        char ring[KEYRING_NAME_MAX + 1] = "";
+        if (bad)
+                return -1;
+        if (!c.reason)
+                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                   "reason: key_compromise, superseded, cessation or unspecified");
+        int r = rq->api->call(rq->api->call_userdata, revoke_on_loop, &c);
+        if (r == -EINVAL)
+                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                   "reason: key_compromise, superseded, cessation or unspecified");
+        if (r < 0)
+                return reply_errno(rp, r, kid);
+        json_t *revoked_at = json_null();
+        engine_read_lock(rq->api->engine);
+        Ring *rr = NULL;
+        const StoreKey *k = engine_find_key(rq->api->engine, kid, &rr);
+        if (k) {
+                snprintf(ring, sizeof ring, "%s", ring_name(rr));
+                revoked_at = json_time(k->revoked_at);
+        }
+        engine_read_unlock(rq->api->engine);
+        return reply_json(rp, MHD_HTTP_OK,
+                          json_pack("{s:s, s:s, s:s, s:o, s:s}", "kid", kid, "keyring", ring, "state", "revoked",
+                                    "revoked_at", revoked_at, "reason", c.reason));
+}
+
+int h_disable(Request *rq, const char *name, Reply *rp) {
+        AdminCall c = { .name = name, .actor = api_actor(rq) };
+        int r = rq->api->call(rq->api->call_userdata, disable_on_loop, &c);
+        if (r < 0)
+                return reply_errno(rp, r, name);
+        return h_keyring_show(rq, name, rp);
+}
+
+int h_revoke_token(Request *rq, const char *arg, Reply *rp) {
+        json_t *jti = json_object_get(rq->json, "jti"), *exp = json_object_get(rq->json, "exp");
+        bool bad = false;
+        AdminCall c = { .reason = opt_string(rq, "keyring", rp, &bad), .actor = api_actor(rq) };
+        usec_t now = now_realtime();
+        (void) arg;
+
+        if (bad)
+                return -1;
+        if (!json_is_string(jti) || json_string_length(jti) == 0 || json_string_length(jti) > 256)
+                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "jti: a string is required");
+        c.name = json_string_value(jti);
+        if (exp) {
+                if (!json_is_integer(exp) || json_integer_value(exp) <= now / USEC_PER_SEC ||
+                    json_integer_value(exp) > now / USEC_PER_SEC + 10LL * 365 * 86400)
+                        return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                           "exp: the token's expiry (unix seconds, in the future)");
+                c.exp = (usec_t) json_integer_value(exp) * USEC_PER_SEC;
+        } else {
+                /* Without its exp, deny for as long as any token keyd issues can live. */
+                usec_t longest = 0;
+                engine_read_lock(rq->api->engine);
+                for (size_t i = 0; i < engine_n_rings(rq->api->engine); i++) {
+                        const Policy *p = ring_policy(engine_ring_at(rq->api->engine, i));
+                        longest = MAX(longest, p->token_ttl_max + p->clock_skew);
+                }
+                engine_read_unlock(rq->api->engine);
+                c.exp = now + MAX(longest, USEC_PER_SEC);
+        }
+        int r = rq->api->call(rq->api->call_userdata, deny_on_loop, &c);
+        if (r < 0)
+                return reply_errno(rp, r, c.name);
+        return reply_json(rp, MHD_HTTP_OK,
+                          json_pack("{s:s, s:I}", "jti", c.name, "exp", (json_int_t) (c.exp / USEC_PER_SEC)));
+}
+
+static int query_uint(Request *rq, const char *key, uint64_t def, uint64_t max, uint64_t *ret) {
+        const char *v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
+        if (!v) {
+                *ret = def;
+                return 0;
+        }
+        return parse_uint64(v, max, ret);
+}
+
+int h_audit_list(Request *rq, const char *arg, Reply *rp) {
+        uint64_t after, limit;
+        Store *s = NULL;
+        StoreAudit **recs = NULL;
+        size_t n = 0;
+        json_t *list;
+        (void) arg;
+
+        if (query_uint(rq, "after", 0, INT64_MAX, &after) < 0 || query_uint(rq, "limit", 100, 1000, &limit) < 0 ||
+            limit == 0)
+                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                   "after: a sequence number; limit: 1 to 1000");
+        int r = store_open(rq->api->cfg.db_path, STORE_READ_ONLY, &s);
+        if (r >= 0)
+                r = store_audit_list(s, after, limit, &recs, &n);
+        store_close(s);
+        if (r < 0)
+                return reply_errno(rp, r, "audit");
+        list = json_array();
+        for (size_t i = 0; list && i < n; i++) {
+                StoreAudit *a = recs[i];
+                json_t *detail = a->detail ? json_loads(a->detail, 0, NULL) : json_null();
+                json_array_append_new(
+                        list, json_pack("{s:I, s:o, s:I, s:I, s:s?, s:s, s:s?, s:s?, s:s, s:o, s:s, s:s}", "seq",
+                                        (json_int_t) a->seq, "time", json_time(a->time), "uid", (json_int_t) a->uid,
+                                        "pid", (json_int_t) a->pid, "comm", a->comm, "action", a->action, "keyring",
+                                        a->keyring, "kid", a->kid, "result", a->result, "detail",
+                                        detail ?: json_null(), "prev_hash", a->prev_hash, "hash", a->hash));
+        }
+        uint64_t next = n > 0 ? recs[n - 1]->seq : after;
+        store_audit_list_free(recs);
+        return reply_json(rp, MHD_HTTP_OK, json_pack("{s:o, s:I}", "records", list, "next", (json_int_t) next));
+}
+
+int h_audit_verify(Request *rq, const char *arg, Reply *rp) {
+        AuditVerifyResult res = { 0 };
+        Store *s = NULL;
+        (void) arg;
+        int r = store_open(rq->api->cfg.db_path, STORE_READ_ONLY, &s);
+        if (r >= 0)
+                r = audit_verify(s, &res);
+        store_close(s);
+        if (r < 0 && r != -EBADMSG)
+                return reply_errno(rp, r, "audit");
+        return reply_json(rp, MHD_HTTP_OK,
+                          json_pack("{s:b, s:I, s:I, s:I, s:I, s:s}", "ok", r == 0, "records", (json_int_t) res.records,
+                                    "head_seq", (json_int_t) res.head_seq, "checkpoint_seq",
+                                    (json_int_t) res.checkpoint_seq, "bad_seq", (json_int_t) res.bad_seq, "message",
+                                    res.message));
+}

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/* POST /v1/verify: the algorithm comes from the key the kid names, never from the token (SPEC §4). */
+#include "api/api-internal.h"
+#include "common/crypto-util.h"
+#include "jose/jws.h"
+
+static int verdict(Request *rq, Reply *rp, JoseResult res, const char *message) {
+        atomic_fetch_add(&rq->api->verified_bad, 1);
+        return reply_json(rp, MHD_HTTP_OK,
+                          json_pack("{s:b, s:s, s:s}", "valid", 0, "error", jose_result_to_string(res), "message",
+                                    message));
+}
+
+static bool in_list(const json_t *list, const char *name) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(list, i, v) if (json_is_string(v) && streq(json_string_value(v), name)) return true;
+        return false;
+}
+
+int h_verify(Request *rq, const char *arg, Reply *rp) {
+        json_t *b = rq->json, *token = json_object_get(b, "token"), *rings = json_object_get(b, "keyrings"),
+               *aud = json_object_get(b, "audience"), *iss = json_object_get(b, "issuer"),
+               *leeway = json_object_get(b, "leeway");
+        _cleanup_json_ json_t *claims = NULL;
+        JoseJws *jws = NULL;
+        KeyLookup key = { 0 };
+        JoseResult res;
+        (void) arg;
+
+        if (!json_is_string(token))
+                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "token: a compact JWS string is required");
+        if (rings && (!json_is_array(rings) || json_array_size(rings) > 64))
+                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "keyrings: an array of names");
+        if ((aud && !json_is_string(aud)) || (iss && !json_is_string(iss)))
+                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "audience and issuer: strings");
+        if (leeway && (!json_is_integer(leeway) || json_integer_value(leeway) < 0 || json_integer_value(leeway) > 300))
+                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "leeway: 0 to 300 seconds");
+
+        res = jose_jws_parse(json_string_value(token), json_string_length(token), &jws);
+        if (res != JOSE_OK)
+                return verdict(rq, rp, res, "the token is refused before any key is looked at");
+        if (!jws->kid) {
+                jose_jws_free(jws);
+                return verdict(rq, rp, JOSE_UNKNOWN_KID, "the token names no kid: keyd does not guess a key");
+        }
+        if (engine_lookup_key(rq->api->engine, jws->kid, &key) < 0 || (rings && !in_list(rings, key.keyring))) {
+                EVP_PKEY_free(key.pkey);
+                jose_jws_free(jws);
+                return verdict(rq, rp, JOSE_UNKNOWN_KID, "no key with this kid in the keyrings asked for");
+        }
+        if (key.state == KEY_STATE_REVOKED)
+                res = JOSE_KEY_REVOKED;
+        else
+                res = jose_jws_verify(jws, key.pkey, key.alg);
+        EVP_PKEY_free(key.pkey);
+        if (res == JOSE_OK)
+                res = jose_jws_claims(jws, &claims);
+        if (res == JOSE_OK) {
+                JoseClaimsCheck check = {
+                        .now = now_realtime() / USEC_PER_SEC,
+                        .leeway = leeway ? json_integer_value(leeway) : 0,
+                        .audience = aud ? json_string_value(aud) : NULL,
+                        .issuer = iss ? json_string_value(iss) : NULL,
+                };
+                res = jose_claims_check(claims, &check);
+        }
+        if (res == JOSE_OK) {
+                json_t *jti = json_object_get(claims, "jti");
+                if (json_is_string(jti) && engine_token_denied(rq->api->engine, json_string_value(jti)) > 0)
+                        res = JOSE_TOKEN_REVOKED;
+        }
+        if (res != JOSE_OK) {
+                jose_jws_free(jws);
+                return verdict(rq, rp,
+                               res, res == JOSE_KEY_REVOKED ? "the key that signed this token is revoked"
+                                    : res == JOSE_TOKEN_REVOKED ? "this token was revoked"
+                                                                : "the token does not verify");
+        }
+        atomic_fetch_add(&rq->api->verified_ok, 1);
+        reply_json(rp, MHD_HTTP_OK,
+                   json_pack("{s:b, s:s, s:s, s:s, s:O, s:O}", "valid", 1, "keyring", key.keyring, "kid", jws->kid,
+                             "alg", keyd_alg_to_string(key.alg), "header", jws->header, "claims", claims));
+        jose_jws_free(jws);
+        return 0;
+}
