@@ -1,0 +1,661 @@
+/* SPDX-License-Identifier: MIT */
+/* The local API through the real socket of the real daemon, on a real token: every endpoint, its errors, and
+ * authorisation across uids. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/hmac.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <grp.h>
+#include <unistd.h>
+
+#include "common/crypto-util.h"
+#include "jose/b64.h"
+#include "jose/jwk.h"
+#include "jose/jws.h"
+#include "tests/helpers/test-api.h"
+#include "tests/helpers/test-daemon.h"
+#include "tests/helpers/test-util.h"
+
+#define NOBODY 65534
+
+static TestToken tok;
+static TestDaemon d = { .notify_fd = -1 };
+static char sock[100];
+static int public_port;
+
+static int free_port(void) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof sa;
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert_eq(bind(fd, (struct sockaddr *) &sa, sizeof sa), 0);
+        cr_assert_eq(getsockname(fd, (struct sockaddr *) &sa, &len), 0);
+        close(fd);
+        return ntohs(sa.sin_port);
+}
+
+static void start(const char *api_extra) {
+        char rings[4096];
+        test_token_setup(&tok);
+        public_port = free_port();
+        snprintf(rings, sizeof rings,
+                 "%s\n[public]\nlisten = 127.0.0.1:%d\n\n"
+                 "[keyring default]\nkind = issuer\nalg = ES256\nissuer = https://issuer.test\n"
+                 "rotation-period = 1h\nprepublish = 10m\ntoken-ttl-max = 10m\ndefault-ttl = 5m\n"
+                 "sign-users = root\n\n"
+                 "[keyring gw]\nkind = issuer\nalg = EdDSA\nissuer = https://gw.test\nsign-users = nobody\n"
+                 "token-ttl-max = 10m\ndefault-ttl = 5m\n",
+                 api_extra ? api_extra : "", public_port);
+        /* The [api] section of the generated config comes first; extra [api] keys go in a second one. */
+        char *conf = test_daemon_write_config(&tok, rings);
+        test_daemon_start(&d, &tok, conf, NULL);
+        free(conf);
+        cr_assert(test_daemon_wait_notify(&d, "READY=1", 30000, NULL, 0), "keyd did not become ready");
+        snprintf(sock, sizeof sock, "%s/keyd.sock", tok.dir);
+        /* Let the unprivileged children of the authorisation tests reach the socket. */
+        cr_assert_eq(chmod(tok.dir, 0755), 0);
+        cr_assert_eq(chmod(sock, 0666), 0);
+}
+
+static void stop(void) {
+        test_daemon_done(&d);
+        test_token_teardown(&tok);
+}
+
+static void setup(void) {
+        start(NULL);
+}
+
+TestSuite(api, .init = setup, .fini = stop, .timeout = 120);
+
+static json_t *call(const char *method, const char *path, const char *body, long want) {
+        long status;
+        json_t *j = test_api(sock, method, path, body, &status);
+        char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        cr_assert_eq(status, want, "%s %s %s: %ld, want %ld: %s", method, path, body ? body : "", status, want,
+                     text ? text : "(not JSON)");
+        free(text);
+        return j;
+}
+
+static void expect_error(const char *method, const char *path, const char *body, long want, const char *code) {
+        json_t *j = call(method, path, body, want);
+        cr_assert_not_null(j, "error replies are JSON");
+        cr_assert_str_eq(json_string_value(json_object_get(j, "error")), code, "%s %s %s", method, path,
+                         body ? body : "");
+        cr_assert(json_is_string(json_object_get(j, "message")));
+        json_decref(j);
+}
+
+static char *mint(const char *ring, const char *body) {
+        json_t *j = call("POST", ring, body, 201);
+        char *t = strdup(json_string_value(json_object_get(j, "token")));
+        json_decref(j);
+        return t;
+}
+
+static json_t *verify(const char *token, const char *extra) {
+        char *body;
+        cr_assert(asprintf(&body, "{\"token\":\"%s\"%s}", token, extra ? extra : "") >= 0);
+        json_t *j = call("POST", "/v1/verify", body, 200);
+        free(body);
+        return j;
+}
+
+static void expect_invalid(const char *token, const char *extra, const char *error) {
+        json_t *j = verify(token, extra);
+        cr_assert(json_is_false(json_object_get(j, "valid")), "token must not verify (%s)", error);
+        cr_assert_str_eq(json_string_value(json_object_get(j, "error")), error);
+        json_decref(j);
+}
+
+static uint64_t audit_head(void) {
+        json_t *j = call("POST", "/v1/audit/verify", NULL, 200);
+        cr_assert(json_is_true(json_object_get(j, "ok")), "%s", json_string_value(json_object_get(j, "message")));
+        uint64_t n = (uint64_t) json_integer_value(json_object_get(j, "head_seq"));
+        json_decref(j);
+        return n;
+}
+
+static char *active_kid(const char *ring) {
+        char path[128];
+        snprintf(path, sizeof path, "/v1/keyrings/%s", ring);
+        json_t *j = call("GET", path, NULL, 200), *k;
+        size_t i;
+        char *kid = NULL;
+        json_array_foreach(json_object_get(j, "keys"), i, k) if (streq(json_string_value(json_object_get(k, "state")),
+                                                                      "active")) kid =
+                strdup(json_string_value(json_object_get(k, "kid")));
+        json_decref(j);
+        cr_assert_not_null(kid);
+        return kid;
+}
+
+/* --- every endpoint's success path --- */
+
+Test(api, mint_and_verify) {
+        char *t = mint("/v1/keyrings/default/tokens",
+                       "{\"sub\":\"agent-1\",\"aud\":[\"api\",\"mcp\"],\"ttl\":\"2m\",\"scope\":\"read\","
+                       "\"act\":{\"sub\":\"user-7\"},\"claims\":{\"tenant\":\"t1\",\"n\":3}}");
+        json_t *j = verify(t, ",\"audience\":\"mcp\",\"issuer\":\"https://issuer.test\",\"keyrings\":[\"default\"]");
+        cr_assert(json_is_true(json_object_get(j, "valid")));
+        json_t *c = json_object_get(j, "claims");
+        cr_assert_str_eq(json_string_value(json_object_get(c, "sub")), "agent-1");
+        cr_assert_str_eq(json_string_value(json_object_get(c, "iss")), "https://issuer.test");
+        cr_assert_str_eq(json_string_value(json_object_get(c, "tenant")), "t1");
+        cr_assert_str_eq(json_string_value(json_object_get(json_object_get(c, "act"), "sub")), "user-7");
+        cr_assert_eq(json_integer_value(json_object_get(c, "exp")) - json_integer_value(json_object_get(c, "iat")), 120);
+        cr_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "header"), "typ")), "JWT");
+        cr_assert_str_eq(json_string_value(json_object_get(j, "alg")), "ES256");
+        json_decref(j);
+        expect_invalid(t, ",\"keyrings\":[\"gw\"]", "unknown_kid");
+        free(t);
+}
+
+Test(api, jws_and_raw_sign) {
+        json_t *j = call("POST", "/v1/keyrings/default/jws",
+                         "{\"payload_json\":{\"htm\":\"POST\",\"htu\":\"https://x/y\"},\"header\":{\"typ\":\"dpop+jwt\"},"
+                         "\"embed_jwk\":true}",
+                         201);
+        const char *jws = json_string_value(json_object_get(j, "jws"));
+        JoseJws *p = NULL;
+        /* keyd's own parser never trusts an embedded key: a DPoP proof is for the resource server to check. */
+        cr_assert_eq(jose_jws_parse(jws, strlen(jws), &p), JOSE_UNSUPPORTED_ALG);
+        const char *dot1 = strchr(jws, '.'), *dot2 = strrchr(jws, '.');
+        void *hdr_text, *sig;
+        size_t hdr_len, sig_len;
+        cr_assert_eq(jose_b64url_decode(jws, (size_t) (dot1 - jws), &hdr_text, &hdr_len), 0);
+        cr_assert_eq(jose_b64url_decode(dot2 + 1, strlen(dot2 + 1), &sig, &sig_len), 0);
+        json_t *hdr = json_loads(hdr_text, 0, NULL);
+        cr_assert_str_eq(json_string_value(json_object_get(hdr, "typ")), "dpop+jwt");
+        cr_assert_str_eq(json_string_value(json_object_get(hdr, "alg")), "ES256");
+        json_t *jwk = json_object_get(hdr, "jwk");
+        cr_assert_null(json_object_get(jwk, "d"), "never a private member");
+        cr_assert_null(json_object_get(jwk, "kid"), "public members only");
+        EVP_PKEY *pk = NULL;
+        cr_assert_eq(jose_jwk_to_pkey(jwk, &pk), 0);
+        cr_assert_eq(jose_verify_signature(KEYD_ALG_ES256, pk, jws, (size_t) (dot2 - jws), sig, sig_len), JOSE_OK,
+                     "verifies with its embedded public key");
+        EVP_PKEY_free(pk);
+        json_decref(hdr);
+        free(hdr_text), free(sig);
+        json_decref(j);
+
+        j = call("POST", "/v1/keyrings/default/jws", "{\"payload\":\"aGVsbG8\"}", 201);
+        json_decref(j);
+        expect_error("POST", "/v1/keyrings/default/jws", "{\"payload\":\"aGVsbG8\",\"header\":{\"alg\":\"none\"}}", 422,
+                     "unprocessable");
+        expect_error("POST", "/v1/keyrings/default/jws", "{\"payload\":\"aGVsbG8\",\"payload_json\":1}", 400,
+                     "bad_request");
+
+        j = call("POST", "/v1/keyrings/default/sign", "{\"data\":\"aGVsbG8gd29ybGQ\"}", 200);
+        const char *sig64 = json_string_value(json_object_get(j, "signature"));
+        void *raw;
+        size_t n;
+        cr_assert_eq(jose_b64url_decode(sig64, strlen(sig64), &raw, &n), 0);
+        cr_assert_eq(n, 64, "ES256 signatures are R||S, 64 bytes");
+        free(raw);
+        json_decref(j);
+}
+
+Test(api, keyrings_create_list_show_jwks) {
+        json_t *j = call("POST", "/v1/keyrings",
+                         "{\"name\":\"agent-42\",\"kind\":\"agent\",\"owner_uid\":65534,\"policy\":{\"alg\":\"EdDSA\","
+                         "\"rotation_period\":\"1d\",\"prepublish\":3600,\"token_ttl_max\":\"10m\",\"default_ttl\":\"5m\"}}",
+                         201);
+        cr_assert_str_eq(json_string_value(json_object_get(j, "kind")), "agent");
+        cr_assert_eq(json_integer_value(json_object_get(j, "owner_uid")), NOBODY);
+        cr_assert_eq(json_array_size(json_object_get(j, "keys")), 2, "active and next made at once");
+        json_decref(j);
+        expect_error("POST", "/v1/keyrings", "{\"name\":\"agent-42\",\"kind\":\"agent\",\"owner_uid\":1}", 409,
+                     "conflict");
+        expect_error("POST", "/v1/keyrings", "{\"name\":\"x\",\"kind\":\"agent\"}", 400, "bad_request");
+        expect_error("POST", "/v1/keyrings", "{\"name\":\"../x\"}", 400, "bad_request");
+        expect_error("POST", "/v1/keyrings", "{\"name\":\"x\",\"policy\":{\"alg\":\"HS256\"}}", 400, "bad_request");
+        expect_error("POST", "/v1/keyrings", "{\"name\":\"x\",\"policy\":{\"prepublish\":\"2d\"}}", 422,
+                     "unprocessable");
+        expect_error("POST", "/v1/keyrings", "{\"name\":\"x\",\"policy\":{\"bogus\":1}}", 400, "bad_request");
+
+        j = call("GET", "/v1/keyrings", NULL, 200);
+        cr_assert_eq(json_array_size(json_object_get(j, "keyrings")), 3);
+        json_decref(j);
+        j = call("GET", "/v1/keyrings/default", NULL, 200);
+        cr_assert(json_is_string(json_object_get(j, "next_transition")));
+        cr_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "policy"), "rotation_period")), "1h");
+        json_decref(j);
+        j = call("GET", "/v1/keyrings/default/jwks", NULL, 200);
+        cr_assert_eq(json_array_size(json_object_get(j, "keys")), 2);
+        json_decref(j);
+        expect_error("GET", "/v1/keyrings/agent-42/jwks", NULL, 404, "not_found");
+        expect_error("GET", "/v1/keyrings/nope", NULL, 404, "not_found");
+}
+
+Test(api, rotate_revoke_disable_deny) {
+        char *old = mint("/v1/keyrings/default/tokens", "{\"sub\":\"a\"}");
+        char *kid = active_kid("default");
+        expect_error("POST", "/v1/keyrings/default/rotate", "{}", 409, "conflict");
+        json_t *j = call("POST", "/v1/keyrings/default/rotate", "{\"force\":true,\"reason\":\"test\"}", 200);
+        json_decref(j);
+        char *kid2 = active_kid("default");
+        cr_assert_str_neq(kid, kid2);
+        j = verify(old, NULL);
+        cr_assert(json_is_true(json_object_get(j, "valid")), "a token of the retired key still verifies");
+        json_decref(j);
+
+        char path[256], body[128];
+        snprintf(path, sizeof path, "/v1/keys/%s/revoke", kid);
+        expect_error("POST", path, "{\"reason\":\"because\"}", 400, "bad_request");
+        expect_error("POST", path, "{}", 400, "bad_request");
+        j = call("POST", path, "{\"reason\":\"key_compromise\"}", 200);
+        cr_assert_str_eq(json_string_value(json_object_get(j, "state")), "revoked");
+        cr_assert_str_eq(json_string_value(json_object_get(j, "keyring")), "default");
+        json_decref(j);
+        expect_invalid(old, NULL, "key_revoked");
+        expect_error("POST", path, "{\"reason\":\"key_compromise\"}", 409, "conflict");
+        expect_error("POST", "/v1/keys/nope/revoke", "{\"reason\":\"key_compromise\"}", 404, "not_found");
+
+        /* Deny one token by jti. */
+        char *t = mint("/v1/keyrings/default/tokens", "{\"sub\":\"b\"}");
+        j = verify(t, NULL);
+        const char *jti = json_string_value(json_object_get(json_object_get(j, "claims"), "jti"));
+        snprintf(body, sizeof body, "{\"jti\":\"%s\"}", jti);
+        json_decref(call("POST", "/v1/tokens/revoke", body, 200));
+        json_decref(j);
+        expect_invalid(t, NULL, "token_revoked");
+        expect_error("POST", "/v1/tokens/revoke", "{\"jti\":5}", 400, "bad_request");
+
+        /* Disable: every key revoked, signing refused with 503, its tokens refused. */
+        j = call("POST", "/v1/keyrings/default/disable", NULL, 200);
+        cr_assert(json_is_true(json_object_get(j, "disabled")));
+        json_decref(j);
+        expect_error("POST", "/v1/keyrings/default/tokens", "{\"sub\":\"a\"}", 503, "unavailable");
+        expect_error("POST", "/v1/keyrings/default/disable", NULL, 409, "conflict");
+        expect_invalid(t, NULL, "key_revoked");
+        free(old), free(kid), free(kid2), free(t);
+}
+
+Test(api, audit_health_metrics) {
+        uint64_t before = audit_head();
+        free(mint("/v1/keyrings/default/tokens", "{\"sub\":\"a\"}"));
+        cr_assert_eq(audit_head(), before + 1, "one audit record per mint, committed before the reply");
+        json_t *j = call("GET", "/v1/audit?after=0&limit=1000", NULL, 200), *r;
+        size_t i;
+        bool found = false;
+        json_array_foreach(json_object_get(j, "records"), i, r) found |=
+                streq(json_string_value(json_object_get(r, "action")), "token.mint") &&
+                json_integer_value(json_object_get(r, "uid")) == 0;
+        cr_assert(found, "the mint is audited with the caller's uid");
+        json_decref(j);
+        expect_error("GET", "/v1/audit?limit=0", NULL, 400, "bad_request");
+        expect_error("GET", "/v1/audit?after=-1", NULL, 400, "bad_request");
+        j = call("GET", "/healthz", NULL, 200);
+        cr_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
+        json_decref(j);
+        long st;
+        char *m = test_api_raw(sock, "GET", "/metrics", NULL, NULL, &st);
+        cr_assert_eq(st, 200);
+        cr_assert(strstr(m, "keyd_tokens_minted_total 1\n") != NULL, "%s", m);
+        free(m);
+        expect_error("GET", "/v1/nothing", NULL, 404, "not_found");
+        expect_error("DELETE", "/v1/keyrings", NULL, 405, "method_not_allowed");
+}
+
+/* --- bad input: each with its status and code, and nothing changes --- */
+
+static char *b64(const void *p, size_t n) {
+        char *s;
+        cr_assert_eq(jose_b64url_encode(p, n, &s), 0);
+        return s;
+}
+
+/* A token with the given header and payload JSON, signed (if key) by nothing: the signature part is sig. */
+static char *craft(const char *header, const char *payload, const char *sig_b64) {
+        char *h = b64(header, strlen(header)), *p = b64(payload, strlen(payload)), *t;
+        cr_assert(asprintf(&t, "%s.%s.%s", h, p, sig_b64) >= 0);
+        free(h), free(p);
+        return t;
+}
+
+Test(api, bad_input_changes_nothing) {
+        char *good = mint("/v1/keyrings/default/tokens", "{\"sub\":\"a\",\"aud\":\"api\"}");
+        char *kid = active_kid("default");
+        uint64_t head = audit_head();
+        json_t *keys_before = call("GET", "/v1/keyrings", NULL, 200);
+
+        const char *M = "/v1/keyrings/default/tokens";
+        expect_error("POST", M, "{\"sub\":", 400, "bad_request");
+        expect_error("POST", M, "[\"sub\"]", 400, "bad_request");
+        expect_error("POST", M, "\"sub\"", 400, "bad_request");
+        expect_error("POST", M, "{}", 400, "bad_request");
+        expect_error("POST", M, "{\"sub\":\"\"}", 400, "bad_request");
+        expect_error("POST", M, "{\"sub\":7}", 400, "bad_request");
+        expect_error("POST", M, "{\"sub\":\"a\",\"ttl\":0}", 422, "unprocessable");
+        expect_error("POST", M, "{\"sub\":\"a\",\"ttl\":-1}", 422, "unprocessable");
+        expect_error("POST", M, "{\"sub\":\"a\",\"ttl\":1e300}", 400, "bad_request");
+        expect_error("POST", M, "{\"sub\":\"a\",\"ttl\":99999999999}", 422, "unprocessable");
+        expect_error("POST", M, "{\"sub\":\"a\",\"ttl\":601}", 422, "unprocessable");
+        expect_error("POST", M, "{\"sub\":\"a\",\"ttl\":\"ten\"}", 400, "bad_request");
+        expect_error("POST", M, "{\"sub\":\"a\",\"ttl\":true}", 400, "bad_request");
+        for (const char *c = "iss\0iat\0nbf\0exp\0jti\0"; *c; c += strlen(c) + 1) {
+                char body[128];
+                snprintf(body, sizeof body, "{\"sub\":\"a\",\"claims\":{\"%s\":1}}", c);
+                expect_error("POST", M, body, 422, "unprocessable");
+        }
+        expect_error("POST", M, "{\"sub\":\"a\",\"bogus\":1}", 400, "bad_request");
+        expect_error("POST", M, "{\"sub\":\"a\",\"sub\":\"b\"}", 400, "bad_request");
+        expect_error("POST", M, "{\"sub\":\"a\",\"aud\":[]}", 400, "bad_request");
+        expect_error("POST", M, "{\"sub\":\"a\",\"bind_agent\":\"nope\"}", 422, "unprocessable");
+        expect_error("POST", "/v1/keyrings/nope/tokens", "{\"sub\":\"a\"}", 404, "not_found");
+        expect_error("POST", "/v1/keyrings/a%2Fb/tokens", "{\"sub\":\"a\"}", 400, "bad_request");
+        expect_error("POST", "/v1/keyrings/../tokens", "{\"sub\":\"a\"}", 400, "bad_request");
+        expect_error("POST", "/v1/keyrings/..%2F..%2Fetc/tokens", "{\"sub\":\"a\"}", 400, "bad_request");
+        expect_error("POST", "/v1/keyrings/default/sign", "{\"data\":\"not base64url!\"}", 400, "bad_request");
+        expect_error("POST", "/v1/keyrings/default/sign", "{\"data\":\"aGVsbG8=\"}", 400, "bad_request");
+        expect_error("POST", "/v1/keyrings/default/sign", "{\"data\":5}", 400, "bad_request");
+
+        /* Over the limits. */
+        size_t big = 65 * 1024;
+        char *body = malloc(big + 32);
+        memset(body, ' ', big + 31);
+        memcpy(body, "{\"sub\":\"a\"", 10);
+        strcpy(body + big + 29, "}");
+        expect_error("POST", M, body, 413, "payload_too_large");
+        free(body);
+        char *header = malloc(9000);
+        memcpy(header, "X-Big: ", 7);
+        memset(header + 7, 'b', 8990);
+        header[8997] = 0;
+        long st;
+        char *r = test_api_raw(sock, "GET", "/healthz", NULL, header, &st);
+        cr_assert_eq(st, 431, "a header over 8 KiB: %ld %s", st, r);
+        free(r), free(header);
+
+        /* Tokens keyd must refuse, each for its own reason. */
+        char h[512];
+        expect_invalid(craft("{\"alg\":\"none\",\"kid\":\"x\"}", "{\"sub\":\"a\"}", "AAAA"), NULL, "unsupported_alg");
+        expect_invalid(craft("{\"alg\":\"none\",\"kid\":\"x\"}", "{\"sub\":\"a\"}", ""), NULL, "unsupported_alg");
+        char *parts = strdup(good), *dot1 = strchr(parts, '.'), *dot2 = strchr(dot1 + 1, '.');
+        *dot2 = 0;
+        /* HS256 with the public key (its JWK text) as the HMAC secret: the classic confusion. */
+        json_t *ring = call("GET", "/v1/keyrings/default/jwks", NULL, 200);
+        char *jwk_text = json_dumps(json_array_get(json_object_get(ring, "keys"), 0), JSON_COMPACT);
+        snprintf(h, sizeof h, "{\"alg\":\"HS256\",\"kid\":\"%s\"}", kid);
+        char *hh = b64(h, strlen(h)), *input;
+        cr_assert(asprintf(&input, "%s.%s", hh, dot1 + 1) >= 0);
+        unsigned char mac[32];
+        unsigned mac_len = 0;
+        HMAC(EVP_sha256(), jwk_text, (int) strlen(jwk_text), (unsigned char *) input, strlen(input), mac, &mac_len);
+        char *macb = b64(mac, mac_len), *hs;
+        cr_assert(asprintf(&hs, "%s.%s", input, macb) >= 0);
+        expect_invalid(hs, NULL, "unsupported_alg");
+
+        /* The real signature, in DER instead of R||S; and r = s = 0. */
+        void *sig;
+        size_t sig_len;
+        cr_assert_eq(jose_b64url_decode(dot2 + 1, strlen(dot2 + 1), &sig, &sig_len), 0);
+        uint8_t *der;
+        size_t der_len;
+        cr_assert_eq(jose_ecdsa_raw_to_der(sig, sig_len, &der, &der_len), 0);
+        char *derb = b64(der, der_len), *t_der, *t_zero;
+        cr_assert(asprintf(&t_der, "%s.%s", parts, derb) >= 0);
+        expect_invalid(t_der, NULL, "bad_signature");
+        uint8_t zeros[64] = { 0 };
+        char *zb = b64(zeros, sizeof zeros);
+        cr_assert(asprintf(&t_zero, "%s.%s", parts, zb) >= 0);
+        expect_invalid(t_zero, NULL, "bad_signature");
+
+        /* crit, b64:false, a duplicated alg member: refused before any key is used. */
+        snprintf(h, sizeof h, "{\"alg\":\"ES256\",\"kid\":\"%s\",\"crit\":[\"exp\"],\"exp\":1}", kid);
+        expect_invalid(craft(h, "{\"sub\":\"a\"}", dot2 + 1), NULL, "unsupported_alg");
+        snprintf(h, sizeof h, "{\"alg\":\"ES256\",\"kid\":\"%s\",\"b64\":false,\"crit\":[\"b64\"]}", kid);
+        expect_invalid(craft(h, "{\"sub\":\"a\"}", dot2 + 1), NULL, "unsupported_alg");
+        snprintf(h, sizeof h, "{\"alg\":\"ES256\",\"alg\":\"ES256\",\"kid\":\"%s\"}", kid);
+        expect_invalid(craft(h, "{\"sub\":\"a\"}", dot2 + 1), NULL, "malformed");
+
+        /* 17 KiB. */
+        char *huge = malloc(17 * 1024 + 1);
+        memset(huge, 'A', 17 * 1024);
+        huge[17 * 1024] = 0;
+        huge[100] = '.';
+        huge[200] = '.';
+        expect_invalid(huge, NULL, "malformed");
+        free(huge);
+
+        /* Time and audience. */
+        expect_invalid(good, ",\"audience\":\"other\"", "audience_mismatch");
+        expect_invalid(good, ",\"issuer\":\"https://evil.test\"", "issuer_mismatch");
+        json_t *j = call("POST", "/v1/verify", "{\"token\":\"x\",\"leeway\":301}", 400);
+        json_decref(j);
+        json_decref(call("POST", "/v1/verify", "{}", 400));
+
+        /* Nothing above changed any state: the same keys, and no audit record but denials (none here). */
+        json_t *keys_after = call("GET", "/v1/keyrings", NULL, 200);
+        json_object_del(keys_before, "next_transition");
+        cr_assert(json_equal(json_object_get(keys_before, "keyrings"), json_object_get(keys_after, "keyrings")),
+                  "bad input changed keyrings");
+        cr_assert_eq(audit_head(), head, "bad input wrote audit records");
+        json_decref(keys_after), json_decref(keys_before), json_decref(ring);
+        free(jwk_text), free(hh), free(input), free(macb), free(hs), free(sig), free(der), free(derb), free(t_der),
+                free(zb), free(t_zero), free(parts), free(good), free(kid);
+}
+
+/* exp in the past and nbf in the future need tokens signed by keyd's key: mint short-lived ones and wait. */
+Test(api, expired_and_not_yet_valid) {
+        char *t = mint("/v1/keyrings/default/tokens", "{\"sub\":\"a\",\"ttl\":1}");
+        sleep(2);
+        expect_invalid(t, NULL, "expired");
+        json_t *j = verify(t, ",\"leeway\":30");
+        cr_assert(json_is_true(json_object_get(j, "valid")), "within leeway");
+        json_decref(j);
+        free(t);
+        /* nbf in the future: keyd's JWS endpoint signs any payload with the keyring's key. */
+        char body[256];
+        snprintf(body, sizeof body, "{\"payload_json\":{\"sub\":\"a\",\"nbf\":%lld,\"exp\":%lld}}",
+                 (long long) time(NULL) + 3600, (long long) time(NULL) + 7200);
+        j = call("POST", "/v1/keyrings/default/jws", body, 201);
+        expect_invalid(json_string_value(json_object_get(j, "jws")), NULL, "not_yet_valid");
+        json_decref(j);
+}
+
+/* --- authorisation across uids --- */
+
+/* Run requests as uid nobody in a child; returns the child's verdict (0 when every expectation held). */
+static int as_nobody(void (*fn)(void)) {
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
+                    setresuid(NOBODY, NOBODY, NOBODY) < 0)
+                        _exit(99);
+                fn();
+                _exit(0);
+        }
+        int status;
+        waitpid(pid, &status, 0);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+}
+
+static void child_expect(const char *method, const char *path, const char *body, long want, int code) {
+        long status;
+        json_t *j = test_api(sock, method, path, body, &status);
+        json_decref(j);
+        if (status != want) {
+                fprintf(stderr, "as nobody: %s %s → %ld, want %ld\n", method, path, status, want);
+                _exit(code);
+        }
+}
+
+static char *shared_token;
+
+static void nobody_requests(void) {
+        child_expect("POST", "/v1/keyrings/default/tokens", "{\"sub\":\"a\"}", 403, 1);
+        child_expect("POST", "/v1/keyrings/default/sign", "{\"data\":\"aGk\"}", 403, 2);
+        child_expect("POST", "/v1/keyrings/default/rotate", "{\"force\":true}", 403, 3);
+        child_expect("POST", "/v1/keyrings", "{\"name\":\"mine\"}", 403, 4);
+        child_expect("GET", "/v1/audit", NULL, 403, 5);
+        child_expect("POST", "/v1/tokens/revoke", "{\"jti\":\"x\"}", 403, 6);
+        /* verify: anyone who can connect. */
+        char body[2048];
+        snprintf(body, sizeof body, "{\"token\":\"%s\"}", shared_token);
+        child_expect("POST", "/v1/verify", body, 200, 7);
+        child_expect("GET", "/v1/keyrings", NULL, 200, 8);
+        /* gw lists nobody in sign-users: it may sign there, and only there. */
+        child_expect("POST", "/v1/keyrings/gw/tokens", "{\"sub\":\"a\"}", 201, 9);
+        /* An agent keyring signs for its owner only. */
+        child_expect("POST", "/v1/keyrings/agent-nobody/sign", "{\"data\":\"aGk\"}", 200, 10);
+        child_expect("POST", "/v1/keyrings/agent-other/sign", "{\"data\":\"aGk\"}", 403, 11);
+}
+
+Test(api, authorisation_by_uid) {
+        shared_token = mint("/v1/keyrings/default/tokens", "{\"sub\":\"a\"}");
+        json_decref(call("POST", "/v1/keyrings", "{\"name\":\"agent-nobody\",\"kind\":\"agent\",\"owner_uid\":65534}", 201));
+        json_decref(call("POST", "/v1/keyrings", "{\"name\":\"agent-other\",\"kind\":\"agent\",\"owner_uid\":65533}", 201));
+        /* root is admin (the default admin-users) but is not in gw's sign-users. */
+        expect_error("POST", "/v1/keyrings/gw/tokens", "{\"sub\":\"a\"}", 403, "forbidden");
+
+        int v = as_nobody(nobody_requests);
+        cr_assert_eq(v, 0, "the unprivileged client's expectation %d failed", v);
+
+        /* Every denial is in the audit log, with the caller's uid. */
+        json_t *j = call("GET", "/v1/audit?after=0&limit=1000", NULL, 200), *r;
+        size_t i, denials = 0;
+        json_array_foreach(json_object_get(j, "records"), i, r) if (
+                streq(json_string_value(json_object_get(r, "action")), "authz.denied") &&
+                json_integer_value(json_object_get(r, "uid")) == NOBODY) denials++;
+        cr_assert_eq(denials, 7, "7 denials of nobody audited, found %zu", denials);
+        json_decref(j);
+        free(shared_token);
+}
+
+/* --- connections --- */
+
+static int connect_unix(void) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+        cr_assert_eq(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0);
+        return fd;
+}
+
+static int http_on(int fd, const char *req, char *out, size_t size) {
+        cr_assert_eq(write(fd, req, strlen(req)), (ssize_t) strlen(req));
+        struct pollfd p = { fd, POLLIN, 0 };
+        cr_assert_eq(poll(&p, 1, 10000), 1);
+        ssize_t n = read(fd, out, size - 1);
+        cr_assert_gt(n, 0);
+        out[n] = 0;
+        return atoi(out + 9);
+}
+
+Test(api_limits, stalled_client_and_connection_limits, .timeout = 60) {
+        char out[4096];
+        start("[api]\nidle-timeout = 2s\nmax-connections-per-uid = 3\n");
+        /* Half a request, then silence: the connection is closed after the idle timeout, and others are served. */
+        int stalled = connect_unix();
+        const char *half = "POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"tok";
+        cr_assert_eq(write(stalled, half, strlen(half)), (ssize_t) strlen(half));
+        long st;
+        json_decref(test_api(sock, "GET", "/healthz", NULL, &st));
+        cr_assert_eq(st, 200, "served while a client stalls");
+        struct pollfd p = { stalled, POLLIN, 0 };
+        cr_assert_eq(poll(&p, 1, 8000), 1, "the stalled connection is not closed");
+        cr_assert_leq(read(stalled, out, sizeof out), 0, "closed without a reply");
+        close(stalled);
+
+        /* Per uid: the fourth concurrent connection of one uid is refused with 429. */
+        int c[4];
+        const char *get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+        for (int i = 0; i < 3; i++) {
+                c[i] = connect_unix();
+                cr_assert_eq(http_on(c[i], get, out, sizeof out), 200);
+        }
+        c[3] = connect_unix();
+        cr_assert_eq(http_on(c[3], get, out, sizeof out), 429, "%s", out);
+        for (int i = 0; i < 4; i++)
+                close(c[i]);
+        stop();
+}
+
+Test(api_limits, total_connections, .timeout = 60) {
+        char out[4096];
+        start("[api]\nmax-connections = 2\nmax-connections-per-uid = 10\n");
+        int c[3];
+        const char *get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+        for (int i = 0; i < 2; i++) {
+                c[i] = connect_unix();
+                cr_assert_eq(http_on(c[i], get, out, sizeof out), 200);
+        }
+        c[2] = connect_unix();
+        cr_assert_eq(http_on(c[2], get, out, sizeof out), 503, "%s", out);
+        for (int i = 0; i < 3; i++)
+                close(c[i]);
+        stop();
+}
+
+/* --- the public listener --- */
+
+static char *etag_of(const char *headers) {
+        const char *e = strcasestr(headers, "\netag: ");
+        cr_assert_not_null(e, "%s", headers);
+        e += 7;
+        return strndup(e, strcspn(e, "\r\n"));
+}
+
+Test(api, public_jwks_etag_304) {
+        char url[128], *headers, *body, inm[128];
+        long st;
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/.well-known/jwks.json", public_port);
+        body = test_http_get(url, NULL, &st, &headers);
+        cr_assert_eq(st, 200);
+        cr_assert(strcasestr(headers, "cache-control: public, max-age=300") != NULL, "%s", headers);
+        char *e1 = etag_of(headers);
+        free(body), free(headers);
+        snprintf(inm, sizeof inm, "If-None-Match: %s", e1);
+        body = test_http_get(url, inm, &st, NULL);
+        cr_assert_eq(st, 304, "its own ETag answers 304");
+        free(body);
+
+        json_decref(call("POST", "/v1/keyrings/default/rotate", "{\"force\":true}", 200));
+        body = test_http_get(url, inm, &st, &headers);
+        cr_assert_eq(st, 200, "a rotation changes the ETag");
+        char *e2 = etag_of(headers);
+        cr_assert_str_neq(e1, e2);
+        free(body), free(headers);
+
+        char *kid = active_kid("default"), path[256];
+        snprintf(path, sizeof path, "/v1/keys/%s/revoke", kid);
+        json_decref(call("POST", path, "{\"reason\":\"key_compromise\"}", 200));
+        body = test_http_get(url, NULL, &st, &headers);
+        cr_assert_eq(st, 200);
+        char *e3 = etag_of(headers);
+        cr_assert_str_neq(e2, e3, "a revocation changes the ETag");
+        cr_assert(strstr(body, kid) == NULL, "the revoked kid is gone from the JWKS");
+        cr_assert(strcasestr(headers, "max-age=60") != NULL, "a short max-age after a revocation: %s", headers);
+        free(body), free(headers);
+
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/revocations.json", public_port);
+        body = test_http_get(url, NULL, &st, NULL);
+        cr_assert_eq(st, 200);
+        JoseJws *jws = NULL;
+        cr_assert_eq(jose_jws_parse(body, strlen(body), &jws), JOSE_OK, "a signed JWS");
+        cr_assert(strstr((char *) jws->payload, kid) != NULL);
+        jose_jws_free(jws);
+        free(body);
+
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/.well-known/openid-configuration", public_port);
+        body = test_http_get(url, NULL, &st, NULL);
+        cr_assert_eq(st, 200);
+        cr_assert(strstr(body, "\"jwks_uri\":\"https://issuer.test/.well-known/jwks.json\"") != NULL, "%s", body);
+        free(body);
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/keyrings/default/tokens", public_port);
+        body = test_http_get(url, NULL, &st, NULL);
+        cr_assert_eq(st, 404, "nothing that signs is reachable on the public listener");
+        free(body), free(e1), free(e2), free(e3), free(kid);
+}
