@@ -112,7 +112,7 @@ _check: tests
 	@BUILD=$(BUILD) scripts/run-tests.sh $(TESTS) $(REPLAYS)
 
 asan: deps
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:fast_unwind_on_malloc=0 \
 	 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	 $(MAKE) --no-print-directory BUILD=build/asan SAN=1 CFLAGS="-O1 -g" _check
@@ -129,6 +129,7 @@ fuzz: deps
 	 CFLAGS="-O1 -g -fsanitize=fuzzer-no-link" $(patsubst tests/fuzz/%.c,build/fuzz/tests/fuzz/%,$(FUZZ_SRCS))
 
 build/fuzz/tests/fuzz/%: build/fuzz/obj/tests/fuzz/%.o build/fuzz/libkeyd.a
+	@mkdir -p $(dir $@)
 	$(CC) $(KEYD_LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(KEYD_LIBS)
 
 run: deps
@@ -142,6 +143,9 @@ install: all
 	  s=$${m##*.}; install -Dm0644 $$m $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$m); done
 	for u in $(wildcard systemd/*.service systemd/*.socket); do \
 	  install -Dm0644 $$u $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
+	sed -i 's|/usr/sbin/keyd|$(SBINDIR)/keyd|' $(DESTDIR)$(UNITDIR)/keyd.service
+	install -Dm0644 systemd/keyd.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/keyd.conf
+	install -Dm0644 systemd/keyd.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/keyd.conf
 
 format:
 	clang-format -i $(LIB_SRCS) $(DAEMON_SRCS) keyd/main.c $(KEYCTL_SRCS) $(wildcard */*.h) $(HELPER_SRCS) $(UNIT_SRCS) \

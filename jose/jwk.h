@@ -14,10 +14,12 @@
 int jose_jwk_from_pkey(EVP_PKEY *pkey, KeydAlg alg, json_t **ret);
 
 /* The public key of a JWK (private members, if any, are ignored). -EINVAL for anything malformed: unknown kty/crv,
- * bad base64url, coordinates of the wrong length, a point not on the curve, an RSA modulus under 2048 bits. */
+ * bad base64url, coordinates of the wrong length, a point not on the curve, an RSA modulus under 2048 or over 4096
+ * bits or with a leading zero octet, an even or unit e; and for a key marked for something other than verifying
+ * ("use" other than "sig", "key_ops" without "verify"). */
 int jose_jwk_to_pkey(const json_t *jwk, EVP_PKEY **ret);
 
-/* Whether pkey can be used with alg (EC curve matches, RSA ≥ 2048 bits, Ed25519 for EdDSA). */
+/* Whether pkey can be used with alg (EC curve matches, RSA 2048..4096 bits, Ed25519 for EdDSA): 1 or 0. */
 int jose_pkey_matches_alg(EVP_PKEY *pkey, KeydAlg alg);
 
 #define JOSE_THUMBPRINT_LEN 43 /* base64url of a SHA-256 digest */

@@ -247,6 +247,17 @@ static int start_api(Daemon *d) {
         return 0;
 }
 
+/* SPEC §9: what a newcomer types next. */
+static void dev_hint(const Config *c) {
+        printf("\nkeyd is running. In another terminal:\n"
+               "  mint a token:    TOKEN=$(build/keydctl --socket %s mint default --sub agent-1)\n"
+               "  verify it:       build/keydctl --socket %s verify \"$TOKEN\"\n"
+               "  fetch the JWKS:  curl -s http://%s/.well-known/jwks.json\n"
+               "Stop with Ctrl-C.\n\n",
+               c->socket, c->socket, c->public_listen ? c->public_listen : "127.0.0.1:8080");
+        fflush(stdout);
+}
+
 static int ring_specs(Config *c, RingSpec **ret) {
         RingSpec *specs = calloc(c->n_keyrings + 1, sizeof *specs);
         if (!specs)
@@ -441,6 +452,8 @@ int daemon_run(const DaemonOptions *o) {
                 goto finish;
         (void) sd_notify(0, "READY=1");
         log_info("keyd " KEYD_VERSION " ready: %zu keyring(s).", engine_n_rings(d.engine));
+        if (o->dev)
+                dev_hint(&d.config);
 
         r = sd_event_loop(d.event);
         (void) sd_notify(0, "STOPPING=1");

@@ -1,2 +1,315 @@
-/* placeholder replaced below */
-int main(void) { return 0; }
+/* SPDX-License-Identifier: MIT */
+/* keydctl: the operator CLI of keyd. Global options, the command table and dispatch; the only place that exits. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "common/time-util.h"
+#include "keyd/keydctl-internal.h"
+#include "rotation/policy.h"
+
+#define KEYRING_POLICY_HELP                                                                                    \
+        "      --kind issuer|agent       Kind (default issuer)\n"                                               \
+        "      --owner-uid N             Owner of an agent keyring (required for agent keyrings)\n"             \
+        "      --alg A                   ES256 (default), ES384, RS256, PS256, EdDSA\n"                         \
+        "      --rsa-bits N              2048, 3072 or 4096 (RS256, PS256)\n"                                   \
+        "      --rotation-period D       Durations: a whole number with s, m, h or d, or seconds\n"             \
+        "      --prepublish D\n"                                                                                \
+        "      --token-ttl-max D\n"                                                                             \
+        "      --default-ttl D\n"                                                                               \
+        "      --clock-skew D\n"                                                                                \
+        "      --issuer URL              The iss claim of minted tokens\n"                                      \
+        "      --token-type T            The typ header of minted tokens (default JWT)\n"                       \
+        "      --sign-users LIST         Users who may sign (names separated by commas or blanks; repeatable)\n" \
+        "      --sign-groups LIST        Groups whose members may sign (repeatable)\n"                          \
+        "      --publish yes|no          Serve the public keys in the JWKS\n"                                   \
+        "      --jwks-file PATH          Also write the JWKS to this file\n"
+
+static const Verb verbs[] = {
+        { "status", "", "Health of keyd: ok or degraded",
+          "Health of keyd: ok or degraded, the number of keyrings, the degraded ones, the version.\n", verb_status },
+        { "keyrings", "", "List the keyrings",
+          "The keyrings: NAME KIND ALG STATE ACTIVE-KID NEXT-TRANSITION.\n", verb_keyrings },
+        { "keyring show", "NAME", "One keyring: policy, keys and their times",
+          "One keyring: its policy, and its keys with their times.\n", verb_keyring_show },
+        { "keyring create", "NAME [OPTIONS]", "Create a keyring (admin)",
+          "Create a keyring (admin). Unset policy fields take keyd's defaults.\n" KEYRING_POLICY_HELP,
+          verb_keyring_create },
+        { "plan", "[--hours N]", "Every key transition due in the next N hours",
+          "Every key transition due in the next N hours (1 to 8760, default 24), computed from the keyrings'\n"
+          "keys and policies: rotations (activate, retire, publish) and expirations.\n"
+          "      --hours N                 How far to look ahead\n",
+          verb_plan },
+        { "rotate", "NAME [--force] [--reason R]", "Rotate a keyring now (admin)",
+          "Rotate a keyring now (admin): its next key becomes active, the active key retires, a new next key\n"
+          "is published. Refused (exit 1) when the next key was published less than prepublish ago.\n"
+          "      --force                   Rotate even so (verifiers may not have the new key yet)\n"
+          "      --reason R                Recorded in the audit log\n",
+          verb_rotate },
+        { "revoke", "KID --reason R", "Emergency revocation of a key (admin)",
+          "Emergency revocation of a key (admin): out of the JWKS at once, refused by verify. Revoking the\n"
+          "active key promotes the next key.\n"
+          "      --reason R                key_compromise, superseded, cessation or unspecified (required)\n",
+          verb_revoke },
+        { "disable", "NAME", "Revoke every key of a keyring (admin)",
+          "Revoke every key of a keyring (admin): retire an agent.\n", verb_disable },
+        { "mint", "NAME --sub S [OPTIONS]", "Mint a JWT; prints the token alone",
+          "Mint a JWT with the keyring's active key; prints the token alone (--json: the whole reply).\n"
+          "      --sub S                   Subject (required)\n"
+          "      --aud A                   Audience (repeatable)\n"
+          "      --ttl T                   Lifetime: seconds, or with a unit (15m); at most token-ttl-max\n"
+          "      --scope S                 The scope claim\n"
+          "      --claim K=V               A custom claim; V is JSON if it parses, else a string (repeatable)\n"
+          "      --act JSON                RFC 8693 actor claim, a JSON object\n"
+          "      --bind-agent NAME         Bind the token to an agent keyring's active key (cnf.jkt)\n",
+          verb_mint },
+        { "sign", "NAME FILE", "Sign FILE (\"-\": stdin); prints the signature",
+          "Sign the bytes of FILE (\"-\": standard input, at most 64 KiB) with the keyring's active key;\n"
+          "prints the base64url signature (--json: the whole reply with kid and alg).\n",
+          verb_sign },
+        { "verify", "[TOKEN] [OPTIONS]", "Verify a token; exit 1 if invalid",
+          "Verify a compact JWS/JWT given as TOKEN or on standard input; prints the verdict and the claims.\n"
+          "Exit status 1 when the token is invalid.\n"
+          "      --audience A              Require this aud\n"
+          "      --issuer I                Require this iss\n"
+          "      --keyring NAME            Accept only keys of this keyring (repeatable)\n"
+          "      --leeway S                Clock leeway in seconds, 0 to 300\n",
+          verb_verify },
+        { "jwks", "NAME", "The keyring's JWKS (JSON)",
+          "The keyring's JWKS, as JSON (with or without --json).\n", verb_jwks },
+        { "token revoke", "JTI [--exp UNIX] [--keyring K]", "Deny one token until its exp (admin)",
+          "Deny one token by its jti until its exp (admin).\n"
+          "      --exp UNIX                The token's exp, seconds since the epoch (default: keyd's longest\n"
+          "                                token-ttl-max plus clock-skew from now)\n"
+          "      --keyring K               The keyring that minted it\n",
+          verb_token_revoke },
+        { "audit tail", "[-n N] [--after SEQ] [-f]", "The last audit records (admin)",
+          "The last audit records (admin).\n"
+          "  -n, --lines N                 How many (1 to 100000, default 20)\n"
+          "      --after SEQ               The records after SEQ instead of the last ones\n"
+          "  -f, --follow                  Keep printing new records (once a second) until interrupted;\n"
+          "                                with --json one record per line\n",
+          verb_audit_tail },
+        { "audit verify", "", "Verify the audit chain (admin); exit 1 if broken",
+          "Walk the audit chain and its signed checkpoints (admin); exit status 1 when it does not verify,\n"
+          "naming the first record that does not match.\n",
+          verb_audit_verify },
+};
+
+static void help(void) {
+        printf("Usage: keydctl [OPTIONS] COMMAND [ARGS...]\n"
+               "\n"
+               "Operate keyd, the key-management and rotation daemon, through its local API socket.\n"
+               "\n"
+               "Commands:\n");
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                char line[80];
+                (void) snprintf(line, sizeof line, "%s%s%s", verbs[i].name, *verbs[i].args ? " " : "",
+                                verbs[i].args);
+                printf("  %-41s  %s\n", line, verbs[i].summary);
+        }
+        printf("\n"
+               "Options (also accepted after COMMAND):\n"
+               "      --socket PATH   keyd's API socket (default: $KEYD_SOCKET, else " KEYDCTL_DEFAULT_SOCKET ")\n"
+               "      --json          Print keyd's JSON replies (indented) instead of tables\n"
+               "      --timeout SEC   Give up on a request after SEC seconds (default 30)\n"
+               "  -h, --help          Show this help; keydctl COMMAND --help shows a command's\n"
+               "      --version       Show the version\n"
+               "\n"
+               "Exit status:\n"
+               "  0  success\n"
+               "  1  refused by keyd (HTTP 4xx or 503), token invalid, audit chain broken, or a local error\n"
+               "  2  usage error\n"
+               "  3  keyd cannot be reached: no socket, connection refused, timeout, another 5xx, a malformed reply\n"
+               "\n"
+               "See keydctl(1).\n");
+}
+
+void ctl_verb_help(const Verb *v) {
+        printf("Usage: keydctl [OPTIONS] %s%s%s\n\n%s", v->name, *v->args ? " " : "", v->args, v->help);
+        printf("\nGlobal options --socket PATH, --json, --timeout SEC: see keydctl --help.\n");
+}
+
+int ctl_error(int error, const char *format, ...) {
+        char msg[2048], clean[2048];
+        va_list ap;
+
+        va_start(ap, format);
+        (void) vsnprintf(msg, sizeof msg, format, ap);
+        va_end(ap);
+        fprintf(stderr, "keydctl: %s\n", sanitize(msg, clean, sizeof clean));
+        return error;
+}
+
+int ctl_parse_number(const char *name, const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
+        uint64_t v;
+        if (parse_uint64(s, max, &v) < 0 || v < min)
+                return ctl_error(KEYDCTL_ERR_USAGE, "%s: '%s' is not a whole number from %llu to %llu", name, s,
+                                 (unsigned long long) min, (unsigned long long) max);
+        *ret = v;
+        return 0;
+}
+
+int ctl_check_keyring_name(const char *name) {
+        if (!keyring_name_valid(name))
+                return ctl_error(KEYDCTL_ERR_USAGE,
+                                 "'%s' is not a keyring name (1 to 64 of A-Z a-z 0-9 . _ -, not starting with . or -)",
+                                 name);
+        return 0;
+}
+
+int ctl_common_option(Ctl *c, const Verb *v, int opt, int argc, char **argv) {
+        const char *word = v ? v->name : NULL;
+        const char *given = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+        uint64_t t = 0;
+        int r;
+
+        switch (opt) {
+        case 'h':
+                if (v)
+                        ctl_verb_help(v);
+                else
+                        help();
+                return 1;
+        case CTL_OPT_JSON:
+                c->json = true;
+                return 0;
+        case CTL_OPT_SOCKET:
+                if (!*optarg)
+                        return ctl_error(KEYDCTL_ERR_USAGE, "--socket needs a path");
+                c->socket = optarg;
+                return 0;
+        case CTL_OPT_TIMEOUT:
+                r = ctl_parse_number("--timeout", optarg, 1, KEYDCTL_TIMEOUT_MAX, &t);
+                if (r < 0)
+                        return r;
+                c->timeout = (unsigned) t;
+                return 0;
+        case ':':
+                return ctl_error(KEYDCTL_ERR_USAGE, "option '%s' needs a value (see keydctl %s%s--help)", given,
+                                 word ?: "", word ? " " : "");
+        default:
+                if (optopt > 0 && optopt < 0x100 && optopt != '?')
+                        return ctl_error(KEYDCTL_ERR_USAGE, "unknown option '-%c' (see keydctl %s%s--help)", optopt,
+                                         word ?: "", word ? " " : "");
+                return ctl_error(KEYDCTL_ERR_USAGE, "unknown option '%s' (see keydctl %s%s--help)", given,
+                                 word ?: "", word ? " " : "");
+        }
+}
+
+int ctl_operands(const Verb *v, int argc, char **argv, int n_min, int n_max) {
+        int n = argc - optind;
+        if (n < n_min)
+                return ctl_error(KEYDCTL_ERR_USAGE, "missing operand: keydctl %s %s", v->name, v->args);
+        if (n > n_max)
+                return ctl_error(KEYDCTL_ERR_USAGE, "unexpected operand '%s' (usage: keydctl %s %s)",
+                                 argv[optind + n_max], v->name, v->args);
+        return 0;
+}
+
+int ctl_parse_plain(Ctl *c, const Verb *v, int argc, char **argv, int n_min, int n_max) {
+        static const struct option options[] = { CTL_COMMON_OPTIONS, {} };
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+                r = ctl_common_option(c, v, opt, argc, argv);
+                if (r != 0)
+                        return r;
+        }
+        return ctl_operands(v, argc, argv, n_min, n_max);
+}
+
+static const Verb *find_verb(int *argc, char ***argv) {
+        char **a = *argv;
+        bool group = false;
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                const char *rest = startswith(verbs[i].name, a[0]);
+                if (!rest)
+                        continue;
+                if (*rest == 0)
+                        return &verbs[i];
+                if (*rest == ' ') {
+                        group = true;
+                        if (*argc > 1 && streq(rest + 1, a[1])) {
+                                (*argc)--;
+                                (*argv)++;
+                                return &verbs[i];
+                        }
+                }
+        }
+        if (group) {
+                char subs[128] = "";
+                for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                        const char *rest = startswith(verbs[i].name, a[0]);
+                        if (rest && *rest == ' ')
+                                (void) snprintf(subs + strlen(subs), sizeof subs - strlen(subs), "%s%s",
+                                                *subs ? ", " : "", rest + 1);
+                }
+                if (*argc > 1 && a[1][0] != '-')
+                        ctl_error(0, "unknown command '%s %s'; '%s' takes: %s", a[0], a[1], a[0], subs);
+                else
+                        ctl_error(0, "'%s' needs a subcommand: %s", a[0], subs);
+        } else
+                ctl_error(0, "unknown command '%s' (see keydctl --help)", a[0]);
+        return NULL;
+}
+
+static int run(int argc, char **argv) {
+        static const struct option options[] = {
+                CTL_COMMON_OPTIONS,
+                { "version", no_argument, NULL, CTL_OPT_VERSION },
+                {},
+        };
+        _cleanup_(ctl_done) Ctl c = { .timeout = KEYDCTL_DEFAULT_TIMEOUT };
+        const char *env = getenv("KEYD_SOCKET");
+        const Verb *v;
+        int opt, r;
+
+        c.socket = env && *env ? env : KEYDCTL_DEFAULT_SOCKET;
+        opterr = 0;
+        while ((opt = getopt_long(argc, argv, "+:h", options, NULL)) >= 0) {
+                if (opt == CTL_OPT_VERSION) {
+                        printf("keydctl " KEYD_VERSION "\n");
+                        return 0;
+                }
+                r = ctl_common_option(&c, NULL, opt, argc, argv);
+                if (r != 0)
+                        return r > 0 ? 0 : r;
+        }
+        argc -= optind;
+        argv += optind;
+        if (argc == 0)
+                return ctl_error(KEYDCTL_ERR_USAGE, "no command given (see keydctl --help)");
+        if (streq(argv[0], "help")) {
+                if (argc == 1) {
+                        help();
+                        return 0;
+                }
+                argc--;
+                argv++;
+                v = find_verb(&argc, &argv);
+                if (!v)
+                        return KEYDCTL_ERR_USAGE;
+                ctl_verb_help(v);
+                return 0;
+        }
+        v = find_verb(&argc, &argv);
+        if (!v)
+                return KEYDCTL_ERR_USAGE;
+        optind = 0; /* re-initialise getopt for the command's own options */
+        return v->run(&c, v, argc, argv);
+}
+
+int main(int argc, char **argv) {
+        int r = run(argc, argv);
+
+        if (fflush(stdout) != 0 && r >= 0)
+                r = ctl_error(-EIO, "cannot write the output: %m");
+        if (r >= 0)
+                return KEYDCTL_EXIT_OK;
+        if (r == KEYDCTL_ERR_USAGE)
+                return KEYDCTL_EXIT_USAGE;
+        if (r == KEYDCTL_ERR_UNREACHABLE)
+                return KEYDCTL_EXIT_UNREACHABLE;
+        return KEYDCTL_EXIT_REFUSED;
+}

@@ -138,7 +138,9 @@ int hsm_module_load(const char *path, void **ret_dl, CK_FUNCTION_LIST **ret_f) {
 
         if (!path || path[0] != '/')
                 return -EINVAL; /* never let dlopen search the library path for a module */
-        dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        /* RTLD_NODELETE: a module's code stays mapped after C_Finalize (its atexit handlers and leak reports need
+         * it, and loading it again later is cheaper). */
+        dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
         if (!dl) {
                 log_debug("dlopen %s: %s", path, dlerror());
                 return -ENOENT;

@@ -245,7 +245,7 @@ _printf_(3, 4) static int verdict(AuditVerifyResult *res, uint64_t bad, const ch
 }
 
 static int verify_checkpoint(Store *s, AuditVerifyResult *res) {
-        _cleanup_free_ char *cp_hash = NULL, *cp_kid = NULL, *cp_jws = NULL, *payload_text = NULL;
+        _cleanup_free_ char *cp_hash = NULL, *cp_kid = NULL, *cp_jws = NULL;
         _cleanup_json_ json_t *jwk = NULL, *claims = NULL;
         _cleanup_pkey_ EVP_PKEY *pkey = NULL;
         StoreKey *key = NULL;

@@ -212,7 +212,7 @@ int engine_insert_ring(Engine *e, Ring *r) {
 
 Ring *engine_get_ring(Engine *e, const char *name) {
         Ring key = { .name = (char *) name }, *kp = &key, **found;
-        if (!name)
+        if (!name || e->n_rings == 0)
                 return NULL;
         found = bsearch(&kp, e->rings, e->n_rings, sizeof *e->rings, ring_cmp);
         return found ? *found : NULL;

@@ -5,7 +5,7 @@ set -eu
 PACKAGES="
 build-essential pkg-config clang llvm libclang-rt-14-dev
 libp11-kit-dev p11-kit libssl-dev openssl libsqlite3-dev sqlite3 libjansson-dev libmicrohttpd-dev
-libinih-dev libsystemd-dev systemd libcurl4-openssl-dev
+libinih-dev libsystemd-dev systemd libcurl4-openssl-dev curl
 softhsm2 libsofthsm2 opensc libengine-pkcs11-openssl
 libcriterion-dev
 "
@@ -16,6 +16,10 @@ for p in $PACKAGES; do
 		missing="$missing $p"
 	fi
 done
+# node and npm (the interop test) may come from elsewhere than Debian: only install Debian's when there are none.
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+
 [ -z "$missing" ] && exit 0
 
 echo "keyd: installing missing packages:$missing" >&2

@@ -1,0 +1,450 @@
+/* SPDX-License-Identifier: MIT */
+/* keydctl: the administrative commands: rotate, revoke, disable, token revoke, audit tail, audit verify. */
+#include <time.h>
+
+#include "keyd/keydctl-internal.h"
+
+#define OOM() ctl_error(-ENOMEM, "out of memory")
+#define AUDIT_PAGE 1000 /* the API's largest limit */
+#define AUDIT_TAIL_MAX 100000
+
+static const char *key_kid(const json_t *ring, const char *state) {
+        const json_t *k;
+        size_t i;
+        json_array_foreach(json_object_get(ring, "keys"), i, k)
+                if (streq_ptr(json_str(k, "state"), state))
+                        return json_str(k, "kid");
+        return NULL;
+}
+
+int verb_rotate(Ctl *c, const Verb *v, int argc, char **argv) {
+        enum { OPT_FORCE = CTL_OPT_FIRST_LOCAL, OPT_REASON };
+        static const struct option options[] = {
+                CTL_COMMON_OPTIONS,
+                { "force", no_argument, NULL, OPT_FORCE },
+                { "reason", required_argument, NULL, OPT_REASON },
+                {},
+        };
+        _cleanup_json_ json_t *body = json_object(), *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        char clean[256], clean2[256];
+        int opt, r;
+
+        if (!body)
+                return OOM();
+        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+                switch (opt) {
+                case OPT_FORCE:
+                        if (json_object_set_new(body, "force", json_true()) < 0)
+                                return OOM();
+                        break;
+                case OPT_REASON:
+                        if (json_object_set_new(body, "reason", json_string(optarg)) < 0)
+                                return ctl_error(KEYDCTL_ERR_USAGE, "--reason: the value is not UTF-8");
+                        break;
+                default:
+                        r = ctl_common_option(c, v, opt, argc, argv);
+                        if (r != 0)
+                                return r > 0 ? 0 : r;
+                }
+        r = ctl_operands(v, argc, argv, 1, 1);
+        if (r >= 0)
+                r = ctl_check_keyring_name(argv[optind]);
+        if (r < 0)
+                return r;
+        path = ctl_path("/v1/keyrings/", argv[optind], "/rotate");
+        if (!path)
+                return OOM();
+        /* A 409 says why itself: too early (keyd's message names force) or a disabled keyring. */
+        r = ctl_call(c, "POST", path, body, &reply);
+        if (r < 0)
+                return r;
+        if (c->json)
+                print_json(reply);
+        else
+                printf("Rotated keyring %s: active key %s, next key %s.\n", argv[optind],
+                       sanitize(key_kid(reply, "active") ?: "-", clean, sizeof clean),
+                       sanitize(key_kid(reply, "next") ?: "-", clean2, sizeof clean2));
+        return 0;
+}
+
+static const char *const revoke_reasons[] = { "key_compromise", "superseded", "cessation", "unspecified" };
+
+int verb_revoke(Ctl *c, const Verb *v, int argc, char **argv) {
+        enum { OPT_REASON = CTL_OPT_FIRST_LOCAL };
+        static const struct option options[] = {
+                CTL_COMMON_OPTIONS,
+                { "reason", required_argument, NULL, OPT_REASON },
+                {},
+        };
+        _cleanup_json_ json_t *body = NULL, *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        const char *reason = NULL;
+        char clean[256], clean2[256], clean3[64];
+        bool known = false;
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+                switch (opt) {
+                case OPT_REASON:
+                        reason = optarg;
+                        break;
+                default:
+                        r = ctl_common_option(c, v, opt, argc, argv);
+                        if (r != 0)
+                                return r > 0 ? 0 : r;
+                }
+        r = ctl_operands(v, argc, argv, 1, 1);
+        if (r < 0)
+                return r;
+        if (!reason)
+                return ctl_error(KEYDCTL_ERR_USAGE,
+                                 "revoke needs --reason key_compromise, superseded, cessation or unspecified");
+        for (size_t i = 0; i < ELEMENTSOF(revoke_reasons); i++)
+                known = known || streq(reason, revoke_reasons[i]);
+        if (!known)
+                return ctl_error(KEYDCTL_ERR_USAGE,
+                                 "--reason: '%s' is not key_compromise, superseded, cessation or unspecified", reason);
+        if (!*argv[optind])
+                return ctl_error(KEYDCTL_ERR_USAGE, "the KID is empty");
+        path = ctl_path("/v1/keys/", argv[optind], "/revoke");
+        body = json_pack("{s:s}", "reason", reason);
+        if (!path || !body)
+                return OOM();
+        r = ctl_call(c, "POST", path, body, &reply);
+        if (r < 0)
+                return r;
+        if (c->json) {
+                print_json(reply);
+                return 0;
+        }
+        printf("Revoked key %s of keyring %s at %s (%s).\n",
+               sanitize(json_str(reply, "kid") ?: argv[optind], clean, sizeof clean),
+               sanitize(json_str(reply, "keyring") ?: "?", clean2, sizeof clean2),
+               sanitize(json_str(reply, "revoked_at") ?: "?", clean3, sizeof clean3), reason);
+        printf("Check the keyring with: keydctl keyring show %s\n", clean2);
+        return 0;
+}
+
+int verb_disable(Ctl *c, const Verb *v, int argc, char **argv) {
+        _cleanup_json_ json_t *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        const json_t *k;
+        size_t i, revoked = 0;
+        int r;
+
+        r = ctl_parse_plain(c, v, argc, argv, 1, 1);
+        if (r != 0)
+                return r > 0 ? 0 : r;
+        r = ctl_check_keyring_name(argv[optind]);
+        if (r < 0)
+                return r;
+        path = ctl_path("/v1/keyrings/", argv[optind], "/disable");
+        if (!path)
+                return OOM();
+        r = ctl_call(c, "POST", path, NULL, &reply);
+        if (r < 0)
+                return r;
+        if (c->json) {
+                print_json(reply);
+                return 0;
+        }
+        json_array_foreach(json_object_get(reply, "keys"), i, k)
+                revoked += streq_ptr(json_str(k, "state"), "revoked");
+        printf("Disabled keyring %s: %zu key(s) revoked.\n", argv[optind], revoked);
+        return 0;
+}
+
+int verb_token_revoke(Ctl *c, const Verb *v, int argc, char **argv) {
+        enum { OPT_EXP = CTL_OPT_FIRST_LOCAL, OPT_KEYRING };
+        static const struct option options[] = {
+                CTL_COMMON_OPTIONS,
+                { "exp", required_argument, NULL, OPT_EXP },
+                { "keyring", required_argument, NULL, OPT_KEYRING },
+                {},
+        };
+        _cleanup_json_ json_t *body = NULL, *reply = NULL;
+        const char *keyring = NULL;
+        uint64_t exp = 0;
+        bool have_exp = false;
+        char when[32], clean[512];
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+                switch (opt) {
+                case OPT_EXP:
+                        r = ctl_parse_number("--exp", optarg, 1, 253402300799ULL /* 9999-12-31 */, &exp);
+                        if (r < 0)
+                                return r;
+                        have_exp = true;
+                        break;
+                case OPT_KEYRING:
+                        r = ctl_check_keyring_name(optarg);
+                        if (r < 0)
+                                return r;
+                        keyring = optarg;
+                        break;
+                default:
+                        r = ctl_common_option(c, v, opt, argc, argv);
+                        if (r != 0)
+                                return r > 0 ? 0 : r;
+                }
+        r = ctl_operands(v, argc, argv, 1, 1);
+        if (r < 0)
+                return r;
+        if (!*argv[optind])
+                return ctl_error(KEYDCTL_ERR_USAGE, "the JTI is empty");
+        body = json_pack("{s:s}", "jti", argv[optind]);
+        if (!body)
+                return ctl_error(KEYDCTL_ERR_USAGE, "the JTI is not UTF-8");
+        if ((have_exp && json_object_set_new(body, "exp", json_integer((json_int_t) exp)) < 0) ||
+            (keyring && json_object_set_new(body, "keyring", json_string(keyring)) < 0))
+                return OOM();
+        r = ctl_call(c, "POST", "/v1/tokens/revoke", body, &reply);
+        if (r < 0)
+                return r;
+        if (c->json) {
+                print_json(reply);
+                return 0;
+        }
+        printf("Token %s denied until %s.\n", sanitize(json_str(reply, "jti") ?: argv[optind], clean, sizeof clean),
+               json_is_integer(json_object_get(reply, "exp"))
+                       ? format_time(when, sizeof when, json_integer_value(json_object_get(reply, "exp")))
+                       : "its expiry");
+        return 0;
+}
+
+/* One page of the audit log: records after "after", at most limit. */
+static int audit_page(Ctl *c, uint64_t after, unsigned limit, json_t **ret) {
+        char path[96];
+        json_t *reply = NULL;
+        int r;
+
+        (void) snprintf(path, sizeof path, "/v1/audit?after=%llu&limit=%u", (unsigned long long) after, limit);
+        r = ctl_call(c, "GET", path, NULL, &reply);
+        if (r < 0)
+                return r;
+        if (!json_is_array(json_object_get(reply, "records"))) {
+                json_decref(reply);
+                return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"records\" list");
+        }
+        *ret = reply;
+        return 0;
+}
+
+/* The seq of the last record, in O(log n) requests: "after=X&limit=1" is not empty exactly when the last seq is
+ * greater than X, so the last seq is the smallest X for which it is empty (seqs need not be contiguous). */
+static int audit_head(Ctl *c, uint64_t *ret) {
+        uint64_t lo = 0, hi = 0;
+        bool have_hi = false;
+        int r;
+
+        for (;;) {
+                uint64_t x = have_hi ? lo + (hi - lo) / 2 : hi;
+                _cleanup_json_ json_t *page = NULL;
+                if (have_hi && hi - lo <= 1)
+                        break;
+                r = audit_page(c, x, 1, &page);
+                if (r < 0)
+                        return r;
+                if (json_array_size(json_object_get(page, "records")) > 0) {
+                        json_int_t seq = json_integer_value(
+                                json_object_get(json_array_get(json_object_get(page, "records"), 0), "seq"));
+                        /* A record with seq s > x exists, so the last seq is at least s: s - 1 is not empty. */
+                        lo = seq > 0 && (uint64_t) seq - 1 > x ? (uint64_t) seq - 1 : x;
+                        if (!have_hi) {
+                                if (hi > UINT64_MAX / 4)
+                                        return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's audit seqs do not end");
+                                hi = MAX(hi * 2, lo + 1);
+                        }
+                } else {
+                        hi = x;
+                        have_hi = true;
+                }
+        }
+        *ret = hi;
+        return 0;
+}
+
+typedef struct AuditOut {
+        size_t widths[10];
+        bool header_done;
+} AuditOut;
+
+/* uid and pid of a record; keyd's own records carry -1 (or null): "-". */
+static const char *actor_id(const json_t *v, char *buf, size_t size) {
+        if (json_is_integer(v) && json_integer_value(v) < 0)
+                return NULL;
+        return json_text(v, buf, size);
+}
+
+static int audit_print(Ctl *c, const json_t *records, AuditOut *o) {
+        static const char *const headers[] = { "SEQ",     "TIME",    "UID", "PID",    "COMM",
+                                               "ACTION",  "KEYRING", "KID", "RESULT", "DETAIL" };
+        _cleanup_table_ Table *t = NULL;
+        const json_t *rec;
+        size_t i;
+
+        if (c->json) {
+                /* audit tail --follow --json: JSON Lines, one record per line. */
+                json_array_foreach(records, i, rec) {
+                        (void) json_dumpf(rec, stdout, JSON_COMPACT);
+                        putchar('\n');
+                }
+                (void) fflush(stdout);
+                return 0;
+        }
+        t = table_new(ELEMENTSOF(headers), headers);
+        if (!t)
+                return OOM();
+        json_array_foreach(records, i, rec) {
+                char seq[32], uid[32], pid[32], detail[512], kid12[13] = "";
+                const char *kid = json_str(rec, "kid");
+                if (kid)
+                        (void) snprintf(kid12, sizeof kid12, "%s", kid);
+                if (TABLE_ROW(t, json_text(json_object_get(rec, "seq"), seq, sizeof seq), json_str(rec, "time"),
+                              actor_id(json_object_get(rec, "uid"), uid, sizeof uid),
+                              actor_id(json_object_get(rec, "pid"), pid, sizeof pid), json_str(rec, "comm"),
+                              json_str(rec, "action"), json_str(rec, "keyring"), kid ? kid12 : NULL,
+                              json_str(rec, "result"),
+                              json_text(json_object_get(rec, "detail"), detail, sizeof detail) ?: "") < 0)
+                        return OOM();
+        }
+        if (table_n_rows(t) > 0) {
+                table_print(t, stdout, o->header_done, o->widths);
+                o->header_done = true;
+        }
+        (void) fflush(stdout);
+        return 0;
+}
+
+int verb_audit_tail(Ctl *c, const Verb *v, int argc, char **argv) {
+        enum { OPT_AFTER = CTL_OPT_FIRST_LOCAL };
+        static const struct option options[] = {
+                CTL_COMMON_OPTIONS,
+                { "lines", required_argument, NULL, 'n' },
+                { "follow", no_argument, NULL, 'f' },
+                { "after", required_argument, NULL, OPT_AFTER },
+                {},
+        };
+        _cleanup_json_ json_t *all = json_array();
+        uint64_t n = 20, after = 0, head = 0;
+        bool follow = false, have_after = false;
+        AuditOut out = { 0 };
+        int opt, r;
+
+        if (!all)
+                return OOM();
+        while ((opt = getopt_long(argc, argv, ":hn:f", options, NULL)) >= 0)
+                switch (opt) {
+                case 'n':
+                        r = ctl_parse_number("--lines", optarg, 1, AUDIT_TAIL_MAX, &n);
+                        if (r < 0)
+                                return r;
+                        break;
+                case 'f':
+                        follow = true;
+                        break;
+                case OPT_AFTER:
+                        r = ctl_parse_number("--after", optarg, 0, INT64_MAX, &after);
+                        if (r < 0)
+                                return r;
+                        have_after = true;
+                        break;
+                default:
+                        r = ctl_common_option(c, v, opt, argc, argv);
+                        if (r != 0)
+                                return r > 0 ? 0 : r;
+                }
+        r = ctl_operands(v, argc, argv, 0, 0);
+        if (r < 0)
+                return r;
+        if (!have_after) {
+                r = audit_head(c, &head);
+                if (r < 0)
+                        return r;
+                after = head > n ? head - n : 0;
+        }
+
+        /* The first n records after "after", a page at a time. */
+        for (uint64_t got = 0; got < n;) {
+                _cleanup_json_ json_t *page = NULL;
+                json_t *records;
+                r = audit_page(c, after, (unsigned) MIN(n - got, (uint64_t) AUDIT_PAGE), &page);
+                if (r < 0)
+                        return r;
+                records = json_object_get(page, "records");
+                if (json_array_size(records) == 0)
+                        break;
+                got += json_array_size(records);
+                after = (uint64_t) json_integer_value(json_object_get(page, "next"));
+                if (c->json && !follow)
+                        (void) json_array_extend(all, records);
+                else {
+                        r = audit_print(c, records, &out);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        if (c->json && !follow) {
+                _cleanup_json_ json_t *o = json_pack("{s:O, s:I}", "records", all, "next", (json_int_t) after);
+                if (!o)
+                        return OOM();
+                print_json(o);
+                return 0;
+        }
+        if (!c->json && !out.header_done && !follow)
+                printf("No audit records.\n");
+
+        while (follow) {
+                _cleanup_json_ json_t *page = NULL;
+                json_t *records;
+                r = audit_page(c, after, AUDIT_PAGE, &page);
+                if (r < 0)
+                        return r;
+                records = json_object_get(page, "records");
+                if (json_array_size(records) > 0) {
+                        after = (uint64_t) json_integer_value(json_object_get(page, "next"));
+                        r = audit_print(c, records, &out);
+                        if (r < 0)
+                                return r;
+                        if (json_array_size(records) == AUDIT_PAGE)
+                                continue;
+                }
+                (void) nanosleep(&(struct timespec){ .tv_sec = 1 }, NULL);
+        }
+        return 0;
+}
+
+int verb_audit_verify(Ctl *c, const Verb *v, int argc, char **argv) {
+        _cleanup_json_ json_t *reply = NULL;
+        const json_t *ok;
+        char n[32], head[32], cp[32] = "none", bad[32], clean[1024];
+        const json_t *cps;
+        int r;
+
+        r = ctl_parse_plain(c, v, argc, argv, 0, 0);
+        if (r != 0)
+                return r > 0 ? 0 : r;
+        r = ctl_call(c, "POST", "/v1/audit/verify", NULL, &reply);
+        if (r < 0)
+                return r;
+        ok = json_object_get(reply, "ok");
+        if (!json_is_boolean(ok))
+                return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"ok\"");
+        /* checkpoint_seq 0 (or null): no checkpoint signed yet. */
+        cps = json_object_get(reply, "checkpoint_seq");
+        if (json_is_integer(cps) && json_integer_value(cps) > 0)
+                (void) snprintf(cp, sizeof cp, "seq %" JSON_INTEGER_FORMAT, json_integer_value(cps));
+        if (c->json)
+                print_json(reply);
+        else if (json_is_true(ok))
+                printf("Audit chain verified: %s record(s), head seq %s, last signed checkpoint: %s.\n",
+                       json_text(json_object_get(reply, "records"), n, sizeof n) ?: "?",
+                       json_text(json_object_get(reply, "head_seq"), head, sizeof head) ?: "?", cp);
+        else
+                printf("Audit chain does NOT verify: first bad record seq %s: %s\n",
+                       json_text(json_object_get(reply, "bad_seq"), bad, sizeof bad) ?: "?",
+                       sanitize(json_str(reply, "message") ?: "no message", clean, sizeof clean));
+        return json_is_true(ok) ? 0 : KEYDCTL_ERR_NEGATIVE;
+}

@@ -1,0 +1,404 @@
+/* SPDX-License-Identifier: MIT */
+/* keydctl: status, keyrings, keyring show, keyring create, plan. */
+#include "common/alg.h"
+#include "common/time-util.h"
+#include "keyd/keydctl-internal.h"
+#include "rotation/policy.h"
+
+#define OOM() ctl_error(-ENOMEM, "out of memory")
+
+int verb_status(Ctl *c, const Verb *v, int argc, char **argv) {
+        _cleanup_json_ json_t *reply = NULL;
+        const json_t *degraded, *e;
+        char buf[64], list[1024] = "", clean[1024];
+        size_t i;
+        int r;
+
+        r = ctl_parse_plain(c, v, argc, argv, 0, 0);
+        if (r != 0)
+                return r > 0 ? 0 : r;
+        r = ctl_call(c, "GET", "/healthz", NULL, &reply);
+        if (r < 0)
+                return r;
+        if (c->json) {
+                print_json(reply);
+                return 0;
+        }
+        degraded = json_object_get(reply, "degraded");
+        json_array_foreach(degraded, i, e)
+                (void) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                                json_string_value(e) ?: "?");
+        printf("status:    %s\n", sanitize(json_str(reply, "status") ?: "?", clean, sizeof clean));
+        printf("keyrings:  %s\n", json_text(json_object_get(reply, "keyrings"), buf, sizeof buf) ?: "?");
+        printf("degraded:  %s\n", *list ? sanitize(list, clean, sizeof clean) : "none");
+        printf("version:   %s\n", sanitize(json_str(reply, "version") ?: "?", clean, sizeof clean));
+        printf("socket:    %s\n", sanitize(c->socket, clean, sizeof clean));
+        return 0;
+}
+
+static const json_t *key_in_state(const json_t *ring, const char *state) {
+        const json_t *keys = json_object_get(ring, "keys"), *k;
+        size_t i;
+        json_array_foreach(keys, i, k)
+                if (streq_ptr(json_str(k, "state"), state))
+                        return k;
+        return NULL;
+}
+
+static const char *ring_state(const json_t *ring) {
+        if (json_is_true(json_object_get(ring, "disabled")))
+                return "disabled";
+        if (json_str(ring, "degraded"))
+                return "degraded";
+        return "ok";
+}
+
+int verb_keyrings(Ctl *c, const Verb *v, int argc, char **argv) {
+        static const char *const headers[] = { "NAME", "KIND", "ALG", "STATE", "ACTIVE-KID", "NEXT-TRANSITION" };
+        _cleanup_json_ json_t *reply = NULL;
+        _cleanup_table_ Table *t = NULL;
+        const json_t *rings, *ring;
+        size_t i;
+        int r;
+
+        r = ctl_parse_plain(c, v, argc, argv, 0, 0);
+        if (r != 0)
+                return r > 0 ? 0 : r;
+        r = ctl_call(c, "GET", "/v1/keyrings", NULL, &reply);
+        if (r < 0)
+                return r;
+        if (c->json) {
+                print_json(reply);
+                return 0;
+        }
+        rings = json_object_get(reply, "keyrings");
+        if (!json_is_array(rings))
+                return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"keyrings\" list");
+        t = table_new(ELEMENTSOF(headers), headers);
+        if (!t)
+                return OOM();
+        json_array_foreach(rings, i, ring) {
+                const json_t *active = key_in_state(ring, "active");
+                char kid12[13] = "-";
+                if (active && json_str(active, "kid"))
+                        (void) snprintf(kid12, sizeof kid12, "%s", json_str(active, "kid"));
+                if (TABLE_ROW(t, json_str(ring, "name"), json_str(ring, "kind"),
+                              json_str(json_object_get(ring, "policy"), "alg"), ring_state(ring), kid12,
+                              json_str(ring, "next_transition")) < 0)
+                        return OOM();
+        }
+        if (table_n_rows(t) == 0)
+                printf("No keyrings.\n");
+        else
+                table_print(t, stdout, false, NULL);
+        return 0;
+}
+
+static void print_policy(const json_t *policy) {
+        const char *key;
+        const json_t *val;
+        size_t width = 0;
+
+        json_object_foreach((json_t *) policy, key, val)
+                width = MAX(width, strlen(key));
+        json_object_foreach((json_t *) policy, key, val) {
+                char buf[1024] = "", clean[1024];
+                const char *text;
+                if (json_is_array(val)) {
+                        const json_t *e;
+                        size_t i;
+                        json_array_foreach(val, i, e) {
+                                char one[256];
+                                (void) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", i ? ", " : "",
+                                                json_text(e, one, sizeof one) ?: "null");
+                        }
+                        text = *buf ? buf : "-";
+                } else if (json_is_boolean(val))
+                        text = json_is_true(val) ? "yes" : "no";
+                else
+                        text = json_text(val, buf, sizeof buf) ?: "-";
+                printf("  %-*s  %s\n", (int) width, key, sanitize(text, clean, sizeof clean));
+        }
+}
+
+static int print_keys(const json_t *ring) {
+        static const char *const headers[] = { "KID",       "STATE",     "PUBLISH-AT", "ACTIVATE-AT",
+                                               "RETIRE-AT", "EXPIRE-AT", "NOTE" };
+        const char *policy_alg = json_str(json_object_get(ring, "policy"), "alg");
+        _cleanup_table_ Table *t = table_new(ELEMENTSOF(headers), headers);
+        const json_t *k;
+        size_t i;
+
+        if (!t)
+                return OOM();
+        json_array_foreach(json_object_get(ring, "keys"), i, k) {
+                char note[256] = "";
+                const char *alg = json_str(k, "alg");
+                if (streq_ptr(json_str(k, "state"), "revoked"))
+                        (void) snprintf(note, sizeof note, "revoked %s (%s)", json_str(k, "revoked_at") ?: "?",
+                                        json_str(k, "reason") ?: "no reason");
+                if (json_is_true(json_object_get(k, "lost")))
+                        (void) snprintf(note + strlen(note), sizeof note - strlen(note), "%slost from the token",
+                                        *note ? "; " : "");
+                if (alg && policy_alg && !streq(alg, policy_alg))
+                        (void) snprintf(note + strlen(note), sizeof note - strlen(note), "%s%s", *note ? "; " : "",
+                                        alg);
+                if (TABLE_ROW(t, json_str(k, "kid"), json_str(k, "state"), json_str(k, "publish_at"),
+                              json_str(k, "activate_at"), json_str(k, "retire_at"), json_str(k, "expire_at"),
+                              *note ? note : "") < 0)
+                        return OOM();
+        }
+        if (table_n_rows(t) == 0)
+                printf("  (no keys)\n");
+        else
+                table_print(t, stdout, false, NULL);
+        return 0;
+}
+
+void print_keyring(const json_t *ring) {
+        char buf[64], clean[1024];
+        const char *degraded = json_str(ring, "degraded");
+
+        printf("Keyring:          %s\n", sanitize(json_str(ring, "name") ?: "?", clean, sizeof clean));
+        printf("Kind:             %s\n", sanitize(json_str(ring, "kind") ?: "?", clean, sizeof clean));
+        printf("Owner uid:        %s\n", json_text(json_object_get(ring, "owner_uid"), buf, sizeof buf) ?: "-");
+        if (degraded)
+                printf("State:            degraded: %s\n", sanitize(degraded, clean, sizeof clean));
+        else
+                printf("State:            %s\n", ring_state(ring));
+        printf("Next transition:  %s\n", sanitize(json_str(ring, "next_transition") ?: "-", clean, sizeof clean));
+        printf("Policy:\n");
+        print_policy(json_object_get(ring, "policy"));
+        printf("Keys:\n");
+        (void) print_keys(ring);
+}
+
+int verb_keyring_show(Ctl *c, const Verb *v, int argc, char **argv) {
+        _cleanup_json_ json_t *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        r = ctl_parse_plain(c, v, argc, argv, 1, 1);
+        if (r != 0)
+                return r > 0 ? 0 : r;
+        r = ctl_check_keyring_name(argv[optind]);
+        if (r < 0)
+                return r;
+        path = ctl_path("/v1/keyrings/", argv[optind], NULL);
+        if (!path)
+                return OOM();
+        r = ctl_call(c, "GET", path, NULL, &reply);
+        if (r < 0)
+                return r;
+        if (c->json)
+                print_json(reply);
+        else
+                print_keyring(reply);
+        return 0;
+}
+
+/* keyring create: every policy field as an option named as in keyd.conf(5). */
+typedef enum FieldType { FIELD_STRING, FIELD_DURATION, FIELD_RSA_BITS, FIELD_BOOL, FIELD_LIST, FIELD_ALG } FieldType;
+
+static const struct {
+        const char *option, *field;
+        FieldType type;
+} policy_options[] = {
+        { "alg", "alg", FIELD_ALG },
+        { "rsa-bits", "rsa_bits", FIELD_RSA_BITS },
+        { "rotation-period", "rotation_period", FIELD_DURATION },
+        { "prepublish", "prepublish", FIELD_DURATION },
+        { "token-ttl-max", "token_ttl_max", FIELD_DURATION },
+        { "default-ttl", "default_ttl", FIELD_DURATION },
+        { "clock-skew", "clock_skew", FIELD_DURATION },
+        { "issuer", "issuer", FIELD_STRING },
+        { "token-type", "token_type", FIELD_STRING },
+        { "sign-users", "sign_users", FIELD_LIST },
+        { "sign-groups", "sign_groups", FIELD_LIST },
+        { "publish", "publish", FIELD_BOOL },
+        { "jwks-file", "jwks_file", FIELD_STRING },
+};
+
+static int policy_option(json_t *policy, size_t i, const char *value) {
+        const char *field = policy_options[i].field, *option = policy_options[i].option;
+        json_t *v = NULL, *list;
+        char **names = NULL;
+        int64_t d;
+        int b;
+
+        switch (policy_options[i].type) {
+        case FIELD_ALG:
+                if (keyd_alg_from_string(value) < 0)
+                        return ctl_error(KEYDCTL_ERR_USAGE, "--alg: '%s' is not ES256, ES384, RS256, PS256 or EdDSA",
+                                         value);
+                v = json_string(value);
+                break;
+        case FIELD_RSA_BITS: {
+                uint64_t n;
+                if (parse_uint64(value, 65536, &n) < 0 || !keyd_rsa_bits_valid((unsigned) n))
+                        return ctl_error(KEYDCTL_ERR_USAGE, "--rsa-bits: '%s' is not 2048, 3072 or 4096", value);
+                v = json_integer((json_int_t) n);
+                break;
+        }
+        case FIELD_DURATION: {
+                _cleanup_json_ json_t *s = json_string(value);
+                if (!s)
+                        return OOM();
+                if (parse_policy_duration(s, &d) < 0)
+                        return ctl_error(KEYDCTL_ERR_USAGE,
+                                         "--%s: '%s' is not a duration (a whole number with s, m, h or d, or seconds)",
+                                         option, value);
+                /* As given, so that keyd sees what the operator typed: "24h", or an integer of seconds. */
+                v = strspn(value, "0123456789") == strlen(value) ? json_integer(d) : json_string(value);
+                break;
+        }
+        case FIELD_BOOL:
+                b = parse_boolean(value);
+                if (b < 0)
+                        return ctl_error(KEYDCTL_ERR_USAGE, "--%s: '%s' is not yes or no", option, value);
+                v = json_boolean(b);
+                break;
+        case FIELD_LIST:
+                list = json_object_get(policy, field);
+                if (!list) {
+                        list = json_array();
+                        if (!list || json_object_set_new(policy, field, list) < 0)
+                                return OOM();
+                }
+                if (strv_split(value, &names) < 0)
+                        return OOM();
+                for (char **n = names; *n; n++)
+                        if (json_array_append_new(list, json_string(*n)) < 0) {
+                                strv_free(names);
+                                return OOM();
+                        }
+                strv_free(names);
+                return 0;
+        case FIELD_STRING:
+                v = json_string(value);
+                if (!v)
+                        return ctl_error(KEYDCTL_ERR_USAGE, "--%s: the value is not UTF-8", option);
+                break;
+        }
+        if (!v || json_object_set_new(policy, field, v) < 0)
+                return OOM();
+        return 0;
+}
+
+int verb_keyring_create(Ctl *c, const Verb *v, int argc, char **argv) {
+        enum { OPT_KIND = CTL_OPT_FIRST_LOCAL, OPT_OWNER, OPT_POLICY };
+        struct option options[4 + 2 + ELEMENTSOF(policy_options) + 1] = {
+                CTL_COMMON_OPTIONS,
+                { "kind", required_argument, NULL, OPT_KIND },
+                { "owner-uid", required_argument, NULL, OPT_OWNER },
+        };
+        _cleanup_json_ json_t *policy = json_object(), *body = NULL, *reply = NULL;
+        const char *kind = "issuer";
+        uint64_t owner = 0;
+        bool have_owner = false;
+        int opt, r;
+
+        if (!policy)
+                return OOM();
+        for (size_t i = 0; i < ELEMENTSOF(policy_options); i++)
+                options[6 + i] = (struct option){ policy_options[i].option, required_argument, NULL,
+                                                  OPT_POLICY + (int) i };
+        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+                switch (opt) {
+                case OPT_KIND:
+                        if (!streq(optarg, "issuer") && !streq(optarg, "agent"))
+                                return ctl_error(KEYDCTL_ERR_USAGE, "--kind: '%s' is not issuer or agent", optarg);
+                        kind = optarg;
+                        break;
+                case OPT_OWNER:
+                        r = ctl_parse_number("--owner-uid", optarg, 0, UINT32_MAX - 1, &owner);
+                        if (r < 0)
+                                return r;
+                        have_owner = true;
+                        break;
+                default:
+                        if (opt >= OPT_POLICY && opt < OPT_POLICY + (int) ELEMENTSOF(policy_options)) {
+                                r = policy_option(policy, (size_t) (opt - OPT_POLICY), optarg);
+                                if (r < 0)
+                                        return r;
+                                break;
+                        }
+                        r = ctl_common_option(c, v, opt, argc, argv);
+                        if (r != 0)
+                                return r > 0 ? 0 : r;
+                }
+        r = ctl_operands(v, argc, argv, 1, 1);
+        if (r < 0)
+                return r;
+        r = ctl_check_keyring_name(argv[optind]);
+        if (r < 0)
+                return r;
+        if (streq(kind, "agent") && !have_owner)
+                return ctl_error(KEYDCTL_ERR_USAGE, "an agent keyring needs --owner-uid");
+        if (streq(kind, "issuer") && have_owner)
+                return ctl_error(KEYDCTL_ERR_USAGE, "--owner-uid is for agent keyrings only");
+
+        body = json_pack("{s:s, s:s}", "name", argv[optind], "kind", kind);
+        if (!body || (have_owner && json_object_set_new(body, "owner_uid", json_integer((json_int_t) owner)) < 0) ||
+            (json_object_size(policy) > 0 && json_object_set(body, "policy", policy) < 0))
+                return OOM();
+        r = ctl_call(c, "POST", "/v1/keyrings", body, &reply);
+        if (r < 0)
+                return r;
+        if (c->json)
+                print_json(reply);
+        else {
+                printf("Created keyring %s.\n\n", argv[optind]);
+                print_keyring(reply);
+        }
+        return 0;
+}
+
+int verb_plan(Ctl *c, const Verb *v, int argc, char **argv) {
+        enum { OPT_HOURS = CTL_OPT_FIRST_LOCAL, OPT_NOW };
+        static const struct option options[] = {
+                CTL_COMMON_OPTIONS,
+                { "hours", required_argument, NULL, OPT_HOURS },
+                { "now", required_argument, NULL, OPT_NOW }, /* hidden: a fixed "now" (seconds), for tests */
+                {},
+        };
+        _cleanup_json_ json_t *reply = NULL, *plan = NULL;
+        uint64_t hours = 24, fixed = 0;
+        int64_t now;
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+                switch (opt) {
+                case OPT_HOURS:
+                        r = ctl_parse_number("--hours", optarg, 1, 8760, &hours);
+                        if (r < 0)
+                                return r;
+                        break;
+                case OPT_NOW:
+                        r = ctl_parse_number("--now", optarg, 1, INT32_MAX * 4ULL, &fixed);
+                        if (r < 0)
+                                return r;
+                        break;
+                default:
+                        r = ctl_common_option(c, v, opt, argc, argv);
+                        if (r != 0)
+                                return r > 0 ? 0 : r;
+                }
+        r = ctl_operands(v, argc, argv, 0, 0);
+        if (r < 0)
+                return r;
+        r = ctl_call(c, "GET", "/v1/keyrings", NULL, &reply);
+        if (r < 0)
+                return r;
+        if (!json_is_array(json_object_get(reply, "keyrings")))
+                return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"keyrings\" list");
+        now = fixed ? (int64_t) fixed : now_realtime() / USEC_PER_SEC;
+        r = plan_compute(reply, now, now + (int64_t) hours * 3600, &plan);
+        if (r < 0)
+                return OOM();
+        if (c->json) {
+                print_json(plan);
+                return 0;
+        }
+        return plan_print(plan, now);
+}

@@ -1,0 +1,322 @@
+/* SPDX-License-Identifier: MIT */
+/* keydctl: mint, sign, verify, jwks. */
+#include <ctype.h>
+
+#include "common/time-util.h"
+#include "jose/b64.h"
+#include "keyd/keydctl-internal.h"
+
+#define OOM() ctl_error(-ENOMEM, "out of memory")
+
+/* --claim K=V: V as JSON when it parses as JSON (42, true, {"a":1}, "quoted"), else as a string. */
+static int add_claim(json_t *claims, const char *arg) {
+        const char *eq = strchr(arg, '=');
+        _cleanup_free_ char *key = NULL;
+        json_t *value;
+
+        if (!eq || eq == arg)
+                return ctl_error(KEYDCTL_ERR_USAGE, "--claim: '%s' is not NAME=VALUE", arg);
+        key = strndup(arg, (size_t) (eq - arg));
+        if (!key)
+                return OOM();
+        if (json_object_get(claims, key))
+                return ctl_error(KEYDCTL_ERR_USAGE, "--claim: '%s' is given twice", key);
+        value = json_loads(eq + 1, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+        if (!value)
+                value = json_string(eq + 1);
+        if (!value)
+                return ctl_error(KEYDCTL_ERR_USAGE, "--claim: the value of '%s' is not UTF-8", key);
+        if (json_object_set_new(claims, key, value) < 0)
+                return ctl_error(KEYDCTL_ERR_USAGE, "--claim: '%s' is not a UTF-8 name", key);
+        return 0;
+}
+
+/* --ttl: seconds (an integer for keyd) or a duration with a unit (passed as typed). */
+static int ttl_value(const char *s, json_t **ret) {
+        usec_t d;
+        if (parse_duration(s, &d) < 0)
+                return ctl_error(KEYDCTL_ERR_USAGE, "--ttl: '%s' is not a duration (seconds, or 90s, 15m, 1h, 1d)", s);
+        *ret = strspn(s, "0123456789") == strlen(s) ? json_integer((json_int_t) (d / USEC_PER_SEC)) : json_string(s);
+        return *ret ? 0 : OOM();
+}
+
+int verb_mint(Ctl *c, const Verb *v, int argc, char **argv) {
+        enum { OPT_SUB = CTL_OPT_FIRST_LOCAL, OPT_AUD, OPT_TTL, OPT_SCOPE, OPT_CLAIM, OPT_ACT, OPT_BIND };
+        static const struct option options[] = {
+                CTL_COMMON_OPTIONS,
+                { "sub", required_argument, NULL, OPT_SUB },
+                { "aud", required_argument, NULL, OPT_AUD },
+                { "ttl", required_argument, NULL, OPT_TTL },
+                { "scope", required_argument, NULL, OPT_SCOPE },
+                { "claim", required_argument, NULL, OPT_CLAIM },
+                { "act", required_argument, NULL, OPT_ACT },
+                { "bind-agent", required_argument, NULL, OPT_BIND },
+                {},
+        };
+        _cleanup_json_ json_t *body = json_object(), *aud = json_array(), *claims = json_object(), *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        json_t *val;
+        json_error_t jerr;
+        int opt, r;
+
+        if (!body || !aud || !claims)
+                return OOM();
+        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+                const char *field = NULL;
+                val = NULL;
+                switch (opt) {
+                case OPT_SUB:
+                        field = "sub";
+                        val = json_string(optarg);
+                        break;
+                case OPT_SCOPE:
+                        field = "scope";
+                        val = json_string(optarg);
+                        break;
+                case OPT_AUD:
+                        if (json_array_append_new(aud, json_string(optarg)) < 0)
+                                return ctl_error(KEYDCTL_ERR_USAGE, "--aud: the value is not UTF-8");
+                        continue;
+                case OPT_TTL:
+                        field = "ttl";
+                        r = ttl_value(optarg, &val);
+                        if (r < 0)
+                                return r;
+                        break;
+                case OPT_CLAIM:
+                        r = add_claim(claims, optarg);
+                        if (r < 0)
+                                return r;
+                        continue;
+                case OPT_ACT:
+                        field = "act";
+                        val = json_loads(optarg, JSON_REJECT_DUPLICATES, &jerr);
+                        if (!json_is_object(val)) {
+                                json_decref(val);
+                                return ctl_error(KEYDCTL_ERR_USAGE, "--act: not a JSON object: %s",
+                                                 val ? "another JSON value" : jerr.text);
+                        }
+                        break;
+                case OPT_BIND:
+                        r = ctl_check_keyring_name(optarg);
+                        if (r < 0)
+                                return r;
+                        field = "bind_agent";
+                        val = json_string(optarg);
+                        break;
+                default:
+                        r = ctl_common_option(c, v, opt, argc, argv);
+                        if (r != 0)
+                                return r > 0 ? 0 : r;
+                        continue;
+                }
+                if (!val)
+                        return ctl_error(KEYDCTL_ERR_USAGE, "--%s: the value is not UTF-8", field);
+                if (json_object_set_new(body, field, val) < 0)
+                        return OOM();
+        }
+        r = ctl_operands(v, argc, argv, 1, 1);
+        if (r >= 0)
+                r = ctl_check_keyring_name(argv[optind]);
+        if (r < 0)
+                return r;
+        if (!json_object_get(body, "sub"))
+                return ctl_error(KEYDCTL_ERR_USAGE, "mint needs --sub");
+        if (json_array_size(aud) == 1)
+                r = json_object_set(body, "aud", json_array_get(aud, 0));
+        else if (json_array_size(aud) > 1)
+                r = json_object_set(body, "aud", aud);
+        if (r < 0 || (json_object_size(claims) > 0 && json_object_set(body, "claims", claims) < 0))
+                return OOM();
+
+        path = ctl_path("/v1/keyrings/", argv[optind], "/tokens");
+        if (!path)
+                return OOM();
+        r = ctl_call(c, "POST", path, body, &reply);
+        if (r < 0)
+                return r;
+        if (c->json) {
+                print_json(reply);
+                return 0;
+        }
+        if (!json_str(reply, "token"))
+                return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"token\"");
+        printf("%s\n", json_str(reply, "token"));
+        return 0;
+}
+
+int verb_sign(Ctl *c, const Verb *v, int argc, char **argv) {
+        _cleanup_json_ json_t *body = NULL, *reply = NULL;
+        _cleanup_free_ char *path = NULL, *data = NULL, *b64 = NULL;
+        size_t len;
+        int r;
+
+        r = ctl_parse_plain(c, v, argc, argv, 2, 2);
+        if (r != 0)
+                return r > 0 ? 0 : r;
+        r = ctl_check_keyring_name(argv[optind]);
+        if (r < 0)
+                return r;
+        r = read_input(argv[optind + 1], KEYDCTL_INPUT_MAX, &data, &len);
+        if (r < 0)
+                return r;
+        if (jose_b64url_encode(data, len, &b64) < 0)
+                return OOM();
+        body = json_pack("{s:s}", "data", b64);
+        path = ctl_path("/v1/keyrings/", argv[optind], "/sign");
+        if (!body || !path)
+                return OOM();
+        r = ctl_call(c, "POST", path, body, &reply);
+        if (r < 0)
+                return r;
+        if (c->json) {
+                print_json(reply);
+                return 0;
+        }
+        if (!json_str(reply, "signature"))
+                return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"signature\"");
+        printf("%s\n", json_str(reply, "signature"));
+        return 0;
+}
+
+static void print_verdict(const json_t *reply) {
+        const json_t *claims = json_object_get(reply, "claims"), *val;
+        char clean[3][256];
+        const char *key;
+        size_t width = 0;
+
+        printf("valid: keyring %s, kid %s, alg %s\n",
+               sanitize(json_str(reply, "keyring") ?: "?", clean[0], sizeof clean[0]),
+               sanitize(json_str(reply, "kid") ?: "?", clean[1], sizeof clean[1]),
+               sanitize(json_str(reply, "alg") ?: "?", clean[2], sizeof clean[2]));
+        json_object_foreach((json_t *) claims, key, val)
+                width = MAX(width, strlen(key));
+        json_object_foreach((json_t *) claims, key, val) {
+                char buf[4096], out[4096], when[32];
+                const char *text = json_text(val, buf, sizeof buf) ?: "null";
+                if ((streq(key, "exp") || streq(key, "iat") || streq(key, "nbf")) && json_is_integer(val))
+                        printf("  %-*s  %s (%s)\n", (int) width, sanitize(key, clean[0], sizeof clean[0]), text,
+                               format_time(when, sizeof when, json_integer_value(val)));
+                else
+                        printf("  %-*s  %s\n", (int) width, sanitize(key, clean[0], sizeof clean[0]),
+                               sanitize(text, out, sizeof out));
+        }
+}
+
+int verb_verify(Ctl *c, const Verb *v, int argc, char **argv) {
+        enum { OPT_AUDIENCE = CTL_OPT_FIRST_LOCAL, OPT_ISSUER, OPT_KEYRING, OPT_LEEWAY };
+        static const struct option options[] = {
+                CTL_COMMON_OPTIONS,
+                { "audience", required_argument, NULL, OPT_AUDIENCE },
+                { "issuer", required_argument, NULL, OPT_ISSUER },
+                { "keyring", required_argument, NULL, OPT_KEYRING },
+                { "leeway", required_argument, NULL, OPT_LEEWAY },
+                {},
+        };
+        _cleanup_json_ json_t *body = json_object(), *rings = json_array(), *reply = NULL;
+        _cleanup_free_ char *input = NULL;
+        const char *token, *field;
+        const json_t *valid;
+        char *end, clean[2][1024];
+        uint64_t leeway;
+        size_t len;
+        json_t *val;
+        int opt, r;
+
+        if (!body || !rings)
+                return OOM();
+        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+                switch (opt) {
+                case OPT_AUDIENCE:
+                        field = "audience";
+                        val = json_string(optarg);
+                        break;
+                case OPT_ISSUER:
+                        field = "issuer";
+                        val = json_string(optarg);
+                        break;
+                case OPT_KEYRING:
+                        r = ctl_check_keyring_name(optarg);
+                        if (r < 0)
+                                return r;
+                        if (json_array_append_new(rings, json_string(optarg)) < 0)
+                                return OOM();
+                        continue;
+                case OPT_LEEWAY:
+                        r = ctl_parse_number("--leeway", optarg, 0, 300, &leeway);
+                        if (r < 0)
+                                return r;
+                        field = "leeway";
+                        val = json_integer((json_int_t) leeway);
+                        break;
+                default:
+                        r = ctl_common_option(c, v, opt, argc, argv);
+                        if (r != 0)
+                                return r > 0 ? 0 : r;
+                        continue;
+                }
+                if (!val)
+                        return ctl_error(KEYDCTL_ERR_USAGE, "--%s: the value is not UTF-8", field);
+                if (json_object_set_new(body, field, val) < 0)
+                        return OOM();
+        }
+        r = ctl_operands(v, argc, argv, 0, 1);
+        if (r < 0)
+                return r;
+        if (optind < argc)
+                token = argv[optind];
+        else {
+                r = read_input("-", KEYDCTL_INPUT_MAX, &input, &len);
+                if (r < 0)
+                        return r;
+                if (strlen(input) != len)
+                        return ctl_error(KEYDCTL_ERR_USAGE, "the token on standard input holds a NUL byte");
+                /* Blanks around the token (a trailing newline, surely) are not part of it. */
+                for (end = input + len; end > input && isspace((unsigned char) end[-1]); end--)
+                        ;
+                *end = 0;
+                token = input + strspn(input, " \t\r\n");
+        }
+        if (!*token)
+                return ctl_error(KEYDCTL_ERR_USAGE, "no token: give it as TOKEN or on standard input");
+        if (json_object_set_new(body, "token", json_string(token)) < 0)
+                return ctl_error(KEYDCTL_ERR_USAGE, "the token is not UTF-8 text");
+        if (json_array_size(rings) > 0 && json_object_set(body, "keyrings", rings) < 0)
+                return OOM();
+
+        r = ctl_call(c, "POST", "/v1/verify", body, &reply);
+        if (r < 0)
+                return r;
+        valid = json_object_get(reply, "valid");
+        if (!json_is_boolean(valid))
+                return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"valid\"");
+        if (c->json)
+                print_json(reply);
+        else if (json_is_true(valid))
+                print_verdict(reply);
+        else
+                printf("invalid: %s: %s\n", sanitize(json_str(reply, "error") ?: "?", clean[0], sizeof clean[0]),
+                       sanitize(json_str(reply, "message") ?: "no message", clean[1], sizeof clean[1]));
+        return json_is_true(valid) ? 0 : KEYDCTL_ERR_NEGATIVE;
+}
+
+int verb_jwks(Ctl *c, const Verb *v, int argc, char **argv) {
+        _cleanup_json_ json_t *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        r = ctl_parse_plain(c, v, argc, argv, 1, 1);
+        if (r != 0)
+                return r > 0 ? 0 : r;
+        r = ctl_check_keyring_name(argv[optind]);
+        if (r < 0)
+                return r;
+        path = ctl_path("/v1/keyrings/", argv[optind], "/jwks");
+        if (!path)
+                return OOM();
+        r = ctl_call(c, "GET", path, NULL, &reply);
+        if (r < 0)
+                return r;
+        print_json(reply);
+        return 0;
+}

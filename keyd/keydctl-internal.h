@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* keydctl: the operator CLI of keyd. Shared between keydctl.c (options, dispatch), keydctl-http.c (the API client),
+ * keydctl-output.c (tables, times, JSON), keydctl-plan.c (the transition plan) and the keydctl-cmd-*.c commands. */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/crypto-util.h"
+#include "common/macro.h"
+#include "common/time-util.h"
+
+#define KEYDCTL_DEFAULT_SOCKET "/run/keyd/keyd.sock"
+#define KEYDCTL_DEFAULT_TIMEOUT 30u
+#define KEYDCTL_TIMEOUT_MAX 86400u
+#define KEYDCTL_REPLY_MAX ((size_t) 16 << 20) /* bytes of one reply */
+#define KEYDCTL_INPUT_MAX ((size_t) 64 << 10) /* bytes read for sign FILE or verify from stdin */
+
+/* Errors decide the exit status (keydctl(1) EXIT STATUS). A command reports its error once, on stderr, and returns:
+ *   KEYDCTL_ERR_USAGE        exit 2: bad command line;
+ *   KEYDCTL_ERR_UNREACHABLE  exit 3: keyd cannot be reached or gave no usable answer (connect error, timeout, a
+ *                            reply that is not HTTP or not JSON, 5xx other than 503);
+ *   any other negative errno exit 1: keyd refused (4xx, 503), the answer is negative (invalid token, audit chain
+ *                            broken), or a local failure (cannot read FILE, out of memory). */
+#define KEYDCTL_ERR_USAGE (-EINVAL)
+#define KEYDCTL_ERR_UNREACHABLE (-EHOSTUNREACH)
+#define KEYDCTL_ERR_REFUSED (-EPERM)
+#define KEYDCTL_ERR_NEGATIVE (-EBADMSG)
+
+enum {
+        KEYDCTL_EXIT_OK = 0,
+        KEYDCTL_EXIT_REFUSED = 1,
+        KEYDCTL_EXIT_USAGE = 2,
+        KEYDCTL_EXIT_UNREACHABLE = 3,
+};
+
+typedef struct Ctl {
+        const char *socket;
+        unsigned timeout; /* seconds, per request */
+        bool json;
+        void *curl;                /* CURL *, made on first use */
+        long status;               /* HTTP status of the last answered request, 0 if none */
+} Ctl;
+
+void ctl_done(Ctl *c);
+
+/* Errors on stderr as "keydctl: ...". Returns error, so that "return ctl_error(r, ...)" reports and propagates. */
+int ctl_error(int error, const char *format, ...) _printf_(2, 3);
+
+/* One request. body may be NULL (a GET; a POST without body sends "{}"). A 2xx reply is parsed (it must be JSON) into
+ * *ret_reply; anything else is reported on stderr and returns one of the KEYDCTL_ERR_* above. path must be escaped
+ * already (ctl_path()). */
+int ctl_call(Ctl *c, const char *method, const char *path, const json_t *body, json_t **ret_reply);
+/* "/v1/keyrings/<name>/<suffix>" with each segment percent-escaped; a new string or NULL (out of memory). */
+char *ctl_path(const char *prefix, const char *segment, const char *suffix);
+
+/* A command. run() gets argv with argv[0] the command's last word; it parses its own options with getopt_long() (optind
+ * already reset, opterr off; the optstring starts with ":"), accepting the global ones too (CTL_COMMON_OPTIONS, handled
+ * by ctl_common_option()). */
+typedef struct Verb Verb;
+struct Verb {
+        const char *name; /* "keyrings", "keyring show" */
+        const char *args;    /* synopsis after the name */
+        const char *summary; /* one line for keydctl --help */
+        const char *help; /* option lines for "keydctl NAME --help" */
+        int (*run)(Ctl *c, const Verb *v, int argc, char **argv);
+};
+
+enum {
+        CTL_OPT_JSON = 0x1000,
+        CTL_OPT_SOCKET,
+        CTL_OPT_TIMEOUT,
+        CTL_OPT_VERSION,
+        CTL_OPT_FIRST_LOCAL, /* commands number their own long options from here */
+};
+
+#define CTL_COMMON_OPTIONS                                                                                     \
+        { "help", no_argument, NULL, 'h' }, { "json", no_argument, NULL, CTL_OPT_JSON },                       \
+                { "socket", required_argument, NULL, CTL_OPT_SOCKET },                                         \
+                { "timeout", required_argument, NULL, CTL_OPT_TIMEOUT }
+
+/* For getopt_long()'s results that a command does not handle itself: the global options, --help, and the errors
+ * ('?', ':'). Returns 0 when handled, 1 when help was shown (the command returns 0), or KEYDCTL_ERR_USAGE. */
+int ctl_common_option(Ctl *c, const Verb *v, int opt, int argc, char **argv);
+/* The whole option loop of a command that has no options of its own, then ctl_operands(). Returns 0, 1 when help
+ * was shown (the command returns 0), or KEYDCTL_ERR_USAGE. */
+int ctl_parse_plain(Ctl *c, const Verb *v, int argc, char **argv, int n_min, int n_max);
+/* After the options: exactly n_min..n_max operands, else a usage error naming the command. */
+int ctl_operands(const Verb *v, int argc, char **argv, int n_min, int n_max);
+void ctl_verb_help(const Verb *v);
+/* A keyring name operand as keyd accepts it (keyd.conf(5)), else a usage error. */
+int ctl_check_keyring_name(const char *name);
+/* Parse a whole decimal number in [min, max] for option name, else a usage error. */
+int ctl_parse_number(const char *name, const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+
+/* Output. A table: columns separated by two blanks, each as wide as its widest cell; control characters in cells are
+ * shown as '?'; the last column is not padded. */
+typedef struct Table Table;
+Table *table_new(size_t n_columns, const char *const *headers);
+Table *table_free(Table *t);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Table *, table_free);
+#define _cleanup_table_ _cleanup_(table_freep)
+/* Add a row of n_columns cells; NULL cells print as "-". 0 or -ENOMEM. */
+int table_add_row(Table *t, const char *const *cells);
+#define TABLE_ROW(t, ...) table_add_row((t), (const char *const[]){ __VA_ARGS__ })
+size_t table_n_rows(const Table *t);
+/* Print the header (unless skip_header) and the rows. widths (n_columns entries) may carry widths from an earlier
+ * part of the same table (audit tail --follow): they are raised to fit and kept. */
+void table_print(const Table *t, FILE *f, bool skip_header, size_t *widths);
+
+/* The JSON as keyd sent it, indented by two, and a newline. */
+void print_json(const json_t *j);
+/* A string member, or NULL when absent, null or not a string. */
+const char *json_str(const json_t *o, const char *key);
+/* A text for a member of any type: strings as they are, null/absent as NULL, numbers and booleans and the rest as
+ * compact JSON in buf (truncated to size). */
+const char *json_text(const json_t *v, char *buf, size_t size);
+/* Text with control characters replaced by '?', for a terminal; returns buf. */
+char *sanitize(const char *s, char *buf, size_t size);
+
+/* "2026-11-23T04:16:38Z" (also with a fraction, or an offset "+01:00") to seconds since the epoch. 0 or -EINVAL. */
+int parse_rfc3339(const char *s, int64_t *ret);
+/* RFC 3339 UTC with second precision into buf; returns buf. */
+char *format_time(char *buf, size_t size, int64_t t);
+/* A policy duration as keyd sends it: an integer of seconds or a string "N[smhd]"; 0 allowed. 0 or -EINVAL. */
+int parse_policy_duration(const json_t *v, int64_t *ret);
+/* A signed span for people: "2h13m", "45s", "3d4h" (two units at most). Returns buf. */
+char *format_span(char *buf, size_t size, int64_t seconds);
+
+/* The plan (keydctl plan): every transition due between now and until, computed from the reply of GET /v1/keyrings
+ * (an object with "keyrings", or an array of keyrings). *ret is {"now", "until", "transitions": [{"time", "at",
+ * "keyring", "event", "kid", "overdue"}], "truncated"}; event is "activate", "retire", "expire" or "publish"; kid is
+ * null for a key that does not exist yet. Keyrings whose reply lacks what the plan needs are named on stderr and
+ * skipped. 0 or -ENOMEM. */
+#define PLAN_ROTATIONS_MAX 100 /* projected rotations per keyring */
+int plan_compute(const json_t *reply, int64_t now, int64_t until, json_t **ret);
+int plan_print(const json_t *plan, int64_t now);
+
+/* Read a whole file ("-": stdin) of at most max bytes into a new buffer (NUL-terminated, not counted). 0, -EFBIG, or
+ * a negative errno; reported on stderr. */
+int read_input(const char *path, size_t max, char **ret, size_t *ret_len);
+
+/* The commands (keydctl-cmd-*.c). */
+int verb_status(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_keyrings(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_keyring_show(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_keyring_create(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_plan(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_rotate(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_revoke(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_disable(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_mint(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_sign(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_verify(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_jwks(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_token_revoke(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_audit_tail(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_audit_verify(Ctl *c, const Verb *v, int argc, char **argv);
+
+/* Shared by the keyring commands: the table of keyrings, and one keyring in full. */
+void print_keyring(const json_t *ring);

@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+/* keydctl: output for people (tables, times, spans) and for scripts (JSON), and reading input files. */
+#include <ctype.h>
+#include <fcntl.h>
+#include <time.h>
+
+#include "common/time-util.h"
+#include "keyd/keydctl-internal.h"
+
+struct Table {
+        size_t n_columns, n_rows, allocated;
+        char **headers;
+        char **cells; /* n_rows * n_columns */
+};
+
+char *sanitize(const char *s, char *buf, size_t size) {
+        size_t i = 0;
+
+        if (size == 0)
+                return buf;
+        for (; s && *s && i + 1 < size; s++, i++)
+                buf[i] = (unsigned char) *s < 0x20 || *s == 0x7f ? '?' : *s;
+        buf[i] = 0;
+        return buf;
+}
+
+static char *sanitize_dup(const char *s) {
+        char *d = strdup(s ?: "-");
+        for (char *p = d; p && *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        *p = '?';
+        return d;
+}
+
+/* Characters on a terminal: UTF-8 continuation bytes take no column. */
+static size_t text_width(const char *s) {
+        size_t w = 0;
+        for (; *s; s++)
+                w += ((unsigned char) *s & 0xc0) != 0x80;
+        return w;
+}
+
+Table *table_free(Table *t) {
+        if (!t)
+                return NULL;
+        for (size_t i = 0; i < t->n_columns; i++)
+                free(t->headers ? t->headers[i] : NULL);
+        for (size_t i = 0; i < t->n_rows * t->n_columns; i++)
+                free(t->cells[i]);
+        free(t->headers);
+        free(t->cells);
+        free(t);
+        return NULL;
+}
+
+Table *table_new(size_t n_columns, const char *const *headers) {
+        Table *t = calloc(1, sizeof *t);
+        if (!t)
+                return NULL;
+        t->n_columns = n_columns;
+        t->headers = calloc(n_columns, sizeof(char *));
+        if (!t->headers)
+                return table_free(t);
+        for (size_t i = 0; i < n_columns; i++)
+                if (!(t->headers[i] = strdup(headers[i])))
+                        return table_free(t);
+        return t;
+}
+
+int table_add_row(Table *t, const char *const *cells) {
+        if (t->n_rows == t->allocated) {
+                size_t n = t->allocated ? t->allocated * 2 : 16;
+                char **c = reallocarray(t->cells, n * t->n_columns, sizeof(char *));
+                if (!c)
+                        return -ENOMEM;
+                t->cells = c;
+                t->allocated = n;
+        }
+        for (size_t i = 0; i < t->n_columns; i++) {
+                char *d = sanitize_dup(cells[i]);
+                if (!d) {
+                        for (size_t j = 0; j < i; j++)
+                                free(t->cells[t->n_rows * t->n_columns + j]);
+                        return -ENOMEM;
+                }
+                t->cells[t->n_rows * t->n_columns + i] = d;
+        }
+        t->n_rows++;
+        return 0;
+}
+
+size_t table_n_rows(const Table *t) {
+        return t->n_rows;
+}
+
+static void print_row(FILE *f, char *const *cells, size_t n, const size_t *w) {
+        size_t last = 0;
+
+        /* No blanks at the end of a line: stop after the last cell that is not empty. */
+        for (size_t i = 0; i < n; i++)
+                if (*cells[i])
+                        last = i;
+        for (size_t i = 0; i < last; i++)
+                fprintf(f, "%s%*s", cells[i], (int) (w[i] - text_width(cells[i]) + 2), "");
+        fprintf(f, "%s\n", cells[last]);
+}
+
+void table_print(const Table *t, FILE *f, bool skip_header, size_t *widths) {
+        size_t local[32] = { 0 }, *w = widths ?: local;
+
+        if (!widths && t->n_columns > ELEMENTSOF(local))
+                return;
+        for (size_t i = 0; i < t->n_columns; i++) {
+                w[i] = MAX(w[i], text_width(t->headers[i]));
+                for (size_t r = 0; r < t->n_rows; r++)
+                        w[i] = MAX(w[i], text_width(t->cells[r * t->n_columns + i]));
+        }
+        if (!skip_header)
+                print_row(f, t->headers, t->n_columns, w);
+        for (size_t r = 0; r < t->n_rows; r++)
+                print_row(f, t->cells + r * t->n_columns, t->n_columns, w);
+}
+
+void print_json(const json_t *j) {
+        (void) json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
+        putchar('\n');
+}
+
+const char *json_str(const json_t *o, const char *key) {
+        return json_string_value(json_object_get(o, key));
+}
+
+const char *json_text(const json_t *v, char *buf, size_t size) {
+        char *d;
+
+        if (!v || json_is_null(v))
+                return NULL;
+        if (json_is_string(v))
+                return json_string_value(v);
+        if (json_is_integer(v)) {
+                (void) snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+                return buf;
+        }
+        d = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        (void) snprintf(buf, size, "%s", d ?: "?");
+        free(d);
+        return buf;
+}
+
+static int digits(const char *s, size_t n, int *ret) {
+        int v = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (!isdigit((unsigned char) s[i]))
+                        return -EINVAL;
+                v = v * 10 + (s[i] - '0');
+        }
+        *ret = v;
+        return 0;
+}
+
+int parse_rfc3339(const char *s, int64_t *ret) {
+        int y, mo, d, h, mi, se, oh = 0, om = 0, sign = 0;
+        struct tm tm = { 0 };
+        const char *p;
+        time_t t;
+
+        if (!s || strlen(s) < 20 || s[4] != '-' || s[7] != '-' || !strchr("Tt ", s[10]) || s[10] == 0 ||
+            s[13] != ':' || s[16] != ':')
+                return -EINVAL;
+        if (digits(s, 4, &y) < 0 || digits(s + 5, 2, &mo) < 0 || digits(s + 8, 2, &d) < 0 ||
+            digits(s + 11, 2, &h) < 0 || digits(s + 14, 2, &mi) < 0 || digits(s + 17, 2, &se) < 0)
+                return -EINVAL;
+        if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+                return -EINVAL;
+        p = s + 19;
+        if (*p == '.') {
+                if (!isdigit((unsigned char) p[1]))
+                        return -EINVAL;
+                for (p++; isdigit((unsigned char) *p); p++)
+                        ;
+        }
+        if (*p == 'Z' || *p == 'z')
+                p++;
+        else if (*p == '+' || *p == '-') {
+                sign = *p == '+' ? 1 : -1;
+                if (strlen(p) != 6 || p[3] != ':' || digits(p + 1, 2, &oh) < 0 || digits(p + 4, 2, &om) < 0 ||
+                    oh > 23 || om > 59)
+                        return -EINVAL;
+                p += 6;
+        } else
+                return -EINVAL;
+        if (*p)
+                return -EINVAL;
+        tm.tm_year = y - 1900;
+        tm.tm_mon = mo - 1;
+        tm.tm_mday = d;
+        tm.tm_hour = h;
+        tm.tm_min = mi;
+        tm.tm_sec = se;
+        t = timegm(&tm);
+        if (t == (time_t) -1 && !(y == 1969 && mo == 12 && d == 31))
+                return -EINVAL;
+        *ret = (int64_t) t - sign * (oh * 3600 + om * 60);
+        return 0;
+}
+
+char *format_time(char *buf, size_t size, int64_t t) {
+        return format_rfc3339(buf, size, (usec_t) t * USEC_PER_SEC);
+}
+
+int parse_policy_duration(const json_t *v, int64_t *ret) {
+        static const struct {
+                char unit;
+                uint64_t factor;
+        } units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } };
+        const uint64_t max = 3650ULL * 86400;
+        uint64_t factor = 1, n;
+        char num[24];
+        const char *s;
+        size_t len;
+
+        if (json_is_integer(v)) {
+                if (json_integer_value(v) < 0 || (uint64_t) json_integer_value(v) > max)
+                        return -EINVAL;
+                *ret = json_integer_value(v);
+                return 0;
+        }
+        s = json_string_value(v);
+        if (!s || (len = strlen(s)) == 0 || len >= sizeof num)
+                return -EINVAL;
+        memcpy(num, s, len + 1);
+        if (!isdigit((unsigned char) num[len - 1])) {
+                factor = 0;
+                for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                        if (num[len - 1] == units[i].unit)
+                                factor = units[i].factor;
+                if (factor == 0)
+                        return -EINVAL;
+                num[--len] = 0;
+        }
+        if (parse_uint64(num, max / factor, &n) < 0)
+                return -EINVAL;
+        *ret = (int64_t) (n * factor);
+        return 0;
+}
+
+char *format_span(char *buf, size_t size, int64_t seconds) {
+        static const struct {
+                char unit;
+                uint64_t factor;
+        } units[] = { { 'd', 86400 }, { 'h', 3600 }, { 'm', 60 }, { 's', 1 } };
+        uint64_t left = seconds < 0 ? (uint64_t) 0 - (uint64_t) seconds : (uint64_t) seconds;
+        const char *sign = seconds < 0 ? "-" : "";
+        size_t i = 0;
+
+        if (left == 0) {
+                (void) snprintf(buf, size, "0s");
+                return buf;
+        }
+        while (left < units[i].factor)
+                i++;
+        /* The largest unit, and the next one when it is not zero: "2h13m", "3d", "45s". */
+        if (i + 1 < ELEMENTSOF(units) && (left % units[i].factor) / units[i + 1].factor > 0)
+                (void) snprintf(buf, size, "%s%llu%c%llu%c", sign, (unsigned long long) (left / units[i].factor),
+                                units[i].unit,
+                                (unsigned long long) ((left % units[i].factor) / units[i + 1].factor),
+                                units[i + 1].unit);
+        else
+                (void) snprintf(buf, size, "%s%llu%c", sign, (unsigned long long) (left / units[i].factor),
+                                units[i].unit);
+        return buf;
+}
+
+int read_input(const char *path, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        bool stdin_ = streq(path, "-");
+        const char *name = stdin_ ? "standard input" : path;
+
+        fd = stdin_ ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return ctl_error(negative_errno(), "cannot open %s: %m", name);
+        data = malloc(max + 2);
+        if (!data)
+                return ctl_error(-ENOMEM, "out of memory");
+        for (;;) {
+                ssize_t n = read(fd, data + len, max + 1 - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return ctl_error(negative_errno(), "cannot read %s: %m", name);
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+                if (len > max)
+                        return ctl_error(-EFBIG, "%s is larger than %zu KiB; refused", name, max >> 10);
+        }
+        data[len] = 0;
+        *ret = TAKE_PTR(data);
+        *ret_len = len;
+        return 0;
+}
