@@ -114,7 +114,7 @@ _check: tests
 asan: deps
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:fast_unwind_on_malloc=0 \
 	 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
-	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 KEYD_TEST_STEPS=1000 \
 	 $(MAKE) --no-print-directory BUILD=build/asan SAN=1 CFLAGS="-O1 -g" _check
 
 bench: deps

@@ -127,8 +127,13 @@ static int arm_timer(Daemon *d, usec_t due) {
 
 static int on_checkpoint(sd_event_source *s, uint64_t usec, void *userdata) {
         Daemon *d = userdata;
-        int r = engine_checkpoint(d->engine);
-        if (r < 0 && r != -ENOKEY)
+        char hash[STORE_HASH_HEX + 1];
+        uint64_t seq;
+        int r = engine_checkpoint(d->engine, &seq, hash);
+        /* The journal keeps a copy outside the database: truncating both is harder than truncating one. */
+        if (r > 0)
+                log_info("Audit checkpoint: record %llu, hash %s.", (unsigned long long) seq, hash);
+        else if (r < 0 && r != -ENOKEY)
                 log_warning_errno(r, "Cannot write an audit checkpoint: %m");
         (void) sd_event_source_set_time(s, usec + (uint64_t) d->config.checkpoint_interval);
         return 0;

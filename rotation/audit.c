@@ -18,21 +18,25 @@ typedef struct Pending {
         struct Pending *next;
 } Pending;
 
+/* Group commit without a thread of its own: a caller that finds no commit running becomes the leader and commits
+ * everything queued so far, its own record included, in one transaction; callers that arrive meanwhile queue and
+ * wait for the leader (or become the next one). One caller alone pays one commit and no thread hand-off. */
 struct AuditLog {
         Store *store;
-        pthread_t thread;
         pthread_mutex_t lock;
-        pthread_cond_t work, done;
+        pthread_cond_t done;
         Pending *head, *tail;
-        bool stop;
+        bool committing, closed;
         uint64_t commits;
 };
 
 #define BATCH_MAX 512
 
-/* One transaction for the whole batch; if any record fails, each goes again alone so one bad record fails alone. */
-static void commit_batch(AuditLog *l, Pending *batch) {
+/* One transaction for the whole batch; if any record fails, each goes again alone so one bad record fails alone.
+ * Returns the number of transactions committed. */
+static unsigned commit_batch(AuditLog *l, Pending *batch) {
         StoreDurability d = STORE_COMMITTED;
+        unsigned commits = 0;
         int r;
 
         for (Pending *p = batch; p; p = p->next)
@@ -44,10 +48,9 @@ static void commit_batch(AuditLog *l, Pending *batch) {
         if (r >= 0)
                 r = store_commit(l->store);
         if (r >= 0) {
-                l->commits++;
                 for (Pending *p = batch; p; p = p->next)
                         p->result = (int64_t) p->rec->seq;
-                return;
+                return 1;
         }
         store_rollback(l->store);
         for (Pending *p = batch; p; p = p->next) {
@@ -59,42 +62,10 @@ static void commit_batch(AuditLog *l, Pending *batch) {
                 if (r < 0)
                         store_rollback(l->store);
                 else
-                        l->commits++;
+                        commits++;
                 p->result = r < 0 ? r : (int64_t) p->rec->seq;
         }
-}
-
-static void *writer(void *arg) {
-        AuditLog *l = arg;
-
-        pthread_mutex_lock(&l->lock);
-        for (;;) {
-                while (!l->head && !l->stop)
-                        pthread_cond_wait(&l->work, &l->lock);
-                if (!l->head)
-                        break;
-                /* Take up to BATCH_MAX queued records. */
-                Pending *batch = l->head, *last = batch;
-                for (int n = 1; last->next && n < BATCH_MAX; n++)
-                        last = last->next;
-                l->head = last->next;
-                if (!l->head)
-                        l->tail = NULL;
-                last->next = NULL;
-                pthread_mutex_unlock(&l->lock);
-
-                commit_batch(l, batch);
-
-                pthread_mutex_lock(&l->lock);
-                for (Pending *p = batch; p;) {
-                        Pending *n = p->next;
-                        p->done = true;
-                        p = n;
-                }
-                pthread_cond_broadcast(&l->done);
-        }
-        pthread_mutex_unlock(&l->lock);
-        return NULL;
+        return commits;
 }
 
 int audit_log_open(const char *db_path, AuditLog **ret) {
@@ -109,14 +80,7 @@ int audit_log_open(const char *db_path, AuditLog **ret) {
                 return r;
         }
         pthread_mutex_init(&l->lock, NULL);
-        pthread_cond_init(&l->work, NULL);
         pthread_cond_init(&l->done, NULL);
-        r = -pthread_create(&l->thread, NULL, writer, l);
-        if (r < 0) {
-                store_close(l->store);
-                free(l);
-                return r;
-        }
         *ret = l;
         return 0;
 }
@@ -125,13 +89,12 @@ AuditLog *audit_log_close(AuditLog *l) {
         if (!l)
                 return NULL;
         pthread_mutex_lock(&l->lock);
-        l->stop = true;
-        pthread_cond_signal(&l->work);
+        l->closed = true;
+        while (l->committing || l->head)
+                pthread_cond_wait(&l->done, &l->lock);
         pthread_mutex_unlock(&l->lock);
-        pthread_join(l->thread, NULL);
         store_close(l->store);
         pthread_mutex_destroy(&l->lock);
-        pthread_cond_destroy(&l->work);
         pthread_cond_destroy(&l->done);
         free(l);
         return NULL;
@@ -141,7 +104,7 @@ int64_t audit_log_write(AuditLog *l, StoreAudit *rec, StoreDurability durability
         Pending p = { .rec = rec, .durability = durability };
 
         pthread_mutex_lock(&l->lock);
-        if (l->stop) {
+        if (l->closed) {
                 pthread_mutex_unlock(&l->lock);
                 return -ESHUTDOWN;
         }
@@ -150,9 +113,34 @@ int64_t audit_log_write(AuditLog *l, StoreAudit *rec, StoreDurability durability
         else
                 l->head = &p;
         l->tail = &p;
-        pthread_cond_signal(&l->work);
-        while (!p.done)
-                pthread_cond_wait(&l->done, &l->lock);
+        while (!p.done) {
+                if (l->committing) {
+                        pthread_cond_wait(&l->done, &l->lock);
+                        continue;
+                }
+                /* Lead: take up to BATCH_MAX queued records (ours is among them, or comes in a later batch). */
+                Pending *batch = l->head, *last = batch;
+                for (int n = 1; last->next && n < BATCH_MAX; n++)
+                        last = last->next;
+                l->head = last->next;
+                if (!l->head)
+                        l->tail = NULL;
+                last->next = NULL;
+                l->committing = true;
+                pthread_mutex_unlock(&l->lock);
+
+                unsigned commits = commit_batch(l, batch);
+
+                pthread_mutex_lock(&l->lock);
+                for (Pending *q = batch; q;) {
+                        Pending *n = q->next;
+                        q->done = true;
+                        q = n;
+                }
+                l->commits += commits;
+                l->committing = false;
+                pthread_cond_broadcast(&l->done);
+        }
         pthread_mutex_unlock(&l->lock);
         return p.result;
 }
@@ -184,7 +172,7 @@ static Ring *checkpoint_ring(Engine *e) {
         return NULL;
 }
 
-int engine_checkpoint(Engine *e) {
+int engine_checkpoint(Engine *e, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX + 1]) {
         _cleanup_free_ char *payload = NULL, *input = NULL;
         _cleanup_json_ json_t *header = NULL;
         char hash[STORE_HASH_HEX + 1], kid[STORE_KID_MAX + 1];
@@ -230,9 +218,15 @@ int engine_checkpoint(Engine *e) {
                 n = store_checkpoint_insert(e->store, seq, hash, now, kid, input);
         if (n >= 0)
                 n = engine_commit(e);
-        if (n < 0)
+        if (n < 0) {
                 engine_rollback(e);
-        return n;
+                return n;
+        }
+        if (ret_seq)
+                *ret_seq = seq;
+        if (ret_hash)
+                memcpy(ret_hash, hash, sizeof hash);
+        return 1;
 }
 
 _printf_(3, 4) static int verdict(AuditVerifyResult *res, uint64_t bad, const char *fmt, ...) {

@@ -3,14 +3,14 @@
 
 #include "store/store.h"
 
-/* Per-request audit records with group commit (SPEC §6): callers on any thread hand a record to one writer thread
- * with its own connection; whatever has queued while the previous commit ran goes into the next transaction, so many
- * callers share one commit (and one fsync for STORE_SYNCED records). audit_log_write() returns only once the
- * caller's record is committed with at least the durability asked for, or failed. */
+/* Per-request audit records with group commit (SPEC §6), on a connection of their own: whatever has queued while
+ * the previous commit ran goes into the next transaction, committed by one of the waiting callers, so many callers
+ * share one commit (and one fsync for STORE_SYNCED records). audit_log_write() returns only once the caller's record
+ * is committed with at least the durability asked for, or failed. */
 typedef struct AuditLog AuditLog;
 
 int audit_log_open(const char *db_path, AuditLog **ret);
-/* Finishes what is queued, then stops the writer. */
+/* Waits for a commit under way; callers must have stopped writing. */
 AuditLog *audit_log_close(AuditLog *l);
 /* Returns the record's seq (> 0) or a negative errno; rec->seq/prev_hash/hash are filled on success. */
 int64_t audit_log_write(AuditLog *l, StoreAudit *rec, StoreDurability durability);

@@ -102,8 +102,10 @@ int engine_token_denied(Engine *e, const char *jti);
 /* Write every published keyring's jwks-file (at start: a crash may have left a file behind the store). */
 int engine_publish_all(Engine *e);
 
-/* Sign the chain head of the audit log with the default issuer keyring's active key (an audit checkpoint). */
-int engine_checkpoint(Engine *e);
+/* Sign the chain head of the audit log with the default issuer keyring's active key (an audit checkpoint). Returns 1
+ * and the head's seq and hash (either may be NULL) when a checkpoint was written, 0 when nothing changed since the
+ * last one, -ENOKEY when no issuer keyring can sign. */
+int engine_checkpoint(Engine *e, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX + 1]);
 
 /* Sign msg with the keyring's active key: JOSE signature form; *ret_kid (optional) points at the kid, valid until
  * the next key change. Thread-safe. -ENOENT (no such keyring), -ESHUTDOWN (disabled), -ENOKEY (no active key). */

@@ -504,7 +504,10 @@ Test(engine, audit_chain_and_checkpoint) {
                 fake_now += S(100);
                 tick();
         }
-        cr_assert_eq(engine_checkpoint(eng), 0);
+        uint64_t cp_seq;
+        char cp_hash[STORE_HASH_HEX + 1];
+        cr_assert_eq(engine_checkpoint(eng, &cp_seq, cp_hash), 1);
+        cr_assert_eq(engine_checkpoint(eng, NULL, NULL), 0, "nothing new: no second checkpoint");
         AuditVerifyResult res;
         cr_assert_eq(audit_verify(store, &res), 0, "%s", res.message);
         cr_assert_gt(res.checkpoint_seq, 0);
