@@ -156,7 +156,8 @@ clean:
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
-# Benchmarks link the library only (no criterion).
-$(BUILD)/tests/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
+# Benchmarks link the library and their own helpers (tests/bench/util.c) only: no criterion.
+$(BUILD)/tests/bench/%: $(BUILD)/obj/tests/bench/%.o $(BUILD)/obj/tests/bench/util.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(KEYD_LDFLAGS) -o $@ $^ $(KEYD_LIBS)
+$(BENCHES): $(BUILD)/obj/tests/bench/util.o

@@ -28,6 +28,7 @@ typedef struct RouteStats {
 
 struct Api {
         ApiConfig cfg;
+        char *socket_path, *public_listen, *db_path; /* owned; cfg points at them */
         Engine *engine;
         AuditLog *audit;
         ApiLoopCall call;

@@ -30,5 +30,5 @@ typedef struct ApiConfig {
 int api_start(const ApiConfig *cfg, Engine *engine, AuditLog *audit, ApiLoopCall call, void *call_userdata,
               Api **ret);
 Api *api_stop(Api *a);
-/* Replace the admin lists (SIGHUP). */
+/* Replace the admin lists and forget the public listener's cached documents (SIGHUP). */
 int api_set_admins(Api *a, char **admin_users, char **admin_groups);

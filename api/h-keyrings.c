@@ -90,6 +90,9 @@ int h_keyring_create(Request *rq, const char *arg, Reply *rp) {
                        json_integer_value(owner) >= 4294967295LL)))
                 return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
                                    "owner_uid: a uid, required for agent keyrings and only for them");
+        if (pj && json_object_get(pj, "jwks_file"))
+                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                   "policy: jwks_file is set in keyd.conf only (a path keyd writes to)");
         policy_init(&p, k);
         if (pj && policy_update_from_json(&p, pj, &err) < 0) {
                 policy_done(&p);

@@ -62,6 +62,7 @@ int h_verify(Request *rq, const char *arg, Reply *rp) {
                         .leeway = leeway ? json_integer_value(leeway) : 0,
                         .audience = aud ? json_string_value(aud) : NULL,
                         .issuer = iss ? json_string_value(iss) : NULL,
+                        .require_exp = true, /* a token that never expires is not one keyd vouches for */
                 };
                 res = jose_claims_check(claims, &check);
         }

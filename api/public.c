@@ -243,7 +243,7 @@ int public_start(Api *a) {
                 a->public = MHD_start_daemon(flags, 0, NULL, NULL, on_public, a, MHD_OPTION_LISTEN_SOCKET,
                                              a->cfg.public_fd, MHD_OPTION_THREAD_POOL_SIZE, 2,
                                              MHD_OPTION_CONNECTION_TIMEOUT, 30U, MHD_OPTION_CONNECTION_LIMIT, 1024U,
-                                             MHD_OPTION_END);
+                                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, 32U, MHD_OPTION_END);
         else {
                 if (parse_listen(a->cfg.public_listen, &ss, &len) < 0)
                         return -EINVAL;
@@ -252,7 +252,7 @@ int public_start(Api *a) {
                 a->public = MHD_start_daemon(flags, ntohs(((struct sockaddr_in *) &ss)->sin_port), NULL, NULL,
                                              on_public, a, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE, 2,
                                              MHD_OPTION_CONNECTION_TIMEOUT, 30U, MHD_OPTION_CONNECTION_LIMIT, 1024U,
-                                             MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+                                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, 32U, MHD_OPTION_END);
         }
         return a->public ? 0 : -EADDRINUSE;
 }

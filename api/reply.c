@@ -44,6 +44,8 @@ int reply_errno(Reply *rp, int r, const char *what) {
                 return reply_error(rp, MHD_HTTP_CONFLICT, "conflict", "%s: the keyring is disabled", what);
         case -EINVAL:
                 return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "%s: invalid", what);
+        case -ECANCELED:
+                return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "%s: keyd is stopping", what);
         case -ENOKEY:
                 return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
                                    "%s: the keyring has no usable active key", what);

@@ -47,6 +47,10 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                 count_uid(a, p->uid, +1, &mine);
                 p->over_total = total > a->cfg.max_connections;
                 p->over_limit = mine > a->cfg.max_connections_per_uid;
+                /* Over a limit: one second to ask (and be told 503 / 429), then the slot is free again, so that
+                 * idle connections cannot hold it. */
+                if (p->over_total || p->over_limit)
+                        (void) MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 1U);
                 *socket_context = p;
         } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && p) {
                 atomic_fetch_sub(&a->connections, 1);
@@ -236,6 +240,10 @@ int api_start(const ApiConfig *cfg, Engine *engine, AuditLog *audit, ApiLoopCall
         if (!a)
                 return -ENOMEM;
         a->cfg = *cfg;
+        /* Owned copies: the configuration they came from is replaced on SIGHUP. */
+        a->cfg.socket_path = a->socket_path = cfg->socket_path ? strdup(cfg->socket_path) : NULL;
+        a->cfg.public_listen = a->public_listen = cfg->public_listen ? strdup(cfg->public_listen) : NULL;
+        a->cfg.db_path = a->db_path = cfg->db_path ? strdup(cfg->db_path) : NULL;
         a->engine = engine;
         a->audit = audit;
         a->call = call;
@@ -245,7 +253,8 @@ int api_start(const ApiConfig *cfg, Engine *engine, AuditLog *audit, ApiLoopCall
         a->per_uid = strmap_new();
         a->public_cache = strmap_new();
         a->route_stats = calloc(api_n_routes(), sizeof *a->route_stats);
-        if (!a->per_uid || !a->public_cache || !a->route_stats ||
+        if (!a->per_uid || !a->public_cache || !a->route_stats || (cfg->socket_path && !a->socket_path) ||
+            (cfg->public_listen && !a->public_listen) || (cfg->db_path && !a->db_path) ||
             api_set_admins(a, cfg->admin_users, cfg->admin_groups) < 0) {
                 api_stop(a);
                 return -ENOMEM;
@@ -302,9 +311,17 @@ Api *api_stop(Api *a) {
         strv_free(a->admin_users);
         strv_free(a->admin_groups);
         free(a->route_stats);
+        free(a->socket_path);
+        free(a->public_listen);
+        free(a->db_path);
         pthread_mutex_destroy(&a->lock);
         free(a);
         return NULL;
+}
+
+static bool remove_all(const char *key, void *value, void *userdata) {
+        (void) key, (void) value, (void) userdata;
+        return true;
 }
 
 int api_set_admins(Api *a, char **admin_users, char **admin_groups) {
@@ -318,6 +335,8 @@ int api_set_admins(Api *a, char **admin_users, char **admin_groups) {
         strv_free(a->admin_groups);
         a->admin_users = u;
         a->admin_groups = g;
+        /* Policies may have changed too (an issuer URL is in the discovery document): build them again. */
+        strmap_remove_if(a->public_cache, remove_all, NULL, public_cache_free);
         pthread_mutex_unlock(&a->lock);
         return 0;
 }

@@ -147,7 +147,7 @@ static int loop_call(void *userdata, int (*fn)(Engine *e, void *arg), void *arg)
         pthread_mutex_lock(&d->job_lock);
         if (d->stopping) {
                 pthread_mutex_unlock(&d->job_lock);
-                return -ESHUTDOWN;
+                return -ECANCELED;
         }
         if (d->jobs_tail)
                 d->jobs_tail->next = &j;
@@ -193,7 +193,7 @@ static void fail_jobs(Daemon *d) {
         pthread_mutex_lock(&d->job_lock);
         d->stopping = true;
         for (Job *j = d->jobs; j; j = j->next) {
-                j->result = -ESHUTDOWN;
+                j->result = -ECANCELED;
                 j->done = true;
         }
         d->jobs = d->jobs_tail = NULL;

@@ -88,6 +88,8 @@ int ring_refresh(Engine *e, Ring *r);
 /* Write the keyring's JWKS to its jwks-file (atomic). Call without the lock. */
 int ring_publish_file(Engine *e, Ring *r);
 void schedule_update(Engine *e, Ring *r);
+/* Set when the keyring is next due (and, with set_degraded, why it is degraded, NULL: healthy) under the write lock. */
+void ring_set_schedule(Engine *e, Ring *r, usec_t due, const char *degraded, bool set_degraded);
 
 /* revoke.c */
 int engine_load_denied(Engine *e);

@@ -33,7 +33,12 @@ int engine_new(Hsm *hsm, Store *store, const EngineOptions *opts, Engine **ret) 
                 e->opts.clock = real_clock;
         if (e->opts.retry_delay <= 0)
                 e->opts.retry_delay = 30 * USEC_PER_SEC;
-        pthread_rwlock_init(&e->lock, NULL);
+        /* Writers first: signers waiting for a token session hold read locks, and must not starve the loop. */
+        pthread_rwlockattr_t attr;
+        pthread_rwlockattr_init(&attr);
+        pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&e->lock, &attr);
+        pthread_rwlockattr_destroy(&attr);
         e->kids = strmap_new();
         e->denied = strmap_new();
         if (!e->kids || !e->denied)
@@ -183,6 +188,18 @@ void schedule_update(Engine *e, Ring *r) {
         heap_sift(e, r->heap_idx);
 }
 
+void ring_set_schedule(Engine *e, Ring *r, usec_t due, const char *degraded, bool set_degraded) {
+        char *why = set_degraded && degraded ? strdup(degraded) : NULL;
+        pthread_rwlock_wrlock(&e->lock);
+        r->next_due = due;
+        if (set_degraded) {
+                free(r->degraded);
+                r->degraded = why;
+        }
+        schedule_update(e, r);
+        pthread_rwlock_unlock(&e->lock);
+}
+
 static int ring_cmp(const void *a, const void *b) {
         return strcmp((*(Ring *const *) a)->name, (*(Ring *const *) b)->name);
 }
@@ -294,6 +311,8 @@ int engine_sign_compact(Engine *e, const char *name, const json_t *header, bool 
         else if (json_object_set_new(h, "alg", json_string(keyd_alg_to_string(hsm_key_alg(ring->signer)))) < 0 ||
                  json_object_set_new(h, "kid", json_string(ring->signer_kid)) < 0)
                 r = -ENOMEM;
+        else if (embed_jwk && !ring_key_in_state(ring, KEY_STATE_ACTIVE))
+                r = -ENOKEY;
         else if (embed_jwk && json_object_set_new(h, "jwk", public_members(ring_key_in_state(ring, KEY_STATE_ACTIVE)->jwk)) < 0)
                 r = -ENOMEM;
         else

@@ -55,7 +55,7 @@ unsigned jwks_max_age(const Policy *p, usec_t last_revocation, usec_t now) {
         s = (unsigned) (m / USEC_PER_SEC);
         if (last_revocation > 0 && now - last_revocation < JWKS_REVOCATION_WINDOW)
                 s = MIN(s, JWKS_REVOCATION_MAX_AGE);
-        return MAX(s, 1u);
+        return s; /* 0 for a prepublish of one second: verifiers revalidate every time */
 }
 
 int jwks_revocations_payload(const char *ring, const char *issuer, StoreKey *const *keys, size_t n, usec_t now,

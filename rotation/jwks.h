@@ -12,7 +12,7 @@ int jwks_build(StoreKey *const *keys, size_t n, char **ret, size_t *ret_len);
 /* A strong ETag of the bytes: a quoted base64url prefix of their SHA-256. */
 void jwks_etag(const char *body, size_t len, char etag[JWKS_ETAG_MAX]);
 
-/* Cache-Control max-age in seconds: at most prepublish/2 (the timing invariant), at most a day, at least 1; and at
+/* Cache-Control max-age in seconds: at most prepublish/2 (the timing invariant), at most a day; and at
  * most 60 during the ten minutes after a revocation. */
 unsigned jwks_max_age(const Policy *p, usec_t last_revocation, usec_t now);
 

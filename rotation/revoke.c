@@ -28,17 +28,18 @@ static int replan(Engine *e, Ring *r, const Change *c) {
         if (rc >= 0)
                 rc = engine_apply_plan(e, r, &plan, c);
         free(expire);
-        if (rc >= 0) {
-                r->next_due = now;
-                schedule_update(e, r);
-        }
+        if (rc >= 0)
+                ring_set_schedule(e, r, now, NULL, false);
         return rc;
 }
 
 int engine_revoke_key(Engine *e, const char *kid, const char *reason, const Actor *a) {
+        _cleanup_free_ size_t *expire = NULL;
+        _cleanup_free_ StoreKey **view = NULL;
+        StoreKey *k = NULL, gone;
+        LifecyclePlan plan;
+        usec_t now = engine_now(e);
         Ring *r = NULL;
-        StoreKey *k = NULL;
-        KeyState was;
         int rc;
 
         if (!reason_valid(reason ?: ""))
@@ -51,21 +52,27 @@ int engine_revoke_key(Engine *e, const char *kid, const char *reason, const Acto
         if (k->state == KEY_STATE_REVOKED)
                 return -EALREADY;
 
-        /* Plan as if the key were gone already: revoking the active key promotes next and generates a standby;
-         * revoking next generates a new one. The state goes to the store inside the same transaction. */
-        was = k->state;
-        k->state = KEY_STATE_REVOKED;
+        /* Plan on a view of the keyring in which the key is already gone: revoking the active key promotes next and
+         * generates a standby; revoking next generates a new one. The keys themselves change only inside the
+         * transaction, under the write lock (apply_rows). */
+        view = calloc(r->n_keys + 1, sizeof *view);
+        expire = calloc(r->n_keys + 1, sizeof *expire);
+        if (!view || !expire)
+                return -ENOMEM;
+        gone = *k;
+        gone.state = KEY_STATE_REVOKED;
+        for (size_t i = 0; i < r->n_keys; i++)
+                view[i] = r->keys[i] == k ? &gone : r->keys[i];
+        plan.expire = expire;
+        rc = lifecycle_plan(view, r->n_keys, &r->policy, r->disabled, now, &plan);
+        if (rc < 0)
+                return rc;
         Change c = { .actor = a, .reason = "revocation", .revoke = k, .revoke_reason = reason };
-        rc = replan(e, r, &c);
-        if (rc < 0 && k->state == KEY_STATE_REVOKED && !e->stopped) {
-                /* Nothing was committed: take the store's word for the keyring again. */
-                pthread_rwlock_wrlock(&e->lock);
-                k->state = was;
-                (void) ring_refresh(e, r);
-                pthread_rwlock_unlock(&e->lock);
-        }
-        if (rc >= 0)
-                log_debug("keyring %s: key %s revoked (%s)", r->name, kid, reason);
+        rc = engine_apply_plan(e, r, &plan, &c);
+        if (rc < 0)
+                return rc; /* nothing was committed; the keyring in memory was reloaded from the store */
+        ring_set_schedule(e, r, now, NULL, false);
+        log_debug("keyring %s: key %s revoked (%s)", r->name, kid, reason);
         return rc;
 }
 

@@ -346,11 +346,6 @@ static int plan_ring(Engine *e, Ring *r, usec_t now, LifecyclePlan *plan, size_t
         return 0;
 }
 
-static void set_degraded(Ring *r, const char *why) {
-        free(r->degraded);
-        r->degraded = why ? strdup(why) : NULL;
-}
-
 /* Plan and apply one keyring's due transitions; sets its next due time. */
 static int tick_ring(Engine *e, Ring *r, usec_t now) {
         LifecyclePlan plan;
@@ -360,12 +355,11 @@ static int tick_ring(Engine *e, Ring *r, usec_t now) {
 
         rc = plan_ring(e, r, now, &plan, &expire);
         if (rc < 0) {
-                set_degraded(r, "inconsistent keys in the store");
-                r->next_due = now + e->opts.retry_delay;
+                ring_set_schedule(e, r, now + e->opts.retry_delay, "inconsistent keys in the store", true);
                 return rc;
         }
         if (lifecycle_plan_empty(&plan)) {
-                r->next_due = plan.next_due;
+                ring_set_schedule(e, r, plan.next_due, NULL, false);
                 return 0;
         }
         if (plan.promote)
@@ -378,16 +372,15 @@ static int tick_ring(Engine *e, Ring *r, usec_t now) {
                 if (rc == -ECANCELED)
                         return rc;
                 snprintf(why, sizeof why, "transition failed: %s (%s)", strerror(-rc), hsm_last_error());
-                set_degraded(r, why);
-                r->next_due = now + e->opts.retry_delay;
+                ring_set_schedule(e, r, now + e->opts.retry_delay, why, true);
                 return rc;
         }
-        set_degraded(r, NULL);
         free(expire);
         expire = NULL;
         rc = plan_ring(e, r, now, &plan, &expire);
         /* A plan is idempotent: once applied, planning at the same instant finds nothing to do. */
-        r->next_due = rc >= 0 && lifecycle_plan_empty(&plan) ? plan.next_due : now + e->opts.retry_delay;
+        ring_set_schedule(e, r, rc >= 0 && lifecycle_plan_empty(&plan) ? plan.next_due : now + e->opts.retry_delay,
+                          NULL, true);
         return 1;
 }
 
@@ -405,7 +398,6 @@ int engine_tick(Engine *e, usec_t *ret_next_due) {
                         changed++;
                 else if (rc < 0)
                         log_debug("keyring %s: %s", r->name, r->degraded ?: "transition failed");
-                schedule_update(e, r);
         }
         if (ret_next_due)
                 *ret_next_due = e->n_heap > 0 ? e->heap[0]->next_due : USEC_INFINITY;
@@ -438,7 +430,6 @@ int engine_rotate(Engine *e, const char *name, bool force, const char *reason, c
         rc = engine_apply_plan(e, r, &plan, &c);
         if (rc < 0)
                 return rc;
-        r->next_due = now;
-        schedule_update(e, r);
+        ring_set_schedule(e, r, now, NULL, false);
         return 0;
 }

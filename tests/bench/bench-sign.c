@@ -7,49 +7,33 @@
  * Rounds alternate raw and keyd so that both see the same machine; the ratio is keyd / raw.
  *
  * Environment: KEYD_BENCH_SECONDS (per round, default 2), KEYD_BENCH_ROUNDS (default 2), SOFTHSM_MODULE. */
-#include <fcntl.h>
-#include <openssl/rand.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "common/time-util.h"
 #include "pkcs11/hsm-internal.h"
+#include "tests/bench/util.h"
 
-#define MAX_THREADS 8
 #define LAT_CAP 2000000
 
 typedef struct Run {
         Hsm *hsm;
         HsmKey *key;
         bool raw;
-        double seconds;
-        long ops;
-        double *lat;
-        int failed;
 } Run;
 
-static double now_s(void) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return (double) t.tv_sec + (double) t.tv_nsec / 1e9;
-}
-
 static void *worker(void *arg) {
-        Run *r = arg;
-        Hsm *h = r->hsm;
-        HsmKey *k = r->key;
+        BenchThread *r = arg;
+        const Run *run = r->arg;
+        Hsm *h = run->hsm;
+        HsmKey *k = run->key;
         uint8_t msg[200], sig[HSM_SIG_MAX], digest[32];
         CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
         CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE;
         CK_MECHANISM m = k->mech;
 
         memset(msg, 'a', sizeof msg);
-        if (r->raw) {
+        if (run->raw) {
                 if (h->f->C_OpenSession(h->slot, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK ||
                     hsm_find_one(h, s, CKO_PRIVATE_KEY, k->id, k->id_len, &priv) < 0) {
                         r->failed = 1;
@@ -57,12 +41,12 @@ static void *worker(void *arg) {
                 }
                 memset(digest, 'a', sizeof digest);
         }
-        double end = now_s() + r->seconds;
+        double end = bench_now() + r->seconds;
         for (;;) {
-                double t0 = now_s();
+                double t0 = bench_now();
                 if (t0 > end)
                         break;
-                if (r->raw) {
+                if (run->raw) {
                         CK_ULONG sl = sizeof sig;
                         CK_RV rv = h->f->C_SignInit(s, &m, priv);
                         if (rv == CKR_OK)
@@ -76,8 +60,8 @@ static void *worker(void *arg) {
                         r->failed = 1;
                         break;
                 }
-                if (r->ops < LAT_CAP)
-                        r->lat[r->ops] = now_s() - t0;
+                if (r->ops < r->lat_cap)
+                        r->lat[r->ops] = bench_now() - t0;
                 r->ops++;
         }
         if (s != CK_INVALID_HANDLE)
@@ -85,89 +69,11 @@ static void *worker(void *arg) {
         return NULL;
 }
 
-static int cmp_double(const void *a, const void *b) {
-        double x = *(const double *) a, y = *(const double *) b;
-        return x < y ? -1 : x > y;
-}
-
-typedef struct Result {
-        long ops;
-        double seconds;
-        double *lat;
-        long n_lat;
-} Result;
-
-static int run(Hsm *h, HsmKey *k, bool raw, int threads, double seconds, Result *acc) {
-        pthread_t t[MAX_THREADS];
-        Run r[MAX_THREADS];
-
-        for (int i = 0; i < threads; i++) {
-                r[i] = (Run){ .hsm = h, .key = k, .raw = raw, .seconds = seconds };
-                r[i].lat = malloc(sizeof(double) * LAT_CAP);
-                if (!r[i].lat || pthread_create(&t[i], NULL, worker, &r[i]) != 0)
-                        return -1;
-        }
-        for (int i = 0; i < threads; i++) {
-                pthread_join(t[i], NULL);
-                if (r[i].failed)
-                        return -1;
-                long n = r[i].ops < LAT_CAP ? r[i].ops : LAT_CAP;
-                acc->lat = realloc(acc->lat, sizeof(double) * (size_t) (acc->n_lat + n));
-                memcpy(acc->lat + acc->n_lat, r[i].lat, sizeof(double) * (size_t) n);
-                acc->n_lat += n;
-                acc->ops += r[i].ops;
-                free(r[i].lat);
-        }
-        acc->seconds += seconds;
-        return 0;
-}
-
-static double pct(Result *r, double p) {
-        if (r->n_lat == 0)
-                return 0;
-        return r->lat[(long) ((double) (r->n_lat - 1) * p)] * 1e6;
-}
-
-static char tmpdir[] = "/tmp/keyd-bench.XXXXXX";
-
-static int write_file(const char *path, const char *s) {
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return -1;
-        ssize_t n = write(fd, s, strlen(s));
-        close(fd);
-        return n == (ssize_t) strlen(s) ? 0 : -1;
-}
-
-static int make_token(const char *module, char *pin_path, size_t size) {
-        char path[512], conf[1024], pin[33];
-        unsigned char rnd[16];
-
-        if (!mkdtemp(tmpdir))
-                return -1;
-        snprintf(path, sizeof path, "%s/tokens", tmpdir);
-        if (mkdir(path, 0700) < 0)
-                return -1;
-        snprintf(conf, sizeof conf, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
-                 path);
-        snprintf(path, sizeof path, "%s/softhsm2.conf", tmpdir);
-        if (write_file(path, conf) < 0 || setenv("SOFTHSM2_CONF", path, 1) < 0)
-                return -1;
-        if (RAND_bytes(rnd, sizeof rnd) != 1)
-                return -1;
-        for (size_t i = 0; i < sizeof rnd; i++)
-                snprintf(pin + 2 * i, 3, "%02x", rnd[i]);
-        if (hsm_token_init(module, "keyd-bench", "bench-so-pin", pin) < 0)
-                return -1;
-        snprintf(pin_path, size, "%s/pin", tmpdir);
-        return write_file(pin_path, pin);
-}
-
 int main(void) {
         const char *module = getenv("SOFTHSM_MODULE") ?: KEYD_DEFAULT_MODULE;
         double seconds = getenv("KEYD_BENCH_SECONDS") ? atof(getenv("KEYD_BENCH_SECONDS")) : 2.0;
         int rounds = getenv("KEYD_BENCH_ROUNDS") ? atoi(getenv("KEYD_BENCH_ROUNDS")) : 2;
-        char pin_path[512], cmd[600];
+        char pin_path[512];
         Hsm *h = NULL;
         int rc = 0;
 
@@ -175,13 +81,15 @@ int main(void) {
                 fprintf(stderr, "bench-sign: KEYD_BENCH_SECONDS must be in (0, 60], KEYD_BENCH_ROUNDS in [1, 20]\n");
                 return 2;
         }
-        if (make_token(module, pin_path, sizeof pin_path) < 0) {
+        if (bench_token_create("keyd-bench", module, pin_path, sizeof pin_path) < 0) {
                 fprintf(stderr, "bench-sign: cannot create a SoftHSM2 token: %m\n");
+                bench_cleanup();
                 return 1;
         }
         HsmConfig cfg = { .module = module, .uri = "pkcs11:token=keyd-bench", .pin_file = pin_path, .sessions = 2 };
         if (hsm_open(&cfg, &h) < 0) {
                 fprintf(stderr, "bench-sign: hsm_open: %s\n", hsm_last_error());
+                bench_cleanup();
                 return 1;
         }
 
@@ -203,20 +111,22 @@ int main(void) {
                         rc = 1;
                         break;
                 }
+                Run raw_run = { .hsm = h, .key = k, .raw = true }, keyd_run = { .hsm = h, .key = k };
                 for (int threads = 1; threads <= 2; threads++) {
-                        Result raw = { 0 }, keyd = { 0 };
+                        BenchResult raw = { 0 }, keyd = { 0 };
                         for (int i = 0; i < rounds; i++)
-                                if (run(h, k, true, threads, seconds, &raw) < 0 ||
-                                    run(h, k, false, threads, seconds, &keyd) < 0) {
+                                if (bench_run_threads(worker, &raw_run, threads, seconds, LAT_CAP, &raw) < 0 ||
+                                    bench_run_threads(worker, &keyd_run, threads, seconds, LAT_CAP, &keyd) < 0) {
                                         fprintf(stderr, "bench-sign: signing failed: %s\n", hsm_last_error());
+                                        bench_cleanup();
                                         return 1;
                                 }
-                        qsort(raw.lat, (size_t) raw.n_lat, sizeof(double), cmp_double);
-                        qsort(keyd.lat, (size_t) keyd.n_lat, sizeof(double), cmp_double);
-                        double rops = (double) raw.ops / raw.seconds, kops = (double) keyd.ops / keyd.seconds;
+                        bench_result_sort(&raw);
+                        bench_result_sort(&keyd);
+                        double rops = bench_rate(&raw), kops = bench_rate(&keyd);
                         printf("%-6s %7d %10.0f %10.0f %6.1f%% %8.1fus %8.1fus %8.1fus %8.1fus\n", algs[a].name,
-                               threads, rops, kops, 100.0 * kops / rops, pct(&raw, 0.5), pct(&keyd, 0.5),
-                               pct(&raw, 0.99), pct(&keyd, 0.99));
+                               threads, rops, kops, 100.0 * kops / rops, bench_pct(&raw, 0.5),
+                               bench_pct(&keyd, 0.5), bench_pct(&raw, 0.99), bench_pct(&keyd, 0.99));
                         fflush(stdout);
                         free(raw.lat);
                         free(keyd.lat);
@@ -224,8 +134,6 @@ int main(void) {
                 hsm_key_free(k);
         }
         hsm_close(h);
-        snprintf(cmd, sizeof cmd, "rm -rf -- '%s'", tmpdir);
-        if (strncmp(tmpdir, "/tmp/keyd-bench.", 16) == 0)
-                (void) !system(cmd);
+        bench_cleanup();
         return rc;
 }

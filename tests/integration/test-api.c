@@ -222,6 +222,8 @@ Test(api, keyrings_create_list_show_jwks) {
         expect_error("POST", "/v1/keyrings", "{\"name\":\"x\",\"policy\":{\"prepublish\":\"2d\"}}", 422,
                      "unprocessable");
         expect_error("POST", "/v1/keyrings", "{\"name\":\"x\",\"policy\":{\"bogus\":1}}", 400, "bad_request");
+        expect_error("POST", "/v1/keyrings", "{\"name\":\"x\",\"policy\":{\"jwks_file\":\"/var/lib/keyd/keyd.db\"}}", 400,
+                     "bad_request");
 
         j = call("GET", "/v1/keyrings", NULL, 200);
         cr_assert_eq(json_array_size(json_object_get(j, "keyrings")), 3);
@@ -323,6 +325,12 @@ static char *craft(const char *header, const char *payload, const char *sig_b64)
         return t;
 }
 
+static void expect_crafted(const char *header, const char *payload, const char *sig_b64, const char *error) {
+        char *t = craft(header, payload, sig_b64);
+        expect_invalid(t, NULL, error);
+        free(t);
+}
+
 Test(api, bad_input_changes_nothing) {
         char *good = mint("/v1/keyrings/default/tokens", "{\"sub\":\"a\",\"aud\":\"api\"}");
         char *kid = active_kid("default");
@@ -379,8 +387,8 @@ Test(api, bad_input_changes_nothing) {
 
         /* Tokens keyd must refuse, each for its own reason. */
         char h[512];
-        expect_invalid(craft("{\"alg\":\"none\",\"kid\":\"x\"}", "{\"sub\":\"a\"}", "AAAA"), NULL, "unsupported_alg");
-        expect_invalid(craft("{\"alg\":\"none\",\"kid\":\"x\"}", "{\"sub\":\"a\"}", ""), NULL, "unsupported_alg");
+        expect_crafted("{\"alg\":\"none\",\"kid\":\"x\"}", "{\"sub\":\"a\"}", "AAAA", "unsupported_alg");
+        expect_crafted("{\"alg\":\"none\",\"kid\":\"x\"}", "{\"sub\":\"a\"}", "", "unsupported_alg");
         char *parts = strdup(good), *dot1 = strchr(parts, '.'), *dot2 = strchr(dot1 + 1, '.');
         *dot2 = 0;
         /* HS256 with the public key (its JWK text) as the HMAC secret: the classic confusion. */
@@ -413,11 +421,11 @@ Test(api, bad_input_changes_nothing) {
 
         /* crit, b64:false, a duplicated alg member: refused before any key is used. */
         snprintf(h, sizeof h, "{\"alg\":\"ES256\",\"kid\":\"%s\",\"crit\":[\"exp\"],\"exp\":1}", kid);
-        expect_invalid(craft(h, "{\"sub\":\"a\"}", dot2 + 1), NULL, "unsupported_alg");
+        expect_crafted(h, "{\"sub\":\"a\"}", dot2 + 1, "unsupported_alg");
         snprintf(h, sizeof h, "{\"alg\":\"ES256\",\"kid\":\"%s\",\"b64\":false,\"crit\":[\"b64\"]}", kid);
-        expect_invalid(craft(h, "{\"sub\":\"a\"}", dot2 + 1), NULL, "unsupported_alg");
+        expect_crafted(h, "{\"sub\":\"a\"}", dot2 + 1, "unsupported_alg");
         snprintf(h, sizeof h, "{\"alg\":\"ES256\",\"alg\":\"ES256\",\"kid\":\"%s\"}", kid);
-        expect_invalid(craft(h, "{\"sub\":\"a\"}", dot2 + 1), NULL, "malformed");
+        expect_crafted(h, "{\"sub\":\"a\"}", dot2 + 1, "malformed");
 
         /* 17 KiB. */
         char *huge = malloc(17 * 1024 + 1);
@@ -578,6 +586,12 @@ Test(api_limits, stalled_client_and_connection_limits, .timeout = 60) {
         }
         c[3] = connect_unix();
         cr_assert_eq(http_on(c[3], get, out, sizeof out), 429, "%s", out);
+        /* One over the limit that sends nothing does not keep its slot: it is closed within seconds. */
+        int idle = connect_unix();
+        struct pollfd q = { idle, POLLIN, 0 };
+        cr_assert_eq(poll(&q, 1, 5000), 1, "an idle connection over the limit is closed");
+        cr_assert_leq(read(idle, out, sizeof out), 0);
+        close(idle);
         for (int i = 0; i < 4; i++)
                 close(c[i]);
         stop();

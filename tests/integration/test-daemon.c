@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/helpers/test-api.h"
 #include "tests/helpers/test-daemon.h"
 #include "tests/helpers/test-util.h"
 
@@ -43,6 +44,12 @@ Test(daemon, ready_status_watchdog_reload_stop) {
         cr_assert(test_daemon_wait_notify(&d, "RELOADING=1", 5000, NULL, 0));
         cr_assert(test_daemon_wait_notify(&d, "STATUS=2 keyring(s)", 10000, msg, sizeof msg), "status after reload");
         cr_assert(strstr(msg, "second: active") != NULL, "%s", msg);
+        /* The API keeps working after a reload (it must not hold on to the old configuration's strings). */
+        char sock[512];
+        long st;
+        snprintf(sock, sizeof sock, "%s/keyd.sock", tok.dir);
+        json_decref(test_api(sock, "GET", "/v1/audit?limit=5", NULL, &st));
+        cr_assert_eq(st, 200, "the audit log is readable after a reload");
 
         /* A broken file on SIGHUP is refused and the daemon keeps running. */
         free(test_daemon_write_config(&tok, "[keyring bad]\nalg = HS256\n"));

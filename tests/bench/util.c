@@ -1,0 +1,506 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers shared by the benchmarks: see util.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pkcs11/hsm.h"
+#include "tests/bench/util.h"
+
+/* The state of the run. */
+static const char *prog = "bench";
+static char tmpdir[64];
+static bool have_tmpdir;
+static volatile pid_t daemon_pid;
+static char sock_path[100];
+
+/* ---- time and results ---- */
+
+double bench_now(void) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (double) t.tv_sec + (double) t.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+        double x = *(const double *) a, y = *(const double *) b;
+        return x < y ? -1 : x > y;
+}
+
+static int result_add(BenchResult *acc, const double *lat, long n_lat, long ops, double seconds) {
+        double *l = realloc(acc->lat, sizeof(double) * (size_t) (acc->n_lat + n_lat + 1));
+        if (!l)
+                return -1;
+        acc->lat = l;
+        memcpy(acc->lat + acc->n_lat, lat, sizeof(double) * (size_t) n_lat);
+        acc->n_lat += n_lat;
+        acc->ops += ops;
+        acc->seconds += seconds;
+        return 0;
+}
+
+void bench_result_sort(BenchResult *r) {
+        qsort(r->lat, (size_t) r->n_lat, sizeof(double), cmp_double);
+}
+
+double bench_pct(const BenchResult *r, double p) {
+        if (r->n_lat == 0)
+                return 0;
+        return r->lat[(long) ((double) (r->n_lat - 1) * p)] * 1e6;
+}
+
+double bench_rate(const BenchResult *r) {
+        return r->seconds > 0 ? (double) r->ops / r->seconds : 0;
+}
+
+double bench_us_per_op(double seconds, long ops) {
+        return ops > 0 ? seconds * 1e6 / (double) ops : 0;
+}
+
+double bench_cpu_us(const BenchResult *r, bool with_daemon) {
+        return bench_us_per_op(r->cpu + (with_daemon ? r->daemon_cpu : 0), r->ops);
+}
+
+/* CPU time (user + system) of this process, and of keyd from /proc (every thread, the exited ones too). On a shared
+ * machine, CPU per operation is what the neighbours do not change; ops/s and latency are what a caller sees. */
+static double self_cpu(void) {
+        struct rusage ru;
+        if (getrusage(RUSAGE_SELF, &ru) < 0)
+                return 0;
+        return (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6 + (double) ru.ru_stime.tv_sec +
+               (double) ru.ru_stime.tv_usec / 1e6;
+}
+
+static double daemon_cpu(void) {
+        char path[64], buf[1024];
+        unsigned long long utime = 0, stime = 0;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof path, "/proc/%d/stat", (int) daemon_pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0)
+                return 0;
+        buf[n] = 0;
+        const char *p = strrchr(buf, ')'); /* the name may hold anything; fields 3.. follow the last ')' */
+        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+                return 0;
+        return (double) (utime + stime) / (double) sysconf(_SC_CLK_TCK);
+}
+
+/* Join a timing thread, add its share to acc (its wall time if it is the first) and free its latencies. */
+static int join_thread(pthread_t t, BenchThread *th, bool first, BenchResult *acc) {
+        pthread_join(t, NULL);
+        long n = th->ops < th->lat_cap ? th->ops : th->lat_cap;
+        int r = th->failed || result_add(acc, th->lat, n, th->ops, first ? th->seconds : 0) < 0 ? -1 : 0;
+        free(th->lat);
+        return r;
+}
+
+int bench_run_threads(void *(*worker)(void *), void *arg, int threads, double seconds, long lat_cap,
+                      BenchResult *acc) {
+        pthread_t t[BENCH_MAX_CLIENTS];
+        BenchThread r[BENCH_MAX_CLIENTS];
+        int rc = 0, started;
+        double c0 = self_cpu();
+
+        if (threads > BENCH_MAX_CLIENTS)
+                return -1;
+        for (started = 0; started < threads; started++) {
+                r[started] = (BenchThread){ .arg = arg, .seconds = seconds, .lat_cap = lat_cap };
+                r[started].lat = malloc(sizeof(double) * (size_t) lat_cap);
+                if (!r[started].lat || pthread_create(&t[started], NULL, worker, &r[started]) != 0) {
+                        free(r[started].lat);
+                        rc = -1;
+                        break;
+                }
+        }
+        for (int i = 0; i < started; i++)
+                if (join_thread(t[i], &r[i], i == 0, acc) < 0)
+                        rc = -1;
+        acc->cpu += self_cpu() - c0;
+        return rc;
+}
+
+/* ---- working directory and token ---- */
+
+static void on_signal(int sig) {
+        if (daemon_pid > 0)
+                kill(daemon_pid, SIGKILL);
+        _exit(128 + sig);
+}
+
+static int write_file(const char *path, const char *s) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -1;
+        ssize_t n = write(fd, s, strlen(s));
+        close(fd);
+        return n == (ssize_t) strlen(s) ? 0 : -1;
+}
+
+int bench_token_create(const char *prefix, const char *module, char *pin_path, size_t size) {
+        char path[512], conf[1024], pin[33];
+        unsigned char rnd[16];
+
+        if ((size_t) snprintf(tmpdir, sizeof tmpdir, "/tmp/%s.XXXXXX", prefix) >= sizeof tmpdir || !mkdtemp(tmpdir))
+                return -1;
+        have_tmpdir = true;
+        snprintf(sock_path, sizeof sock_path, "%s/keyd.sock", tmpdir);
+        snprintf(path, sizeof path, "%s/tokens", tmpdir);
+        if (mkdir(path, 0700) < 0)
+                return -1;
+        snprintf(conf, sizeof conf,
+                 "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                 path);
+        snprintf(path, sizeof path, "%s/softhsm2.conf", tmpdir);
+        if (write_file(path, conf) < 0 || setenv("SOFTHSM2_CONF", path, 1) < 0)
+                return -1;
+        if (RAND_bytes(rnd, sizeof rnd) != 1)
+                return -1;
+        for (size_t i = 0; i < sizeof rnd; i++)
+                snprintf(pin + 2 * i, 3, "%02x", rnd[i]);
+        if (hsm_token_init(module, "keyd-bench", "bench-so-pin", pin) < 0)
+                return -1;
+        snprintf(pin_path, size, "%s/pin", tmpdir);
+        return write_file(pin_path, pin);
+}
+
+const char *bench_dir(void) {
+        return tmpdir;
+}
+
+void bench_cleanup(void) {
+        pid_t pid = daemon_pid;
+        char cmd[600];
+        int status;
+
+        if (pid > 0) {
+                kill(pid, SIGTERM);
+                for (int i = 0; waitpid(pid, &status, WNOHANG) != pid; i++) {
+                        if (i == 1000) { /* 10 s, then SIGKILL */
+                                kill(pid, SIGKILL);
+                                waitpid(pid, &status, 0);
+                                break;
+                        }
+                        usleep(10000);
+                }
+                daemon_pid = 0;
+        }
+        if (have_tmpdir && strncmp(tmpdir, "/tmp/keyd-", 10) == 0) {
+                snprintf(cmd, sizeof cmd, "rm -rf -- '%s'", tmpdir);
+                (void) !system(cmd);
+                have_tmpdir = false;
+        }
+}
+
+/* ---- keyd ---- */
+
+static int keyd_binary(char *ret, size_t size) {
+        char self[PATH_MAX];
+        const char *e = getenv("KEYD_BIN");
+        if (e && *e) {
+                snprintf(ret, size, "%s", e);
+                return access(ret, X_OK);
+        }
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n <= 0)
+                return -1;
+        self[n] = 0;
+        snprintf(ret, size, "%s/../../keyd", dirname(self));
+        return access(ret, X_OK);
+}
+
+static int write_config(const char *module, const char *pin_path, const char *const *keyrings, char *ret,
+                        size_t size) {
+        struct passwd *pw = getpwuid(getuid());
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f;
+        int r;
+
+        if (!pw || !(f = open_memstream(&text, &len)))
+                return -1;
+        fprintf(f,
+                "[token]\nmodule = %s\nuri = pkcs11:token=keyd-bench\npin-file = %s\n"
+                "softhsm2-conf = %s/softhsm2.conf\n\n[store]\npath = %s/keyd.db\n\n[api]\nsocket = %s\nworkers = 2\n\n",
+                module, pin_path, tmpdir, tmpdir, sock_path);
+        for (size_t i = 0; keyrings[i]; i++)
+                fprintf(f, "%s%ssign-users = %s\n", i > 0 ? "\n" : "", keyrings[i], pw->pw_name);
+        snprintf(ret, size, "%s/keyd.conf", tmpdir);
+        r = fclose(f) == 0 ? write_file(ret, text) : -1;
+        free(text);
+        return r;
+}
+
+void bench_show_log(void) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "tail -n 20 '%s/keyd.log' >&2", tmpdir);
+        (void) !system(cmd);
+}
+
+static int daemon_start(const char *keyd, const char *config) {
+        char log_path[512];
+        int status;
+        pid_t pid;
+
+        snprintf(log_path, sizeof log_path, "%s/keyd.log", tmpdir);
+        pid = fork();
+        if (pid < 0)
+                return -1;
+        if (pid == 0) {
+                int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+                (void) prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the bench */
+                if (fd >= 0) {
+                        dup2(fd, STDOUT_FILENO);
+                        dup2(fd, STDERR_FILENO);
+                }
+                unsetenv("NOTIFY_SOCKET");
+                unsetenv("LISTEN_FDS");
+                unsetenv("LISTEN_PID");
+                execl(keyd, "keyd", "--config", config, (char *) NULL);
+                _exit(127);
+        }
+        daemon_pid = pid;
+        /* Ready when GET /healthz answers 200; at most 30 s. */
+        double end = bench_now() + 30;
+        while (bench_now() < end) {
+                int st;
+                if (waitpid(pid, &status, WNOHANG) == pid) {
+                        daemon_pid = 0;
+                        fprintf(stderr, "%s: keyd exited during start-up (status %d)\n", prog, status);
+                        bench_show_log();
+                        return -1;
+                }
+                if (bench_http_once("GET", "/healthz", NULL, &st, NULL) == 0 && st == 200)
+                        return 0;
+                usleep(20000);
+        }
+        fprintf(stderr, "%s: keyd did not answer /healthz within 30 s\n", prog);
+        bench_show_log();
+        return -1;
+}
+
+int bench_keyd_start(const char *name, const char *module, const char *const *keyrings, char *pin_path,
+                     size_t size) {
+        char keyd[PATH_MAX + 16] = "", prefix[32], config[512];
+
+        prog = name;
+        if (keyd_binary(keyd, sizeof keyd) < 0) {
+                fprintf(stderr, "%s: no keyd binary at %s (build it, or set KEYD_BIN)\n", prog, keyd);
+                return -1;
+        }
+        signal(SIGINT, on_signal);
+        signal(SIGTERM, on_signal);
+        signal(SIGPIPE, SIG_IGN);
+        snprintf(prefix, sizeof prefix, "keyd-%s", name);
+        if (bench_token_create(prefix, module, pin_path, size) < 0) {
+                fprintf(stderr, "%s: cannot create a SoftHSM2 token: %m\n", prog);
+                return -1;
+        }
+        if (write_config(module, pin_path, keyrings, config, sizeof config) < 0)
+                return -1;
+        return daemon_start(keyd, config);
+}
+
+/* ---- HTTP over the Unix socket: one keep-alive connection, one request at a time ---- */
+
+typedef struct Conn {
+        int fd;
+        size_t len; /* bytes in buf */
+        char buf[65536];
+} Conn;
+
+static int conn_open(Conn *c) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+        c->len = 0;
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c->fd < 0)
+                return -1;
+        if (connect(c->fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
+                close(c->fd);
+                c->fd = -1;
+                return -1;
+        }
+        return 0;
+}
+
+static void conn_close(Conn *c) {
+        if (c->fd >= 0)
+                close(c->fd);
+        c->fd = -1;
+}
+
+/* Send req, read one reply: its status, and the body (pointing into c->buf, valid until the next call). */
+static int conn_roundtrip(Conn *c, const char *req, size_t req_len, int *ret_status, const char **ret_body,
+                          size_t *ret_body_len) {
+        size_t off = 0, head = 0, clen = 0;
+
+        while (off < req_len) {
+                ssize_t n = write(c->fd, req + off, req_len - off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return -1;
+                off += (size_t) n;
+        }
+        c->len = 0;
+        for (;;) {
+                if (!head) {
+                        char *e = c->len >= 4 ? memmem(c->buf, c->len, "\r\n\r\n", 4) : NULL;
+                        if (e) {
+                                head = (size_t) (e - c->buf) + 4;
+                                bool found = false;
+                                for (char *l = strstr(c->buf, "\r\n"); l && l < e; l = strstr(l + 2, "\r\n"))
+                                        if (strncasecmp(l + 2, "Content-Length:", 15) == 0) {
+                                                clen = strtoul(l + 17, NULL, 10);
+                                                found = true;
+                                        }
+                                if (!found || head + clen > sizeof c->buf - 1)
+                                        return -1;
+                        }
+                }
+                if (head && c->len >= head + clen)
+                        break;
+                ssize_t n = read(c->fd, c->buf + c->len, sizeof c->buf - 1 - c->len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return -1;
+                c->len += (size_t) n;
+                c->buf[c->len] = 0;
+        }
+        if (strncmp(c->buf, "HTTP/1.1 ", 9) != 0)
+                return -1;
+        *ret_status = atoi(c->buf + 9);
+        *ret_body = c->buf + head;
+        *ret_body_len = clen;
+        return 0;
+}
+
+char *bench_http_request(const char *method, const char *path, const char *body, size_t *ret_len) {
+        char *s = NULL;
+        int n = body ? asprintf(&s,
+                                "%s %s HTTP/1.1\r\nHost: keyd\r\nContent-Type: application/json\r\n"
+                                "Content-Length: %zu\r\n\r\n%s",
+                                method, path, strlen(body), body)
+                     : asprintf(&s, "%s %s HTTP/1.1\r\nHost: keyd\r\n\r\n", method, path);
+        if (n < 0)
+                return NULL;
+        *ret_len = (size_t) n;
+        return s;
+}
+
+int bench_http_once(const char *method, const char *path, const char *body, int *ret_status, char **ret_body) {
+        Conn *c = malloc(sizeof *c);
+        size_t len, blen;
+        const char *b;
+        int r = -1;
+        char *req = bench_http_request(method, path, body, &len);
+
+        if (c && req && conn_open(c) == 0) {
+                r = conn_roundtrip(c, req, len, ret_status, &b, &blen);
+                if (r == 0 && ret_body)
+                        *ret_body = strndup(b, blen);
+                conn_close(c);
+        }
+        free(req);
+        free(c);
+        return r;
+}
+
+typedef struct HttpRun {
+        const char *req;
+        size_t req_len;
+        int want_status;
+        const char *want_text; /* checked in every reply */
+        pthread_barrier_t *start;
+        BenchThread th;
+        Conn conn;
+} HttpRun;
+
+static bool reply_ok(HttpRun *r, int status, const char *body, size_t len) {
+        return status == r->want_status && (!r->want_text || memmem(body, len, r->want_text, strlen(r->want_text)));
+}
+
+static void *http_worker(void *arg) {
+        HttpRun *r = arg;
+        const char *body;
+        size_t blen;
+        int status;
+
+        /* Connect and warm the connection (keyd's thread for it) before the clock starts. */
+        if (conn_open(&r->conn) < 0 || conn_roundtrip(&r->conn, r->req, r->req_len, &status, &body, &blen) < 0 ||
+            !reply_ok(r, status, body, blen))
+                r->th.failed = 1;
+        pthread_barrier_wait(r->start);
+        double end = bench_now() + r->th.seconds;
+        while (!r->th.failed) {
+                double t0 = bench_now();
+                if (t0 > end)
+                        break;
+                if (conn_roundtrip(&r->conn, r->req, r->req_len, &status, &body, &blen) < 0 ||
+                    !reply_ok(r, status, body, blen)) {
+                        fprintf(stderr, "%s: unexpected reply (status %d): %.*s\n", prog, status, (int) blen, body);
+                        r->th.failed = 1;
+                        break;
+                }
+                if (r->th.ops < r->th.lat_cap)
+                        r->th.lat[r->th.ops] = bench_now() - t0;
+                r->th.ops++;
+        }
+        conn_close(&r->conn);
+        return NULL;
+}
+
+int bench_run_http(const char *req, size_t req_len, int want_status, const char *want_text, int clients,
+                   double seconds, BenchResult *acc) {
+        pthread_t t[BENCH_MAX_CLIENTS];
+        HttpRun *r = calloc(BENCH_MAX_CLIENTS, sizeof *r);
+        pthread_barrier_t start;
+        int rc = 0;
+
+        if (!r)
+                return -1;
+        pthread_barrier_init(&start, NULL, (unsigned) clients + 1);
+        for (int i = 0; i < clients; i++) {
+                r[i] = (HttpRun){ .req = req, .req_len = req_len, .want_status = want_status, .want_text = want_text,
+                                  .start = &start, .th = { .seconds = seconds, .lat_cap = BENCH_LAT_CAP } };
+                r[i].conn.fd = -1;
+                r[i].th.lat = malloc(sizeof(double) * BENCH_LAT_CAP);
+                if (!r[i].th.lat || pthread_create(&t[i], NULL, http_worker, &r[i]) != 0)
+                        return -1;
+        }
+        pthread_barrier_wait(&start); /* every client connected and warmed */
+        double c0 = self_cpu(), d0 = daemon_cpu();
+        for (int i = 0; i < clients; i++)
+                if (join_thread(t[i], &r[i].th, i == 0, acc) < 0)
+                        rc = -1;
+        acc->cpu += self_cpu() - c0;
+        acc->daemon_cpu += daemon_cpu() - d0;
+        pthread_barrier_destroy(&start);
+        free(r);
+        return rc;
+}
