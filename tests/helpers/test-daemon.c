@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/macro.h"
 #include "tests/helpers/test-daemon.h"
 
 char *test_daemon_write_config(TestToken *t, const char *rings) {
@@ -69,8 +70,15 @@ bool test_daemon_wait_notify(TestDaemon *d, const char *text, int timeout_ms, ch
                 if (left <= 0)
                         return false;
                 struct pollfd p = { d->notify_fd, POLLIN, 0 };
-                if (poll(&p, 1, (int) left) <= 0)
+                if (poll(&p, 1, (int) MIN(left, 100)) <= 0) {
+                        /* A daemon that has exited will say nothing more: do not wait out the timeout. */
+                        int status;
+                        if (d->pid > 0 && waitpid(d->pid, &status, WNOHANG) == d->pid) {
+                                d->pid = 0;
+                                return false;
+                        }
                         continue;
+                }
                 ssize_t n = recv(d->notify_fd, buf, sizeof buf - 1, 0);
                 if (n <= 0)
                         continue;

@@ -44,20 +44,28 @@ static int free_port(void) {
 static void start(const char *api_extra) {
         char rings[4096];
         test_token_setup(&tok);
-        public_port = free_port();
-        snprintf(rings, sizeof rings,
-                 "%s\n[public]\nlisten = 127.0.0.1:%d\n\n"
-                 "[keyring default]\nkind = issuer\nalg = ES256\nissuer = https://issuer.test\n"
-                 "rotation-period = 1h\nprepublish = 10m\ntoken-ttl-max = 10m\ndefault-ttl = 5m\n"
-                 "sign-users = root\n\n"
-                 "[keyring gw]\nkind = issuer\nalg = EdDSA\nissuer = https://gw.test\nsign-users = nobody\n"
-                 "token-ttl-max = 10m\ndefault-ttl = 5m\n",
-                 api_extra ? api_extra : "", public_port);
-        /* The [api] section of the generated config comes first; extra [api] keys go in a second one. */
-        char *conf = test_daemon_write_config(&tok, rings);
-        test_daemon_start(&d, &tok, conf, NULL);
-        free(conf);
-        cr_assert(test_daemon_wait_notify(&d, "READY=1", 30000, NULL, 0), "keyd did not become ready");
+        /* The port is free when chosen, but a test running beside this one may take it first: try another. */
+        for (int attempt = 0;; attempt++) {
+                public_port = free_port();
+                snprintf(rings, sizeof rings,
+                         "%s\n[public]\nlisten = 127.0.0.1:%d\n\n"
+                         "[keyring default]\nkind = issuer\nalg = ES256\nissuer = https://issuer.test\n"
+                         "rotation-period = 1h\nprepublish = 10m\ntoken-ttl-max = 10m\ndefault-ttl = 5m\n"
+                         "sign-users = root\n\n"
+                         "[keyring gw]\nkind = issuer\nalg = EdDSA\nissuer = https://gw.test\nsign-users = nobody\n"
+                         "token-ttl-max = 10m\ndefault-ttl = 5m\n",
+                         api_extra ? api_extra : "", public_port);
+                char *conf = test_daemon_write_config(&tok, rings);
+                test_daemon_start(&d, &tok, conf, NULL);
+                free(conf);
+                if (test_daemon_wait_notify(&d, "READY=1", 30000, NULL, 0))
+                        break;
+                char *log = test_read_file(d.log, NULL);
+                bool port_taken = strstr(log, "public listener") != NULL;
+                free(log);
+                cr_assert(port_taken && attempt < 3, "keyd did not become ready");
+                test_daemon_done(&d);
+        }
         snprintf(sock, sizeof sock, "%s/keyd.sock", tok.dir);
         /* Let the unprivileged children of the authorisation tests reach the socket. */
         cr_assert_eq(chmod(tok.dir, 0755), 0);
