@@ -51,8 +51,14 @@ int hsm_token_exists(const char *module, const char *label);
 int hsm_generate(Hsm *h, KeydAlg alg, unsigned rsa_bits, const uint8_t *id, size_t id_len, const char *label,
                  HsmKey **ret);
 /* Open an existing key by CKA_ID: finds its private and public objects once and caches their handles. -ENOENT if the
- * private key is missing, -EMEDIUMTYPE if its key type does not fit alg. */
+ * private key is missing, -EMEDIUMTYPE if its key type does not fit alg. Each find is a search of the whole token:
+ * with many keys, prefer hsm_key_open_handles() with the handles of one hsm_list(). */
 int hsm_key_open(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, HsmKey **ret);
+/* Open a key whose object handles are known (from hsm_list() or hsm_key_handles()): no search. pub may be 0. */
+int hsm_key_open_handles(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, unsigned long priv,
+                         unsigned long pub, HsmKey **ret);
+/* The key's object handles (0 for a missing public object). */
+void hsm_key_handles(const HsmKey *k, unsigned long *ret_priv, unsigned long *ret_pub);
 HsmKey *hsm_key_free(HsmKey *k);
 KeydAlg hsm_key_alg(const HsmKey *k);
 /* Size of this key's signatures in bytes (64 for ES256, 96 for ES384, 64 for EdDSA, the modulus size for RSA). */
@@ -74,12 +80,15 @@ typedef struct HsmObject {
         uint8_t id[HSM_ID_MAX];
         size_t id_len;
         bool is_private; /* private key (else public key or other) */
+        unsigned long handle;
 } HsmObject;
 
 /* Every object whose label starts with prefix (e.g. "keyd:"), private and public. *ret is a new array. */
 int hsm_list(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n);
 /* Destroy every object with this CKA_ID; returns how many, or -ENOENT if there were none. */
 int hsm_destroy(Hsm *h, const uint8_t *id, size_t id_len);
+/* Destroy objects by handle (0 is skipped): no search. Returns how many. */
+int hsm_destroy_handles(Hsm *h, unsigned long priv, unsigned long pub);
 
 /* The name of the CK_RV behind the calling thread's last failure ("CKR_PIN_INCORRECT"), or "CKR_OK". */
 const char *hsm_last_error(void);

@@ -66,22 +66,34 @@ static CK_KEY_TYPE alg_key_type(KeydAlg alg) {
 
 int hsm_key_open(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, HsmKey **ret) {
         CK_OBJECT_HANDLE priv, pub = CK_INVALID_HANDLE;
+        int r;
+
+        if (!id || id_len == 0 || id_len > HSM_ID_MAX)
+                return -EINVAL;
+        pthread_mutex_lock(&h->admin_lock);
+        r = hsm_find_one(h, h->anchor, CKO_PRIVATE_KEY, id, id_len, &priv);
+        if (r >= 0 && hsm_find_one(h, h->anchor, CKO_PUBLIC_KEY, id, id_len, &pub) < 0)
+                pub = CK_INVALID_HANDLE;
+        pthread_mutex_unlock(&h->admin_lock);
+        if (r < 0)
+                return r;
+        return hsm_key_open_handles(h, alg, id, id_len, priv, pub, ret);
+}
+
+int hsm_key_open_handles(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, unsigned long priv,
+                         unsigned long pub, HsmKey **ret) {
         CK_ULONG ktype;
         size_t sig_size = 0;
         HsmKey *k;
         int r;
 
-        if (alg < 0 || alg >= _KEYD_ALG_MAX || !id || id_len == 0 || id_len > HSM_ID_MAX)
+        if (alg < 0 || alg >= _KEYD_ALG_MAX || !id || id_len == 0 || id_len > HSM_ID_MAX || priv == CK_INVALID_HANDLE)
                 return -EINVAL;
 
         pthread_mutex_lock(&h->admin_lock);
-        r = hsm_find_one(h, h->anchor, CKO_PRIVATE_KEY, id, id_len, &priv);
-        if (r >= 0)
-                r = get_ulong(h, priv, CKA_KEY_TYPE, &ktype);
+        r = get_ulong(h, priv, CKA_KEY_TYPE, &ktype);
         if (r >= 0 && ktype != alg_key_type(alg))
                 r = -EMEDIUMTYPE;
-        if (r >= 0 && hsm_find_one(h, h->anchor, CKO_PUBLIC_KEY, id, id_len, &pub) < 0)
-                pub = CK_INVALID_HANDLE;
         if (r >= 0 && keyd_alg_is_rsa(alg)) {
                 _cleanup_free_ uint8_t *mod = NULL;
                 size_t n;
@@ -132,6 +144,13 @@ int hsm_key_open(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, HsmKey *
         }
         *ret = k;
         return 0;
+}
+
+void hsm_key_handles(const HsmKey *k, unsigned long *ret_priv, unsigned long *ret_pub) {
+        if (ret_priv)
+                *ret_priv = __atomic_load_n(&k->priv, __ATOMIC_ACQUIRE);
+        if (ret_pub)
+                *ret_pub = k->pub;
 }
 
 HsmKey *hsm_key_free(HsmKey *k) {

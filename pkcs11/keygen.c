@@ -96,5 +96,6 @@ int hsm_generate(Hsm *h, KeydAlg alg, unsigned rsa_bits, const uint8_t *id, size
                 return hsm_fail(rv);
         if (!ret)
                 return 0;
-        return hsm_key_open(h, alg, id, id_len, ret);
+        /* The token gave us both handles: no search (a search scans every object in the token). */
+        return hsm_key_open_handles(h, alg, id, id_len, priv, pub, ret);
 }

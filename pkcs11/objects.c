@@ -51,6 +51,7 @@ int hsm_list(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n) {
                 o.label[a[1].ulValueLen] = 0;
                 o.id_len = a[2].ulValueLen;
                 o.is_private = cls == CKO_PRIVATE_KEY;
+                o.handle = handles[i];
                 if (prefix && !startswith(o.label, prefix))
                         continue;
                 if (n == cap) {
@@ -100,4 +101,23 @@ int hsm_destroy(Hsm *h, const uint8_t *id, size_t id_len) {
         if (rv != CKR_OK)
                 return hsm_fail(rv);
         return destroyed > 0 ? destroyed : -ENOENT;
+}
+
+int hsm_destroy_handles(Hsm *h, unsigned long priv, unsigned long pub) {
+        CK_OBJECT_HANDLE objs[2] = { priv, pub };
+        int destroyed = 0;
+        CK_RV rv = CKR_OK;
+
+        pthread_mutex_lock(&h->admin_lock);
+        for (size_t i = 0; i < ELEMENTSOF(objs) && rv == CKR_OK; i++) {
+                if (objs[i] == CK_INVALID_HANDLE)
+                        continue;
+                rv = h->f->C_DestroyObject(h->anchor, objs[i]);
+                if (rv == CKR_OK)
+                        destroyed++;
+                else if (rv == CKR_OBJECT_HANDLE_INVALID)
+                        rv = CKR_OK; /* already gone */
+        }
+        pthread_mutex_unlock(&h->admin_lock);
+        return rv == CKR_OK ? destroyed : hsm_fail(rv);
 }

@@ -16,6 +16,11 @@ typedef struct KeyRef {
         EVP_PKEY *pkey;
 } KeyRef;
 
+/* A key's object handles in the token (event loop only). */
+typedef struct KeyHandles {
+        unsigned long priv, pub;
+} KeyHandles;
+
 struct Ring {
         char *name;
         RingKind kind;
@@ -58,6 +63,7 @@ struct Engine {
         size_t n_heap;
         StrMap *kids;           /* kid → KeyRef, every key in memory */
         StrMap *denied;         /* jti → usec_t* (exp) of denied tokens */
+        StrMap *handles;        /* key id (hex) → KeyHandles*: the token's objects, so that nothing searches it */
 
         /* Held for reading by signers and readers on other threads; for writing by the event loop around every
          * change it makes to the keyrings in memory (and around the commit of a revocation, so that no signature is
@@ -115,3 +121,14 @@ int engine_apply_plan(Engine *e, Ring *r, const LifecyclePlan *plan, const Chang
  * destroys what is left at the next start. */
 void engine_destroy_objects(Engine *e, const char *key_id);
 int key_id_to_bytes(const char *hex, uint8_t *out, size_t *ret_len);
+
+/* handles.c: the index of keyd's objects in the token, built from one listing (a search of a SoftHSM2 token checks
+ * every object, so opening keys one search at a time is quadratic in the number of keys). */
+/* Rebuild the index from a listing of the token's keyd objects. */
+int engine_index_objects(Engine *e, const HsmObject *objs, size_t n);
+/* List the token once and index it. */
+int engine_index_token(Engine *e);
+/* Remember (or, with priv 0, forget) a key's handles. */
+int engine_index_key(Engine *e, const char *key_id, unsigned long priv, unsigned long pub);
+/* Open a stored key in the token, by its indexed handles, else by a search. -ENOENT if it is not there. */
+int engine_open_key(Engine *e, const StoreKey *k, HsmKey **ret);

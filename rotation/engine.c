@@ -41,7 +41,8 @@ int engine_new(Hsm *hsm, Store *store, const EngineOptions *opts, Engine **ret) 
         pthread_rwlockattr_destroy(&attr);
         e->kids = strmap_new();
         e->denied = strmap_new();
-        if (!e->kids || !e->denied)
+        e->handles = strmap_new();
+        if (!e->kids || !e->denied || !e->handles)
                 return engine_free(e), -ENOMEM;
         *ret = e;
         return 0;
@@ -81,6 +82,7 @@ Engine *engine_abandon(Engine *e) {
         free(e->heap);
         strmap_free(e->kids, NULL);
         strmap_free(e->denied, free);
+        strmap_free(e->handles, free);
         pthread_rwlock_destroy(&e->lock);
         free(e);
         return NULL;
@@ -354,6 +356,10 @@ int engine_load(Engine *e) {
         size_t n = 0;
         int r;
 
+        /* One listing of the token instead of one search per key. */
+        r = engine_index_token(e);
+        if (r < 0)
+                return r;
         r = store_keyring_list(e->store, &rows, &n);
         if (r < 0)
                 return r;

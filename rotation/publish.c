@@ -38,8 +38,6 @@ static int sign_revocations(Engine *e, Ring *r, char **ret) {
 
 static int refresh_signer(Engine *e, Ring *r) {
         const StoreKey *active = ring_key_in_state(r, KEY_STATE_ACTIVE);
-        uint8_t id[HSM_ID_MAX];
-        size_t n;
         int rc;
 
         if (active && r->signer && streq(r->signer_kid, active->kid))
@@ -48,9 +46,7 @@ static int refresh_signer(Engine *e, Ring *r) {
         r->signer_kid[0] = 0;
         if (!active || r->disabled)
                 return 0;
-        rc = key_id_to_bytes(active->id, id, &n);
-        if (rc >= 0)
-                rc = hsm_key_open(e->hsm, active->alg, id, n, &r->signer);
+        rc = engine_open_key(e, active, &r->signer);
         if (rc < 0)
                 return rc;
         memcpy(r->signer_kid, active->kid, sizeof r->signer_kid);

@@ -104,12 +104,8 @@ static int check_key(Engine *e, StoreKey *k, Found *f, ReconcileReport *rep) {
                 return demote(e, k, p, true, "reconcile.key_lost", "private object missing from the token");
         }
 
-        uint8_t id[HSM_ID_MAX];
-        size_t n;
         HsmKey *hk = NULL;
-        r = key_id_to_bytes(k->id, id, &n);
-        if (r >= 0)
-                r = hsm_key_open(e->hsm, k->alg, id, n, &hk);
+        r = engine_open_key(e, k, &hk);
         if (r >= 0)
                 r = hsm_key_check_protection(hk);
         hsm_key_free(hk);
@@ -136,8 +132,12 @@ int engine_reconcile(Engine *e, ReconcileReport *ret) {
         int r;
 
         r = hsm_list(e->hsm, "keyd:", &objs, &n_objs);
-        if (r < 0)
+        if (r >= 0)
+                r = engine_index_objects(e, objs, n_objs);
+        if (r < 0) {
+                free(objs);
                 return r;
+        }
         found = calloc(n_objs + 1, sizeof *found);
         if (!found) {
                 r = -ENOMEM;

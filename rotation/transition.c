@@ -91,6 +91,11 @@ int engine_generate_key(Engine *e, Ring *r, StoreKey **ret) {
                 rc = -ECANCELED;
         if (rc >= 0)
                 rc = public_jwk(hk, k->alg, &k->jwk, k->kid);
+        if (rc >= 0) {
+                unsigned long priv, pub;
+                hsm_key_handles(hk, &priv, &pub);
+                rc = engine_index_key(e, k->id, priv, pub);
+        }
         hsm_key_free(hk);
         if (rc < 0) {
                 if (rc != -ECANCELED)
@@ -103,11 +108,22 @@ int engine_generate_key(Engine *e, Ring *r, StoreKey **ret) {
 }
 
 void engine_destroy_objects(Engine *e, const char *key_id) {
+        KeyHandles *h = strmap_remove(e->handles, key_id);
         uint8_t id[HSM_ID_MAX];
         size_t n;
+        int r;
+
+        if (h && h->priv) {
+                r = hsm_destroy_handles(e->hsm, h->priv, h->pub);
+                free(h);
+                if (r == 2)
+                        return;
+                /* a handle was stale, or the public object was never indexed: make sure by id */
+        } else
+                free(h);
         if (key_id_to_bytes(key_id, id, &n) < 0)
                 return;
-        int r = hsm_destroy(e->hsm, id, n);
+        r = hsm_destroy(e->hsm, id, n);
         if (r < 0 && r != -ENOENT)
                 log_debug("destroying token objects of key %s: %s", key_id, hsm_last_error());
 }
