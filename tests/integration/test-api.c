@@ -478,6 +478,10 @@ Test(api, expired_and_not_yet_valid) {
         j = call("POST", "/v1/keyrings/default/jws", body, 201);
         expect_invalid(json_string_value(json_object_get(j, "jws")), NULL, "not_yet_valid");
         json_decref(j);
+        /* A token that never expires is not one keyd vouches for, even with its own signature on it. */
+        j = call("POST", "/v1/keyrings/default/jws", "{\"payload_json\":{\"sub\":\"a\"}}", 201);
+        expect_invalid(json_string_value(json_object_get(j, "jws")), NULL, "malformed");
+        json_decref(j);
 }
 
 /* --- authorisation across uids --- */
