@@ -326,15 +326,9 @@ int bench_keyd_start(const char *name, const char *module, const char *const *ke
 
 /* ---- HTTP over the Unix socket: one keep-alive connection, one request at a time ---- */
 
-typedef struct Conn {
-        int fd;
-        size_t len; /* bytes in buf */
-        char buf[65536];
-} Conn;
-
-static int conn_open(Conn *c) {
+int bench_conn_open(BenchConn *c, const char *sock) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock ? sock : sock_path);
         c->len = 0;
         c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (c->fd < 0)
@@ -347,15 +341,18 @@ static int conn_open(Conn *c) {
         return 0;
 }
 
-static void conn_close(Conn *c) {
+void bench_conn_close(BenchConn *c) {
         if (c->fd >= 0)
                 close(c->fd);
         c->fd = -1;
+        free(c->buf);
+        c->buf = NULL;
+        c->len = c->cap = 0;
 }
 
-/* Send req, read one reply: its status, and the body (pointing into c->buf, valid until the next call). */
-static int conn_roundtrip(Conn *c, const char *req, size_t req_len, int *ret_status, const char **ret_body,
-                          size_t *ret_body_len) {
+/* Write a prebuilt request, read one reply: the status, the body (in c->buf, until the next call), its length. */
+int bench_conn_roundtrip(BenchConn *c, const char *req, size_t req_len, int *ret_status, const char **ret_body,
+                         size_t *ret_len) {
         size_t off = 0, head = 0, clen = 0;
 
         while (off < req_len) {
@@ -368,35 +365,43 @@ static int conn_roundtrip(Conn *c, const char *req, size_t req_len, int *ret_sta
         }
         c->len = 0;
         for (;;) {
-                if (!head) {
-                        char *e = c->len >= 4 ? memmem(c->buf, c->len, "\r\n\r\n", 4) : NULL;
-                        if (e) {
-                                head = (size_t) (e - c->buf) + 4;
-                                bool found = false;
-                                for (char *l = strstr(c->buf, "\r\n"); l && l < e; l = strstr(l + 2, "\r\n"))
-                                        if (strncasecmp(l + 2, "Content-Length:", 15) == 0) {
-                                                clen = strtoul(l + 17, NULL, 10);
-                                                found = true;
-                                        }
-                                if (!found || head + clen > sizeof c->buf - 1)
-                                        return -1;
-                        }
+                if (c->cap - c->len < 65536) {
+                        size_t ncap = c->cap ? c->cap * 2 : 131072;
+                        char *nb = realloc(c->buf, ncap + 1);
+                        if (!nb)
+                                return -1;
+                        c->buf = nb;
+                        c->cap = ncap;
                 }
-                if (head && c->len >= head + clen)
-                        break;
-                ssize_t n = read(c->fd, c->buf + c->len, sizeof c->buf - 1 - c->len);
+                ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n <= 0)
                         return -1;
                 c->len += (size_t) n;
                 c->buf[c->len] = 0;
+                if (!head) {
+                        char *e = memmem(c->buf, c->len, "\r\n\r\n", 4);
+                        if (!e)
+                                continue;
+                        head = (size_t) (e - c->buf) + 4;
+                        bool found = false;
+                        for (char *l = strstr(c->buf, "\r\n"); l && l < e; l = strstr(l + 2, "\r\n"))
+                                if (strncasecmp(l + 2, "Content-Length:", 15) == 0) {
+                                        clen = strtoul(l + 17, NULL, 10);
+                                        found = true;
+                                }
+                        if (!found)
+                                return -1;
+                }
+                if (c->len >= head + clen)
+                        break;
         }
         if (strncmp(c->buf, "HTTP/1.1 ", 9) != 0)
                 return -1;
         *ret_status = atoi(c->buf + 9);
         *ret_body = c->buf + head;
-        *ret_body_len = clen;
+        *ret_len = clen;
         return 0;
 }
 
@@ -414,17 +419,17 @@ char *bench_http_request(const char *method, const char *path, const char *body,
 }
 
 int bench_http_once(const char *method, const char *path, const char *body, int *ret_status, char **ret_body) {
-        Conn *c = malloc(sizeof *c);
+        BenchConn *c = calloc(1, sizeof *c);
         size_t len, blen;
         const char *b;
         int r = -1;
         char *req = bench_http_request(method, path, body, &len);
 
-        if (c && req && conn_open(c) == 0) {
-                r = conn_roundtrip(c, req, len, ret_status, &b, &blen);
+        if (c && req && bench_conn_open(c, NULL) == 0) {
+                r = bench_conn_roundtrip(c, req, len, ret_status, &b, &blen);
                 if (r == 0 && ret_body)
                         *ret_body = strndup(b, blen);
-                conn_close(c);
+                bench_conn_close(c);
         }
         free(req);
         free(c);
@@ -438,7 +443,7 @@ typedef struct HttpRun {
         const char *want_text; /* checked in every reply */
         pthread_barrier_t *start;
         BenchThread th;
-        Conn conn;
+        BenchConn conn;
 } HttpRun;
 
 static bool reply_ok(HttpRun *r, int status, const char *body, size_t len) {
@@ -452,7 +457,7 @@ static void *http_worker(void *arg) {
         int status;
 
         /* Connect and warm the connection (keyd's thread for it) before the clock starts. */
-        if (conn_open(&r->conn) < 0 || conn_roundtrip(&r->conn, r->req, r->req_len, &status, &body, &blen) < 0 ||
+        if (bench_conn_open(&r->conn, NULL) < 0 || bench_conn_roundtrip(&r->conn, r->req, r->req_len, &status, &body, &blen) < 0 ||
             !reply_ok(r, status, body, blen))
                 r->th.failed = 1;
         pthread_barrier_wait(r->start);
@@ -461,7 +466,7 @@ static void *http_worker(void *arg) {
                 double t0 = bench_now();
                 if (t0 > end)
                         break;
-                if (conn_roundtrip(&r->conn, r->req, r->req_len, &status, &body, &blen) < 0 ||
+                if (bench_conn_roundtrip(&r->conn, r->req, r->req_len, &status, &body, &blen) < 0 ||
                     !reply_ok(r, status, body, blen)) {
                         fprintf(stderr, "%s: unexpected reply (status %d): %.*s\n", prog, status, (int) blen, body);
                         r->th.failed = 1;
@@ -471,7 +476,7 @@ static void *http_worker(void *arg) {
                         r->th.lat[r->th.ops] = bench_now() - t0;
                 r->th.ops++;
         }
-        conn_close(&r->conn);
+        bench_conn_close(&r->conn);
         return NULL;
 }
 

@@ -82,6 +82,22 @@ void bench_cleanup(void);
 /* ---- HTTP/1.1 over keyd's Unix socket ---- */
 
 /* A request with Host and, if body is not NULL, a JSON body with Content-Length; its length in *ret_len. free() it. */
+/* A keep-alive HTTP/1.1 connection to a keyd socket, for replies of any size. */
+typedef struct BenchConn {
+        int fd;
+        char *buf;
+        size_t len, cap;
+} BenchConn;
+#define BENCH_CONN_INIT { .fd = -1 }
+
+/* Connect to sock (NULL: this run's keyd). */
+int bench_conn_open(BenchConn *c, const char *sock);
+/* Close and free the buffer; the BenchConn can be opened again. */
+void bench_conn_close(BenchConn *c);
+/* Write a prebuilt request, read one reply: the status and the body (in c->buf, valid until the next call). */
+int bench_conn_roundtrip(BenchConn *c, const char *req, size_t req_len, int *ret_status, const char **ret_body,
+                         size_t *ret_len);
+
 char *bench_http_request(const char *method, const char *path, const char *body, size_t *ret_len);
 /* One request on a fresh connection: the reply's status, and its body as a new string if ret_body is given. */
 int bench_http_once(const char *method, const char *path, const char *body, int *ret_status, char **ret_body);
