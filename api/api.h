@@ -31,4 +31,4 @@ int api_start(const ApiConfig *cfg, Engine *engine, AuditLog *audit, ApiLoopCall
               Api **ret);
 Api *api_stop(Api *a);
 /* Replace the admin lists and forget the public listener's cached documents (SIGHUP). */
-int api_set_admins(Api *a, char **admin_users, char **admin_groups);
+int api_reload(Api *a, char **admin_users, char **admin_groups);

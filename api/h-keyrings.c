@@ -108,5 +108,9 @@ int h_keyring_create(Request *rq, const char *arg, Reply *rp) {
         policy_done(&p);
         if (r < 0)
                 return reply_errno(rp, r, json_string_value(name));
-        return h_keyring_show(rq, json_string_value(name), rp) < 0 ? -1 : (rp->status = MHD_HTTP_CREATED, 0);
+        r = h_keyring_show(rq, json_string_value(name), rp);
+        if (r < 0)
+                return r;
+        rp->status = MHD_HTTP_CREATED;
+        return 0;
 }

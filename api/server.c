@@ -255,7 +255,7 @@ int api_start(const ApiConfig *cfg, Engine *engine, AuditLog *audit, ApiLoopCall
         a->route_stats = calloc(api_n_routes(), sizeof *a->route_stats);
         if (!a->per_uid || !a->public_cache || !a->route_stats || (cfg->socket_path && !a->socket_path) ||
             (cfg->public_listen && !a->public_listen) || (cfg->db_path && !a->db_path) ||
-            api_set_admins(a, cfg->admin_users, cfg->admin_groups) < 0) {
+            api_reload(a, cfg->admin_users, cfg->admin_groups) < 0) {
                 api_stop(a);
                 return -ENOMEM;
         }
@@ -324,7 +324,7 @@ static bool remove_all(const char *key, void *value, void *userdata) {
         return true;
 }
 
-int api_set_admins(Api *a, char **admin_users, char **admin_groups) {
+int api_reload(Api *a, char **admin_users, char **admin_groups) {
         char **u = NULL, **g = NULL;
         if (strv_copy(admin_users, &u) < 0 || strv_copy(admin_groups, &g) < 0) {
                 strv_free(u);

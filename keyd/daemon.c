@@ -319,7 +319,7 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
                 config_done(&d->config);
                 d->config = fresh;
                 if (d->api)
-                        (void) api_set_admins(d->api, d->config.admin_users, d->config.admin_groups);
+                        (void) api_reload(d->api, d->config.admin_users, d->config.admin_groups);
                 log_info("Configuration reloaded: %zu keyring(s).", d->config.n_keyrings);
         }
         (void) run_tick(d);

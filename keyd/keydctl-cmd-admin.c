@@ -4,7 +4,6 @@
 
 #include "keyd/keydctl-internal.h"
 
-#define OOM() ctl_error(-ENOMEM, "out of memory")
 #define AUDIT_PAGE 1000 /* the API's largest limit */
 #define AUDIT_TAIL_MAX 100000
 
@@ -26,7 +25,6 @@ int verb_rotate(Ctl *c, const Verb *v, int argc, char **argv) {
                 {},
         };
         _cleanup_json_ json_t *body = json_object(), *reply = NULL;
-        _cleanup_free_ char *path = NULL;
         char clean[256], clean2[256];
         int opt, r;
 
@@ -52,11 +50,8 @@ int verb_rotate(Ctl *c, const Verb *v, int argc, char **argv) {
                 r = ctl_check_keyring_name(argv[optind]);
         if (r < 0)
                 return r;
-        path = ctl_path("/v1/keyrings/", argv[optind], "/rotate");
-        if (!path)
-                return OOM();
         /* A 409 says why itself: too early (keyd's message names force) or a disabled keyring. */
-        r = ctl_call(c, "POST", path, body, &reply);
+        r = ctl_keyring_call(c, "POST", argv[optind], "/rotate", body, &reply);
         if (r < 0)
                 return r;
         if (c->json)
@@ -128,7 +123,6 @@ int verb_revoke(Ctl *c, const Verb *v, int argc, char **argv) {
 
 int verb_disable(Ctl *c, const Verb *v, int argc, char **argv) {
         _cleanup_json_ json_t *reply = NULL;
-        _cleanup_free_ char *path = NULL;
         const json_t *k;
         size_t i, revoked = 0;
         int r;
@@ -139,10 +133,7 @@ int verb_disable(Ctl *c, const Verb *v, int argc, char **argv) {
         r = ctl_check_keyring_name(argv[optind]);
         if (r < 0)
                 return r;
-        path = ctl_path("/v1/keyrings/", argv[optind], "/disable");
-        if (!path)
-                return OOM();
-        r = ctl_call(c, "POST", path, NULL, &reply);
+        r = ctl_keyring_call(c, "POST", argv[optind], "/disable", NULL, &reply);
         if (r < 0)
                 return r;
         if (c->json) {

@@ -5,7 +5,6 @@
 #include "keyd/keydctl-internal.h"
 #include "rotation/policy.h"
 
-#define OOM() ctl_error(-ENOMEM, "out of memory")
 
 int verb_status(Ctl *c, const Verb *v, int argc, char **argv) {
         _cleanup_json_ json_t *reply = NULL;
@@ -175,7 +174,6 @@ void print_keyring(const json_t *ring) {
 
 int verb_keyring_show(Ctl *c, const Verb *v, int argc, char **argv) {
         _cleanup_json_ json_t *reply = NULL;
-        _cleanup_free_ char *path = NULL;
         int r;
 
         r = ctl_parse_plain(c, v, argc, argv, 1, 1);
@@ -184,10 +182,7 @@ int verb_keyring_show(Ctl *c, const Verb *v, int argc, char **argv) {
         r = ctl_check_keyring_name(argv[optind]);
         if (r < 0)
                 return r;
-        path = ctl_path("/v1/keyrings/", argv[optind], NULL);
-        if (!path)
-                return OOM();
-        r = ctl_call(c, "GET", path, NULL, &reply);
+        r = ctl_keyring_call(c, "GET", argv[optind], NULL, NULL, &reply);
         if (r < 0)
                 return r;
         if (c->json)

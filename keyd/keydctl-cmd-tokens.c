@@ -6,7 +6,6 @@
 #include "jose/b64.h"
 #include "keyd/keydctl-internal.h"
 
-#define OOM() ctl_error(-ENOMEM, "out of memory")
 
 /* --claim K=V: V as JSON when it parses as JSON (42, true, {"a":1}, "quoted"), else as a string. */
 static int add_claim(json_t *claims, const char *arg) {
@@ -54,7 +53,6 @@ int verb_mint(Ctl *c, const Verb *v, int argc, char **argv) {
                 {},
         };
         _cleanup_json_ json_t *body = json_object(), *aud = json_array(), *claims = json_object(), *reply = NULL;
-        _cleanup_free_ char *path = NULL;
         json_t *val;
         json_error_t jerr;
         int opt, r;
@@ -129,10 +127,7 @@ int verb_mint(Ctl *c, const Verb *v, int argc, char **argv) {
         if (r < 0 || (json_object_size(claims) > 0 && json_object_set(body, "claims", claims) < 0))
                 return OOM();
 
-        path = ctl_path("/v1/keyrings/", argv[optind], "/tokens");
-        if (!path)
-                return OOM();
-        r = ctl_call(c, "POST", path, body, &reply);
+        r = ctl_keyring_call(c, "POST", argv[optind], "/tokens", body, &reply);
         if (r < 0)
                 return r;
         if (c->json) {
@@ -147,7 +142,7 @@ int verb_mint(Ctl *c, const Verb *v, int argc, char **argv) {
 
 int verb_sign(Ctl *c, const Verb *v, int argc, char **argv) {
         _cleanup_json_ json_t *body = NULL, *reply = NULL;
-        _cleanup_free_ char *path = NULL, *data = NULL, *b64 = NULL;
+        _cleanup_free_ char *data = NULL, *b64 = NULL;
         size_t len;
         int r;
 
@@ -163,10 +158,9 @@ int verb_sign(Ctl *c, const Verb *v, int argc, char **argv) {
         if (jose_b64url_encode(data, len, &b64) < 0)
                 return OOM();
         body = json_pack("{s:s}", "data", b64);
-        path = ctl_path("/v1/keyrings/", argv[optind], "/sign");
-        if (!body || !path)
+        if (!body)
                 return OOM();
-        r = ctl_call(c, "POST", path, body, &reply);
+        r = ctl_keyring_call(c, "POST", argv[optind], "/sign", body, &reply);
         if (r < 0)
                 return r;
         if (c->json) {
@@ -302,7 +296,6 @@ int verb_verify(Ctl *c, const Verb *v, int argc, char **argv) {
 
 int verb_jwks(Ctl *c, const Verb *v, int argc, char **argv) {
         _cleanup_json_ json_t *reply = NULL;
-        _cleanup_free_ char *path = NULL;
         int r;
 
         r = ctl_parse_plain(c, v, argc, argv, 1, 1);
@@ -311,10 +304,7 @@ int verb_jwks(Ctl *c, const Verb *v, int argc, char **argv) {
         r = ctl_check_keyring_name(argv[optind]);
         if (r < 0)
                 return r;
-        path = ctl_path("/v1/keyrings/", argv[optind], "/jwks");
-        if (!path)
-                return OOM();
-        r = ctl_call(c, "GET", path, NULL, &reply);
+        r = ctl_keyring_call(c, "GET", argv[optind], "/jwks", NULL, &reply);
         if (r < 0)
                 return r;
         print_json(reply);

@@ -116,6 +116,14 @@ static CURL *ctl_handle(Ctl *c) {
         return c->curl;
 }
 
+int ctl_keyring_call(Ctl *c, const char *method, const char *name, const char *suffix, const json_t *body,
+                     json_t **ret_reply) {
+        _cleanup_free_ char *path = ctl_path("/v1/keyrings/", name, suffix);
+        if (!path)
+                return OOM();
+        return ctl_call(c, method, path, body, ret_reply);
+}
+
 int ctl_call(Ctl *c, const char *method, const char *path, const json_t *body, json_t **ret_reply) {
         _cleanup_free_ char *url = NULL, *text = NULL;
         char errbuf[CURL_ERROR_SIZE] = "";

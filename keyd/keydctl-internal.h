@@ -55,7 +55,12 @@ int ctl_error(int error, const char *format, ...) _printf_(2, 3);
  * already (ctl_path()). */
 int ctl_call(Ctl *c, const char *method, const char *path, const json_t *body, json_t **ret_reply);
 /* "/v1/keyrings/<name>/<suffix>" with each segment percent-escaped; a new string or NULL (out of memory). */
+#define OOM() ctl_error(-ENOMEM, "out of memory")
+
 char *ctl_path(const char *prefix, const char *segment, const char *suffix);
+/* ctl_call() on "/v1/keyrings/NAME" + suffix (suffix may be NULL); the name was checked by the caller. */
+int ctl_keyring_call(Ctl *c, const char *method, const char *name, const char *suffix, const json_t *body,
+                     json_t **ret_reply);
 
 /* A command. run() gets argv with argv[0] the command's last word; it parses its own options with getopt_long() (optind
  * already reset, opterr off; the optstring starts with ":"), accepting the global ones too (CTL_COMMON_OPTIONS, handled
