@@ -93,9 +93,16 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(call OBJ,$(HELPER_SRCS)) $(DLIB) $(LI
 	@mkdir -p $(dir $@)
 	$(CC) $(KEYD_LDFLAGS) -o $@ $^ $(TEST_LIBS)
 
-$(BUILD)/tests/fuzz/%-replay: $(BUILD)/obj/tests/fuzz/%.o $(BUILD)/obj/tests/fuzz/replay.o $(LIB)
+# Fuzz targets link the daemon's archive too (fuzz-config: keyd/config.c), before the library it builds on; objects
+# (with fixture.o, added below) before the archives.
+$(BUILD)/tests/fuzz/%-replay: $(BUILD)/obj/tests/fuzz/%.o $(BUILD)/obj/tests/fuzz/replay.o $(DLIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(KEYD_LDFLAGS) -o $@ $^ $(KEYD_LIBS)
+	$(CC) $(KEYD_LDFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(KEYD_LIBS)
+
+# The API fuzz targets share a fixture (token, store, engine, audit log, Api): tests/fuzz/fixture.c.
+FUZZ_FIXTURE_USERS := fuzz-api-body fuzz-http
+$(foreach t,$(FUZZ_FIXTURE_USERS),$(BUILD)/tests/fuzz/$(t)-replay $(BUILD)/tests/fuzz/$(t)): \
+  $(BUILD)/obj/tests/fuzz/fixture.o
 
 $(BUILD)/obj/tests/fuzz/replay.o: tests/fuzz/replay.c
 	@mkdir -p $(dir $@)
@@ -128,9 +135,9 @@ fuzz: deps
 	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang SAN=1 \
 	 CFLAGS="-O1 -g -fsanitize=fuzzer-no-link" $(patsubst tests/fuzz/%.c,build/fuzz/tests/fuzz/%,$(FUZZ_SRCS))
 
-build/fuzz/tests/fuzz/%: build/fuzz/obj/tests/fuzz/%.o build/fuzz/libkeyd.a
+build/fuzz/tests/fuzz/%: build/fuzz/obj/tests/fuzz/%.o build/fuzz/libkeyd-daemon.a build/fuzz/libkeyd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(KEYD_LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(KEYD_LIBS)
+	$(CC) $(KEYD_LDFLAGS) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(filter %.a,$^) $(KEYD_LIBS)
 
 run: deps
 	@$(MAKE) --no-print-directory all

@@ -14,6 +14,7 @@
 #define API_HEADER_MAX 8192
 #define API_BODY_MAX 65536
 #define API_TOKEN_MAX 16384
+#define API_LINGER_MAX 64 /* refused connections lingering at once (accept.c) */
 
 typedef enum Role {
         ROLE_VERIFY, /* anyone who can connect */
@@ -34,14 +35,21 @@ struct Api {
         ApiLoopCall call;
         void *call_userdata;
 
-        struct MHD_Daemon *mhd;     /* the Unix socket API */
+        struct MHD_Daemon *mhd;     /* the Unix socket API (connections handed to it by accept.c) */
         struct MHD_Daemon *public;  /* the public listener, or NULL */
         int socket_fd, public_fd;
         bool own_socket;            /* bound by keyd: unlink at stop */
+        pthread_t accept_thread;
+        bool accepting;             /* accept_thread runs */
+        atomic_bool accept_stop;    /* tells accept_thread to return */
+        int accept_wake_fd;         /* eventfd: accept_stop or lingering was set */
 
-        pthread_mutex_t lock;       /* admins, per-uid counts, public cache */
+        pthread_mutex_t lock;       /* admins, per-uid counts, pending, public cache */
         char **admin_users, **admin_groups;
-        StrMap *per_uid;            /* "uid" → count (boxed) */
+        StrMap *per_uid;            /* "uid" → count (boxed), from accept to close */
+        StrMap *pending;            /* "fd" → uid (boxed): counted, handed to libmicrohttpd, not yet started */
+        int lingering[API_LINGER_MAX]; /* refused connections for accept_thread to linger on */
+        size_t n_lingering;
         atomic_uint connections;
         StrMap *public_cache;       /* public responses by path */
 
@@ -56,7 +64,6 @@ typedef struct Request {
         const char *method;
         char *body;
         size_t body_len;
-        bool body_too_large, headers_too_large;
         json_t *json; /* POST body, parsed */
 } Request;
 
@@ -90,6 +97,25 @@ bool authz_admin(Api *a, const Peer *p);
 bool authz_sign(Api *a, const Peer *p, Ring *r);
 /* Refuse with 403 and audit the denial. */
 int authz_deny(Request *rq, Reply *rp, const char *ring, const char *what);
+
+/* accept.c: keyd accepts on the Unix socket itself and reads SO_PEERCRED, so that a connection over a limit is refused
+ * at once (429 over max-connections-per-uid, 503 over max-connections: a short reply, then closed) and holds no
+ * thread and no slot; the others are counted and handed to libmicrohttpd. */
+int accept_start(Api *a);
+/* Stop accepting (before libmicrohttpd stops: nothing is handed to it after this). */
+void accept_stop(Api *a);
+/* Close what is left (after libmicrohttpd stopped: its threads may hand over refused connections until then). */
+void accept_done(Api *a);
+/* Take the count made when the connection on fd was accepted: true and its uid, or false if there is none. */
+bool accept_claim(Api *a, int fd, uid_t *ret_uid);
+/* Count a connection of uid in (+1, limits not checked) or out (-1). */
+void accept_count(Api *a, uid_t uid, int delta);
+/* Hand over fd, a refused connection whose reply has been written and whose write side is shut: what the client
+ * still sends is read and dropped for a moment, then fd is closed. */
+void accept_linger(Api *a, int fd);
+/* A complete HTTP/1.1 reply that closes the connection, with a JSON body (a newline is added), for where
+ * libmicrohttpd cannot send one. Returns its length (truncated to size - 1). */
+size_t api_raw_reply(char *buf, size_t size, unsigned status, const char *json);
 
 /* router.c */
 void api_dispatch(Request *rq, const char *url, Reply *rp);

@@ -30,8 +30,12 @@ bool authz_sign(Api *a, const Peer *p, Ring *r) {
 }
 
 int authz_deny(Request *rq, Reply *rp, const char *ring, const char *what) {
+        /* The router names the route that was refused: on /v1/keys/{kid}/..., the parameter is a kid. */
+        bool is_kid = what && startswith(what, "POST /v1/keys/");
+
         atomic_fetch_add(&rq->api->denied, 1);
         /* The denial is audited; if even that fails, the answer is still no. */
-        (void) api_audit(rq, "authz.denied", ring, NULL, "denied", json_pack("{s:s}", "request", what));
+        (void) api_audit(rq, "authz.denied", is_kid ? NULL : ring, is_kid ? ring : NULL, "denied",
+                         json_pack("{s:s}", "request", what));
         return reply_error(rp, MHD_HTTP_FORBIDDEN, "forbidden", "uid %u may not %s", (unsigned) rq->peer->uid, what);
 }

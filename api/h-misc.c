@@ -14,9 +14,12 @@ int h_healthz(Request *rq, const char *arg, Reply *rp) {
 
         engine_read_lock(e);
         n = engine_n_rings(e);
-        for (size_t i = 0; degraded && i < n; i++)
-                if (ring_degraded(engine_ring_at(e, i)))
-                        json_array_append_new(degraded, json_string(ring_name(engine_ring_at(e, i))));
+        /* Degraded, or unable to sign for any reason (an active key that could not be opened): never "ok". */
+        for (size_t i = 0; degraded && i < n; i++) {
+                Ring *r = engine_ring_at(e, i);
+                if (ring_degraded(r) || (!ring_disabled(r) && !ring_can_sign(r)))
+                        json_array_append_new(degraded, json_string(ring_name(r)));
+        }
         engine_read_unlock(e);
         return reply_json(rp, MHD_HTTP_OK,
                           json_pack("{s:s, s:I, s:o, s:s}", "status", json_array_size(degraded) ? "degraded" : "ok",
@@ -62,6 +65,10 @@ int h_metrics(Request *rq, const char *arg, Reply *rp) {
                rings);
         append(&buf, &len, &cap, "# TYPE keyd_keyrings_degraded gauge\nkeyd_keyrings_degraded %zu\n", degraded);
         append(&buf, &len, &cap, "# TYPE keyd_keyrings_disabled gauge\nkeyd_keyrings_disabled %zu\n", disabled);
+        append(&buf, &len, &cap,
+               "# HELP keyd_keys_lost_total Keys found missing from the token (at start or while signing).\n"
+               "# TYPE keyd_keys_lost_total counter\nkeyd_keys_lost_total %llu\n",
+               (unsigned long long) engine_keys_lost(e));
         append(&buf, &len, &cap,
                "# TYPE keyd_tokens_minted_total counter\nkeyd_tokens_minted_total %llu\n"
                "# TYPE keyd_jws_signed_total counter\nkeyd_jws_signed_total %llu\n"

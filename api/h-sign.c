@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Signing: mint a JWT, sign a JWS, sign raw data. Each is authorised on the keyring, signed by its active key in the
- * token, audited (committed) and only then answered. */
+ * token, audited (committed) and only then answered; a failure to sign is audited too.
+ *
+ * Raw signing (/jws, /sign) is for agent keyrings: an issuer keyring's key vouches for what /v1/verify accepts and
+ * for keyd's own documents, so it signs raw only when its policy says allow-raw-sign, and never anything that carries
+ * the typ of one of keyd's own documents (rotation/policy.h). */
 #include <openssl/rand.h>
 #include <stdio.h>
 
@@ -15,12 +19,23 @@
 /* What a signing handler needs of the keyring, copied under the read lock. */
 typedef struct SignTarget {
         char issuer[STRING_MAX + 1];
-        char typ[64];
+        char typ[STRING_MAX + 1];
         usec_t ttl_max, default_ttl;
 } SignTarget;
 
-/* 404, 403 (audited) or 0 with *t filled. */
-static int sign_target(Request *rq, const char *name, Reply *rp, SignTarget *t, const char *what) {
+/* The caller may sign here, but the keyring's policy does not allow raw signing: 403, audited as a denial. */
+static int deny_raw(Request *rq, Reply *rp, const char *name, const char *what) {
+        atomic_fetch_add(&rq->api->denied, 1);
+        (void) api_audit(rq, "authz.denied", name, NULL, "denied",
+                         json_pack("{s:s, s:s}", "request", what, "policy", "allow-raw-sign = no"));
+        return reply_error(rp, MHD_HTTP_FORBIDDEN, "forbidden",
+                           "the policy of keyring %s does not allow raw signing (%s): mint tokens with it, sign with "
+                           "an agent keyring, or set allow-raw-sign = yes in its [keyring] section",
+                           name, what);
+}
+
+/* 404, 403 (audited) or 0 with *t filled. raw: /jws or /sign, which an issuer keyring allows only by its policy. */
+static int sign_target(Request *rq, const char *name, Reply *rp, SignTarget *t, const char *what, bool raw) {
         Engine *e = rq->api->engine;
         int r = 0;
 
@@ -30,6 +45,8 @@ static int sign_target(Request *rq, const char *name, Reply *rp, SignTarget *t, 
                 r = -ENOENT;
         else if (!authz_sign(rq->api, rq->peer, ring))
                 r = -EPERM;
+        else if (raw && ring_kind(ring) != RING_AGENT && !ring_policy(ring)->allow_raw_sign)
+                r = -EACCES;
         else {
                 const Policy *p = ring_policy(ring);
                 snprintf(t->issuer, sizeof t->issuer, "%s", p->issuer ?: "");
@@ -42,18 +59,25 @@ static int sign_target(Request *rq, const char *name, Reply *rp, SignTarget *t, 
                 return reply_errno(rp, r, name);
         if (r == -EPERM)
                 return authz_deny(rq, rp, name, what);
+        if (r == -EACCES)
+                return deny_raw(rq, rp, name, what);
         return 0;
 }
 
-static int sign_failed(Reply *rp, int r, const char *name) {
+/* Signing failed after the keyring was found and the caller authorised: audit it (result "error", with the errno
+ * text and the name of this thread's last CK_RV, hsm_last_error()) and answer 503. If even the audit record cannot be
+ * written, the answer is the same failure. */
+static int sign_failed(Request *rq, Reply *rp, int r, const char *name, const char *action) {
+        const char *ckr = hsm_last_error();
+
+        (void) api_audit(rq, action, name, NULL, "error",
+                         json_pack("{s:s, s:i, s:s}", "error", strerror(-r), "errno", -r, "pkcs11", ckr));
         if (r == -ENOKEY || r == -ESHUTDOWN)
                 return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
                                    "keyring %s has no active key that may sign (%s)", name,
                                    r == -ESHUTDOWN ? "disabled" : "missing or revoked");
-        if (r == -ENOENT)
-                return reply_errno(rp, r, name);
-        return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "the token could not sign: %s",
-                           strerror(-r));
+        return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "the token could not sign: %s (%s)",
+                           strerror(-r), ckr);
 }
 
 static bool only_members(const json_t *o, const char *const *allowed, const char **ret_bad) {
@@ -149,8 +173,12 @@ int h_mint(Request *rq, const char *name, Reply *rp) {
         usec_t ttl = 0;
         int r;
 
-        if (sign_target(rq, name, rp, &t, "mint tokens") < 0)
+        if (sign_target(rq, name, rp, &t, "mint tokens", false) < 0)
                 return -1;
+        /* policy_validate() refuses it; a policy stored before that rule still must not make keyd's documents. */
+        if (keyd_typ_reserved(t.typ))
+                return reply_error(rp, MHD_HTTP_UNPROCESSABLE_CONTENT, "unprocessable",
+                                   "the token-type of keyring %s is one of keyd's own document types", name);
         if (!only_members(b, allowed, &bad))
                 return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "unknown member '%s'", bad);
         if (!sub)
@@ -206,9 +234,16 @@ int h_mint(Request *rq, const char *name, Reply *rp) {
         if (!payload || !header)
                 return reply_errno(rp, -ENOMEM, "mint");
 
-        r = engine_sign_compact(rq->api->engine, name, header, false, payload, strlen(payload), &token, kid);
+        /* Never a token that /v1/verify would refuse for its length: refused before anything is signed. */
+        r = engine_sign_compact(rq->api->engine, name, header, false, payload, strlen(payload), API_TOKEN_MAX, &token,
+                                kid);
+        if (r == -EMSGSIZE)
+                return reply_error(rp, MHD_HTTP_UNPROCESSABLE_CONTENT, "unprocessable",
+                                   "the token would be longer than %d bytes, the most /v1/verify accepts: fewer or "
+                                   "shorter claims",
+                                   API_TOKEN_MAX);
         if (r < 0)
-                return sign_failed(rp, r, name);
+                return sign_failed(rq, rp, r, name, "token.mint");
         if (api_audit(rq, "token.mint", name, kid, "ok",
                       json_pack("{s:s, s:O, s:I}", "jti", jti, "sub", sub, "exp", exp)) < 0)
                 return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
@@ -234,7 +269,7 @@ int h_jws(Request *rq, const char *name, Reply *rp) {
         static const char *const forbidden[] = { "alg", "kid", "crit", "jwk", "jku", "x5u", "x5c", "x5t", "b64",
                                                  "zip", "enc", NULL };
         json_t *b = rq->json, *p64 = json_object_get(b, "payload"), *pjson = json_object_get(b, "payload_json"),
-               *hdr = json_object_get(b, "header"), *embed = json_object_get(b, "embed_jwk");
+               *hdr = json_object_get(b, "header"), *embed = json_object_get(b, "embed_jwk"), *typ;
         _cleanup_free_ uint8_t *payload = NULL;
         _cleanup_free_ char *jws = NULL;
         char kid[STORE_KID_MAX + 1];
@@ -243,7 +278,7 @@ int h_jws(Request *rq, const char *name, Reply *rp) {
         SignTarget t;
         int r;
 
-        if (sign_target(rq, name, rp, &t, "sign JWS") < 0)
+        if (sign_target(rq, name, rp, &t, "sign JWS", true) < 0)
                 return -1;
         if (!only_members(b, allowed, &bad))
                 return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "unknown member '%s'", bad);
@@ -256,6 +291,14 @@ int h_jws(Request *rq, const char *name, Reply *rp) {
                 if (json_object_get(hdr, *f))
                         return reply_error(rp, MHD_HTTP_UNPROCESSABLE_CONTENT, "unprocessable",
                                            "header: '%s' is set by keyd or not allowed", *f);
+        typ = json_object_get(hdr, "typ");
+        if (typ && !json_is_string(typ))
+                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "header: typ must be a string");
+        if (typ && keyd_typ_reserved(json_string_value(typ)))
+                return reply_error(rp, MHD_HTTP_UNPROCESSABLE_CONTENT, "unprocessable",
+                                   "header: typ '%s' is one of keyd's own document types (" KEYD_TYP_REVOCATIONS
+                                   ", " KEYD_TYP_AUDIT_CHECKPOINT ")",
+                                   json_string_value(typ));
         if (embed && !json_is_boolean(embed))
                 return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "embed_jwk: true or false");
         if (p64 && decode_b64(p64, API_BODY_MAX, &payload, &len) < 0)
@@ -266,14 +309,75 @@ int h_jws(Request *rq, const char *name, Reply *rp) {
                         return reply_errno(rp, -ENOMEM, "jws");
                 len = strlen((char *) payload);
         }
-        r = engine_sign_compact(rq->api->engine, name, hdr, json_is_true(embed), payload, len, &jws, kid);
+        r = engine_sign_compact(rq->api->engine, name, hdr, json_is_true(embed), payload, len, 0, &jws, kid);
         if (r < 0)
-                return sign_failed(rp, r, name);
+                return sign_failed(rq, rp, r, name, "jws.sign");
         if (api_audit(rq, "jws.sign", name, kid, "ok", json_pack("{s:I}", "bytes", (json_int_t) len)) < 0)
                 return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
                                    "the audit record could not be written: nothing is signed");
         atomic_fetch_add(&rq->api->signed_jws, 1);
         return reply_json(rp, MHD_HTTP_CREATED, json_pack("{s:s, s:s}", "jws", jws, "kid", kid));
+}
+
+/* Base64 as a lenient reader takes it: either alphabet, '=' padding at the end, unused trailing bits ignored. Returns
+ * the length written to out (room for n * 3 / 4 bytes), or -EINVAL. */
+static ssize_t b64_decode_lenient(const uint8_t *s, size_t n, uint8_t *out) {
+        static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        uint32_t acc = 0;
+        size_t bits = 0, o = 0;
+
+        while (n > 0 && s[n - 1] == '=')
+                n--;
+        for (size_t i = 0; i < n; i++) {
+                uint8_t c = s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i];
+                const char *p = c ? strchr(alphabet, c) : NULL;
+                if (!p)
+                        return -EINVAL;
+                acc = (acc << 6) | (uint32_t) (p - alphabet);
+                bits += 6;
+                if (bits >= 8) {
+                        bits -= 8;
+                        out[o++] = (uint8_t) (acc >> bits);
+                        acc &= (1u << bits) - 1;
+                }
+        }
+        return (ssize_t) o;
+}
+
+/* Whether raw data is (or starts as) the signing input of a JWS, BASE64URL(header) "." ..., whose protected header
+ * names one of keyd's own document types, has duplicate members (which a reader may resolve either way), or starts
+ * like a JSON object that keyd cannot read: 1, 0, or -ENOMEM. The header is read as leniently as any JOSE library
+ * might. */
+static int jws_input_reserved(const uint8_t *data, size_t len) {
+        const uint8_t *dot = memchr(data, '.', len);
+        _cleanup_free_ uint8_t *hdr = NULL;
+        _cleanup_json_ json_t *strict = NULL, *lenient = NULL;
+        ssize_t n;
+
+        if (!dot || dot == data)
+                return 0;
+        hdr = malloc((size_t) (dot - data) * 3 / 4 + 1);
+        if (!hdr)
+                return -ENOMEM;
+        n = b64_decode_lenient(data, (size_t) (dot - data), hdr);
+        if (n <= 0)
+                return 0;
+        strict = json_loadb((const char *) hdr, (size_t) n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+        if (json_is_object(strict)) {
+                json_t *typ = json_object_get(strict, "typ");
+                return json_is_string(typ) && keyd_typ_reserved(json_string_value(typ));
+        }
+        lenient = json_loadb((const char *) hdr, (size_t) n, JSON_ALLOW_NUL, NULL);
+        if (json_is_object(lenient))
+                return 1; /* duplicate members */
+        /* Not JSON to jansson, yet it may be a JSON object to a reader that accepts more (a lone surrogate escape, a
+         * number out of range, a byte order mark): whatever starts like an object is refused. */
+        size_t i = 0;
+        if (n >= 3 && hdr[0] == 0xef && hdr[1] == 0xbb && hdr[2] == 0xbf)
+                i = 3;
+        while (i < (size_t) n && strchr(" \t\r\n", hdr[i]) && hdr[i])
+                i++;
+        return i < (size_t) n && hdr[i] == '{';
 }
 
 int h_sign(Request *rq, const char *name, Reply *rp) {
@@ -288,15 +392,23 @@ int h_sign(Request *rq, const char *name, Reply *rp) {
         SignTarget t;
         int r;
 
-        if (sign_target(rq, name, rp, &t, "sign data") < 0)
+        if (sign_target(rq, name, rp, &t, "sign data", true) < 0)
                 return -1;
         if (!only_members(rq->json, allowed, &bad))
                 return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "unknown member '%s'", bad);
         if (decode_b64(json_object_get(rq->json, "data"), API_BODY_MAX, &data, &len) < 0)
                 return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "data: base64url, at most 64 KiB");
+        r = jws_input_reserved(data, len);
+        if (r < 0)
+                return reply_errno(rp, r, "sign");
+        if (r > 0)
+                return reply_error(rp, MHD_HTTP_UNPROCESSABLE_CONTENT, "unprocessable",
+                                   "data: the signing input of a JWS whose protected header has one of keyd's own "
+                                   "document types (" KEYD_TYP_REVOCATIONS ", " KEYD_TYP_AUDIT_CHECKPOINT
+                                   ") or duplicate members");
         r = engine_sign(rq->api->engine, name, data, len, sig, sizeof sig, kid, &alg);
         if (r < 0)
-                return sign_failed(rp, r, name);
+                return sign_failed(rq, rp, r, name, "data.sign");
         if (jose_b64url_encode(sig, (size_t) r, &sig_b64) < 0)
                 return reply_errno(rp, -ENOMEM, "sign");
         if (api_audit(rq, "data.sign", name, kid, "ok", json_pack("{s:I}", "bytes", (json_int_t) len)) < 0)

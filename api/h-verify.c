@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* POST /v1/verify: the algorithm comes from the key the kid names, never from the token (SPEC §4). */
+/* POST /v1/verify: the algorithm comes from the key the kid names, never from the token (SPEC §4). Only issuer
+ * keyrings vouch for a token unless the caller names the (agent) keyrings it trusts; a keyring with an issuer vouches
+ * only for tokens with that iss; keyd's own documents (revocation lists, audit checkpoints) are never tokens. */
 #include "api/api-internal.h"
 #include "common/crypto-util.h"
 #include "jose/jws.h"
@@ -25,6 +27,7 @@ int h_verify(Request *rq, const char *arg, Reply *rp) {
         _cleanup_json_ json_t *claims = NULL;
         JoseJws *jws = NULL;
         KeyLookup key = { 0 };
+        json_t *typ;
         JoseResult res;
         (void) arg;
 
@@ -40,14 +43,26 @@ int h_verify(Request *rq, const char *arg, Reply *rp) {
         res = jose_jws_parse(json_string_value(token), json_string_length(token), &jws);
         if (res != JOSE_OK)
                 return verdict(rq, rp, res, "the token is refused before any key is looked at");
+        typ = json_object_get(jws->header, "typ");
+        if (typ && (!json_is_string(typ) || keyd_typ_reserved(json_string_value(typ)))) {
+                const char *why = json_is_string(typ) ? "this is one of keyd's own documents, not a token"
+                                                      : "typ must be a string";
+                jose_jws_free(jws);
+                return verdict(rq, rp, JOSE_MALFORMED, why);
+        }
         if (!jws->kid) {
                 jose_jws_free(jws);
                 return verdict(rq, rp, JOSE_UNKNOWN_KID, "the token names no kid: keyd does not guess a key");
         }
-        if (engine_lookup_key(rq->api->engine, jws->kid, &key) < 0 || (rings && !in_list(rings, key.keyring))) {
+        /* Without keyrings, issuer keyrings only: an agent's key signs its own proofs, never a token keyd vouches
+         * for. */
+        if (engine_lookup_key(rq->api->engine, jws->kid, &key) < 0 || (rings && !in_list(rings, key.keyring)) ||
+            (!rings && key.kind != RING_ISSUER)) {
                 EVP_PKEY_free(key.pkey);
                 jose_jws_free(jws);
-                return verdict(rq, rp, JOSE_UNKNOWN_KID, "no key with this kid in the keyrings asked for");
+                return verdict(rq, rp, JOSE_UNKNOWN_KID,
+                               rings ? "no key with this kid in the keyrings asked for"
+                                     : "no key with this kid in an issuer keyring (name agent keyrings in keyrings)");
         }
         if (key.state == KEY_STATE_REVOKED)
                 res = JOSE_KEY_REVOKED;
@@ -66,6 +81,12 @@ int h_verify(Request *rq, const char *arg, Reply *rp) {
                 };
                 res = jose_claims_check(claims, &check);
         }
+        if (res == JOSE_OK && key.issuer[0]) {
+                /* The keyring's own issuer, whether or not the caller asked for one. */
+                json_t *ti = json_object_get(claims, "iss");
+                if (!json_is_string(ti) || !streq(json_string_value(ti), key.issuer))
+                        res = JOSE_ISSUER_MISMATCH;
+        }
         if (res == JOSE_OK) {
                 json_t *jti = json_object_get(claims, "jti");
                 if (json_is_string(jti) && engine_token_denied(rq->api->engine, json_string_value(jti)) > 0)
@@ -73,10 +94,12 @@ int h_verify(Request *rq, const char *arg, Reply *rp) {
         }
         if (res != JOSE_OK) {
                 jose_jws_free(jws);
-                return verdict(rq, rp,
-                               res, res == JOSE_KEY_REVOKED ? "the key that signed this token is revoked"
-                                    : res == JOSE_TOKEN_REVOKED ? "this token was revoked"
-                                                                : "the token does not verify");
+                return verdict(rq, rp, res,
+                               res == JOSE_KEY_REVOKED        ? "the key that signed this token is revoked"
+                               : res == JOSE_TOKEN_REVOKED    ? "this token was revoked"
+                               : res == JOSE_ISSUER_MISMATCH ? "iss is not the issuer asked for, or not the issuer of "
+                                                                "the keyring whose key signed the token"
+                                                              : "the token does not verify");
         }
         atomic_fetch_add(&rq->api->verified_ok, 1);
         reply_json(rp, MHD_HTTP_OK,

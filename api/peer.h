@@ -17,8 +17,6 @@ typedef struct Peer {
         size_t n_groups;
         gid_t groups[PEER_GROUPS_MAX];      /* primary and supplementary */
         char *group_names[PEER_GROUPS_MAX]; /* NULL where a gid has no name */
-        bool over_limit;                    /* this uid has too many connections: every request gets 429 */
-        bool over_total;                    /* too many connections in total: 503 */
 } Peer;
 
 /* -ENOTCONN if fd is not a connected Unix socket. */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "api/api-internal.h"
+#include "api/path.h"
 #include "common/crypto-util.h"
 #include "rotation/jwks.h"
 
@@ -190,10 +191,16 @@ static enum MHD_Result on_public(void *cls, struct MHD_Connection *conn, const c
                                  const char *version, const char *upload_data, size_t *upload_data_size,
                                  void **con_cls) {
         Api *a = cls;
+        char path[1024];
         (void) version, (void) upload_data, (void) con_cls;
 
         if (*upload_data_size > 0)
                 return MHD_NO; /* nothing here takes a body */
+        /* Strictly, as on the local API (path.c): "/.well-known/jwks.json%00x" is not the JWKS. */
+        if (api_path_decode(url, strlen(url), path, sizeof path) < 0)
+                return reply_plain(conn, MHD_HTTP_BAD_REQUEST,
+                                   "{\"error\":\"bad_request\",\"message\":\"invalid path\"}\n");
+        url = path;
         if (!streq(method, "GET") && !streq(method, "HEAD"))
                 return reply_plain(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
                                    "{\"error\":\"method_not_allowed\",\"message\":\"GET only\"}\n");
@@ -232,6 +239,12 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *l
         return 0;
 }
 
+/* libmicrohttpd's own unescaping would end the path at "%00": the path is decoded by api_path_decode() instead. */
+static size_t unescape_none(void *cls, struct MHD_Connection *conn, char *s) {
+        (void) cls, (void) conn;
+        return strlen(s);
+}
+
 int public_start(Api *a) {
         struct sockaddr_storage ss;
         socklen_t len;
@@ -243,7 +256,8 @@ int public_start(Api *a) {
                 a->public = MHD_start_daemon(flags, 0, NULL, NULL, on_public, a, MHD_OPTION_LISTEN_SOCKET,
                                              a->cfg.public_fd, MHD_OPTION_THREAD_POOL_SIZE, 2,
                                              MHD_OPTION_CONNECTION_TIMEOUT, 30U, MHD_OPTION_CONNECTION_LIMIT, 1024U,
-                                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, 32U, MHD_OPTION_END);
+                                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, 32U, MHD_OPTION_UNESCAPE_CALLBACK,
+                                             unescape_none, a, MHD_OPTION_END);
         else {
                 if (parse_listen(a->cfg.public_listen, &ss, &len) < 0)
                         return -EINVAL;
@@ -252,7 +266,8 @@ int public_start(Api *a) {
                 a->public = MHD_start_daemon(flags, ntohs(((struct sockaddr_in *) &ss)->sin_port), NULL, NULL,
                                              on_public, a, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE, 2,
                                              MHD_OPTION_CONNECTION_TIMEOUT, 30U, MHD_OPTION_CONNECTION_LIMIT, 1024U,
-                                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, 32U, MHD_OPTION_END);
+                                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, 32U, MHD_OPTION_UNESCAPE_CALLBACK,
+                                             unescape_none, a, MHD_OPTION_END);
         }
         return a->public ? 0 : -EADDRINUSE;
 }

@@ -91,11 +91,80 @@ Actor api_actor(const Request *rq) {
         return (Actor){ rq->peer->uid, rq->peer->gid, rq->peer->pid, rq->peer->comm };
 }
 
+/* The length of the valid UTF-8 sequence at s (at most n bytes), or 0 if it is not one (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF). */
+static size_t utf8_char_len(const unsigned char *s, size_t n) {
+        size_t len;
+        unsigned lo = 0x80, hi = 0xBF;
+
+        if (s[0] < 0x80)
+                return 1;
+        if (s[0] >= 0xC2 && s[0] <= 0xDF)
+                len = 2;
+        else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+                len = 3;
+                lo = s[0] == 0xE0 ? 0xA0 : 0x80;
+                hi = s[0] == 0xED ? 0x9F : 0xBF;
+        } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+                len = 4;
+                lo = s[0] == 0xF0 ? 0x90 : 0x80;
+                hi = s[0] == 0xF4 ? 0x8F : 0xBF;
+        } else
+                return 0;
+        if (n < len || s[1] < lo || s[1] > hi)
+                return 0;
+        for (size_t i = 2; i < len; i++)
+                if (s[i] < 0x80 || s[i] > 0xBF)
+                        return 0;
+        return len;
+}
+
+/* s as the audit log can hold it: NULL if s is valid UTF-8 (use s), else a new string where every byte that is not
+ * part of a valid sequence is written "\xHH". *ret_err is -ENOMEM when that string cannot be made. */
+static char *utf8_escaped(const char *s, int *ret_err) {
+        const unsigned char *u = (const unsigned char *) s;
+        size_t n = s ? strlen(s) : 0, i = 0, o = 0, len;
+        char *out;
+
+        while (i < n && (len = utf8_char_len(u + i, n - i)) > 0)
+                i += len;
+        if (i == n)
+                return NULL;
+        out = malloc(n * 4 + 1);
+        if (!out) {
+                *ret_err = -ENOMEM;
+                return NULL;
+        }
+        for (i = 0; i < n;) {
+                len = utf8_char_len(u + i, n - i);
+                if (len > 0) {
+                        memcpy(out + o, u + i, len);
+                        o += len;
+                        i += len;
+                } else
+                        o += (size_t) sprintf(out + o, "\\x%02x", u[i++]);
+        }
+        out[o] = 0;
+        return out;
+}
+
 int api_audit(Request *rq, const char *action, const char *ring, const char *kid, const char *result,
               json_t *detail) {
-        _cleanup_free_ char *text = NULL;
+        _cleanup_free_ char *text = NULL, *comm = NULL, *ring_esc = NULL, *kid_esc = NULL;
         StoreAudit rec = { 0 };
         int64_t r;
+        int err = 0;
+
+        /* Every string of the record as UTF-8 (the canonical form is JSON): a kid from a path is any bytes. Strings in
+         * detail are UTF-8 already (jansson refuses anything else). */
+        comm = utf8_escaped(rq->peer->comm, &err);
+        ring_esc = utf8_escaped(ring, &err);
+        kid_esc = utf8_escaped(kid, &err);
+        if (err < 0) {
+                json_decref(detail);
+                atomic_fetch_add(&rq->api->audit_failures, 1);
+                return log_error_errno(err, "Cannot write the audit record of %s: %m", action);
+        }
 
         if (detail) {
                 text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
@@ -106,10 +175,10 @@ int api_audit(Request *rq, const char *action, const char *ring, const char *kid
         rec.time = now_realtime();
         rec.uid = rq->peer->uid;
         rec.pid = rq->peer->pid;
-        rec.comm = rq->peer->comm;
+        rec.comm = comm ?: rq->peer->comm;
         rec.action = (char *) action;
-        rec.keyring = (char *) ring;
-        rec.kid = (char *) kid;
+        rec.keyring = ring_esc ?: (char *) ring;
+        rec.kid = kid_esc ?: (char *) kid;
         rec.result = (char *) result;
         rec.detail = text;
         r = audit_log_write(rq->api->audit, &rec, STORE_COMMITTED);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "api/api-internal.h"
+#include "api/path.h"
 
 typedef struct Route {
         const char *method;
@@ -65,9 +66,19 @@ static int match(const Route *r, const char *url, char *arg, size_t size) {
 }
 
 void api_dispatch(Request *rq, const char *url, Reply *rp) {
-        char arg[256];
+        char arg[256], path[API_HEADER_MAX + 1];
         bool path_known = false;
 
+        /* The path as sent (libmicrohttpd does not unescape it: see server.c), decoded strictly here. */
+        int k = api_path_decode(url, strlen(url), path, sizeof path);
+        if (k < 0) {
+                reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
+                            k == -ENOBUFS ? "the path is too long"
+                                          : "invalid path (a malformed escape, an escaped NUL or '/', a control "
+                                            "byte or invalid UTF-8)");
+                return;
+        }
+        url = path;
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
                 const Route *r = &routes[i];
                 if (!match(r, url, arg, sizeof arg))

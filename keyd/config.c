@@ -215,6 +215,8 @@ static const ConfigItem config_table[] = {
         { "token", "uri", config_parse_uri, offsetof(Config, uri), 0, 0, .required = true },
         { "token", "pin-file", config_parse_path, offsetof(Config, pin_file), 0, PATH_LEN },
         { "token", "softhsm2-conf", config_parse_path, offsetof(Config, softhsm2_conf), 0, PATH_LEN },
+        { "token", "reconcile-max-destroy", config_parse_unsigned, offsetof(Config, reconcile_max_destroy), 1,
+          100000 },
         { "store", "path", config_parse_path, offsetof(Config, store_path), 0, PATH_LEN },
         { "api", "socket", config_parse_path, offsetof(Config, socket), 0, SOCKET_LEN },
         { "api", "workers", config_parse_unsigned, offsetof(Config, workers), 0, 256 },
@@ -226,6 +228,7 @@ static const ConfigItem config_table[] = {
         { "api", "idle-timeout", config_parse_duration, offsetof(Config, idle_timeout), 0, 0 },
         { "public", "listen", config_parse_listen, offsetof(Config, public_listen), 0, 0 },
         { "audit", "checkpoint-interval", config_parse_duration, offsetof(Config, checkpoint_interval), 0, 0 },
+        { "audit", "anchor-file", config_parse_path, offsetof(Config, anchor_file), 0, PATH_LEN },
 };
 
 _Static_assert(ELEMENTSOF(config_table) <= 64, "Parser.seen is a 64-bit mask");
@@ -237,6 +240,7 @@ int config_init(Config *c) {
                 .max_connections_per_uid = 32,
                 .idle_timeout = 30 * USEC_PER_SEC,
                 .checkpoint_interval = 3600 * USEC_PER_SEC,
+                .reconcile_max_destroy = 8,
         };
         if (!(c->module = strdup(KEYD_DEFAULT_MODULE)) || !(c->store_path = strdup("/var/lib/keyd/keyd.db")) ||
             !(c->socket = strdup("/run/keyd/keyd.sock")) || strv_split("root", &c->admin_users) < 0 ||
@@ -255,6 +259,7 @@ void config_done(Config *c) {
         strv_free(c->admin_users);
         strv_free(c->admin_groups);
         free(c->public_listen);
+        free(c->anchor_file);
         for (size_t i = 0; i < c->n_keyrings; i++) {
                 free(c->keyrings[i].name);
                 policy_done(&c->keyrings[i].policy);

@@ -23,6 +23,7 @@ typedef struct Config {
         char *uri;           /* uri = pkcs11:... (required) */
         char *pin_file;      /* pin-file = PATH */
         char *softhsm2_conf; /* softhsm2-conf = PATH: exported as SOFTHSM2_CONF before the module loads */
+        unsigned reconcile_max_destroy; /* reconcile-max-destroy = N (default 8): past it, reconcile destroys none */
         /* [store] */
         char *store_path;    /* path = PATH (default /var/lib/keyd/keyd.db) */
         /* [api] */
@@ -37,6 +38,7 @@ typedef struct Config {
         char *public_listen; /* listen = HOST:PORT (optional): IPv4 or [IPv6] literal and a port */
         /* [audit] */
         usec_t checkpoint_interval; /* checkpoint-interval = DURATION (default 1h) */
+        char *anchor_file;          /* anchor-file = PATH (optional): every checkpoint appended as a JSON line */
 
         ConfigKeyring *keyrings;
         size_t n_keyrings;

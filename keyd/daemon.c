@@ -3,7 +3,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 #include <systemd/sd-journal.h>
@@ -28,6 +31,7 @@ typedef struct Job {
         void *arg;
         int result;
         bool done;
+        bool detached; /* posted without a waiter: the loop frees it and its arg */
         struct Job *next;
 } Job;
 
@@ -45,6 +49,7 @@ typedef struct Daemon {
         Store *store;
         Engine *engine;
         AuditLog *audit;
+        int lock_fd;            /* flock()ed: one keyd per database */
         sd_event *event;
         sd_event_source *timer, *checkpoint;
 } Daemon;
@@ -79,8 +84,10 @@ static void notify_status(Daemon *d) {
         char buf[1024], when[32];
         size_t n = engine_n_rings(d->engine), degraded = 0, off = 0;
 
-        for (size_t i = 0; i < n; i++)
-                degraded += ring_degraded(engine_ring_at(d->engine, i)) != NULL;
+        for (size_t i = 0; i < n; i++) {
+                Ring *r = engine_ring_at(d->engine, i);
+                degraded += ring_degraded(r) || (!ring_disabled(r) && !ring_can_sign(r));
+        }
         off += (size_t) snprintf(buf, sizeof buf, "STATUS=%zu keyring(s), %zu degraded", n, degraded);
         for (size_t i = 0; i < n && i < 4 && off < sizeof buf - 128; i++) {
                 Ring *r = engine_ring_at(d->engine, i);
@@ -125,16 +132,33 @@ static int arm_timer(Daemon *d, usec_t due) {
         return r;
 }
 
-static int on_checkpoint(sd_event_source *s, uint64_t usec, void *userdata) {
-        Daemon *d = userdata;
+/* Sign the head of the audit log, if anything is new since the last checkpoint, and keep copies outside the
+ * database: the journal, and the anchor file ([audit] anchor-file) that keydctl audit verify --anchor checks the
+ * chain against. Truncating or rewriting all of them is harder than the database alone. A failure to write the
+ * anchor file is logged and counted; keyd goes on. */
+static void write_checkpoint(Daemon *d) {
+        static unsigned anchor_failures; /* one daemon per process */
         char hash[STORE_HASH_HEX + 1];
         uint64_t seq;
         int r = engine_checkpoint(d->engine, &seq, hash);
-        /* The journal keeps a copy outside the database: truncating both is harder than truncating one. */
-        if (r > 0)
-                log_info("Audit checkpoint: record %llu, hash %s.", (unsigned long long) seq, hash);
-        else if (r < 0 && r != -ENOKEY)
+
+        if (r < 0 && r != -ENOKEY)
                 log_warning_errno(r, "Cannot write an audit checkpoint: %m");
+        if (r <= 0)
+                return;
+        log_info("Audit checkpoint: record %llu, hash %s.", (unsigned long long) seq, hash);
+        if (!d->config.anchor_file)
+                return;
+        r = audit_anchor_append(d->store, d->config.anchor_file, seq);
+        if (r < 0)
+                log_warning_errno(r,
+                                  "Cannot append the audit checkpoint at record %llu to %s (%u failure(s) so far): %m",
+                                  (unsigned long long) seq, d->config.anchor_file, ++anchor_failures);
+}
+
+static int on_checkpoint(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+        write_checkpoint(d);
         (void) sd_event_source_set_time(s, usec + (uint64_t) d->config.checkpoint_interval);
         return 0;
 }
@@ -164,6 +188,60 @@ static int loop_call(void *userdata, int (*fn)(Engine *e, void *arg), void *arg)
         return j.result;
 }
 
+/* Queue a call for the loop without waiting for it (from a signing thread, which must not block). */
+static void loop_post(Daemon *d, int (*fn)(Engine *e, void *arg), void *arg) {
+        Job *j = calloc(1, sizeof *j);
+        uint64_t one = 1;
+
+        if (!j) {
+                free(arg);
+                return;
+        }
+        *j = (Job){ .fn = fn, .arg = arg, .detached = true };
+        pthread_mutex_lock(&d->job_lock);
+        if (d->stopping) {
+                pthread_mutex_unlock(&d->job_lock);
+                free(j);
+                free(arg);
+                return;
+        }
+        if (d->jobs_tail)
+                d->jobs_tail->next = j;
+        else
+                d->jobs = j;
+        d->jobs_tail = j;
+        pthread_mutex_unlock(&d->job_lock);
+        if (write(d->job_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+                log_warning_errno(negative_errno(), "Cannot wake the event loop: %m");
+}
+
+typedef struct LostKey {
+        char ring[KEYRING_NAME_MAX + 1];
+        char kid[STORE_KID_MAX + 1];
+} LostKey;
+
+static int repair_on_loop(Engine *e, void *arg) {
+        LostKey *k = arg;
+        int r = engine_repair_lost(e, k->ring, k->kid);
+        if (r > 0)
+                log_warning("keyring %s: active key %s was lost from the token while keyd ran; repaired by policy.",
+                            k->ring, k->kid);
+        else if (r < 0)
+                log_error_errno(r, "keyring %s: key %s was lost from the token and the repair failed: %m (%s)",
+                                k->ring, k->kid, hsm_last_error());
+        return r;
+}
+
+/* EngineOptions.on_key_lost: on a signing thread, under the engine's read lock. */
+static void on_key_lost(const char *ring, const char *kid, void *userdata) {
+        LostKey *k = calloc(1, sizeof *k);
+        if (!k)
+                return;
+        snprintf(k->ring, sizeof k->ring, "%s", ring);
+        snprintf(k->kid, sizeof k->kid, "%s", kid);
+        loop_post(userdata, repair_on_loop, k);
+}
+
 static int on_jobs(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Daemon *d = userdata;
         uint64_t n;
@@ -178,6 +256,11 @@ static int on_jobs(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         for (Job *j = list, *next; j; j = next) {
                 next = j->next;
                 int r = j->fn(d->engine, j->arg);
+                if (j->detached) {
+                        free(j->arg);
+                        free(j);
+                        continue;
+                }
                 pthread_mutex_lock(&d->job_lock);
                 j->result = r;
                 j->done = true;
@@ -192,7 +275,13 @@ static int on_jobs(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 static void fail_jobs(Daemon *d) {
         pthread_mutex_lock(&d->job_lock);
         d->stopping = true;
-        for (Job *j = d->jobs; j; j = j->next) {
+        for (Job *j = d->jobs, *next; j; j = next) {
+                next = j->next;
+                if (j->detached) {
+                        free(j->arg);
+                        free(j);
+                        continue;
+                }
                 j->result = -ECANCELED;
                 j->done = true;
         }
@@ -327,11 +416,80 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+/* The anchor file must not be the database or one of SQLite's files beside it: appending to it would corrupt it, and
+ * opening and closing it would drop SQLite's locks. Compared by name and, where both exist, by inode. */
+static int check_anchor_path(const char *anchor, const char *db) {
+        static const char *const suffixes[] = { "", "-wal", "-shm", "-journal", ".lock" };
+        struct stat a, f;
+
+        if (!anchor)
+                return 0;
+        bool anchor_exists = stat(anchor, &a) >= 0;
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+                _cleanup_free_ char *p = NULL;
+                if (asprintf(&p, "%s%s", db, suffixes[i]) < 0)
+                        return -ENOMEM;
+                if (streq(p, anchor) ||
+                    (anchor_exists && stat(p, &f) >= 0 && f.st_dev == a.st_dev && f.st_ino == a.st_ino))
+                        return -EINVAL;
+        }
+        return 0;
+}
+
+static int lock_store(const char *db_path, int *ret_fd) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -EBADF;
+
+        if (asprintf(&path, "%s.lock", db_path) < 0)
+                return -ENOMEM;
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return negative_errno();
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+                return errno == EWOULDBLOCK ? -EWOULDBLOCK : negative_errno();
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+/* The reconcile's findings, for the operator: what was destroyed, what was kept and why. */
+static void log_reconcile(const ReconcileReport *rep, usec_t took) {
+        log_info("Reconciled in %lld ms (installation %s): %u orphan object(s) destroyed, %u leftover private "
+                 "object(s) destroyed, %u key(s) lost, %u key(s) refused, %u object(s) of other installations kept.",
+                 (long long) (took / 1000), rep->instance_id, rep->orphans_destroyed, rep->privates_destroyed,
+                 rep->keys_lost, rep->keys_refused, rep->foreign);
+        if (rep->unproven > 0)
+                log_warning("Reconcile kept %u token object(s) labelled as this installation's that the database "
+                            "has no record of: a restored or copied database? They are not destroyed; see "
+                            "'keyd reconcile --dry-run'.",
+                            rep->unproven);
+        if (rep->refused)
+                log_warning("Reconcile refused to destroy or demote anything: more than %u objects would go or keys "
+                            "be marked lost ([token] reconcile-max-destroy); keyrings whose active key is missing "
+                            "stay degraded. Check with 'keyd reconcile --dry-run'.",
+                            rep->max_destroy);
+}
+
 static int daemon_start(Daemon *d) {
         _cleanup_free_ RingSpec *specs = NULL;
         ReconcileReport rep;
         Config *c = &d->config;
         int r;
+
+        /* One keyd per database: a second one (started by hand beside the service, say) would rotate and reconcile
+         * the same keys at the same time. The lock is on a file of its own, never on the database file, whose POSIX
+         * locks belong to SQLite. */
+        r = check_anchor_path(c->anchor_file, c->store_path);
+        if (r < 0)
+                return log_error_errno(r, "[audit] anchor-file %s is the database or one of its files: refusing to "
+                                          "append to it (and to open and close a file SQLite holds).",
+                                       c->anchor_file);
+        r = lock_store(c->store_path, &d->lock_fd);
+        if (r == -EWOULDBLOCK)
+                return log_error_errno(r, "Another keyd is running on the database %s (it holds %s.lock). Refusing "
+                                          "to start a second one.",
+                                       c->store_path, c->store_path);
+        if (r < 0)
+                return log_error_errno(r, "Cannot lock %s.lock: %m", c->store_path);
 
         if (c->softhsm2_conf && setenv("SOFTHSM2_CONF", c->softhsm2_conf, 1) < 0)
                 return log_oom();
@@ -354,7 +512,9 @@ static int daemon_start(Daemon *d) {
         if (r < 0)
                 return log_error_errno(r, "Cannot open the audit log in %s: %m", c->store_path);
 
-        EngineOptions eo = { .on_event = on_event, .event_userdata = d };
+        EngineOptions eo = { .on_event = on_event, .event_userdata = d,
+                             .reconcile_max_destroy = c->reconcile_max_destroy,
+                             .on_key_lost = on_key_lost, .key_lost_userdata = d };
         r = engine_new(d->hsm, d->store, &eo, &d->engine);
         if (r >= 0)
                 r = engine_load(d->engine);
@@ -371,10 +531,7 @@ static int daemon_start(Daemon *d) {
         r = engine_reconcile(d->engine, &rep);
         if (r < 0)
                 return log_error_errno(r, "Cannot reconcile the token with the database: %m (%s)", hsm_last_error());
-        log_info("Reconciled in %lld ms: %u orphan object(s) destroyed, %u leftover private object(s) destroyed, "
-                 "%u key(s) lost, %u key(s) refused.",
-                 (long long) ((now_monotonic() - t0) / 1000), rep.orphans_destroyed, rep.privates_destroyed,
-                 rep.keys_lost, rep.keys_refused);
+        log_reconcile(&rep, now_monotonic() - t0);
         return 0;
 }
 
@@ -391,11 +548,13 @@ static void daemon_stop(Daemon *d) {
         d->audit = audit_log_close(d->audit);
         d->store = store_close(d->store);
         d->hsm = hsm_close(d->hsm);
+        if (d->lock_fd >= 0)
+                d->lock_fd = safe_close(d->lock_fd);
         config_done(&d->config);
 }
 
 int daemon_run(const DaemonOptions *o) {
-        Daemon d = { .opts = o, .job_fd = -EBADF };
+        Daemon d = { .opts = o, .job_fd = -EBADF, .lock_fd = -EBADF };
         sigset_t mask;
         int r;
 
@@ -452,6 +611,8 @@ int daemon_run(const DaemonOptions *o) {
         r = engine_publish_all(d.engine);
         if (r < 0)
                 log_warning_errno(r, "Cannot write a jwks-file: %m");
+        /* The start (reconcile, the first lifecycle pass) is signed before anyone is told keyd is ready. */
+        write_checkpoint(&d);
         r = start_api(&d);
         if (r < 0)
                 goto finish;
@@ -465,8 +626,12 @@ int daemon_run(const DaemonOptions *o) {
         fail_jobs(&d);
         if (r < 0)
                 log_error_errno(r, "Event loop failed: %m");
-        else
+        else {
                 log_info("Stopping.");
+                /* A clean stop signs the head once no request can add to it any more. */
+                d.api = api_stop(d.api);
+                write_checkpoint(&d);
+        }
 finish:
         daemon_stop(&d);
         pthread_mutex_destroy(&d.job_lock);

@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "keyd/dev.h"
@@ -33,6 +34,45 @@ static int ensure_dir(const char *path) {
         if (stat(path, &st) < 0)
                 return negative_errno();
         return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* Dev mode trusts nothing it did not create: DIR and every file keyd reads or writes in it must be the caller's own,
+ * not writable by group or others, and not a symbolic link (another user could point keyd's writes, or its reads of
+ * the PIN and the configuration, elsewhere). A missing file is fine: keyd makes it. */
+static int check_trusted(const char *path, bool is_dir) {
+        struct stat st;
+
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : log_error_errno(negative_errno(), "Cannot check %s: %m", path);
+        if (S_ISLNK(st.st_mode))
+                return log_error_errno(-EPERM, "Refusing %s: it is a symbolic link (dev mode follows none).", path);
+        if (is_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
+                return log_error_errno(-EPERM, "Refusing %s: not a %s.", path, is_dir ? "directory" : "regular file");
+        if (st.st_uid != geteuid())
+                return log_error_errno(-EPERM, "Refusing %s: owned by uid %u, not by you (uid %u).", path,
+                                       (unsigned) st.st_uid, (unsigned) geteuid());
+        if (st.st_mode & (S_IWGRP | S_IWOTH))
+                return log_error_errno(-EPERM, "Refusing %s: writable by %s (mode %04o); chmod go-w it.", path,
+                                       st.st_mode & S_IWOTH ? "others" : "its group", (unsigned) (st.st_mode & 07777));
+        return 0;
+}
+
+static int check_dev_dir(const char *abs) {
+        static const char *const files[] = { "softhsm2.conf", "pin", "so-pin", "keyd.conf", "keyd.db",
+                                             "keyd.db-wal", "keyd.db-shm", "keyd.db.lock" };
+        static const char *const dirs[] = { "tokens", "jwks" };
+        char path[PATH_MAX + 32];
+        int r = check_trusted(abs, true);
+
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(files); i++) {
+                snprintf(path, sizeof path, "%s/%s", abs, files[i]);
+                r = check_trusted(path, false);
+        }
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(dirs); i++) {
+                snprintf(path, sizeof path, "%s/%s", abs, dirs[i]);
+                r = check_trusted(path, true);
+        }
+        return r;
 }
 
 static int make_token(DevEnv *e, const char *module) {
@@ -131,6 +171,9 @@ int dev_prepare(const char *dir, const char *module, DevEnv *ret) {
                 return log_error_errno(r, "Cannot create %s: %m", dir);
         if (!realpath(dir, abs))
                 return log_error_errno(negative_errno(), "Cannot resolve %s: %m", dir);
+        r = check_dev_dir(abs);
+        if (r < 0)
+                return r;
         if (!(e.dir = strdup(abs)) || !(e.softhsm_conf = path_join(abs, "softhsm2.conf")) ||
             !(e.pin_file = path_join(abs, "pin")) || !(e.db = path_join(abs, "keyd.db")) ||
             !(e.config = path_join(abs, "keyd.conf")) || !(e.socket = path_join(abs, "keyd.sock")) ||

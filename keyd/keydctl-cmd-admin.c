@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* keydctl: the administrative commands: rotate, revoke, disable, token revoke, audit tail, audit verify. */
+#include <inttypes.h>
+#include <stdarg.h>
 #include <time.h>
 
 #include "keyd/keydctl-internal.h"
@@ -407,35 +409,171 @@ int verb_audit_tail(Ctl *c, const Verb *v, int argc, char **argv) {
         return 0;
 }
 
+#define ANCHOR_LINE_MAX ((size_t) 64 << 10)
+
+/* What the check of an anchor file found: every anchor matches (line 0), or the first that does not. */
+typedef struct AnchorCheck {
+        uint64_t anchors, last_seq;
+        unsigned long line; /* of the first anchor that does not match, 0 if none */
+        uint64_t seq;       /* its seq, 0 if it has none */
+        char message[512];
+} AnchorCheck;
+
+_printf_(4, 5) static void anchor_bad(AnchorCheck *a, unsigned long line, uint64_t seq, const char *fmt, ...) {
+        va_list ap;
+        a->line = line;
+        a->seq = seq;
+        va_start(ap, fmt);
+        (void) vsnprintf(a->message, sizeof a->message, fmt, ap);
+        va_end(ap);
+}
+
+static bool is_hash(const char *s) {
+        return s && strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
+}
+
+/* Each line of the anchor file (keyd.conf(5) [audit] anchor-file: {"seq", "hash", "time", "kid", "jws"}) against the
+ * chain as keyd serves it: the anchors come in increasing seq order, and the record of each anchored seq exists with
+ * the anchored hash. Stops at the first that does not match. 0 (see a->line), or a negative errno (reported). */
+static int check_anchors(Ctl *c, const char *path, AnchorCheck *a) {
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0;
+        unsigned long line = 0;
+        FILE *f;
+        int r = 0;
+
+        f = fopen(path, "re");
+        if (!f)
+                return ctl_error(negative_errno(), "cannot open %s: %m", path);
+        for (;;) {
+                _cleanup_json_ json_t *anchor = NULL, *page = NULL;
+                errno = 0;
+                ssize_t n = getline(&buf, &size, f);
+                if (n < 0) {
+                        if (errno != 0)
+                                r = ctl_error(negative_errno(), "cannot read %s: %m", path);
+                        break;
+                }
+                line++;
+                if ((size_t) n > ANCHOR_LINE_MAX) {
+                        anchor_bad(a, line, 0, "longer than %zu KiB: not an anchor", ANCHOR_LINE_MAX >> 10);
+                        break;
+                }
+                if (strspn(buf, " \t\r\n") == (size_t) n)
+                        continue;
+                anchor = json_loadb(buf, (size_t) n, JSON_REJECT_DUPLICATES, NULL);
+                json_t *jseq = json_object_get(anchor, "seq");
+                const char *hash = json_str(anchor, "hash");
+                if (!json_is_integer(jseq) || json_integer_value(jseq) <= 0 || !is_hash(hash)) {
+                        anchor_bad(a, line, 0,
+                                   "not an anchor (a JSON object with a positive integer \"seq\" and a \"hash\" of 64 "
+                                   "hex digits)");
+                        break;
+                }
+                uint64_t seq = (uint64_t) json_integer_value(jseq);
+                if (a->anchors > 0 && seq <= a->last_seq) {
+                        anchor_bad(a, line, seq, "anchors go backwards: seq %" PRIu64 " after seq %" PRIu64, seq,
+                                   a->last_seq);
+                        break;
+                }
+                r = audit_page(c, seq - 1, 1, &page);
+                if (r < 0)
+                        break;
+                json_t *rec = json_array_get(json_object_get(page, "records"), 0);
+                json_t *rseq = json_object_get(rec, "seq");
+                const char *rhash = json_str(rec, "hash");
+                if (!json_is_integer(rseq) || (uint64_t) json_integer_value(rseq) != seq) {
+                        anchor_bad(a, line, seq, "record %" PRIu64 " is not in the chain: records were removed", seq);
+                        break;
+                }
+                if (!rhash || !streq(rhash, hash)) {
+                        char clean[80];
+                        anchor_bad(a, line, seq,
+                                   "record %" PRIu64 " has hash %s, the anchor %s: the chain was rewritten", seq,
+                                   sanitize(rhash ?: "(none)", clean, sizeof clean), hash);
+                        break;
+                }
+                a->anchors++;
+                a->last_seq = seq;
+        }
+        fclose(f);
+        return r;
+}
+
 int verb_audit_verify(Ctl *c, const Verb *v, int argc, char **argv) {
+        enum { OPT_ANCHOR = CTL_OPT_FIRST_LOCAL };
+        static const struct option options[] = {
+                CTL_COMMON_OPTIONS,
+                { "anchor", required_argument, NULL, OPT_ANCHOR },
+                {},
+        };
         _cleanup_json_ json_t *reply = NULL;
         const json_t *ok;
-        char n[32], head[32], cp[32] = "none", bad[32], clean[1024];
+        char n[32], head[32], cp[32] = "none", bad[32], clean[1024], where[1024];
+        const char *anchor_file = NULL;
+        AnchorCheck anchors = { 0 };
         const json_t *cps;
-        int r;
+        int opt, r;
 
-        r = ctl_parse_plain(c, v, argc, argv, 0, 0);
-        if (r != 0)
-                return r > 0 ? 0 : r;
+        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+                switch (opt) {
+                case OPT_ANCHOR:
+                        anchor_file = optarg;
+                        break;
+                default:
+                        r = ctl_common_option(c, v, opt, argc, argv);
+                        if (r != 0)
+                                return r > 0 ? 0 : r;
+                }
+        r = ctl_operands(v, argc, argv, 0, 0);
+        if (r < 0)
+                return r;
         r = ctl_call(c, "POST", "/v1/audit/verify", NULL, &reply);
         if (r < 0)
                 return r;
         ok = json_object_get(reply, "ok");
         if (!json_is_boolean(ok))
                 return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"ok\"");
+        /* The chain first, then the copy kept outside the database: a cut tail or a whole rewritten chain (hashes
+         * recomputed, checkpoints dropped) verifies on its own, and only the anchors show it. */
+        if (anchor_file) {
+                r = check_anchors(c, anchor_file, &anchors);
+                if (r < 0)
+                        return r;
+        }
         /* checkpoint_seq 0 (or null): no checkpoint signed yet. */
         cps = json_object_get(reply, "checkpoint_seq");
         if (json_is_integer(cps) && json_integer_value(cps) > 0)
                 (void) snprintf(cp, sizeof cp, "seq %" JSON_INTEGER_FORMAT, json_integer_value(cps));
-        if (c->json)
+        if (c->json) {
+                if (anchor_file &&
+                    json_object_set_new(reply, "anchor",
+                                        json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:s?}", "file", anchor_file, "ok",
+                                                  anchors.line == 0, "anchors", (json_int_t) anchors.anchors,
+                                                  "last_seq", (json_int_t) anchors.last_seq, "line",
+                                                  (json_int_t) anchors.line, "seq", (json_int_t) anchors.seq,
+                                                  "message", anchors.line ? anchors.message : NULL)) < 0)
+                        return OOM();
                 print_json(reply);
-        else if (json_is_true(ok))
-                printf("Audit chain verified: %s record(s), head seq %s, last signed checkpoint: %s.\n",
-                       json_text(json_object_get(reply, "records"), n, sizeof n) ?: "?",
-                       json_text(json_object_get(reply, "head_seq"), head, sizeof head) ?: "?", cp);
-        else
-                printf("Audit chain does NOT verify: first bad record seq %s: %s\n",
-                       json_text(json_object_get(reply, "bad_seq"), bad, sizeof bad) ?: "?",
-                       sanitize(json_str(reply, "message") ?: "no message", clean, sizeof clean));
-        return json_is_true(ok) ? 0 : KEYDCTL_ERR_NEGATIVE;
+        } else {
+                if (json_is_true(ok))
+                        printf("Audit chain verified: %s record(s), head seq %s, last signed checkpoint: %s.\n",
+                               json_text(json_object_get(reply, "records"), n, sizeof n) ?: "?",
+                               json_text(json_object_get(reply, "head_seq"), head, sizeof head) ?: "?", cp);
+                else
+                        printf("Audit chain does NOT verify: first bad record seq %s: %s\n",
+                               json_text(json_object_get(reply, "bad_seq"), bad, sizeof bad) ?: "?",
+                               sanitize(json_str(reply, "message") ?: "no message", clean, sizeof clean));
+                if (anchor_file && anchors.line == 0)
+                        printf("Anchors verified: %" PRIu64 " anchor(s) in %s, the last at seq %" PRIu64 ".\n",
+                               anchors.anchors, sanitize(anchor_file, where, sizeof where), anchors.last_seq);
+                else if (anchor_file) {
+                        char seq[48] = "";
+                        if (anchors.seq > 0)
+                                (void) snprintf(seq, sizeof seq, " (seq %" PRIu64 ")", anchors.seq);
+                        printf("Audit chain does NOT match the anchor at %s:%lu%s: %s\n",
+                               sanitize(anchor_file, where, sizeof where), anchors.line, seq, anchors.message);
+                }
+        }
+        return json_is_true(ok) && anchors.line == 0 ? 0 : KEYDCTL_ERR_NEGATIVE;
 }

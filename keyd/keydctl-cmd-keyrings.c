@@ -211,6 +211,7 @@ static const struct {
         { "sign-users", "sign_users", FIELD_LIST },
         { "sign-groups", "sign_groups", FIELD_LIST },
         { "publish", "publish", FIELD_BOOL },
+        { "allow-raw-sign", "allow_raw_sign", FIELD_BOOL },
         { "jwks-file", "jwks_file", FIELD_STRING },
 };
 

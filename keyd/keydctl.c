@@ -89,9 +89,12 @@ static const Verb verbs[] = {
           "  -f, --follow                  Keep printing new records (once a second) until interrupted;\n"
           "                                with --json one record per line\n",
           verb_audit_tail },
-        { "audit verify", "", "Verify the audit chain (admin); exit 1 if broken",
+        { "audit verify", "[--anchor FILE]", "Verify the audit chain (admin); exit 1 if broken",
           "Walk the audit chain and its signed checkpoints (admin); exit status 1 when it does not verify,\n"
-          "naming the first record that does not match.\n",
+          "naming the first record that does not match.\n"
+          "      --anchor FILE             Also check the chain against keyd's anchor file ([audit] anchor-file):\n"
+          "                                every anchored seq must be in the chain with the anchored hash, in\n"
+          "                                increasing order; names the first anchor that does not match\n",
           verb_audit_verify },
 };
 

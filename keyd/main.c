@@ -10,16 +10,18 @@
 #include "keyd/config.h"
 #include "keyd/daemon.h"
 #include "keyd/dev.h"
+#include "keyd/reconcile-cmd.h"
 
 #define DEFAULT_CONFIG "/etc/keyd/keyd.conf"
 
 static const char *arg_config = DEFAULT_CONFIG;
 static const char *arg_dev_dir;
 static const char *arg_module = KEYD_DEFAULT_MODULE;
-static bool arg_dev, arg_check;
+static bool arg_dev, arg_check, arg_reconcile, arg_dry_run, arg_json;
 
 static void help(void) {
         printf("Usage: keyd [OPTIONS]\n"
+               "       keyd [--config FILE] reconcile --dry-run [--json]\n"
                "\n"
                "Key-management and rotation daemon: keeps signing keys in a PKCS#11 token, rotates them,\n"
                "publishes a JWKS, and signs and verifies tokens for local callers.\n"
@@ -29,6 +31,9 @@ static void help(void) {
                "      --dev [DIR]     Run on the embedded default under DIR (default ./" DEV_DEFAULT_DIR "): a SoftHSM2\n"
                "                      token with a random PIN, a SQLite database and DIR/keyd.conf, made if missing\n"
                "      --module PATH   PKCS#11 module for --dev (default " KEYD_DEFAULT_MODULE ")\n"
+               "      --dry-run       With reconcile: show what reconciling the token with the database would\n"
+               "                      destroy, demote and keep, and change nothing (keyd may keep running)\n"
+               "      --json          With reconcile: print JSON\n"
                "  -v, --verbose       Log at debug level\n"
                "  -h, --help          Show this help\n"
                "      --version       Show the version\n"
@@ -38,7 +43,7 @@ static void help(void) {
 }
 
 static int parse_argv(int argc, char **argv) {
-        enum { ARG_VERSION = 0x100, ARG_DEV, ARG_MODULE, ARG_CHECK };
+        enum { ARG_VERSION = 0x100, ARG_DEV, ARG_MODULE, ARG_CHECK, ARG_DRY_RUN, ARG_JSON };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -47,6 +52,8 @@ static int parse_argv(int argc, char **argv) {
                 { "check-config", no_argument, NULL, ARG_CHECK },
                 { "dev", no_argument, NULL, ARG_DEV },
                 { "module", required_argument, NULL, ARG_MODULE },
+                { "dry-run", no_argument, NULL, ARG_DRY_RUN },
+                { "json", no_argument, NULL, ARG_JSON },
                 {},
         };
         int c;
@@ -74,10 +81,28 @@ static int parse_argv(int argc, char **argv) {
                 case ARG_MODULE:
                         arg_module = optarg;
                         break;
+                case ARG_DRY_RUN:
+                        arg_dry_run = true;
+                        break;
+                case ARG_JSON:
+                        arg_json = true;
+                        break;
                 default:
                         return -EINVAL;
                 }
 
+        if (!arg_dev && optind < argc && streq(argv[optind], "reconcile")) {
+                arg_reconcile = true;
+                optind++;
+                if (!arg_dry_run) {
+                        log_error("keyd reconciles at every start; 'keyd reconcile' only shows what that would do, "
+                                  "with --dry-run.");
+                        return -EINVAL;
+                }
+        } else if (arg_dry_run || arg_json) {
+                log_error("--dry-run and --json go with 'keyd reconcile' (see keyd --help)");
+                return -EINVAL;
+        }
         if (arg_dev && optind < argc)
                 arg_dev_dir = argv[optind++];
         if (optind < argc) {
@@ -131,6 +156,8 @@ static int run(int argc, char **argv) {
         r = harden_process();
         if (r < 0)
                 return r;
+        if (arg_reconcile)
+                return reconcile_dry_run(arg_config, arg_json);
 
         if (arg_dev) {
                 r = dev_prepare(arg_dev_dir ?: DEV_DEFAULT_DIR, arg_module, &env);

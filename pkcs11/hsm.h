@@ -92,6 +92,8 @@ int hsm_destroy_handles(Hsm *h, unsigned long priv, unsigned long pub);
 
 /* The name of the CK_RV behind the calling thread's last failure ("CKR_PIN_INCORRECT"), or "CKR_OK". */
 const char *hsm_last_error(void);
+/* Forget the calling thread's last failure (hsm_key_sign() does, so that its error names its own CK_RV). */
+void hsm_clear_error(void);
 /* CK_RV to negative errno and to its name: the one place where these are mapped. */
 int hsm_rv_to_errno(unsigned long rv);
 const char *hsm_rv_name(unsigned long rv);

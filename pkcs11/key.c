@@ -175,6 +175,7 @@ int hsm_key_sign(HsmKey *k, const void *msg, size_t msg_len, uint8_t *sig, size_
         CK_RV rv = CKR_GENERAL_ERROR;
         HsmSession *s;
 
+        hsm_clear_error();
         if (sig_size < k->sig_size)
                 return -ENOBUFS;
         if (k->md) {

@@ -113,6 +113,10 @@ int hsm_rv_to_errno(unsigned long rv) {
         }
 }
 
+void hsm_clear_error(void) {
+        last_rv = CKR_OK;
+}
+
 int hsm_fail(CK_RV rv) {
         last_rv = rv;
         return hsm_rv_to_errno(rv);

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/crypto-util.h"
 #include "common/log.h"
@@ -161,6 +164,57 @@ int audit_checkpoint_payload(uint64_t seq, const char *hash, usec_t time, char *
         return *ret ? 0 : -ENOMEM;
 }
 
+int audit_anchor_append(Store *s, const char *path, uint64_t seq) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *line = NULL;
+        _cleanup_json_ json_t *o = NULL;
+        StoreCheckpoint **l = NULL;
+        struct stat st;
+        size_t len, done = 0;
+        int r;
+
+        if (seq == 0)
+                return -EINVAL;
+        r = store_checkpoint_list(s, seq - 1, 1, &l, NULL);
+        if (r < 0)
+                return r;
+        if (l[0] && l[0]->seq == seq)
+                o = json_pack("{s:I, s:s, s:I, s:s, s:s}", "seq", (json_int_t) seq, "hash", l[0]->hash, "time",
+                              (json_int_t) (l[0]->time / USEC_PER_SEC), "kid", l[0]->kid, "jws", l[0]->jws);
+        r = !l[0] || l[0]->seq != seq ? -ENOENT : o ? 0 : -ENOMEM;
+        store_checkpoint_list_free(l);
+        if (r < 0)
+                return r;
+        line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (!line)
+                return -ENOMEM;
+        len = strlen(line);
+        line[len++] = '\n'; /* over the NUL: written by length */
+
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EINVAL;
+        while (done < len) {
+                ssize_t n = write(fd, line + done, len - done);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        r = n < 0 ? -errno : -EIO;
+                        /* No half line left behind for the next one to follow. */
+                        (void) !ftruncate(fd, st.st_size);
+                        return r;
+                }
+                done += (size_t) n;
+        }
+        if (fsync(fd) < 0)
+                return -errno;
+        return 0;
+}
+
 /* The issuer keyring whose key signs checkpoints: "default" if it is an issuer, else the first issuer by name. */
 static Ring *checkpoint_ring(Engine *e) {
         Ring *r = engine_get_ring(e, "default");
@@ -191,6 +245,14 @@ int engine_checkpoint(Engine *e, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX
         if (seq == 0 || (store_checkpoint_latest(e->store, &last, NULL, NULL, NULL) >= 0 && last == seq))
                 return 0; /* nothing new since the last checkpoint */
         usec_t now = engine_now(e);
+        if (last > 0) {
+                /* Checkpoints never go back in time (audit_verify() refuses it): a clock stepped back signs at the
+                 * latest checkpoint's time. */
+                StoreCheckpoint **l = NULL;
+                if (store_checkpoint_list(e->store, last - 1, 1, &l, NULL) >= 0 && l[0])
+                        now = MAX(now, l[0]->time);
+                store_checkpoint_list_free(l);
+        }
         n = audit_checkpoint_payload(seq, hash, now, &payload);
         if (n < 0)
                 return n;
@@ -201,7 +263,7 @@ int engine_checkpoint(Engine *e, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX
         if (alg < 0)
                 return -ENOKEY;
         header = json_pack("{s:s, s:s, s:s}", "alg", keyd_alg_to_string(alg), "kid", kid, "typ",
-                           "keyd-audit-checkpoint+jwt");
+                           KEYD_TYP_AUDIT_CHECKPOINT);
         if (!header)
                 return -ENOMEM;
         n = jose_jws_signing_input(header, payload, strlen(payload), &input, &len);
@@ -238,78 +300,205 @@ _printf_(3, 4) static int verdict(AuditVerifyResult *res, uint64_t bad, const ch
         return -EBADMSG;
 }
 
-static int verify_checkpoint(Store *s, AuditVerifyResult *res) {
-        _cleanup_free_ char *cp_hash = NULL, *cp_kid = NULL, *cp_jws = NULL;
-        _cleanup_json_ json_t *jwk = NULL, *claims = NULL;
-        _cleanup_pkey_ EVP_PKEY *pkey = NULL;
-        StoreKey *key = NULL;
-        StoreAudit **rec = NULL;
+/* A key a checkpoint names, and the key.generate record that made it in an issuer keyring (seq 0: none yet). */
+typedef struct Generated {
+        uint64_t seq;
+        KeydAlg alg; /* from the record's detail; _KEYD_ALG_INVALID if it names none */
+} Generated;
+
+/* What the walk of the chain collects for the checkpoints, from verified records only. */
+typedef struct Walk {
+        StoreCheckpoint **cps;              /* ascending seq */
+        size_t n_cps, next;                 /* next: the first checkpoint whose record the walk has not reached */
+        char (*hashes)[STORE_HASH_HEX + 1]; /* the hash of the record each checkpoint names, "" if not reached */
+        StrMap *issuers;                    /* keyring → non-NULL while its last keyring.create made it an issuer */
+        StrMap *generated;                  /* kid (of a checkpoint) → Generated */
+} Walk;
+
+static char *detail_string(const char *detail, const char *member) {
+        _cleanup_json_ json_t *o = detail ? json_loads(detail, 0, NULL) : NULL;
+        const char *v = json_string_value(json_object_get(o, member));
+        return v ? strdup(v) : NULL;
+}
+
+static int walk_visit(const StoreAudit *rec, void *userdata) {
+        Walk *w = userdata;
+
+        while (w->next < w->n_cps && w->cps[w->next]->seq <= rec->seq) {
+                if (w->cps[w->next]->seq == rec->seq)
+                        memcpy(w->hashes[w->next], rec->hash, sizeof w->hashes[w->next]);
+                w->next++;
+        }
+        if (!streq(rec->result, "ok") || !rec->keyring)
+                return 0;
+        if (streq(rec->action, "keyring.create")) {
+                _cleanup_free_ char *kind = detail_string(rec->detail, "kind");
+                if (kind && streq(kind, ring_kind_to_string(RING_ISSUER)))
+                        return strmap_put(w->issuers, rec->keyring, w, NULL);
+                (void) strmap_remove(w->issuers, rec->keyring);
+        } else if (streq(rec->action, "key.generate") && rec->kid) {
+                Generated *g = strmap_get(w->generated, rec->kid);
+                if (g && g->seq == 0 && strmap_get(w->issuers, rec->keyring)) {
+                        _cleanup_free_ char *alg = detail_string(rec->detail, "alg");
+                        g->seq = rec->seq;
+                        g->alg = alg ? keyd_alg_from_string(alg) : _KEYD_ALG_INVALID;
+                }
+        }
+        return 0;
+}
+
+/* The public key of a checkpoint's kid, read once for consecutive checkpoints signed by the same key. */
+typedef struct KeyCache {
+        char kid[STORE_KID_MAX + 1];
+        KeydAlg alg;
+        EVP_PKEY *pkey;
+} KeyCache;
+
+/* One checkpoint: signed by a key keyd generated in an issuer keyring before it, whose stored JWK is the one its kid
+ * names, as keyd's checkpoint type, with the key's alg, over this checkpoint's seq, hash and time. */
+static int verify_one(Store *s, const StoreCheckpoint *cp, const Generated *g, KeyCache *cache,
+                      AuditVerifyResult *res) {
+        _cleanup_json_ json_t *claims = NULL;
+        unsigned long long seq = cp->seq;
         JoseJws *jws = NULL;
-        size_t n = 0;
-        uint64_t cp_seq;
         int r;
 
-        r = store_checkpoint_latest(s, &cp_seq, &cp_hash, &cp_kid, &cp_jws);
-        if (r == -ENOENT)
-                return 0;
-        if (r < 0)
-                return r;
-        res->checkpoint_seq = cp_seq;
-        if (res->head_seq < cp_seq)
-                return verdict(res, res->head_seq + 1,
-                               "the chain ends at record %llu but checkpoint covers record %llu: records were removed",
-                               (unsigned long long) res->head_seq, (unsigned long long) cp_seq);
-        r = store_audit_list(s, cp_seq - 1, 1, &rec, &n);
-        if (r < 0)
-                return r;
-        bool same = n == 1 && rec[0]->seq == cp_seq && streq(rec[0]->hash, cp_hash);
-        store_audit_list_free(rec);
-        if (!same)
-                return verdict(res, cp_seq, "record %llu does not match the checkpoint",
-                               (unsigned long long) cp_seq);
+        if (!g || g->seq == 0 || g->seq >= cp->seq)
+                return verdict(res, 0,
+                               "the checkpoint at record %llu is signed by key %s, which keyd did not generate in an "
+                               "issuer keyring before it",
+                               seq, cp->kid);
+        if (!streq(cache->kid, cp->kid)) {
+                _cleanup_json_ json_t *jwk = NULL;
+                char tp[JOSE_THUMBPRINT_LEN + 1];
+                StoreKey *key = NULL;
 
-        r = store_key_get_by_kid(s, cp_kid, &key);
-        if (r < 0)
-                return verdict(res, 0, "the checkpoint's key %s is not in the store", cp_kid);
-        jwk = json_loads(key->jwk, 0, NULL);
-        KeydAlg alg = key->alg;
-        store_key_free(key);
-        if (!jwk || jose_jwk_to_pkey(jwk, &pkey) < 0)
-                return verdict(res, 0, "the checkpoint's key %s cannot be read", cp_kid);
-        if (jose_jws_parse(cp_jws, strlen(cp_jws), &jws) != JOSE_OK)
-                return verdict(res, 0, "the checkpoint at record %llu is malformed", (unsigned long long) cp_seq);
-        JoseResult v = jose_jws_verify(jws, pkey, alg);
-        if (v == JOSE_OK)
-                v = jose_jws_claims(jws, &claims);
+                EVP_PKEY_free(cache->pkey);
+                cache->pkey = NULL;
+                cache->kid[0] = 0;
+                r = store_key_get_by_kid(s, cp->kid, &key);
+                if (r == -ENOENT)
+                        return verdict(res, 0, "the checkpoint at record %llu names key %s, which is not in the store",
+                                       seq, cp->kid);
+                if (r < 0)
+                        return r;
+                jwk = json_loads(key->jwk, 0, NULL);
+                cache->alg = key->alg;
+                store_key_free(key);
+                if (!jwk || jose_jwk_thumbprint(jwk, tp) < 0 || jose_jwk_to_pkey(jwk, &cache->pkey) < 0)
+                        return verdict(res, 0, "the stored public key of %s cannot be read", cp->kid);
+                if (!streq(tp, cp->kid))
+                        return verdict(res, 0,
+                                       "the stored public key of %s has another thumbprint (%s): its JWK was replaced",
+                                       cp->kid, tp);
+                memcpy(cache->kid, cp->kid, sizeof cache->kid);
+        }
+        if (g->alg >= 0 && cache->alg != g->alg)
+                return verdict(res, 0, "the stored alg of key %s is %s, but keyd generated it for %s", cp->kid,
+                               keyd_alg_to_string(cache->alg), keyd_alg_to_string(g->alg));
+
+        if (jose_jws_parse(cp->jws, strlen(cp->jws), &jws) != JOSE_OK)
+                return verdict(res, 0, "the checkpoint at record %llu is malformed", seq);
+        const char *typ = json_string_value(json_object_get(jws->header, "typ"));
+        JoseResult v = JOSE_OK;
+        if (!typ || !streq(typ, KEYD_TYP_AUDIT_CHECKPOINT))
+                r = verdict(res, 0, "the checkpoint at record %llu has typ %s, not " KEYD_TYP_AUDIT_CHECKPOINT, seq,
+                            typ ?: "(none)");
+        else if (!jws->kid || !streq(jws->kid, cp->kid))
+                r = verdict(res, 0, "the checkpoint at record %llu is stored under key %s but names %s", seq, cp->kid,
+                            jws->kid ?: "(none)");
+        else if (jws->alg != cache->alg)
+                r = verdict(res, 0, "the checkpoint at record %llu has alg %s, not its key's %s", seq,
+                            json_string_value(json_object_get(jws->header, "alg")) ?: "(none)",
+                            keyd_alg_to_string(cache->alg));
+        else if ((v = jose_jws_verify(jws, cache->pkey, cache->alg)) != JOSE_OK ||
+                 (v = jose_jws_claims(jws, &claims)) != JOSE_OK)
+                r = verdict(res, 0, "the checkpoint at record %llu has a bad signature (%s)", seq,
+                            jose_result_to_string(v));
+        else
+                r = 0;
         jose_jws_free(jws);
-        if (v != JOSE_OK)
-                return verdict(res, 0, "the checkpoint at record %llu has a bad signature (%s)",
-                               (unsigned long long) cp_seq, jose_result_to_string(v));
-        json_t *jseq = json_object_get(claims, "seq"), *jhash = json_object_get(claims, "hash");
-        if (!json_is_integer(jseq) || (uint64_t) json_integer_value(jseq) != cp_seq || !json_is_string(jhash) ||
-            !streq(json_string_value(jhash), cp_hash))
-                return verdict(res, cp_seq, "the checkpoint's signed content does not match its record");
+        if (r < 0)
+                return r;
+
+        json_t *jseq = json_object_get(claims, "seq"), *jhash = json_object_get(claims, "hash"),
+               *jtime = json_object_get(claims, "time");
+        if (!json_is_integer(jseq) || (uint64_t) json_integer_value(jseq) != cp->seq || !json_is_string(jhash) ||
+            !streq(json_string_value(jhash), cp->hash) || !json_is_integer(jtime) ||
+            json_integer_value(jtime) != (json_int_t) (cp->time / USEC_PER_SEC))
+                return verdict(res, cp->seq, "the checkpoint at record %llu: its signed content does not match it",
+                               seq);
         return 0;
+}
+
+static void walk_done(Walk *w) {
+        store_checkpoint_list_free(w->cps);
+        free(w->hashes);
+        strmap_free(w->issuers, NULL);
+        strmap_free(w->generated, free);
 }
 
 int audit_verify(Store *s, AuditVerifyResult *ret) {
         AuditVerifyResult res = { 0 };
-        char head_hash[STORE_HASH_HEX + 1];
-        uint64_t bad = 0;
+        Walk w = { 0 };
+        KeyCache cache = { .alg = _KEYD_ALG_INVALID };
+        uint64_t bad = 0, head = 0;
         int r;
 
-        r = store_audit_head(s, &res.head_seq, head_hash);
+        r = store_audit_head(s, &res.head_seq, NULL);
         if (r < 0)
                 return r;
-        res.records = res.head_seq;
-        r = store_audit_verify(s, &bad);
+        /* Checkpoints first, then the chain: the chain only grows, so the walk reaches every checkpoint read before
+         * it unless records were removed. */
+        r = store_checkpoint_list(s, 0, SIZE_MAX, &w.cps, &w.n_cps);
+        if (r >= 0) {
+                w.hashes = calloc(w.n_cps + 1, sizeof *w.hashes);
+                w.issuers = strmap_new();
+                w.generated = strmap_new();
+                if (!w.hashes || !w.issuers || !w.generated)
+                        r = -ENOMEM;
+        }
+        for (size_t i = 0; r >= 0 && i < w.n_cps; i++)
+                if (!strmap_get(w.generated, w.cps[i]->kid)) {
+                        Generated *g = calloc(1, sizeof *g);
+                        r = g ? strmap_put(w.generated, w.cps[i]->kid, g, NULL) : -ENOMEM;
+                        if (r < 0)
+                                free(g);
+                }
+        if (r >= 0)
+                r = store_audit_walk(s, walk_visit, &w, &head, NULL, &bad);
         if (r == -EBADMSG)
                 r = verdict(&res, bad, "record %llu does not match the chain", (unsigned long long) bad);
         else if (r >= 0)
-                r = verify_checkpoint(s, &res);
+                res.head_seq = res.records = head;
+
+        /* Every checkpoint, in order: each covers a record still there with its hash, none goes back in time, each
+         * verifies. */
+        for (size_t i = 0; r >= 0 && i < w.n_cps; i++) {
+                const StoreCheckpoint *cp = w.cps[i];
+                unsigned long long seq = cp->seq;
+                if (cp->seq > head)
+                        r = verdict(&res, head + 1,
+                                    "the chain ends at record %llu but checkpoint covers record %llu: records were "
+                                    "removed",
+                                    (unsigned long long) head, seq);
+                else if (!streq(w.hashes[i], cp->hash))
+                        r = verdict(&res, cp->seq, "record %llu does not match the checkpoint", seq);
+                else
+                        r = verify_one(s, cp, strmap_get(w.generated, cp->kid), &cache, &res);
+                if (r >= 0 && i > 0 && cp->time < w.cps[i - 1]->time)
+                        r = verdict(&res, 0,
+                                    "the checkpoint at record %llu was signed before the one at record %llu: "
+                                    "checkpoints went backwards",
+                                    seq, (unsigned long long) w.cps[i - 1]->seq);
+                if (r >= 0)
+                        res.checkpoint_seq = cp->seq;
+        }
+        EVP_PKEY_free(cache.pkey);
+        walk_done(&w);
         if (r >= 0 && !res.message[0])
-                snprintf(res.message, sizeof res.message, "%llu records verified%s",
-                         (unsigned long long) res.records, res.checkpoint_seq ? ", checkpoint verified" : "");
+                snprintf(res.message, sizeof res.message, "%llu records verified%s", (unsigned long long) res.records,
+                         res.checkpoint_seq ? ", every checkpoint verified" : "");
         if (ret)
                 *ret = res;
         return r;

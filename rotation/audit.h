@@ -17,13 +17,17 @@ int64_t audit_log_write(AuditLog *l, StoreAudit *rec, StoreDurability durability
 /* How many transactions the writer committed (for tests and metrics). */
 uint64_t audit_log_commits(AuditLog *l);
 
-/* Walk the chain and check the latest checkpoint: its signature (with the public key its kid names in the store), that
- * the record it names is still there with the same hash (a cut tail or a rewritten record is caught), and that the
- * chain reaches at least that far. */
+/* Walk the chain, then check every checkpoint in seq order: the record it names is still there with the same hash
+ * (a cut tail or a rewritten record is caught) and the chain reaches at least that far; no checkpoint was signed
+ * before the one below it; each is signed by a key keyd generated itself in an issuer keyring before the record it
+ * covers (its kid in a verified key.generate record), whose stored JWK has that kid as its RFC 7638 thumbprint, with
+ * that key's alg and KEYD_TYP_AUDIT_CHECKPOINT as typ, over its own seq, hash and time. A rewrite of the whole
+ * chain (hashes recomputed, checkpoints dropped) is found only against a copy kept outside the database: the anchor
+ * file (audit_anchor_append(), keydctl audit verify --anchor). */
 typedef struct AuditVerifyResult {
         uint64_t records;        /* records walked */
         uint64_t head_seq;
-        uint64_t checkpoint_seq; /* 0: no checkpoint yet */
+        uint64_t checkpoint_seq; /* the last checkpoint verified; 0: none (yet) */
         uint64_t bad_seq;        /* the first record that does not match (0 if the fault is not one record) */
         char message[256];
 } AuditVerifyResult;
@@ -33,3 +37,9 @@ int audit_verify(Store *s, AuditVerifyResult *ret);
 
 /* The checkpoint payload as signed: {"seq": N, "hash": "...", "time": T}. */
 int audit_checkpoint_payload(uint64_t seq, const char *hash, usec_t time, char **ret);
+
+/* Append the checkpoint at seq, as stored, to the anchor file at path as one JSON line
+ * {"seq": N, "hash": "<64 hex>", "time": T (seconds, as signed), "kid": "...", "jws": "<compact JWS>"}, and fsync it.
+ * The file is opened O_APPEND|O_NOFOLLOW|O_CLOEXEC and created mode 0600; a symlink or anything but a regular file is
+ * refused; a failed write is cut off again so that no half line is left. -ENOENT if there is no checkpoint at seq. */
+int audit_anchor_append(Store *s, const char *path, uint64_t seq);

@@ -43,6 +43,7 @@ struct Ring {
         char *revocations;
 
         size_t heap_idx;        /* position in the engine's schedule */
+        bool repair_pending;    /* atomic: a signer found the active key gone; the loop's repair is queued */
 };
 
 typedef struct PendingEvent {
@@ -56,6 +57,8 @@ struct Engine {
         Hsm *hsm;
         Store *store;
         EngineOptions opts;
+        char instance_id[STORE_INSTANCE_ID_MAX + 1]; /* the installation's, from the store */
+        uint64_t keys_lost;     /* atomic: written by the loop, read by /metrics */
 
         Ring **rings;           /* sorted by name */
         size_t n_rings;
@@ -101,7 +104,14 @@ void ring_set_schedule(Engine *e, Ring *r, usec_t due, const char *degraded, boo
 int engine_load_denied(Engine *e);
 void engine_prune_denied(Engine *e);
 
+/* reconcile.c */
+/* Move a key that must not sign out of next/active in one transaction with its audit record: lost (active → retired,
+ * still published; next → expired) or refused (revoked). */
+int engine_demote_key(Engine *e, StoreKey *k, const Policy *p, bool lost, const char *action, const char *why);
+
 /* transition.c */
+/* Plan and apply one keyring's due transitions at now; sets its next due time (and clears degraded on success). */
+int engine_tick_ring(Engine *e, Ring *r, usec_t now);
 /* Generate a key pair in the token and fill a row for it (state next, published now); not inserted. */
 int engine_generate_key(Engine *e, Ring *r, StoreKey **ret);
 /* What goes with a plan into its transaction, and who asked. */
@@ -117,9 +127,9 @@ typedef struct Change {
 /* Apply a plan (and a change) to a keyring: new key objects first, then one transaction with every row and audit
  * record, then the keyring in memory, then the token objects of keys that left next/active. */
 int engine_apply_plan(Engine *e, Ring *r, const LifecyclePlan *plan, const Change *c);
-/* Destroy a key's objects in the token by its hex id (after it left next/active). A failure is not fatal: reconcile
- * destroys what is left at the next start. */
-void engine_destroy_objects(Engine *e, const char *key_id);
+/* Destroy a key's objects in the token by its hex id (after it left next/active). 0, or negative errno if the token
+ * refused (none there is 0). A failure is not fatal: reconcile destroys what is left at the next start. */
+int engine_destroy_objects(Engine *e, const char *key_id);
 int key_id_to_bytes(const char *hex, uint8_t *out, size_t *ret_len);
 
 /* handles.c: the index of keyd's objects in the token, built from one listing (a search of a SoftHSM2 token checks

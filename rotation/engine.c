@@ -39,6 +39,9 @@ int engine_new(Hsm *hsm, Store *store, const EngineOptions *opts, Engine **ret) 
         pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
         pthread_rwlock_init(&e->lock, &attr);
         pthread_rwlockattr_destroy(&attr);
+        int r = store_instance_id(store, e->instance_id);
+        if (r < 0)
+                return engine_free(e), r;
         e->kids = strmap_new();
         e->denied = strmap_new();
         e->handles = strmap_new();
@@ -260,6 +263,8 @@ int engine_lookup_key(Engine *e, const char *kid, KeyLookup *ret) {
         KeyRef *ref = kid ? strmap_get(e->kids, kid) : NULL;
         if (ref && ref->pkey && EVP_PKEY_up_ref(ref->pkey) == 1) {
                 snprintf(ret->keyring, sizeof ret->keyring, "%s", ref->ring->name);
+                ret->kind = ref->ring->kind;
+                snprintf(ret->issuer, sizeof ret->issuer, "%s", ref->ring->policy.issuer ?: "");
                 ret->alg = ref->key->alg;
                 ret->state = ref->key->state;
                 ret->pkey = ref->pkey;
@@ -277,6 +282,18 @@ void engine_read_unlock(Engine *e) {
         pthread_rwlock_unlock(&e->lock);
 }
 
+/* A signature the token refused because the key's object is gone (a fresh search found nothing): tell the daemon, so
+ * that the event loop repairs the keyring, and answer "no usable key" rather than "no such keyring". Called with the
+ * read lock held. */
+static int signer_result(Engine *e, Ring *ring, int r) {
+        if (r != -ENOENT)
+                return r;
+        /* One repair queued at a time, however many signers fail meanwhile. */
+        if (e->opts.on_key_lost && !__atomic_exchange_n(&ring->repair_pending, true, __ATOMIC_ACQ_REL))
+                e->opts.on_key_lost(ring->name, ring->signer_kid, e->opts.key_lost_userdata);
+        return -ENOKEY;
+}
+
 static json_t *public_members(const char *jwk_text) {
         _cleanup_json_ json_t *jwk = json_loads(jwk_text, 0, NULL);
         json_t *out = json_object();
@@ -292,7 +309,7 @@ static json_t *public_members(const char *jwk_text) {
 }
 
 int engine_sign_compact(Engine *e, const char *name, const json_t *header, bool embed_jwk, const void *payload,
-                        size_t len, char **ret, char ret_kid[STORE_KID_MAX + 1]) {
+                        size_t len, size_t max, char **ret, char ret_kid[STORE_KID_MAX + 1]) {
         _cleanup_json_ json_t *h = header ? json_copy((json_t *) header) : json_object();
         uint8_t sig[HSM_SIG_MAX];
         char *input = NULL;
@@ -319,8 +336,11 @@ int engine_sign_compact(Engine *e, const char *name, const json_t *header, bool 
                 r = -ENOMEM;
         else
                 r = jose_jws_signing_input(h, payload, len, &input, &input_len);
+        /* "." and the signature in base64url without padding: ceil(4n/3) characters. */
+        if (r >= 0 && max > 0 && input_len + 1 + (hsm_key_signature_size(ring->signer) * 4 + 2) / 3 > max)
+                r = -EMSGSIZE;
         if (r >= 0)
-                r = hsm_key_sign(ring->signer, input, input_len, sig, sizeof sig);
+                r = signer_result(e, ring, hsm_key_sign(ring->signer, input, input_len, sig, sizeof sig));
         if (r >= 0 && ret_kid)
                 memcpy(ret_kid, ring->signer_kid, sizeof ring->signer_kid);
         pthread_rwlock_unlock(&e->lock);
@@ -433,9 +453,13 @@ int engine_create_ring(Engine *e, const RingSpec *spec, const Actor *a) {
         r = store_begin(e->store, STORE_SYNCED);
         if (r >= 0)
                 r = store_ring_row(e, spec, true);
-        if (r >= 0 && policy_to_json(spec->policy, &pj) >= 0)
-                r = engine_audit(e, a, "keyring.create", spec->name, NULL, "ok",
-                                 json_pack("{s:s, s:O}", "kind", ring_kind_to_string(spec->kind), "policy", pj));
+        /* No record, no change: a record that cannot be built (or its detail) fails the whole change. */
+        if (r >= 0)
+                r = policy_to_json(spec->policy, &pj);
+        if (r >= 0) {
+                json_t *detail = json_pack("{s:s, s:O}", "kind", ring_kind_to_string(spec->kind), "policy", pj);
+                r = detail ? engine_audit(e, a, "keyring.create", spec->name, NULL, "ok", detail) : -ENOMEM;
+        }
         if (r >= 0)
                 r = engine_commit(e);
         if (r < 0) {
@@ -480,9 +504,15 @@ int engine_apply_config(Engine *e, const RingSpec *specs, size_t n) {
                 r = store_begin(e->store, STORE_SYNCED);
                 if (r >= 0)
                         r = store_ring_row(e, &specs[i], false);
-                if (r >= 0 && policy_to_json(specs[i].policy, &pj) >= 0)
-                        r = engine_audit(e, engine_actor_self(), "keyring.policy", ring->name, NULL, "ok",
-                                         json_pack("{s:O}", "policy", pj));
+                /* No record, no change (as in engine_create_ring). */
+                if (r >= 0)
+                        r = policy_to_json(specs[i].policy, &pj);
+                if (r >= 0) {
+                        json_t *detail = json_pack("{s:O}", "policy", pj);
+                        r = detail ? engine_audit(e, engine_actor_self(), "keyring.policy", ring->name, NULL, "ok",
+                                                  detail)
+                                   : -ENOMEM;
+                }
                 if (r >= 0)
                         r = engine_commit(e);
                 if (r < 0) {
@@ -517,7 +547,7 @@ int engine_sign(Engine *e, const char *name, const void *msg, size_t len, uint8_
         else if (!ring->signer)
                 r = -ENOKEY;
         else {
-                r = hsm_key_sign(ring->signer, msg, len, sig, sig_size);
+                r = signer_result(e, ring, hsm_key_sign(ring->signer, msg, len, sig, sig_size));
                 if (r >= 0 && ret_kid)
                         memcpy(ret_kid, ring->signer_kid, sizeof ring->signer_kid);
                 if (r >= 0 && ret_alg)
@@ -574,4 +604,12 @@ const char *ring_jwks(const Ring *r, usec_t now, size_t *ret_len, const char **r
 
 const char *ring_revocations(const Ring *r) {
         return r->revocations;
+}
+
+bool ring_can_sign(const Ring *r) {
+        return !r->disabled && r->signer;
+}
+
+uint64_t engine_keys_lost(Engine *e) {
+        return __atomic_load_n(&e->keys_lost, __ATOMIC_RELAXED);
 }

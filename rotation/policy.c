@@ -106,6 +106,18 @@ bool strv_contains(char *const *l, const char *s) {
         return false;
 }
 
+bool keyd_typ_reserved(const char *typ) {
+        static const char *const own[] = { KEYD_TYP_REVOCATIONS, KEYD_TYP_AUDIT_CHECKPOINT };
+        if (!typ)
+                return false;
+        if (strncasecmp(typ, "application/", strlen("application/")) == 0)
+                typ += strlen("application/");
+        for (size_t i = 0; i < ELEMENTSOF(own); i++)
+                if (strcasecmp(typ, own[i]) == 0)
+                        return true;
+        return false;
+}
+
 void policy_init(Policy *p, RingKind kind) {
         *p = (Policy){
                 .alg = KEYD_ALG_ES256,
@@ -161,6 +173,9 @@ int policy_validate(const Policy *p, const char **ret_error) {
                 e = "prepublish exceeds rotation-period";
         else if (p->default_ttl > p->token_ttl_max)
                 e = "default-ttl exceeds token-ttl-max";
+        else if (keyd_typ_reserved(p->token_type))
+                e = "token-type must not be one of keyd's own document types (" KEYD_TYP_REVOCATIONS ", "
+                    KEYD_TYP_AUDIT_CHECKPOINT ")";
         if (e) {
                 if (ret_error)
                         *ret_error = e;
@@ -171,7 +186,7 @@ int policy_validate(const Policy *p, const char **ret_error) {
 
 /* Names as in the configuration file; JSON uses '_' for '-'. */
 enum { F_ALG, F_RSA_BITS, F_ROTATION, F_PREPUBLISH, F_TTL_MAX, F_DEFAULT_TTL, F_SKEW, F_ISSUER, F_TYPE, F_USERS,
-       F_GROUPS, F_PUBLISH, F_JWKS_FILE, _F_MAX };
+       F_GROUPS, F_PUBLISH, F_JWKS_FILE, F_RAW_SIGN, _F_MAX };
 static const char *const field_names[_F_MAX] = {
         [F_ALG] = "alg",
         [F_RSA_BITS] = "rsa-bits",
@@ -186,6 +201,7 @@ static const char *const field_names[_F_MAX] = {
         [F_GROUPS] = "sign-groups",
         [F_PUBLISH] = "publish",
         [F_JWKS_FILE] = "jwks-file",
+        [F_RAW_SIGN] = "allow-raw-sign",
 };
 
 static usec_t *duration_field(Policy *p, int f) {
@@ -237,7 +253,7 @@ static int set_field(Policy *p, int f, const char *value, const char **ret_error
                 return r < 0 ? -EINVAL : 0;
         }
         if (s) {
-                if (!*value || strlen(value) > 1024) {
+                if (!*value || strlen(value) > POLICY_STRING_MAX) {
                         *ret_error = "must be a non-empty string of at most 1024 characters";
                         return -EINVAL;
                 }
@@ -266,12 +282,13 @@ static int set_field(Policy *p, int f, const char *value, const char **ret_error
                 return 0;
         }
         case F_PUBLISH:
+        case F_RAW_SIGN:
                 r = parse_boolean(value);
                 if (r < 0) {
                         *ret_error = "expected yes or no";
                         return -EINVAL;
                 }
-                p->publish = r;
+                *(f == F_PUBLISH ? &p->publish : &p->allow_raw_sign) = r;
                 return 0;
         case F_USERS:
         case F_GROUPS: {
@@ -307,7 +324,7 @@ int policy_to_json(const Policy *p, json_t **ret) {
                 json_array_append_new(users, json_string(*u));
         for (char **g = p->sign_groups; g && *g; g++)
                 json_array_append_new(groups, json_string(*g));
-        o = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:s?, s:s, s:O, s:O, s:b, s:s?}", "alg",
+        o = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:s?, s:s, s:O, s:O, s:b, s:s?, s:b}", "alg",
                       keyd_alg_to_string(p->alg), "rsa_bits", (json_int_t) p->rsa_bits, "rotation_period",
                       format_duration(buf[0], sizeof buf[0], p->rotation_period), "prepublish",
                       format_duration(buf[1], sizeof buf[1], p->prepublish), "token_ttl_max",
@@ -315,7 +332,7 @@ int policy_to_json(const Policy *p, json_t **ret) {
                       format_duration(buf[3], sizeof buf[3], p->default_ttl), "clock_skew",
                       p->clock_skew ? format_duration(buf[4], sizeof buf[4], p->clock_skew) : "0s", "issuer",
                       p->issuer, "token_type", p->token_type ?: "JWT", "sign_users", users, "sign_groups", groups,
-                      "publish", p->publish, "jwks_file", p->jwks_file);
+                      "publish", p->publish, "jwks_file", p->jwks_file, "allow_raw_sign", p->allow_raw_sign);
         if (!o)
                 return -ENOMEM;
         *ret = o;
@@ -385,11 +402,11 @@ int policy_update_from_json(Policy *p, const json_t *o, char **ret_error) {
                 }
                 if (json_is_string(v))
                         value = json_string_value(v);
-                else if (json_is_integer(v) && json_integer_value(v) >= 0 && f != F_PUBLISH) {
+                else if (json_is_integer(v) && json_integer_value(v) >= 0 && f != F_PUBLISH && f != F_RAW_SIGN) {
                         snprintf(text, sizeof text, duration_field(p, f) ? "%llds" : "%lld",
                                  (long long) json_integer_value(v));
                         value = text;
-                } else if (json_is_boolean(v) && f == F_PUBLISH)
+                } else if (json_is_boolean(v) && (f == F_PUBLISH || f == F_RAW_SIGN))
                         value = json_is_true(v) ? "yes" : "no";
                 if (!value)
                         return fail(ret_error, "'%s' has the wrong type", key);

@@ -23,6 +23,17 @@ const char *ring_kind_to_string(RingKind k);
 bool keyring_name_valid(const char *s);
 RingKind ring_kind_from_string(const char *s);
 
+/* The "typ" of the documents keyd signs for itself with a keyring's key. No token, JWS or raw signature a caller
+ * obtains may carry one of them, and /v1/verify never accepts them as tokens. */
+#define KEYD_TYP_REVOCATIONS "keyd-revocations+jwt"
+#define KEYD_TYP_AUDIT_CHECKPOINT "keyd-audit-checkpoint+jwt"
+
+/* Whether a "typ" value names one of keyd's own documents, compared as a media type (RFC 7515 §4.1.9):
+ * case-insensitive, with or without "application/". */
+bool keyd_typ_reserved(const char *typ);
+
+#define POLICY_STRING_MAX 1024 /* issuer, token-type, jwks-file */
+
 /* A keyring's policy (SPEC §2). Strings and lists are owned. */
 typedef struct Policy {
         KeydAlg alg;
@@ -38,16 +49,18 @@ typedef struct Policy {
         char **sign_groups;
         bool publish;
         char *jwks_file;   /* NULL: not written to a file */
+        bool allow_raw_sign; /* issuer keyrings: /jws and /sign allowed (agent keyrings always allow them) */
 } Policy;
 
 /* The defaults of SPEC §2 for a kind: ES256, rotation 24h, prepublish 1h, ttl max 1h, default ttl 15m, skew 60s;
- * issuer keyrings publish, agent keyrings do not. */
+ * issuer keyrings publish, agent keyrings do not; raw signing not allowed on issuer keyrings. */
 void policy_init(Policy *p, RingKind kind);
 void policy_done(Policy *p);
 int policy_copy(const Policy *src, Policy *dst);
 
 /* Whether the policy is coherent: prepublish ≤ rotation-period, default-ttl ≤ token-ttl-max, rsa-bits valid for RSA,
- * every duration ≥ 1 s. On failure returns -EINVAL and points *ret_error at a static message naming the field. */
+ * every duration ≥ 1 s, token-type not one of keyd's own typs. On failure returns -EINVAL and points *ret_error at
+ * a static message naming the field. */
 int policy_validate(const Policy *p, const char **ret_error);
 
 /* The JSON form (SPEC §2: '_' for '-', durations as strings with a unit). */

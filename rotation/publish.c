@@ -20,7 +20,7 @@ static int sign_revocations(Engine *e, Ring *r, char **ret) {
         if (n < 0)
                 return n;
         header = json_pack("{s:s, s:s, s:s}", "alg", keyd_alg_to_string(hsm_key_alg(r->signer)), "kid",
-                           r->signer_kid, "typ", "keyd-revocations+jwt");
+                           r->signer_kid, "typ", KEYD_TYP_REVOCATIONS);
         if (!header)
                 return -ENOMEM;
         n = jose_jws_signing_input(header, payload, strlen(payload), &input, &len);
@@ -44,6 +44,7 @@ static int refresh_signer(Engine *e, Ring *r) {
                 return 0;
         r->signer = hsm_key_free(r->signer);
         r->signer_kid[0] = 0;
+        __atomic_store_n(&r->repair_pending, false, __ATOMIC_RELEASE);
         if (!active || r->disabled)
                 return 0;
         rc = engine_open_key(e, active, &r->signer);
@@ -109,7 +110,7 @@ int ring_refresh(Engine *e, Ring *r) {
         if (rc < 0)
                 return rc;
         jwks_etag(r->jwks, r->jwks_len, r->etag);
-        if (r->signer && sign_revocations(e, r, &r->revocations) < 0)
+        if (r->signer && !e->opts.read_only && sign_revocations(e, r, &r->revocations) < 0)
                 log_debug("keyring %s: cannot sign the revocation list: %s", r->name, hsm_last_error());
         return 0;
 }

@@ -2,15 +2,35 @@
 /* Reconciling the token with the store at start (SPEC §3). The store is the truth about which keys exist; the token
  * may hold objects the store never recorded (a crash between keygen and commit), miss objects the store has (SoftHSM2
  * does not fsync its object files), or still hold private objects of keys that left next/active (a crash before the
- * destroy). Each finding is one transaction with its audit record; the lifecycle then repairs each keyring. */
+ * destroy).
+ *
+ * The token is shared: another installation of keyd (another database, a restored backup, a copy) may keep its keys
+ * in it. So an object is destroyed only when this installation can prove it is its own: its key row says so, or its id
+ * was recorded in the store before its keygen (a crash leftover of this very database's history). An object that
+ * carries this installation's label but neither is kept and reported: it is what a restored or copied database sees
+ * of the keys the live installation made since. And when the proven destructions are more than a few, reconcile
+ * destroys nothing: that is not what a crash leaves behind. */
 #include <stdio.h>
 
 #include "common/crypto-util.h"
 #include "common/log.h"
 #include "rotation/engine-internal.h"
 
+#define RECONCILE_MAX_DESTROY_DEFAULT 8U
+
+static const char *const action_names[_RECONCILE_ACTION_MAX] = {
+        [RECONCILE_DESTROY_ORPHAN] = "destroy_orphan",   [RECONCILE_DESTROY_PRIVATE] = "destroy_private",
+        [RECONCILE_KEY_LOST] = "key_lost",               [RECONCILE_KEY_REFUSED] = "key_refused",
+        [RECONCILE_KEEP_UNPROVEN] = "keep_unproven",     [RECONCILE_KEEP_FOREIGN] = "keep_foreign",
+};
+
+const char *reconcile_action_to_string(ReconcileAction a) {
+        return a >= 0 && a < _RECONCILE_ACTION_MAX ? action_names[a] : NULL;
+}
+
 typedef struct Found {
         char id[STORE_KEY_ID_MAX + 1];
+        char label[HSM_LABEL_MAX + 1];
         bool has_private;
 } Found;
 
@@ -22,13 +42,214 @@ static int key_id_cmp(const void *a, const void *b) {
         return strcmp((*(StoreKey *const *) a)->id, (*(StoreKey *const *) b)->id);
 }
 
-static int audit_one(Engine *e, const char *action, const char *ring, const char *kid, json_t *detail) {
+static int str_cmp(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* The installation a label names: "keyd:<instance>:<keyring>:<id>" gives 1 and the instance; the form keyd wrote
+ * before installations had an identity, "keyd:<keyring>:<id>", gives 0 (keyring names hold no ':'). */
+static int label_instance(const char *label, char out[STORE_INSTANCE_ID_MAX + 1]) {
+        const char *rest = startswith(label, "keyd:");
+        size_t colons = 0;
+        for (const char *p = rest; p && *p; p++)
+                colons += *p == ':';
+        if (!rest || colons != 2 || strspn(rest, "0123456789abcdef") != STORE_INSTANCE_ID_MAX ||
+            rest[STORE_INSTANCE_ID_MAX] != ':')
+                return 0;
+        memcpy(out, rest, STORE_INSTANCE_ID_MAX);
+        out[STORE_INSTANCE_ID_MAX] = 0;
+        return 1;
+}
+
+static int add_item(ReconcileReport *rep, ReconcileAction action, const char *id, const char *label,
+                    const StoreKey *k) {
+        ReconcileItem *n = reallocarray(rep->items, rep->n_items + 1, sizeof *n);
+        if (!n)
+                return -ENOMEM;
+        rep->items = n;
+        ReconcileItem *it = &n[rep->n_items++];
+        *it = (ReconcileItem){ .action = action };
+        snprintf(it->id, sizeof it->id, "%s", id);
+        snprintf(it->label, sizeof it->label, "%s", label ?: "");
+        if (k) {
+                snprintf(it->kid, sizeof it->kid, "%s", k->kid);
+                snprintf(it->keyring, sizeof it->keyring, "%s", k->keyring);
+        }
+        return 0;
+}
+
+void reconcile_report_done(ReconcileReport *r) {
+        if (!r)
+                return;
+        free(r->items);
+        r->items = NULL;
+        r->n_items = 0;
+}
+
+/* The token's keyd objects, one entry per id (private and public object merged), sorted by id. */
+static int list_found(Engine *e, Found **ret, size_t *ret_n) {
+        _cleanup_free_ HsmObject *objs = NULL;
+        size_t n_objs = 0, n = 0;
+        int r;
+
+        r = hsm_list(e->hsm, "keyd:", &objs, &n_objs);
+        if (r >= 0)
+                r = engine_index_objects(e, objs, n_objs);
+        if (r < 0)
+                return r;
+        Found *found = calloc(n_objs + 1, sizeof *found);
+        if (!found)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_objs; i++) {
+                Found *f = &found[n++];
+                for (size_t j = 0; j < objs[i].id_len && 2 * j + 2 <= STORE_KEY_ID_MAX; j++)
+                        snprintf(f->id + 2 * j, 3, "%02x", objs[i].id[j]);
+                snprintf(f->label, sizeof f->label, "%s", objs[i].label);
+                f->has_private = objs[i].is_private;
+        }
+        qsort(found, n, sizeof *found, found_cmp);
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (m > 0 && streq(found[m - 1].id, found[i].id))
+                        found[m - 1].has_private |= found[i].has_private;
+                else
+                        found[m++] = found[i];
+        }
+        *ret = found;
+        *ret_n = m;
+        return 0;
+}
+
+/* A next/active key's standing in the token: 0 fine, RECONCILE_KEY_LOST or RECONCILE_KEY_REFUSED. */
+static int check_live(Engine *e, const StoreKey *k, const Found *f) {
+        if (!f || !f->has_private)
+                return RECONCILE_KEY_LOST;
+        HsmKey *hk = NULL;
+        int r = engine_open_key(e, k, &hk);
+        if (r >= 0)
+                r = hsm_key_check_protection(hk);
+        hsm_key_free(hk);
+        if (r == -EPERM || r == -EMEDIUMTYPE)
+                return RECONCILE_KEY_REFUSED;
+        return r == -ENOENT ? RECONCILE_KEY_LOST : r;
+}
+
+typedef struct Plan {
+        ReconcileReport rep;
+        StoreKey **keys;  /* every key row */
+        size_t n_keys;
+        char **pending;   /* ids recorded before keygen */
+        size_t n_pending;
+        Found *found;
+        size_t n_found;
+} Plan;
+
+static void plan_done(Plan *p) {
+        store_key_list_free(p->keys);
+        store_pending_key_list_free(p->pending);
+        free(p->found);
+}
+
+static StoreKey *plan_key(Plan *p, const char *id) {
+        StoreKey probe = { 0 }, *pp = &probe, **k;
+        snprintf(probe.id, sizeof probe.id, "%s", id);
+        k = bsearch(&pp, p->keys, p->n_keys, sizeof *p->keys, key_id_cmp);
+        return k ? *k : NULL;
+}
+
+static int make_plan(Engine *e, Plan *p) {
+        _cleanup_free_ StoreKey **by_id = NULL;
+        int r;
+
+        *p = (Plan){ .rep.max_destroy = e->opts.reconcile_max_destroy ?: RECONCILE_MAX_DESTROY_DEFAULT };
+        memcpy(p->rep.instance_id, e->instance_id, sizeof p->rep.instance_id);
+        r = list_found(e, &p->found, &p->n_found);
+        if (r >= 0)
+                r = store_key_list(e->store, NULL, &p->keys, &p->n_keys);
+        if (r >= 0)
+                r = store_pending_key_list(e->store, &p->pending, &p->n_pending);
+        if (r < 0)
+                return r;
+        /* Sorted by id for the lookups below (store_key_list() orders by time). */
+        qsort(p->keys, p->n_keys, sizeof *p->keys, key_id_cmp);
+
+        for (size_t i = 0; i < p->n_found; i++) {
+                const Found *f = &p->found[i];
+                char inst[STORE_INSTANCE_ID_MAX + 1] = "";
+                const char *id = f->id;
+                ReconcileAction a;
+
+                if (plan_key(p, f->id))
+                        continue; /* a key of ours: below */
+                if (bsearch(&id, p->pending, p->n_pending, sizeof *p->pending, str_cmp))
+                        a = RECONCILE_DESTROY_ORPHAN;
+                else if (label_instance(f->label, inst) && !streq(inst, e->instance_id))
+                        a = RECONCILE_KEEP_FOREIGN;
+                else
+                        a = RECONCILE_KEEP_UNPROVEN;
+                r = add_item(&p->rep, a, f->id, f->label, NULL);
+                if (r < 0)
+                        return r;
+                if (a == RECONCILE_DESTROY_ORPHAN)
+                        p->rep.orphans_destroyed++;
+                else if (a == RECONCILE_KEEP_FOREIGN)
+                        p->rep.foreign++;
+                else
+                        p->rep.unproven++;
+        }
+
+        for (size_t j = 0; j < p->n_keys; j++) {
+                StoreKey *k = p->keys[j];
+                Found probe = { 0 }, *f;
+                bool live = k->state == KEY_STATE_NEXT || k->state == KEY_STATE_ACTIVE;
+
+                if (!engine_get_ring(e, k->keyring))
+                        continue;
+                snprintf(probe.id, sizeof probe.id, "%s", k->id);
+                f = bsearch(&probe, p->found, p->n_found, sizeof *p->found, found_cmp);
+                if (!live) {
+                        if (f && f->has_private) {
+                                r = add_item(&p->rep, RECONCILE_DESTROY_PRIVATE, k->id, f->label, k);
+                                p->rep.privates_destroyed++;
+                        }
+                } else {
+                        r = check_live(e, k, f);
+                        if (r > 0) {
+                                if (r == RECONCILE_KEY_LOST)
+                                        p->rep.keys_lost++;
+                                else
+                                        p->rep.keys_refused++;
+                                r = add_item(&p->rep, r, k->id, f ? f->label : NULL, k);
+                        }
+                }
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int engine_reconcile_plan(Engine *e, ReconcileReport *ret) {
+        Plan p;
+        int r = make_plan(e, &p);
+        if (r >= 0 && ret) {
+                *ret = p.rep;
+                p.rep.items = NULL;
+        }
+        reconcile_report_done(&p.rep);
+        plan_done(&p);
+        return r;
+}
+
+/* One audited finding; failed: the token's error for a destruction that did not happen (recorded as "error"). */
+static int audit_one(Engine *e, const char *action, const char *ring, const char *kid, int failed, json_t *detail) {
         int r = store_begin(e->store, STORE_SYNCED);
         if (r < 0) {
                 json_decref(detail);
                 return r;
         }
-        r = engine_audit(e, NULL, action, ring, kid, "ok", detail);
+        if (failed < 0 && detail)
+                (void) json_object_set_new(detail, "error", json_string(hsm_last_error()));
+        r = engine_audit(e, NULL, action, ring, kid, failed < 0 ? "error" : "ok", detail);
         if (r >= 0)
                 r = engine_commit(e);
         if (r < 0)
@@ -36,8 +257,7 @@ static int audit_one(Engine *e, const char *action, const char *ring, const char
         return r;
 }
 
-/* Move a key that must not sign (lost, or unprotected) out of next/active in one transaction. */
-static int demote(Engine *e, StoreKey *k, const Policy *p, bool lost, const char *action, const char *why) {
+int engine_demote_key(Engine *e, StoreKey *k, const Policy *p, bool lost, const char *action, const char *why) {
         usec_t now = engine_now(e);
         int r;
 
@@ -74,124 +294,129 @@ static int demote(Engine *e, StoreKey *k, const Policy *p, bool lost, const char
         return r;
 }
 
-static const Policy *policy_of(Engine *e, const char *ring) {
-        Ring *r = engine_get_ring(e, ring);
-        return r ? &r->policy : NULL;
+static int apply_item(Engine *e, Plan *p, ReconcileItem *it) {
+        StoreKey *k = plan_key(p, it->id);
+        Ring *ring = k ? engine_get_ring(e, k->keyring) : NULL;
+        int r = 0;
+
+        switch (it->action) {
+        case RECONCILE_DESTROY_ORPHAN:
+                if (p->rep.refused)
+                        return 0;
+                it->result = engine_destroy_objects(e, it->id);
+                return audit_one(e, "reconcile.orphan_destroyed", NULL, NULL, it->result,
+                                 json_pack("{s:s, s:s}", "id", it->id, "label", it->label));
+        case RECONCILE_DESTROY_PRIVATE:
+                if (p->rep.refused)
+                        return 0;
+                it->result = engine_destroy_objects(e, it->id);
+                return audit_one(e, "reconcile.private_destroyed", it->keyring, it->kid, it->result,
+                                 json_pack("{s:s}", "state", key_state_to_string(k->state)));
+        case RECONCILE_KEY_LOST:
+                if (p->rep.refused)
+                        return 0; /* left as it is: the keyring stays degraded until an operator looks */
+                __atomic_add_fetch(&e->keys_lost, 1, __ATOMIC_RELAXED);
+                log_debug("keyring %s: the private key of %s key %s is missing from the token", k->keyring,
+                          key_state_to_string(k->state), k->kid);
+                r = engine_demote_key(e, k, &ring->policy, true, "reconcile.key_lost",
+                                      "private object missing from the token");
+                if (r >= 0 && it->label[0])
+                        (void) engine_destroy_objects(e, k->id); /* a public object alone is of no use */
+                return r;
+        case RECONCILE_KEY_REFUSED:
+                log_debug("keyring %s: key %s is not protected as keyd requires (sensitive, never extractable, "
+                          "generated in the token): revoked",
+                          k->keyring, k->kid);
+                r = engine_demote_key(e, k, &ring->policy, false, "reconcile.key_refused",
+                                      "protection attributes or key type");
+                if (r >= 0)
+                        (void) engine_destroy_objects(e, k->id); /* never to be used: revoked whatever the limit */
+                return r;
+        default:
+                return 0; /* kept: reported below */
+        }
 }
 
-static int check_key(Engine *e, StoreKey *k, Found *f, ReconcileReport *rep) {
-        const Policy *p = policy_of(e, k->keyring);
-        bool live = k->state == KEY_STATE_NEXT || k->state == KEY_STATE_ACTIVE;
-        int r;
+static bool destroy_failed(const Plan *p, const char *id) {
+        for (size_t i = 0; i < p->rep.n_items; i++)
+                if (p->rep.items[i].result < 0 && streq(p->rep.items[i].id, id))
+                        return true;
+        return false;
+}
 
-        if (!p)
-                return 0;
-        if (!live) {
-                if (f && f->has_private) {
-                        engine_destroy_objects(e, k->id);
-                        rep->privates_destroyed++;
-                        return audit_one(e, "reconcile.private_destroyed", k->keyring, k->kid,
-                                         json_pack("{s:s}", "state", key_state_to_string(k->state)));
-                }
-                return 0;
+/* The ids recorded before keygen are done with once their object is gone or has its row. */
+static int prune_pending(Engine *e, Plan *p) {
+        int r = store_begin(e->store, STORE_COMMITTED);
+        for (size_t i = 0; r >= 0 && i < p->n_pending; i++) {
+                Found probe = { 0 };
+                snprintf(probe.id, sizeof probe.id, "%s", p->pending[i]);
+                bool in_token = bsearch(&probe, p->found, p->n_found, sizeof *p->found, found_cmp) != NULL;
+                if (in_token && !plan_key(p, p->pending[i]) && (p->rep.refused || destroy_failed(p, p->pending[i])))
+                        continue; /* an orphan still there: its record stays its proof for a later reconcile */
+                r = store_pending_key_delete(e->store, p->pending[i]);
         }
-        if (!f || !f->has_private) {
-                rep->keys_lost++;
-                log_debug("keyring %s: the private key of %s key %s is missing from the token", k->keyring,
-                            key_state_to_string(k->state), k->kid);
-                if (f)
-                        engine_destroy_objects(e, k->id); /* a public object alone is of no use */
-                return demote(e, k, p, true, "reconcile.key_lost", "private object missing from the token");
-        }
-
-        HsmKey *hk = NULL;
-        r = engine_open_key(e, k, &hk);
         if (r >= 0)
-                r = hsm_key_check_protection(hk);
-        hsm_key_free(hk);
-        if (r == -EPERM || r == -EMEDIUMTYPE) {
-                rep->keys_refused++;
-                log_debug("keyring %s: key %s is not protected as keyd requires (sensitive, never extractable, "
-                            "generated in the token): revoked",
-                            k->keyring, k->kid);
-                r = demote(e, k, p, false, "reconcile.key_refused",
-                           r == -EPERM ? "protection attributes" : "key type does not match");
-                if (r >= 0)
-                        engine_destroy_objects(e, k->id);
-                return r;
-        }
+                r = store_commit(e->store);
+        if (r < 0)
+                store_rollback(e->store);
         return r;
 }
 
-int engine_reconcile(Engine *e, ReconcileReport *ret) {
-        ReconcileReport rep = { 0 };
-        HsmObject *objs = NULL;
-        StoreKey **keys = NULL, **by_id = NULL;
-        Found *found = NULL;
-        size_t n_objs = 0, n_keys = 0, n_found = 0;
+static int report_kept(Engine *e, Plan *p) {
+        _cleanup_json_ json_t *ids = json_array();
         int r;
 
-        r = hsm_list(e->hsm, "keyd:", &objs, &n_objs);
-        if (r >= 0)
-                r = engine_index_objects(e, objs, n_objs);
-        if (r < 0) {
-                free(objs);
-                return r;
+        if (!ids)
+                return -ENOMEM;
+        for (size_t i = 0; i < p->rep.n_items && json_array_size(ids) < 16; i++)
+                if (p->rep.items[i].action == RECONCILE_KEEP_UNPROVEN &&
+                    json_array_append_new(ids, json_string(p->rep.items[i].label)) < 0)
+                        return -ENOMEM;
+        if (p->rep.refused) {
+                r = audit_one(e, "reconcile.refused", NULL, NULL, 0,
+                              json_pack("{s:I, s:I, s:I}", "orphans", (json_int_t) p->rep.orphans_destroyed,
+                                        "private_objects", (json_int_t) p->rep.privates_destroyed, "limit",
+                                        (json_int_t) p->rep.max_destroy));
+                if (r < 0)
+                        return r;
         }
-        found = calloc(n_objs + 1, sizeof *found);
-        if (!found) {
-                r = -ENOMEM;
-                goto finish;
-        }
-        for (size_t i = 0; i < n_objs; i++) {
-                Found f = { 0 };
-                for (size_t j = 0; j < objs[i].id_len; j++)
-                        snprintf(f.id + 2 * j, 3, "%02x", objs[i].id[j]);
-                f.has_private = objs[i].is_private;
-                found[n_found++] = f;
-        }
-        /* One entry per id: sort, then merge the private and public object of each key. */
-        qsort(found, n_found, sizeof *found, found_cmp);
-        size_t m = 0;
-        for (size_t i = 0; i < n_found; i++) {
-                if (m > 0 && streq(found[m - 1].id, found[i].id))
-                        found[m - 1].has_private |= found[i].has_private;
-                else
-                        found[m++] = found[i];
-        }
-        n_found = m;
+        if (p->rep.unproven > 0)
+                return audit_one(e, "reconcile.unproven", NULL, NULL, 0,
+                                 json_pack("{s:I, s:I, s:O}", "objects", (json_int_t) p->rep.unproven, "foreign",
+                                           (json_int_t) p->rep.foreign, "labels", ids));
+        return 0;
+}
 
-        r = store_key_list(e->store, NULL, &keys, &n_keys);
+int engine_reconcile(Engine *e, ReconcileReport *ret) {
+        Plan p;
+        int r;
+
+        r = make_plan(e, &p);
         if (r < 0)
                 goto finish;
-        by_id = calloc(n_keys + 1, sizeof *by_id);
-        if (!by_id) {
-                r = -ENOMEM;
+        /* A crash leaves a few objects behind and a power cut loses a few keys; many of either means the token and
+         * the database do not belong together (a wrong token, a database at the wrong path): change nothing. */
+        p.rep.refused = p.rep.orphans_destroyed + p.rep.privates_destroyed + p.rep.keys_lost > p.rep.max_destroy;
+        if (p.rep.refused)
+                log_debug("reconcile: %u objects to destroy and %u keys lost is over the limit of %u: none",
+                          p.rep.orphans_destroyed + p.rep.privates_destroyed, p.rep.keys_lost, p.rep.max_destroy);
+        for (size_t i = 0; r >= 0 && i < p.rep.n_items; i++)
+                r = apply_item(e, &p, &p.rep.items[i]);
+        if (r >= 0)
+                r = report_kept(e, &p);
+        if (r >= 0)
+                r = prune_pending(e, &p);
+        if (r < 0)
                 goto finish;
-        }
-        memcpy(by_id, keys, n_keys * sizeof *by_id);
-        qsort(by_id, n_keys, sizeof *by_id, key_id_cmp);
-
-        /* Objects without a row: never used, never published; destroyed. */
-        for (size_t i = 0; i < n_found; i++) {
-                StoreKey probe = { 0 }, *pp = &probe;
-                memcpy(probe.id, found[i].id, sizeof probe.id);
-                if (bsearch(&pp, by_id, n_keys, sizeof *by_id, key_id_cmp))
-                        continue;
-                engine_destroy_objects(e, found[i].id);
-                rep.orphans_destroyed++;
-                r = audit_one(e, "reconcile.orphan_destroyed", NULL, NULL, json_pack("{s:s}", "id", found[i].id));
-                if (r < 0)
-                        goto finish;
-        }
-
-        for (size_t j = 0; j < n_keys; j++) {
-                Found key = { 0 }, *f;
-                snprintf(key.id, sizeof key.id, "%s", keys[j]->id);
-                f = bsearch(&key, found, n_found, sizeof *found, found_cmp);
-                r = check_key(e, keys[j], f, &rep);
-                if (r < 0)
-                        goto finish;
+        for (size_t i = 0; i < p.rep.n_items; i++) {
+                const ReconcileItem *it = &p.rep.items[i];
+                bool undone = p.rep.refused || it->result < 0;
+                if (undone && it->action == RECONCILE_DESTROY_ORPHAN)
+                        p.rep.orphans_destroyed--;
+                else if (undone && it->action == RECONCILE_DESTROY_PRIVATE)
+                        p.rep.privates_destroyed--;
+                else if (p.rep.refused && it->action == RECONCILE_KEY_LOST)
+                        p.rep.keys_lost--;
         }
 
         /* The keyrings in memory now follow the store again; each is due for a lifecycle pass. */
@@ -202,13 +427,67 @@ int engine_reconcile(Engine *e, ReconcileReport *ret) {
                 schedule_update(e, e->rings[i]);
         }
         pthread_rwlock_unlock(&e->lock);
-        r = 0;
+        reconcile_report_done(&p.rep);
+        if (ret)
+                *ret = p.rep;
 finish:
-        free(by_id);
-        store_key_list_free(keys);
-        free(found);
-        free(objs);
-        if (r >= 0 && ret)
-                *ret = rep;
+        reconcile_report_done(&p.rep);
+        plan_done(&p);
         return r;
+}
+
+int engine_repair_lost(Engine *e, const char *name, const char *kid) {
+        Ring *r = engine_get_ring(e, name);
+        const StoreKey *live[2];
+        char ids[2][STORE_KEY_ID_MAX + 1] = { "", "" };
+        usec_t now = engine_now(e);
+        int rc, lost = 0;
+
+        if (!r || r->disabled)
+                return 0;
+        __atomic_store_n(&r->repair_pending, false, __ATOMIC_RELEASE);
+        live[0] = ring_key_in_state(r, KEY_STATE_ACTIVE);
+        live[1] = ring_key_in_state(r, KEY_STATE_NEXT);
+        if (!live[0] || !kid || !streq(live[0]->kid, kid))
+                return 0; /* already repaired, or rotated meanwhile */
+
+        /* A fresh search of the token for each: the handles may be stale, the objects may be gone. */
+        for (size_t i = 0; i < 2; i++) {
+                HsmKey *hk = NULL;
+                uint8_t id[HSM_ID_MAX];
+                size_t n;
+                if (!live[i] || key_id_to_bytes(live[i]->id, id, &n) < 0)
+                        continue;
+                rc = hsm_key_open(e->hsm, live[i]->alg, id, n, &hk);
+                hsm_key_free(hk);
+                if (rc == -ENOENT) {
+                        memcpy(ids[i], live[i]->id, sizeof ids[i]);
+                        lost++;
+                }
+        }
+        if (lost == 0)
+                return 0;
+        ring_set_schedule(e, r, now, "a key was lost from the token: repairing", true);
+        for (size_t i = 0; i < 2; i++) {
+                StoreKey *row = NULL;
+                if (!ids[i][0])
+                        continue;
+                (void) engine_index_key(e, ids[i], 0, 0);
+                __atomic_add_fetch(&e->keys_lost, 1, __ATOMIC_RELAXED);
+                rc = store_key_get(e->store, ids[i], &row);
+                if (rc >= 0)
+                        rc = engine_demote_key(e, row, &r->policy, true, "key.lost",
+                                               "private object missing from the token (found while signing)");
+                store_key_free(row);
+                if (rc < 0)
+                        return rc;
+                (void) engine_destroy_objects(e, ids[i]); /* a public object alone is of no use */
+        }
+        pthread_rwlock_wrlock(&e->lock);
+        rc = ring_refresh(e, r);
+        pthread_rwlock_unlock(&e->lock);
+        if (rc < 0)
+                return rc;
+        rc = engine_tick_ring(e, r, now);
+        return rc < 0 ? rc : 1;
 }

@@ -56,6 +56,15 @@ static int public_jwk(HsmKey *k, KeydAlg alg, char **ret_jwk, char kid[STORE_KID
         return 0;
 }
 
+/* A key that was never committed is gone from the token again: its keygen record is done with. Best effort: a record
+ * left behind is pruned by the next reconcile. */
+static void forget_pending(Engine *e, const char *key_id) {
+        if (store_begin(e->store, STORE_COMMITTED) < 0)
+                return;
+        if (store_pending_key_delete(e->store, key_id) < 0 || store_commit(e->store) < 0)
+                store_rollback(e->store);
+}
+
 int engine_generate_key(Engine *e, Ring *r, StoreKey **ret) {
         uint8_t id[KEY_ID_BYTES];
         char label[HSM_LABEL_MAX + 1];
@@ -71,7 +80,8 @@ int engine_generate_key(Engine *e, Ring *r, StoreKey **ret) {
                 return -EIO;
         }
         key_id_to_hex(id, sizeof id, k->id);
-        snprintf(label, sizeof label, "keyd:%s:%s", r->name, k->id);
+        /* The installation's id in the label: another installation sharing the token never takes it for its own. */
+        snprintf(label, sizeof label, "keyd:%s:%s:%s", e->instance_id, r->name, k->id);
         k->keyring = strdup(r->name);
         k->alg = r->policy.alg;
         k->state = KEY_STATE_NEXT;
@@ -84,8 +94,19 @@ int engine_generate_key(Engine *e, Ring *r, StoreKey **ret) {
                 store_key_free(k);
                 return -ECANCELED;
         }
-        /* The token object comes first, the row second: a crash in between leaves an orphan object that reconcile
-         * destroys, never a row without its key. */
+        /* The id is recorded first, then the token object comes, then the row: a crash in between leaves an orphan
+         * object that reconcile destroys (it can prove the object is this installation's own by the record), never a
+         * row without its key. */
+        rc = store_begin(e->store, STORE_COMMITTED);
+        if (rc >= 0)
+                rc = store_pending_key_insert(e->store, k->id, r->name, k->created_at);
+        if (rc >= 0)
+                rc = store_commit(e->store);
+        if (rc < 0) {
+                store_rollback(e->store);
+                store_key_free(k);
+                return rc;
+        }
         rc = hsm_generate(e->hsm, k->alg, r->policy.rsa_bits, id, sizeof id, label, &hk);
         if (rc >= 0 && engine_failpoint(e, "generate:after-token"))
                 rc = -ECANCELED;
@@ -98,8 +119,11 @@ int engine_generate_key(Engine *e, Ring *r, StoreKey **ret) {
         }
         hsm_key_free(hk);
         if (rc < 0) {
-                if (rc != -ECANCELED)
-                        (void) hsm_destroy(e->hsm, id, sizeof id);
+                if (rc != -ECANCELED) {
+                        int d = hsm_destroy(e->hsm, id, sizeof id);
+                        if (d >= 0 || d == -ENOENT)
+                                forget_pending(e, k->id);
+                }
                 store_key_free(k);
                 return rc;
         }
@@ -107,7 +131,7 @@ int engine_generate_key(Engine *e, Ring *r, StoreKey **ret) {
         return 0;
 }
 
-void engine_destroy_objects(Engine *e, const char *key_id) {
+int engine_destroy_objects(Engine *e, const char *key_id) {
         KeyHandles *h = strmap_remove(e->handles, key_id);
         uint8_t id[HSM_ID_MAX];
         size_t n;
@@ -117,15 +141,19 @@ void engine_destroy_objects(Engine *e, const char *key_id) {
                 r = hsm_destroy_handles(e->hsm, h->priv, h->pub);
                 free(h);
                 if (r == 2)
-                        return;
+                        return 0;
                 /* a handle was stale, or the public object was never indexed: make sure by id */
         } else
                 free(h);
-        if (key_id_to_bytes(key_id, id, &n) < 0)
-                return;
+        r = key_id_to_bytes(key_id, id, &n);
+        if (r < 0)
+                return r;
         r = hsm_destroy(e->hsm, id, n);
-        if (r < 0 && r != -ENOENT)
+        if (r < 0 && r != -ENOENT) {
                 log_debug("destroying token objects of key %s: %s", key_id, hsm_last_error());
+                return r;
+        }
+        return 0;
 }
 
 static int set_state(Engine *e, Ring *r, StoreKey *k, KeyState s, const Change *c, const char *action,
@@ -224,6 +252,8 @@ static int apply_rows(Engine *e, Ring *r, const LifecyclePlan *plan, const Chang
                         k->state = KEY_STATE_ACTIVE;
                         rc = store_key_insert(e->store, k);
                         if (rc >= 0)
+                                rc = store_pending_key_delete(e->store, k->id);
+                        if (rc >= 0)
                                 rc = engine_audit(e, c->actor, "key.generate", r->name, k->kid, "ok",
                                                   json_pack("{s:s}", "alg", keyd_alg_to_string(k->alg)));
                         if (rc >= 0)
@@ -236,6 +266,8 @@ static int apply_rows(Engine *e, Ring *r, const LifecyclePlan *plan, const Chang
         }
         if (fresh_next) {
                 rc = store_key_insert(e->store, fresh_next);
+                if (rc >= 0)
+                        rc = store_pending_key_delete(e->store, fresh_next->id);
                 if (rc >= 0)
                         rc = engine_audit(e, c->actor, "key.generate", r->name, fresh_next->kid, "ok",
                                           json_pack("{s:s}", "alg", keyd_alg_to_string(fresh_next->alg)));
@@ -328,7 +360,7 @@ int engine_apply_plan(Engine *e, Ring *r, const LifecyclePlan *plan, const Chang
         /* A failure here (or no memory for the list) leaves private objects that reconcile destroys at start. */
         for (int i = 0; gone && i < n_left; i++)
                 if (!engine_failpoint(e, "apply:before-destroy"))
-                        engine_destroy_objects(e, gone[i]);
+                        (void) engine_destroy_objects(e, gone[i]);
         free(gone);
         if (e->stopped)
                 return -ECANCELED;
@@ -336,10 +368,10 @@ int engine_apply_plan(Engine *e, Ring *r, const LifecyclePlan *plan, const Chang
         return rc;
 
 fail_generated:
-        if (fresh_active)
-                engine_destroy_objects(e, fresh_active->id);
-        if (fresh_next)
-                engine_destroy_objects(e, fresh_next->id);
+        if (fresh_active && engine_destroy_objects(e, fresh_active->id) >= 0)
+                forget_pending(e, fresh_active->id);
+        if (fresh_next && engine_destroy_objects(e, fresh_next->id) >= 0)
+                forget_pending(e, fresh_next->id);
 crashed:
         store_key_free(fresh_active);
         store_key_free(fresh_next);
@@ -362,8 +394,7 @@ static int plan_ring(Engine *e, Ring *r, usec_t now, LifecyclePlan *plan, size_t
         return 0;
 }
 
-/* Plan and apply one keyring's due transitions; sets its next due time. */
-static int tick_ring(Engine *e, Ring *r, usec_t now) {
+int engine_tick_ring(Engine *e, Ring *r, usec_t now) {
         LifecyclePlan plan;
         _cleanup_free_ size_t *expire = NULL;
         Change c = { .actor = engine_actor_self(), .reason = "scheduled" };
@@ -407,7 +438,7 @@ int engine_tick(Engine *e, usec_t *ret_next_due) {
         engine_prune_denied(e);
         while (e->n_heap > 0 && e->heap[0]->next_due <= now) {
                 Ring *r = e->heap[0];
-                rc = tick_ring(e, r, now);
+                rc = engine_tick_ring(e, r, now);
                 if (rc == -ECANCELED)
                         return rc;
                 if (rc > 0)

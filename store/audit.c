@@ -37,6 +37,35 @@ static json_t *string_or_null(const char *s) {
         return s ? json_string(s) : json_null(); /* NULL: not UTF-8, or out of memory */
 }
 
+/* json_dumps() into a buffer of our own: jansson (2.14) ignores a failure to write an object's key and goes on, so
+ * its json_dumps() can return a text with a key missing when memory runs out. A hash over such a text would be
+ * committed and never verify. Here any failure to append sticks and fails the whole text. */
+typedef struct DumpBuffer {
+        char *text;
+        size_t len, size;
+        bool failed;
+} DumpBuffer;
+
+static int dump_append(const char *buf, size_t n, void *userdata) {
+        DumpBuffer *b = userdata;
+
+        if (b->failed)
+                return -1;
+        if (n > b->size - b->len) {
+                size_t size = MAX(b->size * 2, b->len + n + 256);
+                char *t = realloc(b->text, size);
+                if (!t) {
+                        b->failed = true;
+                        return -1;
+                }
+                b->text = t;
+                b->size = size;
+        }
+        memcpy(b->text + b->len, buf, n);
+        b->len += n;
+        return 0;
+}
+
 int store_audit_canonical(const StoreAudit *rec, char **ret) {
         _cleanup_json_ json_t *o = NULL;
         json_t *detail;
@@ -69,10 +98,13 @@ int store_audit_canonical(const StoreAudit *rec, char **ret) {
                 return -EINVAL;
         }
 
-        char *c = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-        if (!c)
+        DumpBuffer b = { 0 };
+        if (json_dump_callback(o, dump_append, &b, JSON_COMPACT | JSON_SORT_KEYS) < 0 || b.failed ||
+            dump_append("", 1, &b) < 0) {
+                free(b.text);
                 return -ENOMEM;
-        *ret = c;
+        }
+        *ret = b.text;
         return 0;
 }
 
@@ -271,7 +303,8 @@ static int audit_row_matches(sqlite3_stmt *st, uint64_t expected, const char *pr
         return r >= 0 && streq(stored_hash, hash);
 }
 
-int store_audit_verify(Store *s, uint64_t *ret_bad_seq) {
+int store_audit_walk(Store *s, StoreAuditVisit visit, void *userdata, uint64_t *ret_head_seq,
+                     char ret_head_hash[STORE_HASH_HEX + 1], uint64_t *ret_bad_seq) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
         char prev[STORE_HASH_HEX + 1];
         uint64_t expected = 1;
@@ -295,11 +328,37 @@ int store_audit_verify(Store *s, uint64_t *ret_bad_seq) {
                 }
                 /* audit_row_matches() compared this hash with a computed one of exactly 64 characters. */
                 memcpy(prev, sqlite3_column_text(st, 11), sizeof prev);
+                if (visit) {
+                        /* The texts stay valid until the next step. */
+                        StoreAudit a = {
+                                .seq = expected,
+                                .time = sqlite3_column_int64(st, 1),
+                                .uid = sqlite3_column_int64(st, 2),
+                                .pid = sqlite3_column_int64(st, 3),
+                        };
+                        if ((r = column_text(st, 4, &a.comm)) < 0 || (r = column_text(st, 5, &a.action)) < 0 ||
+                            (r = column_text(st, 6, &a.keyring)) < 0 || (r = column_text(st, 7, &a.kid)) < 0 ||
+                            (r = column_text(st, 8, &a.result)) < 0 || (r = column_text(st, 9, &a.detail)) < 0)
+                                return store_error_msg(s, r, "audit: out of memory");
+                        memcpy(a.prev_hash, sqlite3_column_text(st, 10), sizeof a.prev_hash);
+                        memcpy(a.hash, prev, sizeof a.hash);
+                        r = visit(&a, userdata);
+                        if (r < 0)
+                                return r;
+                }
                 expected++;
         }
         if (rc != SQLITE_DONE)
                 return store_error(s, rc);
+        if (ret_head_seq)
+                *ret_head_seq = expected - 1;
+        if (ret_head_hash)
+                memcpy(ret_head_hash, prev, sizeof prev);
         return 0;
+}
+
+int store_audit_verify(Store *s, uint64_t *ret_bad_seq) {
+        return store_audit_walk(s, NULL, NULL, NULL, NULL, ret_bad_seq);
 }
 
 StoreAudit *store_audit_free(StoreAudit *a) {

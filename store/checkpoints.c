@@ -12,6 +12,24 @@ int store_checkpoint_insert(Store *s, uint64_t seq, const char *hash, usec_t tim
                 return r;
         if (seq == 0 || seq > INT64_MAX || store_hash_parse(hash, raw) < 0 || !kid || !jws)
                 return store_error_msg(s, -EINVAL, "checkpoint: invalid seq or hash, or missing kid or jws");
+        /* Checkpoints never go backwards: not to an earlier record, not to an earlier time. */
+        uint64_t last = 0;
+        r = store_checkpoint_latest(s, &last, NULL, NULL, NULL);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (r >= 0 && seq < last)
+                return store_error_msg(s, -ERANGE, "checkpoint: before the latest checkpoint's record");
+        if (r >= 0) {
+                StoreCheckpoint **l = NULL;
+                size_t n = 0;
+                r = store_checkpoint_list(s, last - 1, 1, &l, &n);
+                if (r < 0)
+                        return r;
+                bool earlier = n == 1 && time < l[0]->time;
+                store_checkpoint_list_free(l);
+                if (earlier)
+                        return store_error_msg(s, -ERANGE, "checkpoint: before the latest checkpoint's time");
+        }
         r = store_prepare(s, STORE_STMT_CHECKPOINT_INSERT,
                           "INSERT INTO audit_checkpoints (seq, hash, time, kid, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
                           &st);
@@ -55,4 +73,81 @@ int store_checkpoint_latest(Store *s, uint64_t *ret_seq, char **ret_hash, char *
         if (ret_jws)
                 *ret_jws = TAKE_PTR(jws);
         return 0;
+}
+
+static int checkpoint_from_row(sqlite3_stmt *st, StoreCheckpoint **ret) {
+        StoreCheckpoint *c = calloc(1, sizeof *c);
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        if ((r = store_column_strcpy(st, 1, c->hash, sizeof c->hash)) < 0 ||
+            (r = store_column_strdup(st, 3, false, &c->kid)) < 0 ||
+            (r = store_column_strdup(st, 4, false, &c->jws)) < 0) {
+                store_checkpoint_free(c);
+                return r;
+        }
+        c->seq = (uint64_t) sqlite3_column_int64(st, 0);
+        c->time = sqlite3_column_int64(st, 2);
+        *ret = c;
+        return 0;
+}
+
+int store_checkpoint_list(Store *s, uint64_t after, size_t limit, StoreCheckpoint ***ret, size_t *ret_n) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        StoreCheckpoint **l = NULL;
+        size_t n = 0;
+        int r, rc;
+
+        if (!s || !ret || after > INT64_MAX)
+                return -EINVAL;
+        r = store_prepare(s, STORE_STMT_CHECKPOINT_LIST,
+                          "SELECT seq, hash, time, kid, signature FROM audit_checkpoints WHERE seq > ?1 ORDER BY seq "
+                          "LIMIT ?2",
+                          &st);
+        if (r < 0)
+                return r;
+        /* A negative LIMIT is none. */
+        if (sqlite3_bind_int64(st, 1, (sqlite3_int64) after) != SQLITE_OK ||
+            sqlite3_bind_int64(st, 2, limit > INT64_MAX ? -1 : (sqlite3_int64) limit) != SQLITE_OK)
+                return store_bind_error(s);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                StoreCheckpoint *c = NULL;
+                r = checkpoint_from_row(st, &c);
+                if (r >= 0 && STORE_ARRAY_PUSH(l, n, c) < 0) {
+                        store_checkpoint_free(c);
+                        r = -ENOMEM;
+                }
+                if (r < 0) {
+                        store_checkpoint_list_free(l);
+                        return r == -ENOMEM ? r : store_error_msg(s, r, "checkpoint: invalid row");
+                }
+        }
+        if (rc != SQLITE_DONE) {
+                store_checkpoint_list_free(l);
+                return store_error(s, rc);
+        }
+        if (STORE_ARRAY_FINISH(l) < 0)
+                return -ENOMEM;
+        *ret = l;
+        if (ret_n)
+                *ret_n = n;
+        return 0;
+}
+
+StoreCheckpoint *store_checkpoint_free(StoreCheckpoint *c) {
+        if (!c)
+                return NULL;
+        free(c->kid);
+        free(c->jws);
+        free(c);
+        return NULL;
+}
+
+void store_checkpoint_list_free(StoreCheckpoint **l) {
+        if (!l)
+                return;
+        for (StoreCheckpoint **i = l; *i; i++)
+                store_checkpoint_free(*i);
+        free(l);
 }

@@ -65,6 +65,21 @@ static const char *const migrations[] = {
               "  kid TEXT NOT NULL,"
               "  signature TEXT NOT NULL"
               ") STRICT;",
+        /* The installation's identity (in every token object's label) and the key ids about to be generated: an
+         * object in the token without a key row is destroyed only if its id was recorded here first, so that a
+         * restored or copied database never destroys the keys of the installation it came from. */
+        [3] = "CREATE TABLE installation ("
+              "  one INTEGER PRIMARY KEY CHECK (one = 1),"
+              "  instance_id TEXT NOT NULL CHECK (length(instance_id) = 16),"
+              "  created_at INTEGER NOT NULL"
+              ") STRICT;"
+              "INSERT INTO installation (one, instance_id, created_at) "
+              "  VALUES (1, lower(hex(randomblob(8))), CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER));"
+              "CREATE TABLE pending_keys ("
+              "  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 64),"
+              "  keyring TEXT NOT NULL,"
+              "  created_at INTEGER NOT NULL"
+              ") STRICT;",
 };
 
 int store_schema_version_latest(void) {

@@ -33,6 +33,7 @@ typedef enum StoreStmt {
         STORE_STMT_AUDIT_WALK,
         STORE_STMT_CHECKPOINT_INSERT,
         STORE_STMT_CHECKPOINT_LATEST,
+        STORE_STMT_CHECKPOINT_LIST,
         _STORE_STMT_MAX,
         _STORE_STMT_INVALID = -EINVAL,
 } StoreStmt;

@@ -135,13 +135,23 @@ void *store_array_grow(void *array, size_t n) {
         return reallocarray(array, array_capacity(n + 2), sizeof(void *));
 }
 
-/* SQLite creates a database file 0644 less the umask; create it ourselves first, private to keyd. The -wal and
- * -shm files SQLite creates later take the database file's mode. */
+/* SQLite creates a database file 0644 less the umask: create a new one ourselves first, private to keyd; the -wal and
+ * -shm files SQLite creates later take the database file's mode. An existing file is never opened here: on Linux,
+ * closing any descriptor of a file drops every POSIX lock this process holds on it, and SQLite's locks are what tell an
+ * outside reader (an operator's sqlite3, a backup) that keyd is still using the WAL. Without them the reader, believing
+ * itself the last connection, checkpoints and deletes the WAL that keyd goes on writing into: everything committed
+ * after that is lost at the next crash. O_EXCL: a file made here is new, so no connection of ours can hold it. */
 static int create_private(const char *path) {
-        _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
-        if (fd < 0)
+        struct stat st;
+
+        if (stat(path, &st) >= 0)
+                return S_ISREG(st.st_mode) ? 0 : -EINVAL;
+        if (errno != ENOENT)
                 return negative_errno();
-        return 0;
+        _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
+        if (fd < 0 && errno != EEXIST)
+                return negative_errno();
+        return 0; /* EEXIST: another opener made it between stat() and open(); it is not ours to touch */
 }
 
 static int exec(Store *s, const char *sql) {

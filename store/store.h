@@ -136,15 +136,49 @@ int store_audit_head(Store *s, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX +
  * -EBADMSG with *ret_bad_seq set to the first record that does not match (after a gap: the first record after it).
  * Reads one record at a time, in one snapshot of the database. Truncation of the tail is found by checkpoints. */
 int store_audit_verify(Store *s, uint64_t *ret_bad_seq);
+/* Called by store_audit_walk() for each record once it is verified; the record's strings are valid during the call
+ * only. A negative return stops the walk and is returned. */
+typedef int (*StoreAuditVisit)(const StoreAudit *rec, void *userdata);
+/* store_audit_verify() that also hands each verified record, in seq order, to visit (may be NULL), and on success
+ * gives the seq and hash of the last record walked (0 and 64 '0' when empty). Any ret_* may be NULL. */
+int store_audit_walk(Store *s, StoreAuditVisit visit, void *userdata, uint64_t *ret_head_seq,
+                     char ret_head_hash[STORE_HASH_HEX + 1], uint64_t *ret_bad_seq);
 /* The canonical text of a record as hashed (a new string). -EINVAL if detail is not a JSON object, or a string is
  * not UTF-8 (jansson refuses it: callers sanitise comm, which the kernel does not promise to be UTF-8). */
 int store_audit_canonical(const StoreAudit *rec, char **ret);
 StoreAudit *store_audit_free(StoreAudit *a);
 void store_audit_list_free(StoreAudit **l);
 
+/* The installation's identity: 16 lowercase hex digits, made once when the database is created, written into the
+ * label of every token object keyd generates ("keyd:<instance>:<keyring>:<id>"). */
+#define STORE_INSTANCE_ID_MAX 16
+int store_instance_id(Store *s, char ret[STORE_INSTANCE_ID_MAX + 1]);
+/* Key ids recorded (committed) before their token objects are generated, and removed in the transaction that inserts
+ * the key row: reconcile destroys an object without a row only if its id is recorded here. Insert and delete inside a
+ * transaction. The list is a NULL-terminated array of new strings. */
+int store_pending_key_insert(Store *s, const char *id, const char *keyring, usec_t time);
+int store_pending_key_delete(Store *s, const char *id);
+int store_pending_key_list(Store *s, char ***ret, size_t *ret_n);
+void store_pending_key_list_free(char **l);
+
 /* Audit checkpoints (SPEC §6): the chain head at seq, with hash (its audit hash, hex), signed at time by the issuer key
  * kid as the JWS compact jws. The store keeps them and does not interpret them: the caller signs and verifies.
- * Insert inside a transaction; -ENOENT if there is no audit record seq, -EEXIST if seq already has a checkpoint. */
+ * Insert inside a transaction; -ENOENT if there is no audit record seq, -EEXIST if seq already has a checkpoint,
+ * -ERANGE if seq or time is below the latest checkpoint's (checkpoints never go backwards). */
 int store_checkpoint_insert(Store *s, uint64_t seq, const char *hash, usec_t time, const char *kid, const char *jws);
 /* The checkpoint with the highest seq; -ENOENT if there is none. Any ret_* may be NULL; strings are new. */
 int store_checkpoint_latest(Store *s, uint64_t *ret_seq, char **ret_hash, char **ret_kid, char **ret_jws);
+
+/* A checkpoint as stored: time in µs (the signed payload has it in seconds). */
+typedef struct StoreCheckpoint {
+        uint64_t seq;
+        char hash[STORE_HASH_HEX + 1];
+        usec_t time;
+        char *kid;
+        char *jws;
+} StoreCheckpoint;
+
+/* Checkpoints with seq > after, ascending, at most limit. NULL-terminated array. */
+int store_checkpoint_list(Store *s, uint64_t after, size_t limit, StoreCheckpoint ***ret, size_t *ret_n);
+StoreCheckpoint *store_checkpoint_free(StoreCheckpoint *c);
+void store_checkpoint_list_free(StoreCheckpoint **l);

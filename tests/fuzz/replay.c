@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Replays a fuzz corpus without libFuzzer: LLVMFuzzerTestOneInput() once for every regular file in the directory
- * argv[1], each input in a buffer of exactly its size (so that ASan sees any read past it). Fails when the directory
- * is missing or holds no input. */
+/* Replays a fuzz corpus without libFuzzer: LLVMFuzzerInitialize() once if the target defines it (as libFuzzer does),
+ * then LLVMFuzzerTestOneInput() once for every regular file in the directory argv[1], each input in a buffer of
+ * exactly its size (so that ASan sees any read past it). Fails when the directory is missing or holds no input. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+/* Optional, as with libFuzzer: targets that build state once define it. */
+__attribute__((weak)) int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static int run_one(int dirfd, const char *name) {
         struct stat st;
@@ -60,6 +62,8 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "usage: %s CORPUS-DIR\n", argv[0]);
                 return 2;
         }
+        if (LLVMFuzzerInitialize)
+                (void) LLVMFuzzerInitialize(&argc, &argv);
         dirfd = open(argv[1], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         n = dirfd < 0 ? -1 : scandir(argv[1], &names, NULL, alphasort);
         if (n < 0) {

@@ -76,3 +76,13 @@ json_t *test_api(const char *socket, const char *method, const char *path, const
 char *test_http_get(const char *url, const char *header, long *ret_status, char **ret_headers) {
         return perform(NULL, url, "GET", NULL, header, ret_status, ret_headers);
 }
+
+json_t *test_api_expect(const char *socket, const char *method, const char *path, const char *body, long want) {
+        long status;
+        json_t *j = test_api(socket, method, path, body, &status);
+        char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        cr_assert_eq(status, want, "%s %s %.200s: %ld, want %ld: %s", method, path, body ? body : "", status, want,
+                     text ? text : "(not JSON)");
+        free(text);
+        return j;
+}

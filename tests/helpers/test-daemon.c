@@ -50,7 +50,9 @@ void test_daemon_start(TestDaemon *d, TestToken *t, const char *config, const ch
                 unsetenv("JOURNAL_STREAM");
                 if (extra_env)
                         putenv((char *) extra_env);
-                execl(KEYD_TEST_BUILDDIR "/keyd", "keyd", "--config", config, (char *) NULL);
+                /* KEYD_TEST_KEYD runs another build of keyd (to show that a regression test fails on it). */
+                const char *bin = getenv("KEYD_TEST_KEYD") ?: KEYD_TEST_BUILDDIR "/keyd";
+                execl(bin, "keyd", "--config", config, (char *) NULL);
                 _exit(127);
         }
 }

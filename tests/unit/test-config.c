@@ -182,6 +182,49 @@ Test(config, good_several_keyrings) {
         config_done(&c);
 }
 
+/* allow-raw-sign: off by default, a boolean, in the policy's JSON. */
+Test(config, allow_raw_sign) {
+        Config c;
+        json_t *j = NULL;
+        load_good("raw-sign.conf", &c);
+        cr_assert_not(find_ring(&c, "default")->policy.allow_raw_sign, "off by default");
+        cr_assert(find_ring(&c, "raw")->policy.allow_raw_sign);
+        cr_assert_not(find_ring(&c, "no")->policy.allow_raw_sign);
+
+        Policy copy;
+        cr_assert_eq(policy_copy(&find_ring(&c, "raw")->policy, &copy), 0);
+        cr_assert(copy.allow_raw_sign);
+        cr_assert_eq(policy_to_json(&copy, &j), 0);
+        cr_assert(json_is_true(json_object_get(j, "allow_raw_sign")));
+        policy_done(&copy);
+
+        Policy p;
+        char *err = NULL;
+        policy_init(&p, RING_ISSUER);
+        cr_assert_eq(policy_update_from_json(&p, j, &err), 0, "%s", err ?: "");
+        cr_assert(p.allow_raw_sign, "the JSON form reads back");
+        json_decref(j);
+        j = json_pack("{s:b}", "allow_raw_sign", 0);
+        cr_assert_eq(policy_update_from_json(&p, j, &err), 0);
+        cr_assert_not(p.allow_raw_sign);
+        json_decref(j);
+        j = json_pack("{s:i}", "allow_raw_sign", 1);
+        cr_assert_eq(policy_update_from_json(&p, j, &err), -EINVAL, "a number is not a boolean");
+        free(err);
+        json_decref(j);
+        policy_done(&p);
+        config_done(&c);
+}
+
+Test(config, bad_raw_sign_and_keyd_token_types) {
+        EXPECT_ERRORS("bad-raw-sign.conf",
+                      "bad-raw-sign.conf:5: allow-raw-sign: bad value 'sometimes' (expected yes or no)",
+                      "bad-raw-sign.conf:7: [keyring b]: token-type must not be one of keyd's own document types "
+                      "(keyd-revocations+jwt, keyd-audit-checkpoint+jwt)",
+                      "bad-raw-sign.conf:10: [keyring c]: token-type must not be one of keyd's own document types "
+                      "(keyd-revocations+jwt, keyd-audit-checkpoint+jwt)");
+}
+
 /* Line ends, a BOM, blank prefixes and repeated keys (the last one wins, nothing leaks: see the ASan run). */
 Test(config, crlf_bom_and_repeats) {
         _cleanup_free_ char *dir = test_mkdtemp(), *path = NULL;

@@ -39,8 +39,10 @@ static bool failpoint(const char *where, void *u) {
         return true;
 }
 
+static unsigned max_destroy; /* EngineOptions.reconcile_max_destroy; 0: the default */
+
 static void open_engine(void) {
-        EngineOptions o = { .clock = fake_clock, .failpoint = failpoint };
+        EngineOptions o = { .clock = fake_clock, .failpoint = failpoint, .reconcile_max_destroy = max_destroy };
         cr_assert_eq(store_open(db_path, 0, &store), 0);
         cr_assert_eq(engine_new(hsm, store, &o, &eng), 0);
         cr_assert_eq(engine_load(eng), 0);
@@ -372,24 +374,124 @@ static void restart(ReconcileReport *rep) {
         tick();
 }
 
+static bool audited(const char *action) {
+        StoreAudit **recs = NULL;
+        size_t n;
+        bool found = false;
+        cr_assert_eq(store_audit_list(store, 0, 10000, &recs, &n), 0);
+        for (size_t i = 0; i < n; i++)
+                found |= streq(recs[i]->action, action);
+        store_audit_list_free(recs);
+        return found;
+}
+
+/* An object made the way engine_generate_key() makes one: id recorded first (if record), then the object. */
+static void make_object(uint8_t tag, const char *instance, bool record) {
+        const uint8_t id[] = { 0xde, 0xad, tag };
+        char hex[7], label[HSM_LABEL_MAX + 1];
+        snprintf(hex, sizeof hex, "dead%02x", tag);
+        snprintf(label, sizeof label, "keyd:%s:default:%s", instance, hex);
+        if (record) {
+                cr_assert_eq(store_begin(store, STORE_COMMITTED), 0);
+                cr_assert_eq(store_pending_key_insert(store, hex, "default", fake_now), 0);
+                cr_assert_eq(store_commit(store), 0);
+        }
+        cr_assert_eq(hsm_generate(hsm, KEYD_ALG_ES256, 0, id, sizeof id, label, NULL), 0);
+}
+
+static char *instance(void) {
+        static char id[STORE_INSTANCE_ID_MAX + 1];
+        cr_assert_eq(store_instance_id(store, id), 0);
+        return id;
+}
+
 Test(engine, reconcile_orphan_destroyed) {
         create("default", KEYD_ALG_ES256);
         tick();
-        const uint8_t id[] = { 0xde, 0xad };
-        cr_assert_eq(hsm_generate(hsm, KEYD_ALG_ES256, 0, id, sizeof id, "keyd:default:dead", NULL), 0);
+        /* A crash between keygen and the row's commit: the id was recorded before the object was made. */
+        make_object(1, instance(), true);
         cr_assert_eq(count_private_objects(), 3);
         ReconcileReport rep;
         restart(&rep);
         cr_assert_eq(rep.orphans_destroyed, 1);
         cr_assert_eq(count_private_objects(), 2);
-        StoreAudit **recs = NULL;
+        cr_assert(audited("reconcile.orphan_destroyed"), "the orphan's destruction is audited");
+        char **pending = NULL;
         size_t n;
-        cr_assert_eq(store_audit_list(store, 0, 1000, &recs, &n), 0);
-        bool audited = false;
-        for (size_t i = 0; i < n; i++)
-                audited |= streq(recs[i]->action, "reconcile.orphan_destroyed");
-        store_audit_list_free(recs);
-        cr_assert(audited, "the orphan's destruction is audited");
+        cr_assert_eq(store_pending_key_list(store, &pending, &n), 0);
+        cr_assert_eq(n, 0, "the record of the keygen is done with");
+        store_pending_key_list_free(pending);
+}
+
+/* A second installation on the same token (another database), or this database restored from a backup: objects
+ * keyd cannot prove are its own are never destroyed. Before, reconcile destroyed every "keyd:" object without a row. */
+Test(engine, reconcile_keeps_what_it_cannot_prove) {
+        create("default", KEYD_ALG_ES256);
+        tick();
+        make_object(1, "0123456789abcdef", false); /* another installation's key */
+        make_object(2, instance(), false);         /* ours by label, but the database never recorded its keygen */
+        const uint8_t old_id[] = { 0xbe, 0xef };   /* the label keyd wrote before installations had an id */
+        cr_assert_eq(hsm_generate(hsm, KEYD_ALG_ES256, 0, old_id, sizeof old_id, "keyd:default:beef", NULL), 0);
+        cr_assert_eq(count_private_objects(), 5);
+
+        ReconcileReport plan;
+        cr_assert_eq(engine_reconcile_plan(eng, &plan), 0);
+        cr_assert_eq(plan.n_items, 3);
+        cr_assert_eq(plan.foreign, 1);
+        cr_assert_eq(plan.unproven, 2);
+        reconcile_report_done(&plan);
+        cr_assert_eq(count_private_objects(), 5, "a plan changes nothing");
+
+        ReconcileReport rep;
+        restart(&rep);
+        cr_assert_eq(rep.orphans_destroyed, 0);
+        cr_assert_eq(rep.foreign, 1);
+        cr_assert_eq(rep.unproven, 2);
+        cr_assert_eq(count_private_objects(), 5, "nothing that is not provably keyd's own is destroyed");
+        cr_assert(audited("reconcile.unproven"));
+        sign_and_verify("default");
+}
+
+/* More destructions than a crash leaves behind: reconcile destroys none, audits why, and keyd goes on. */
+Test(engine, reconcile_refuses_mass_destruction) {
+        create("default", KEYD_ALG_ES256);
+        tick();
+        for (uint8_t i = 0; i < 9; i++)
+                make_object(i, instance(), true);
+        cr_assert_eq(count_private_objects(), 11);
+        ReconcileReport rep;
+        restart(&rep);
+        cr_assert(rep.refused);
+        cr_assert_eq(rep.max_destroy, 8);
+        cr_assert_eq(rep.orphans_destroyed, 0);
+        cr_assert_eq(count_private_objects(), 11, "nothing destroyed past the limit");
+        cr_assert(audited("reconcile.refused"));
+        char **pending = NULL;
+        size_t n;
+        cr_assert_eq(store_pending_key_list(store, &pending, &n), 0);
+        cr_assert_eq(n, 9, "the records stay, so that a reconcile with a higher limit can still prove them");
+        store_pending_key_list_free(pending);
+        sign_and_verify("default");
+}
+
+/* A token that lost more keys than a power cut would (the wrong token, a token restored from an old copy): nothing is
+ * demoted, the keyring stays degraded (never ok) until an operator looks. */
+Test(engine, reconcile_refuses_mass_loss) {
+        create("default", KEYD_ALG_ES256);
+        tick();
+        char a[STORE_KID_MAX + 1];
+        strcpy(a, in_state("default", KEY_STATE_ACTIVE)->kid);
+        (void) engine_destroy_objects(eng, in_state("default", KEY_STATE_ACTIVE)->id);
+        (void) engine_destroy_objects(eng, in_state("default", KEY_STATE_NEXT)->id);
+        max_destroy = 1;
+        ReconcileReport rep;
+        restart(&rep);
+        cr_assert(rep.refused);
+        cr_assert_eq(rep.keys_lost, 0, "none demoted");
+        cr_assert_str_eq(in_state("default", KEY_STATE_ACTIVE)->kid, a, "the store is left as it was");
+        Ring *r = engine_get_ring(eng, "default");
+        cr_assert(!ring_can_sign(r));
+        cr_assert(audited("reconcile.refused"));
 }
 
 Test(engine, reconcile_lost_active_and_next) {

@@ -2,6 +2,16 @@
 /* The store: the audit chain, checkpoints, revoked tokens, and concurrent readers. */
 #include "tests/unit/store-fixture.h"
 
+#include <dlfcn.h>
+#include <execinfo.h>
+#include <openssl/ec.h>
+#include <openssl/rsa.h>
+
+#include "jose/jwk.h"
+#include "jose/jws.h"
+#include "rotation/audit.h"
+#include "rotation/policy.h"
+
 TestSuite(store, .init = setup, .fini = teardown);
 
 static void assert_broken_at(Store *s, uint64_t want) {
@@ -176,6 +186,53 @@ Test(store, audit_canonical_form_and_hash) {
         store_close(s);
 }
 
+/* jansson's allocator, failing the nth allocation once armed; never inside json_load*(), whose parser corrupts its
+ * heap when an allocation fails (jansson 2.14). */
+static unsigned long json_allocs, json_fail_at;
+
+static void *failing_malloc(size_t size) {
+        void *frames[32];
+        int n = json_fail_at ? backtrace(frames, (int) ELEMENTSOF(frames)) : 0;
+        for (int i = 0; i < n; i++) {
+                Dl_info info;
+                if (dladdr(frames[i], &info) && info.dli_sname && startswith(info.dli_sname, "json_load"))
+                        return malloc(size);
+        }
+        if (json_fail_at && ++json_allocs == json_fail_at)
+                return NULL;
+        return malloc(size);
+}
+
+Test(store, audit_append_out_of_memory_never_breaks_the_chain) {
+        /* jansson's serializer drops an object key it cannot write and still succeeds: a record hashed from such a
+         * canonical text would be committed with a hash that never verifies. Each allocation fails in turn: the
+         * append fails, or the record it committed verifies. */
+        Store *s = open_rw();
+        void *frame;
+        (void) backtrace(&frame, 1); /* loads what backtrace() needs now, not inside the allocator */
+        json_set_alloc_funcs(failing_malloc, free);
+        bool fired = true;
+        for (unsigned long nth = 1; fired && nth < 10000; nth++) {
+                StoreAudit a = audit("keyring.create", "{\"kind\":\"issuer\",\"policy\":{\"alg\":\"ES256\","
+                                                       "\"rotation_period\":\"1d\",\"sign_users\":[\"root\"]}}");
+                cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+                json_allocs = 0;
+                json_fail_at = nth;
+                int r = store_audit_append(s, &a);
+                fired = json_allocs >= nth;
+                json_fail_at = 0;
+                if (r >= 0)
+                        cr_assert_eq(store_commit(s), 0);
+                else
+                        store_rollback(s);
+                uint64_t bad = 0;
+                cr_assert_eq(store_audit_verify(s, &bad), 0, "allocation %lu: append returned %d and record %" PRIu64
+                             " does not verify", nth, r, bad);
+        }
+        json_set_alloc_funcs(malloc, free);
+        store_close(s);
+}
+
 Test(store, audit_detail_must_be_an_object) {
         static const char *const bad[] = {"[1]", "3", "\"x\"", "null", "not json", "{\"a\":1,\"a\":2}", "{\"a\":"};
         Store *s = open_rw();
@@ -216,10 +273,43 @@ Test(store, checkpoints) {
         cr_assert_eq(store_checkpoint_insert(s, 2, "xyz", 1, "kid", "a.b.c"), -EINVAL);
         cr_assert_eq(store_checkpoint_insert(s, 3, l[2]->hash, 1, "kid", "a.b.c"), 0);
         cr_assert_eq(store_checkpoint_insert(s, 5, l[4]->hash, 2, "kid2", "d.e.f"), 0);
-        cr_assert_eq(store_checkpoint_insert(s, 2, l[1]->hash, 3, "kid", "g.h.i"), 0);
         cr_assert_eq(store_checkpoint_insert(s, 5, l[4]->hash, 4, "kid", "a.b.c"), -EEXIST);
+        /* Checkpoints never go backwards: not to an earlier record, not to an earlier time. */
+        cr_assert_eq(store_checkpoint_insert(s, 2, l[1]->hash, 3, "kid", "g.h.i"), -ERANGE);
         cr_assert_eq(store_commit(s), 0);
+        append_n(s, 1);
+        StoreAudit **l6;
+        cr_assert_eq(store_audit_list(s, 5, 1, &l6, NULL), 0);
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_checkpoint_insert(s, 6, l6[0]->hash, 1, "kid", "g.h.i"), -ERANGE, "time went back");
+        cr_assert_eq(store_checkpoint_insert(s, 6, l6[0]->hash, 2, "kid", "g.h.i"), 0, "the same time is fine");
+        cr_assert_eq(store_commit(s), 0);
+        store_audit_list_free(l6);
+
+        StoreCheckpoint **cps;
+        size_t n_cps;
+        cr_assert_eq(store_checkpoint_list(s, 0, SIZE_MAX, &cps, &n_cps), 0);
+        cr_assert_eq(n_cps, 3);
+        cr_assert_eq(cps[0]->seq, 3);
+        cr_assert_eq(cps[1]->seq, 5);
+        cr_assert_eq(cps[2]->seq, 6);
+        cr_assert_null(cps[3]);
+        cr_assert_str_eq(cps[1]->hash, l[4]->hash);
+        cr_assert_eq(cps[1]->time, 2);
+        cr_assert_str_eq(cps[1]->kid, "kid2");
+        cr_assert_str_eq(cps[1]->jws, "d.e.f");
+        store_checkpoint_list_free(cps);
+        cr_assert_eq(store_checkpoint_list(s, 3, 1, &cps, &n_cps), 0);
+        cr_assert_eq(n_cps, 1);
+        cr_assert_eq(cps[0]->seq, 5);
+        store_checkpoint_list_free(cps);
         char *kid;
+        cr_assert_eq(store_checkpoint_latest(s, &seq, &hash, &kid, NULL), 0);
+        cr_assert_eq(seq, 6);
+        cr_assert_str_eq(kid, "kid");
+        free(hash);
+        free(kid);
+        raw_exec("DELETE FROM audit_checkpoints WHERE seq = 6");
         cr_assert_eq(store_checkpoint_latest(s, &seq, &hash, &kid, NULL), 0);
         cr_assert_eq(seq, 5);
         cr_assert_str_eq(hash, l[4]->hash);
@@ -227,6 +317,313 @@ Test(store, checkpoints) {
         free(hash);
         free(kid);
         store_audit_list_free(l);
+        store_close(s);
+}
+
+/* ---- audit_verify: every checkpoint, in order, signed by a key keyd generated in an issuer keyring ---- */
+
+#define CHECKPOINT_TYP KEYD_TYP_AUDIT_CHECKPOINT
+
+/* A key pair of our own, standing in for a key in the token (or for an outsider's key). */
+typedef struct Signer {
+        EVP_PKEY *pkey;
+        KeydAlg alg;
+        char kid[JOSE_THUMBPRINT_LEN + 1];
+        char *jwk;
+} Signer;
+
+static Signer signer_new(KeydAlg alg) {
+        Signer k = {.alg = alg};
+        json_t *jwk = NULL;
+        k.pkey = keyd_alg_is_ec(alg) ? EVP_EC_gen("P-256") : EVP_RSA_gen(2048);
+        cr_assert_not_null(k.pkey);
+        cr_assert_eq(jose_jwk_from_pkey(k.pkey, alg, &jwk), 0);
+        cr_assert_eq(jose_jwk_thumbprint(jwk, k.kid), 0);
+        /* As keyd stores it: with kid, alg and use. */
+        cr_assert_eq(json_object_set_new(jwk, "kid", json_string(k.kid)), 0);
+        cr_assert_eq(json_object_set_new(jwk, "alg", json_string(keyd_alg_to_string(alg))), 0);
+        cr_assert_eq(json_object_set_new(jwk, "use", json_string("sig")), 0);
+        k.jwk = json_dumps(jwk, JSON_COMPACT);
+        cr_assert_not_null(k.jwk);
+        json_decref(jwk);
+        return k;
+}
+
+static void signer_done(Signer *k) {
+        EVP_PKEY_free(k->pkey);
+        free(k->jwk);
+}
+
+/* A compact JWS of payload signed by k with header {alg, kid, typ}. */
+static char *sign_jws(const Signer *k, const char *alg, const char *kid, const char *typ, const char *payload) {
+        json_t *h = json_pack("{s:s, s:s, s:s}", "alg", alg, "kid", kid, "typ", typ);
+        uint8_t der[1024], sig[512];
+        size_t len, n = sizeof der, sig_len = 0;
+        EVP_PKEY_CTX *pctx = NULL;
+        char *input = NULL;
+
+        cr_assert_eq(jose_jws_signing_input(h, payload, strlen(payload), &input, &len), 0);
+        json_decref(h);
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        cr_assert_eq(EVP_DigestSignInit(ctx, &pctx, EVP_sha256(), NULL, k->pkey), 1);
+        if (streq(alg, "PS256")) {
+                cr_assert_eq(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING), 1);
+                cr_assert_eq(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32), 1);
+                cr_assert_eq(EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()), 1);
+        }
+        cr_assert_eq(EVP_DigestSign(ctx, der, &n, (const uint8_t *) input, len), 1);
+        EVP_MD_CTX_free(ctx);
+        if (keyd_alg_is_ec(k->alg)) {
+                cr_assert_eq(jose_ecdsa_der_to_raw(der, n, 32, sig), 0);
+                sig_len = 64;
+        } else {
+                memcpy(sig, der, n);
+                sig_len = n;
+        }
+        cr_assert_gt(jose_jws_append_signature(input, len, sig, sig_len), 0);
+        return input;
+}
+
+/* What keyd writes when it creates a keyring. */
+static void keyring_created(Store *s, const char *name, const char *kind) {
+        StoreKeyring row = keyring(name, kind);
+        char detail[128];
+        snprintf(detail, sizeof detail, "{\"kind\":\"%s\",\"policy\":{\"alg\":\"ES256\"}}", kind);
+        StoreAudit a = audit("keyring.create", detail);
+        a.keyring = (char *) name;
+        a.kid = NULL;
+        if (streq(kind, "agent"))
+                row.owner_uid = 1000;
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_keyring_insert(s, &row), 0);
+        cr_assert_eq(store_audit_append(s, &a), 0);
+        cr_assert_eq(store_commit(s), 0);
+}
+
+/* A key row for k in the keyring, and (audited) the key.generate record keyd writes with it. */
+static void key_added(Store *s, const char *ring, const Signer *k, bool audited) {
+        static unsigned ids;
+        char id[32], detail[64];
+        snprintf(id, sizeof id, "%04x", ++ids);
+        StoreKey row = key(id, k->kid, ring, 1);
+        row.alg = k->alg;
+        row.jwk = k->jwk;
+        snprintf(detail, sizeof detail, "{\"alg\":\"%s\"}", keyd_alg_to_string(k->alg));
+        StoreAudit a = audit("key.generate", detail);
+        a.keyring = (char *) ring;
+        a.kid = (char *) k->kid;
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_key_insert(s, &row), 0);
+        if (audited)
+                cr_assert_eq(store_audit_append(s, &a), 0);
+        cr_assert_eq(store_commit(s), 0);
+}
+
+typedef struct CheckpointOpts {
+        const char *alg, *kid, *typ; /* NULL: the signer's, keyd's */
+        bool raw;                    /* insert with a connection of our own, as an outsider would */
+} CheckpointOpts;
+
+/* Sign the record seq (at time, in seconds) with k and store the checkpoint. */
+static void checkpoint_opts(Store *s, const Signer *k, uint64_t seq, int64_t time, CheckpointOpts o) {
+        StoreAudit **l;
+        size_t n;
+        char *payload, *jws;
+        usec_t t = (usec_t) time * USEC_PER_SEC;
+
+        cr_assert_eq(store_audit_list(s, seq - 1, 1, &l, &n), 0);
+        cr_assert_eq(n, 1);
+        cr_assert_eq(audit_checkpoint_payload(seq, l[0]->hash, t, &payload), 0);
+        jws = sign_jws(k, o.alg ?: keyd_alg_to_string(k->alg), o.kid ?: k->kid, o.typ ?: CHECKPOINT_TYP, payload);
+        if (o.raw) {
+                char *sql;
+                cr_assert(asprintf(&sql,
+                                   "INSERT INTO audit_checkpoints (seq, hash, time, kid, signature) VALUES "
+                                   "(%" PRIu64 ", '%s', %" PRId64 ", '%s', '%s')",
+                                   seq, l[0]->hash, (int64_t) t, o.kid ?: k->kid, jws) >= 0);
+                raw_exec(sql);
+                free(sql);
+        } else {
+                cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+                cr_assert_eq(store_checkpoint_insert(s, seq, l[0]->hash, t, o.kid ?: k->kid, jws), 0);
+                cr_assert_eq(store_commit(s), 0);
+        }
+        free(jws);
+        free(payload);
+        store_audit_list_free(l);
+}
+#define checkpoint(s, k, seq, time, ...) checkpoint_opts((s), (k), (seq), (time), (CheckpointOpts){__VA_ARGS__})
+
+static uint64_t head(Store *s) {
+        uint64_t seq;
+        cr_assert_eq(store_audit_head(s, &seq, NULL), 0);
+        return seq;
+}
+
+/* audit_verify() refuses, naming what in its message. */
+static void assert_refused(Store *s, const char *what) {
+        AuditVerifyResult res;
+        cr_assert_eq(audit_verify(s, &res), -EBADMSG, "must be refused (%s); said: %s", what, res.message);
+        cr_assert(strstr(res.message, what) != NULL, "the message names \"%s\": %s", what, res.message);
+}
+
+static void assert_verifies(Store *s, uint64_t want_checkpoint) {
+        AuditVerifyResult res;
+        cr_assert_eq(audit_verify(s, &res), 0, "%s", res.message);
+        cr_assert_eq(res.checkpoint_seq, want_checkpoint, "%s", res.message);
+}
+
+/* keyd's history: an issuer keyring, its key, some records. Returns the head seq. */
+static uint64_t issuer_history(Store *s, const Signer *k) {
+        keyring_created(s, "default", "issuer");
+        key_added(s, "default", k, true);
+        append_n(s, 5);
+        return head(s);
+}
+
+Test(store, audit_verify_checks_every_checkpoint) {
+        Store *s = open_rw();
+        Signer a = signer_new(KEYD_ALG_ES256), b = signer_new(KEYD_ALG_ES256);
+
+        uint64_t cp1 = issuer_history(s, &a);
+        checkpoint(s, &a, cp1, 100);
+        append_n(s, 3);
+        uint64_t cp2 = head(s);
+        checkpoint(s, &a, cp2, 200);
+        key_added(s, "default", &b, true); /* a rotation: the next checkpoints are signed by the new key */
+        append_n(s, 3);
+        uint64_t cp3 = head(s);
+        checkpoint(s, &b, cp3, 200);
+        assert_verifies(s, cp3);
+        raw_exec("CREATE TABLE saved AS SELECT * FROM audit_checkpoints");
+
+        /* A bad signature on a checkpoint that is not the latest. */
+        char sql[512];
+        snprintf(sql, sizeof sql,
+                 "UPDATE audit_checkpoints SET signature = substr(signature, 1, length(signature) - 3) || "
+                 "(CASE WHEN substr(signature, -3, 1) = 'A' THEN 'B' ELSE 'A' END) || substr(signature, -2) "
+                 "WHERE seq = %" PRIu64,
+                 cp2);
+        raw_exec(sql);
+        assert_refused(s, "bad signature");
+        raw_exec("DELETE FROM audit_checkpoints; INSERT INTO audit_checkpoints SELECT * FROM saved");
+        assert_verifies(s, cp3);
+
+        /* The first checkpoint names a hash its record does not have. */
+        snprintf(sql, sizeof sql,
+                 "UPDATE audit_checkpoints SET hash = (SELECT hash FROM audit WHERE seq = %" PRIu64 ") WHERE seq = "
+                 "%" PRIu64,
+                 cp2, cp1);
+        raw_exec(sql);
+        assert_refused(s, "does not match the checkpoint");
+        raw_exec("DELETE FROM audit_checkpoints; INSERT INTO audit_checkpoints SELECT * FROM saved");
+
+        /* An old checkpoint whose signed content is another record's. */
+        snprintf(sql, sizeof sql,
+                 "UPDATE audit_checkpoints SET signature = (SELECT signature FROM audit_checkpoints WHERE seq = "
+                 "%" PRIu64 ") WHERE seq = %" PRIu64,
+                 cp2, cp1);
+        raw_exec(sql);
+        assert_refused(s, "signed content");
+        raw_exec("DELETE FROM audit_checkpoints; INSERT INTO audit_checkpoints SELECT * FROM saved");
+        assert_verifies(s, cp3);
+        signer_done(&a);
+        signer_done(&b);
+        store_close(s);
+}
+
+Test(store, audit_verify_checkpoints_never_go_backwards) {
+        Store *s = open_rw();
+        Signer a = signer_new(KEYD_ALG_ES256);
+        uint64_t cp1 = issuer_history(s, &a);
+        checkpoint(s, &a, cp1, 300);
+        append_n(s, 2);
+        /* Written by an outsider past the store's own refusal: a later record signed at an earlier time. */
+        checkpoint(s, &a, head(s), 200, .raw = true);
+        assert_refused(s, "went backwards");
+        signer_done(&a);
+        store_close(s);
+}
+
+Test(store, audit_verify_refuses_a_key_keyd_did_not_generate) {
+        Store *s = open_rw();
+        Signer a = signer_new(KEYD_ALG_ES256), outsider = signer_new(KEYD_ALG_ES256);
+        issuer_history(s, &a);
+        /* In the keys table of an issuer keyring, but never generated by keyd: no key.generate record. */
+        key_added(s, "default", &outsider, false);
+        append_n(s, 1);
+        checkpoint(s, &outsider, head(s), 100);
+        assert_refused(s, "did not generate");
+        signer_done(&a);
+        signer_done(&outsider);
+        store_close(s);
+}
+
+Test(store, audit_verify_refuses_an_agent_key) {
+        Store *s = open_rw();
+        Signer a = signer_new(KEYD_ALG_ES256), agent = signer_new(KEYD_ALG_ES256);
+        issuer_history(s, &a);
+        /* Generated by keyd, but in an agent keyring: its owner asks keyd to sign anything with it. */
+        keyring_created(s, "agent-1000", "agent");
+        key_added(s, "agent-1000", &agent, true);
+        append_n(s, 1);
+        checkpoint(s, &agent, head(s), 100);
+        assert_refused(s, "did not generate");
+        signer_done(&a);
+        signer_done(&agent);
+        store_close(s);
+}
+
+Test(store, audit_verify_refuses_a_key_generated_after_the_checkpoint) {
+        Store *s = open_rw();
+        Signer a = signer_new(KEYD_ALG_ES256), later = signer_new(KEYD_ALG_ES256);
+        uint64_t cp = issuer_history(s, &a);
+        key_added(s, "default", &later, true);
+        checkpoint(s, &later, cp, 100);
+        assert_refused(s, "did not generate");
+        signer_done(&a);
+        signer_done(&later);
+        store_close(s);
+}
+
+Test(store, audit_verify_refuses_a_swapped_jwk) {
+        Store *s = open_rw();
+        Signer a = signer_new(KEYD_ALG_ES256), outsider = signer_new(KEYD_ALG_ES256);
+        issuer_history(s, &a);
+        /* The row of keyd's key now holds the outsider's public key, which signs under keyd's kid. */
+        char *sql;
+        cr_assert(asprintf(&sql, "UPDATE keys SET jwk = '%s' WHERE kid = '%s'", outsider.jwk, a.kid) >= 0);
+        raw_exec(sql);
+        free(sql);
+        checkpoint(s, &outsider, head(s), 100, .kid = a.kid);
+        assert_refused(s, "thumbprint");
+        signer_done(&a);
+        signer_done(&outsider);
+        store_close(s);
+}
+
+Test(store, audit_verify_refuses_another_typ) {
+        Store *s = open_rw();
+        Signer a = signer_new(KEYD_ALG_ES256);
+        /* A token keyd signed with the same key is not a checkpoint. */
+        checkpoint(s, &a, issuer_history(s, &a), 100, .typ = "JWT");
+        assert_refused(s, "typ");
+        signer_done(&a);
+        store_close(s);
+}
+
+Test(store, audit_verify_refuses_another_alg) {
+        Store *s = open_rw();
+        Signer a = signer_new(KEYD_ALG_RS256);
+        uint64_t cp = issuer_history(s, &a);
+        /* keyd generated it for RS256; the row now says PS256, and so does the checkpoint. */
+        char *sql;
+        cr_assert(asprintf(&sql, "UPDATE keys SET alg = 'PS256' WHERE kid = '%s'", a.kid) >= 0);
+        raw_exec(sql);
+        free(sql);
+        checkpoint(s, &a, cp, 100, .alg = "PS256");
+        assert_refused(s, "alg");
+        signer_done(&a);
         store_close(s);
 }
 
