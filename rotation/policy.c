@@ -236,10 +236,22 @@ static int field_lookup(const char *name, char sep) {
         return -ENOENT;
 }
 
+/* Whether s is UTF-8: the policy's JSON form (stored, shown, audited) cannot hold anything else. */
+static bool utf8_valid(const char *s) {
+        json_t *j = json_string(s); /* jansson validates, and refuses what is not */
+        json_decref(j);
+        return j != NULL;
+}
+
 static int set_field(Policy *p, int f, const char *value, const char **ret_error) {
         usec_t *d = duration_field(p, f);
         char **s = string_field(p, f);
         int r;
+
+        if (!utf8_valid(value)) {
+                *ret_error = "not UTF-8";
+                return -EINVAL;
+        }
 
         if (d) {
                 /* clock-skew may be zero; every other duration is at least a second. */

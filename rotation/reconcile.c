@@ -158,7 +158,6 @@ static StoreKey *plan_key(Plan *p, const char *id) {
 }
 
 static int make_plan(Engine *e, Plan *p) {
-        _cleanup_free_ StoreKey **by_id = NULL;
         int r;
 
         *p = (Plan){ .rep.max_destroy = e->opts.reconcile_max_destroy ?: RECONCILE_MAX_DESTROY_DEFAULT };

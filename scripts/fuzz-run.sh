@@ -3,7 +3,8 @@
 #   scripts/fuzz-run.sh TARGET SECONDS      e.g. scripts/fuzz-run.sh fuzz-config 600
 # Builds the libFuzzer targets ("make fuzz") if TARGET's binary is missing. The committed corpus is never changed:
 # the run works in build/fuzz/runs/TARGET.XXXXXX (its corpus/ holds what the run found; its findings/ any crash,
-# leak, timeout or out-of-memory input, to be kept as tests/fuzz/crashes/TARGET-NAME). Exits 1 if there were findings.
+# leak, timeout or out-of-memory input: once fixed, keep it in tests/fuzz/corpus/TARGET/ as a regression). Exits 1 if
+# there were findings.
 # Extra libFuzzer options can be passed in FUZZ_ARGS (e.g. FUZZ_ARGS="-max_len=8192 -dict=...").
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)

@@ -26,9 +26,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 #define REPLY_MAX (1024 * 1024)
 
 static Fixture fx;
+static char **args; /* the argument list with the added flag */
 
 static void stop(void) {
         fixture_teardown(&fx);
+        free(args);
 }
 
 /* libFuzzer reads its flags after this returns: add -detect_leaks=0 (unless given) to turn off its check for leaks
@@ -37,7 +39,6 @@ static void stop(void) {
  * after stop() has stopped everything, as in the replay. */
 static void no_per_input_leak_check(int *argc, char ***argv) {
         static char flag[] = "-detect_leaks=0";
-        static char **args;
 
         if (!argc || !argv || !*argv)
                 return;

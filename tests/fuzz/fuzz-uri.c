@@ -88,7 +88,7 @@ static void load_tokens(const uint8_t *d, size_t n) {
                 fixed_token(&tokens[n_tokens++], "other", "fedcba9876543210", true);
                 return;
         }
-        slot_list_fails = n > 0 && n >= SLOT_BYTES && (d[SLOT_BYTES - 1] & 0x80);
+        slot_list_fails = n >= SLOT_BYTES && (d[SLOT_BYTES - 1] & 0x80);
         for (; n >= SLOT_BYTES && n_tokens < SLOTS_MAX; d += SLOT_BYTES, n -= SLOT_BYTES) {
                 CK_TOKEN_INFO *t = &tokens[n_tokens++];
                 memset(t, 0, sizeof *t);

@@ -249,9 +249,13 @@ Test(http, content_length_framing) {
 #define FLOOD_CONNS 300
 #define FLOOD_SECONDS 10
 #ifdef __SANITIZE_ADDRESS__
-#define P99_MAX_US 100000 /* ASan makes every step several times slower, keyd's and the client's */
+/* ASan makes every step several times slower, keyd's, the flood's and the client's, on the same two cores: the 50 ms
+ * promise is checked by the normal build; under ASan the test looks for races and leaks, with a loose bound. */
+#define P99_MAX_US 250000
+#define MIN_REQUESTS 100
 #else
 #define P99_MAX_US 50000
+#define MIN_REQUESTS 300
 #endif
 
 typedef struct FloodResult {
@@ -337,7 +341,7 @@ Test(http, one_uid_cannot_slow_the_others, .timeout = 120) {
         usleep(200 * 1000);
 
         /* Meanwhile root's requests are served, and fast: one after the other while the flood goes on (at least
-         * 300 of them). */
+         * MIN_REQUESTS of them). */
         long t_end = now_us() + (FLOOD_SECONDS - 2) * 1000000L;
         size_t n = 0;
         for (; n < ELEMENTSOF(lat) && now_us() < t_end; n++) {
@@ -346,7 +350,7 @@ Test(http, one_uid_cannot_slow_the_others, .timeout = 120) {
                 lat[n] = now_us() - t0;
                 cr_assert_eq(st, 200, "request %zu of root during the flood: %ld", n, st);
         }
-        cr_assert_geq(n, 300, "only %zu requests in %d s", n, FLOOD_SECONDS - 2);
+        cr_assert_geq(n, MIN_REQUESTS, "only %zu requests in %d s", n, FLOOD_SECONDS - 2);
         qsort(lat, n, sizeof lat[0], cmp_long);
         long p99 = lat[n * 99 / 100];
         cr_log_info("root during the flood: %zu requests, p50 %ld us, p99 %ld us, max %ld us", n, lat[n / 2], p99,
