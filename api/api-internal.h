@@ -117,6 +117,11 @@ void accept_linger(Api *a, int fd);
  * libmicrohttpd cannot send one. Returns its length (truncated to size - 1). */
 size_t api_raw_reply(char *buf, size_t size, unsigned status, const char *json);
 
+/* server.c */
+/* MHD_OPTION_UNESCAPE_CALLBACK for both listeners: leave the path as sent, for api_path_decode() (path.h) to decode
+ * strictly; libmicrohttpd's own unescaping would end it at "%00" and split it at "%2F". */
+size_t api_unescape_none(void *cls, struct MHD_Connection *conn, char *s);
+
 /* router.c */
 void api_dispatch(Request *rq, const char *url, Reply *rp);
 size_t api_n_routes(void);

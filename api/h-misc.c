@@ -17,7 +17,7 @@ int h_healthz(Request *rq, const char *arg, Reply *rp) {
         /* Degraded, or unable to sign for any reason (an active key that could not be opened): never "ok". */
         for (size_t i = 0; degraded && i < n; i++) {
                 Ring *r = engine_ring_at(e, i);
-                if (ring_degraded(r) || (!ring_disabled(r) && !ring_can_sign(r)))
+                if (!ring_healthy(r))
                         json_array_append_new(degraded, json_string(ring_name(r)));
         }
         engine_read_unlock(e);

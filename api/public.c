@@ -239,12 +239,6 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *l
         return 0;
 }
 
-/* libmicrohttpd's own unescaping would end the path at "%00": the path is decoded by api_path_decode() instead. */
-static size_t unescape_none(void *cls, struct MHD_Connection *conn, char *s) {
-        (void) cls, (void) conn;
-        return strlen(s);
-}
-
 int public_start(Api *a) {
         struct sockaddr_storage ss;
         socklen_t len;
@@ -257,7 +251,7 @@ int public_start(Api *a) {
                                              a->cfg.public_fd, MHD_OPTION_THREAD_POOL_SIZE, 2,
                                              MHD_OPTION_CONNECTION_TIMEOUT, 30U, MHD_OPTION_CONNECTION_LIMIT, 1024U,
                                              MHD_OPTION_PER_IP_CONNECTION_LIMIT, 32U, MHD_OPTION_UNESCAPE_CALLBACK,
-                                             unescape_none, a, MHD_OPTION_END);
+                                             api_unescape_none, a, MHD_OPTION_END);
         else {
                 if (parse_listen(a->cfg.public_listen, &ss, &len) < 0)
                         return -EINVAL;
@@ -267,7 +261,7 @@ int public_start(Api *a) {
                                              on_public, a, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE, 2,
                                              MHD_OPTION_CONNECTION_TIMEOUT, 30U, MHD_OPTION_CONNECTION_LIMIT, 1024U,
                                              MHD_OPTION_PER_IP_CONNECTION_LIMIT, 32U, MHD_OPTION_UNESCAPE_CALLBACK,
-                                             unescape_none, a, MHD_OPTION_END);
+                                             api_unescape_none, a, MHD_OPTION_END);
         }
         return a->public ? 0 : -EADDRINUSE;
 }

@@ -6,6 +6,7 @@
 #include "api/api-internal.h"
 #include "common/crypto-util.h"
 #include "common/log.h"
+#include "common/utf8.h"
 
 int reply_json(Reply *rp, unsigned status, json_t *body) {
         json_decref(rp->json);
@@ -91,34 +92,6 @@ Actor api_actor(const Request *rq) {
         return (Actor){ rq->peer->uid, rq->peer->gid, rq->peer->pid, rq->peer->comm };
 }
 
-/* The length of the valid UTF-8 sequence at s (at most n bytes), or 0 if it is not one (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF). */
-static size_t utf8_char_len(const unsigned char *s, size_t n) {
-        size_t len;
-        unsigned lo = 0x80, hi = 0xBF;
-
-        if (s[0] < 0x80)
-                return 1;
-        if (s[0] >= 0xC2 && s[0] <= 0xDF)
-                len = 2;
-        else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
-                len = 3;
-                lo = s[0] == 0xE0 ? 0xA0 : 0x80;
-                hi = s[0] == 0xED ? 0x9F : 0xBF;
-        } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
-                len = 4;
-                lo = s[0] == 0xF0 ? 0x90 : 0x80;
-                hi = s[0] == 0xF4 ? 0x8F : 0xBF;
-        } else
-                return 0;
-        if (n < len || s[1] < lo || s[1] > hi)
-                return 0;
-        for (size_t i = 2; i < len; i++)
-                if (s[i] < 0x80 || s[i] > 0xBF)
-                        return 0;
-        return len;
-}
-
 /* s as the audit log can hold it: NULL if s is valid UTF-8 (use s), else a new string where every byte that is not
  * part of a valid sequence is written "\xHH". *ret_err is -ENOMEM when that string cannot be made. */
 static char *utf8_escaped(const char *s, int *ret_err) {
@@ -126,9 +99,7 @@ static char *utf8_escaped(const char *s, int *ret_err) {
         size_t n = s ? strlen(s) : 0, i = 0, o = 0, len;
         char *out;
 
-        while (i < n && (len = utf8_char_len(u + i, n - i)) > 0)
-                i += len;
-        if (i == n)
+        if (utf8_valid(s, n))
                 return NULL;
         out = malloc(n * 4 + 1);
         if (!out) {
@@ -141,8 +112,12 @@ static char *utf8_escaped(const char *s, int *ret_err) {
                         memcpy(out + o, u + i, len);
                         o += len;
                         i += len;
-                } else
-                        o += (size_t) sprintf(out + o, "\\x%02x", u[i++]);
+                } else {
+                        out[o++] = '\\';
+                        out[o++] = 'x';
+                        out[o++] = "0123456789abcdef"[u[i] >> 4];
+                        out[o++] = "0123456789abcdef"[u[i++] & 15];
+                }
         }
         out[o] = 0;
         return out;

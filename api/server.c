@@ -297,7 +297,7 @@ static int bind_unix(const char *path, int *ret) {
 
 /* The path is decoded by the router, strictly (path.c): libmicrohttpd's own unescaping would turn "%00" into the end
  * of the path and "%2F" into a separator. Query arguments are left as sent, too (the API's are numbers). */
-static size_t unescape_none(void *cls, struct MHD_Connection *conn, char *s) {
+size_t api_unescape_none(void *cls, struct MHD_Connection *conn, char *s) {
         (void) cls, (void) conn;
         return strlen(s);
 }
@@ -357,7 +357,7 @@ int api_start(const ApiConfig *cfg, Engine *engine, AuditLog *audit, ApiLoopCall
         a->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
                                           MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC | MHD_USE_ERROR_LOG,
                                   0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
-                                  MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, a, MHD_OPTION_CONNECTION_LIMIT,
+                                  MHD_OPTION_UNESCAPE_CALLBACK, api_unescape_none, a, MHD_OPTION_CONNECTION_LIMIT,
                                   2 * a->cfg.max_connections + 16,
                                   MHD_OPTION_CONNECTION_TIMEOUT, a->cfg.idle_timeout ? a->cfg.idle_timeout : 30,
                                   MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 32768,

@@ -84,10 +84,8 @@ static void notify_status(Daemon *d) {
         char buf[1024], when[32];
         size_t n = engine_n_rings(d->engine), degraded = 0, off = 0;
 
-        for (size_t i = 0; i < n; i++) {
-                Ring *r = engine_ring_at(d->engine, i);
-                degraded += ring_degraded(r) || (!ring_disabled(r) && !ring_can_sign(r));
-        }
+        for (size_t i = 0; i < n; i++)
+                degraded += !ring_healthy(engine_ring_at(d->engine, i));
         off += (size_t) snprintf(buf, sizeof buf, "STATUS=%zu keyring(s), %zu degraded", n, degraded);
         for (size_t i = 0; i < n && i < 4 && off < sizeof buf - 128; i++) {
                 Ring *r = engine_ring_at(d->engine, i);

@@ -131,6 +131,8 @@ int engine_apply_plan(Engine *e, Ring *r, const LifecyclePlan *plan, const Chang
  * refused (none there is 0). A failure is not fatal: reconcile destroys what is left at the next start. */
 int engine_destroy_objects(Engine *e, const char *key_id);
 int key_id_to_bytes(const char *hex, uint8_t *out, size_t *ret_len);
+/* A token object's CKA_ID as the key id of its row (lowercase hex). */
+void key_id_to_hex(const uint8_t *id, size_t n, char out[STORE_KEY_ID_MAX + 1]);
 
 /* handles.c: the index of keyd's objects in the token, built from one listing (a search of a SoftHSM2 token checks
  * every object, so opening keys one search at a time is quadratic in the number of keys). */

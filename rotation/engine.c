@@ -610,6 +610,10 @@ bool ring_can_sign(const Ring *r) {
         return !r->disabled && r->signer;
 }
 
+bool ring_healthy(const Ring *r) {
+        return !r->degraded && (r->disabled || r->signer);
+}
+
 uint64_t engine_keys_lost(Engine *e) {
         return __atomic_load_n(&e->keys_lost, __ATOMIC_RELAXED);
 }

@@ -216,5 +216,7 @@ const char *ring_jwks(const Ring *r, usec_t now, size_t *ret_len, const char **r
 const char *ring_revocations(const Ring *r);
 /* Whether the keyring has an active key open in the token (and is not disabled): /healthz is never "ok" otherwise. */
 bool ring_can_sign(const Ring *r);
+/* Neither degraded nor unable to sign (a disabled keyring is healthy): what /healthz and STATUS= count. */
+bool ring_healthy(const Ring *r);
 /* Keys found lost from the token since start (at reconcile or while signing). Thread-safe. */
 uint64_t engine_keys_lost(Engine *e);

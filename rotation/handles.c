@@ -5,11 +5,6 @@
 #include "common/log.h"
 #include "rotation/engine-internal.h"
 
-static void id_to_hex(const uint8_t *id, size_t n, char out[STORE_KEY_ID_MAX + 1]) {
-        for (size_t i = 0; i < n && 2 * i + 2 <= STORE_KEY_ID_MAX; i++)
-                snprintf(out + 2 * i, 3, "%02x", id[i]);
-}
-
 int engine_index_key(Engine *e, const char *key_id, unsigned long priv, unsigned long pub) {
         KeyHandles *h, *old = NULL;
 
@@ -39,7 +34,7 @@ int engine_index_objects(Engine *e, const HsmObject *objs, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 char hex[STORE_KEY_ID_MAX + 1] = "";
                 KeyHandles *h;
-                id_to_hex(objs[i].id, objs[i].id_len, hex);
+                key_id_to_hex(objs[i].id, objs[i].id_len, hex);
                 h = strmap_get(e->handles, hex);
                 if (!h) {
                         h = calloc(1, sizeof *h);

@@ -4,6 +4,7 @@
 #include <strings.h>
 
 #include "common/crypto-util.h"
+#include "common/utf8.h"
 #include "rotation/policy.h"
 
 static const char *const kind_table[_RING_KIND_MAX] = {
@@ -236,19 +237,13 @@ static int field_lookup(const char *name, char sep) {
         return -ENOENT;
 }
 
-/* Whether s is UTF-8: the policy's JSON form (stored, shown, audited) cannot hold anything else. */
-static bool utf8_valid(const char *s) {
-        json_t *j = json_string(s); /* jansson validates, and refuses what is not */
-        json_decref(j);
-        return j != NULL;
-}
-
 static int set_field(Policy *p, int f, const char *value, const char **ret_error) {
         usec_t *d = duration_field(p, f);
         char **s = string_field(p, f);
         int r;
 
-        if (!utf8_valid(value)) {
+        /* The policy's JSON form (stored, shown, audited) holds nothing but UTF-8. */
+        if (!utf8_valid(value, strlen(value))) {
                 *ret_error = "not UTF-8";
                 return -EINVAL;
         }

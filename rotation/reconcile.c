@@ -102,8 +102,7 @@ static int list_found(Engine *e, Found **ret, size_t *ret_n) {
                 return -ENOMEM;
         for (size_t i = 0; i < n_objs; i++) {
                 Found *f = &found[n++];
-                for (size_t j = 0; j < objs[i].id_len && 2 * j + 2 <= STORE_KEY_ID_MAX; j++)
-                        snprintf(f->id + 2 * j, 3, "%02x", objs[i].id[j]);
+                key_id_to_hex(objs[i].id, objs[i].id_len, f->id);
                 snprintf(f->label, sizeof f->label, "%s", objs[i].label);
                 f->has_private = objs[i].is_private;
         }

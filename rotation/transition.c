@@ -26,8 +26,9 @@ int key_id_to_bytes(const char *hex, uint8_t *out, size_t *ret_len) {
         return 0;
 }
 
-static void key_id_to_hex(const uint8_t *id, size_t n, char *out) {
-        for (size_t i = 0; i < n; i++)
+void key_id_to_hex(const uint8_t *id, size_t n, char out[STORE_KEY_ID_MAX + 1]) {
+        out[0] = 0;
+        for (size_t i = 0; i < n && 2 * i + 2 <= STORE_KEY_ID_MAX; i++)
                 snprintf(out + 2 * i, 3, "%02x", id[i]);
 }
 
