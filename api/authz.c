@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Roles (SPEC §4): verify for anyone who can connect, sign per keyring, admin by user or group. */
 #include "api/api-internal.h"
+#include "common/strv.h"
 
 static bool listed(const Peer *p, char *const *users, char *const *groups) {
         if (p->user[0] && strv_contains(users, p->user))

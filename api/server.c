@@ -14,6 +14,7 @@
 #include "api/api-internal.h"
 #include "common/crypto-util.h"
 #include "common/log.h"
+#include "common/strv.h"
 
 /* A connection libmicrohttpd serves (its socket context). */
 typedef struct Conn {

@@ -10,6 +10,7 @@
 #include <sys/un.h>
 
 #include "common/macro.h"
+#include "common/strv.h"
 #include "keyd/config.h"
 
 #define DURATION_EXPECTED "a whole number with s, m, h or d, between 1s and 3650d"

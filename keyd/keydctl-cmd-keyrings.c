@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* keydctl: status, keyrings, keyring show, keyring create, plan. */
 #include "common/alg.h"
+#include "common/parse-util.h"
+#include "common/strv.h"
 #include "common/time-util.h"
 #include "keyd/keydctl-internal.h"
 #include "rotation/policy.h"

@@ -34,3 +34,20 @@ int lifecycle_plan(StoreKey *const *keys, size_t n, const Policy *p, bool disabl
 
 /* When the next scheduled rotation of a keyring with these active and next keys is due. */
 usec_t lifecycle_rotation_due(const StoreKey *active, const StoreKey *next, const Policy *p);
+
+/* Why a key was revoked (RFC 5280 reason names, as stored and as the API and keydctl take them). */
+typedef enum RevokeReason {
+        REVOKE_KEY_COMPROMISE,
+        REVOKE_SUPERSEDED,
+        REVOKE_CESSATION,
+        REVOKE_UNSPECIFIED,
+        _REVOKE_REASON_MAX,
+        _REVOKE_REASON_INVALID = -EINVAL,
+} RevokeReason;
+
+/* Every reason, for messages and help text: "key_compromise, superseded, cessation or unspecified". */
+#define REVOKE_REASONS_TEXT "key_compromise, superseded, cessation or unspecified"
+
+const char *revoke_reason_to_string(RevokeReason r);
+/* _REVOKE_REASON_INVALID for NULL or a name that is none of them. */
+RevokeReason revoke_reason_from_string(const char *s);

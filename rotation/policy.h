@@ -73,10 +73,3 @@ int policy_update_from_json(Policy *p, const json_t *o, char **ret_error);
  * *ret_error says why), or -ENOENT (no such field). */
 int policy_set(Policy *p, const char *name, const char *value, const char **ret_error);
 
-/* Parse "yes/no/true/false/1/0/on/off". */
-int parse_boolean(const char *s);
-/* Split a list of names separated by spaces or commas into a NULL-terminated list. */
-int strv_split(const char *s, char ***ret);
-void strv_free(char **l);
-int strv_copy(char *const *src, char ***ret);
-bool strv_contains(char *const *l, const char *s);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "common/log.h"
+#include "common/strv.h"
 #include "tests/fuzz/fixture.h"
 
 #define SO_PIN "so-pin-for-fuzzing"

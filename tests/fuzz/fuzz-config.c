@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 
 #include "common/crypto-util.h"
+#include "common/strv.h"
 #include "keyd/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

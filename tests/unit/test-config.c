@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "common/macro.h"
+#include "common/strv.h"
 #include "keyd/config.h"
 #include "tests/helpers/test-util.h"
 
