@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stddef.h>
 
+#include "common/string-table.h"
+
 /* The JOSE signature algorithms keyd issues keys for (RFC 7518, RFC 8037). */
 typedef enum KeydAlg {
         KEYD_ALG_ES256,
@@ -15,8 +17,7 @@ typedef enum KeydAlg {
         _KEYD_ALG_INVALID = -EINVAL,
 } KeydAlg;
 
-const char *keyd_alg_to_string(KeydAlg a);
-KeydAlg keyd_alg_from_string(const char *s);
+DECLARE_STRING_TABLE_LOOKUP(keyd_alg, KeydAlg);
 
 static inline int keyd_alg_is_ec(KeydAlg a) {
         return a == KEYD_ALG_ES256 || a == KEYD_ALG_ES384;
@@ -28,8 +29,9 @@ static inline int keyd_alg_is_rsa(KeydAlg a) {
 size_t keyd_alg_ec_size(KeydAlg a);
 /* OpenSSL group name of an EC alg ("prime256v1", "secp384r1"), else NULL. */
 const char *keyd_alg_ec_group(KeydAlg a);
-/* JWK "crv" of an EC or OKP alg ("P-256", "P-384", "Ed25519"), else NULL. */
+/* JWK "crv" of an EC or OKP alg ("P-256", "P-384", "Ed25519"), else NULL; and the alg of a "crv" (-EINVAL if none). */
 const char *keyd_alg_jwk_crv(KeydAlg a);
+KeydAlg keyd_alg_from_jwk_crv(const char *crv);
 /* Whether an RSA modulus size is one keyd accepts: 2048, 3072, 4096. */
 int keyd_rsa_bits_valid(unsigned bits);
 
@@ -44,5 +46,4 @@ typedef enum KeyState {
         _KEY_STATE_INVALID = -EINVAL,
 } KeyState;
 
-const char *key_state_to_string(KeyState s);
-KeyState key_state_from_string(const char *s);
+DECLARE_STRING_TABLE_LOOKUP(key_state, KeyState);

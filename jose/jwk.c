@@ -176,17 +176,11 @@ static int jwk_to_ec(const json_t *jwk, EVP_PKEY **ret) {
         _cleanup_pkey_ EVP_PKEY *pkey = NULL;
         uint8_t point[1 + 2 * EC_COORD_MAX];
         const char *crv = json_string_value(json_object_get(jwk, "crv"));
-        KeydAlg alg;
+        KeydAlg alg = keyd_alg_from_jwk_crv(crv);
         size_t n, xl, yl;
         int r;
 
-        if (!crv)
-                return -EINVAL;
-        if (streq(crv, "P-256"))
-                alg = KEYD_ALG_ES256;
-        else if (streq(crv, "P-384"))
-                alg = KEYD_ALG_ES384;
-        else
+        if (!keyd_alg_is_ec(alg))
                 return -EINVAL;
         n = keyd_alg_ec_size(alg);
 
@@ -248,7 +242,7 @@ static int jwk_to_okp(const json_t *jwk, EVP_PKEY **ret) {
         size_t xl;
         EVP_PKEY *pkey;
 
-        if (!crv || !streq(crv, "Ed25519"))
+        if (keyd_alg_from_jwk_crv(crv) != KEYD_ALG_EDDSA)
                 return -EINVAL;
         if (jwk_get_bytes(jwk, "x", x, sizeof x, &xl) < 0 || xl != sizeof x)
                 return -EINVAL;
@@ -259,54 +253,58 @@ static int jwk_to_okp(const json_t *jwk, EVP_PKEY **ret) {
         return 0;
 }
 
-int jose_jwk_to_pkey(const json_t *jwk, EVP_PKEY **ret) {
+/* The key types keyd reads, by "kty". */
+typedef struct JwkType {
         const char *kty;
+        int (*to_pkey)(const json_t *jwk, EVP_PKEY **ret);
+        const char *const *required; /* RFC 7638 §3.2: the required members, sorted; NULL-terminated */
+} JwkType;
+
+static const JwkType jwk_types[] = {
+        { "EC", jwk_to_ec, (const char *const[]){ "crv", "kty", "x", "y", NULL } },
+        { "RSA", jwk_to_rsa, (const char *const[]){ "e", "kty", "n", NULL } },
+        { "OKP", jwk_to_okp, (const char *const[]){ "crv", "kty", "x", NULL } },
+};
+
+/* The type of a JWK object by its "kty", or NULL (no "kty", not a string, or not one keyd knows). */
+static const JwkType *jwk_type(const json_t *jwk) {
+        const char *kty = json_string_value(json_object_get(jwk, "kty"));
+
+        for (size_t i = 0; kty && i < ELEMENTSOF(jwk_types); i++)
+                if (streq(jwk_types[i].kty, kty))
+                        return &jwk_types[i];
+        return NULL;
+}
+
+int jose_jwk_to_pkey(const json_t *jwk, EVP_PKEY **ret) {
+        const JwkType *t;
         int r;
 
         if (!json_is_object(jwk) || !ret)
                 return -EINVAL;
         if (jwk_check_usage(jwk) < 0)
                 return -EINVAL;
-        kty = json_string_value(json_object_get(jwk, "kty"));
-        if (!kty)
-                return -EINVAL;
-        if (streq(kty, "EC"))
-                r = jwk_to_ec(jwk, ret);
-        else if (streq(kty, "RSA"))
-                r = jwk_to_rsa(jwk, ret);
-        else if (streq(kty, "OKP"))
-                r = jwk_to_okp(jwk, ret);
-        else
-                r = -EINVAL;
+        t = jwk_type(jwk);
+        r = t ? t->to_pkey(jwk, ret) : -EINVAL;
         if (r < 0)
                 ERR_clear_error(); /* the key was refused: leave nothing on the thread's OpenSSL error queue */
         return r;
 }
 
 int jose_jwk_thumbprint(const json_t *jwk, char ret[JOSE_THUMBPRINT_LEN + 1]) {
-        static const char *const ec[] = {"crv", "kty", "x", "y", NULL};
-        static const char *const rsa[] = {"e", "kty", "n", NULL};
-        static const char *const okp[] = {"crv", "kty", "x", NULL};
         _cleanup_json_ json_t *members = NULL;
         _cleanup_free_ char *s = NULL;
         const char *const *names;
-        const char *kty;
+        const JwkType *t;
         uint8_t md[32];
         unsigned md_len = 0;
 
         if (!json_is_object(jwk) || !ret)
                 return -EINVAL;
-        kty = json_string_value(json_object_get(jwk, "kty"));
-        if (!kty)
+        t = jwk_type(jwk);
+        if (!t)
                 return -EINVAL;
-        if (streq(kty, "EC"))
-                names = ec;
-        else if (streq(kty, "RSA"))
-                names = rsa;
-        else if (streq(kty, "OKP"))
-                names = okp;
-        else
-                return -EINVAL;
+        names = t->required;
 
         /* RFC 7638 §3.2: the required members only, sorted, no white space. */
         members = json_object();

@@ -5,6 +5,7 @@
 
 #include "common/crypto-util.h"
 #include "common/macro.h"
+#include "common/string-table.h"
 #include "jose/b64.h"
 #include "jose/jose-internal.h"
 #include "jose/jws.h"
@@ -27,9 +28,7 @@ static const char *const jose_result_table[_JOSE_RESULT_MAX] = {
         [JOSE_INTERNAL] = "internal",
 };
 
-const char *jose_result_to_string(JoseResult r) {
-        return r >= 0 && r < _JOSE_RESULT_MAX ? jose_result_table[r] : NULL;
-}
+DEFINE_STRING_TABLE_LOOKUP_TO_STRING(jose_result, JoseResult);
 
 JoseJws *jose_jws_free(JoseJws *jws) {
         if (!jws)

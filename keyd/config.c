@@ -62,32 +62,36 @@ typedef struct Parser {
         uint64_t seen; /* bit i: config_table[i] appeared (valid or not) */
 } Parser;
 
-_printf_(2, 3) static int errorf(char **ret, const char *fmt, ...) {
-        va_list ap;
-        int n;
-
-        va_start(ap, fmt);
-        n = vasprintf(ret, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
+/* vasprintf() into *ret (NULL when out of memory): -EINVAL, the error a parser returns with its message, or -ENOMEM. */
+_printf_(2, 0) static int verrorf(char **ret, const char *fmt, va_list ap) {
+        if (vasprintf(ret, fmt, ap) < 0) {
                 *ret = NULL;
                 return -ENOMEM;
         }
         return -EINVAL;
 }
 
+_printf_(2, 3) static int errorf(char **ret, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = verrorf(ret, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
 _printf_(3, 4) static void add_error(Parser *p, unsigned line, const char *fmt, ...) {
         _cleanup_free_ char *msg = NULL;
         ConfigError *e;
         va_list ap;
-        int n;
+        int r;
 
         va_start(ap, fmt);
-        n = vasprintf(&msg, fmt, ap);
+        r = verrorf(&msg, fmt, ap);
         va_end(ap);
-        if (n < 0) {
-                msg = NULL;
-                p->r = -ENOMEM;
+        if (r == -ENOMEM) {
+                p->r = r;
                 return;
         }
         e = realloc(p->errors, (p->n_errors + 1) * sizeof(ConfigError));
@@ -107,20 +111,7 @@ _printf_(3, 4) static void add_error(Parser *p, unsigned line, const char *fmt, 
 }
 
 /* "KEY: bad WHAT 'VALUE' (EXPECTED)" */
-_printf_(5, 6) static int bad_value(char **ret_error, const char *key, const char *what, const char *value,
-                                    const char *expected_fmt, ...) {
-        _cleanup_free_ char *expected = NULL;
-        va_list ap;
-        int n;
-
-        va_start(ap, expected_fmt);
-        n = vasprintf(&expected, expected_fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-                expected = NULL;
-                *ret_error = NULL;
-                return -ENOMEM;
-        }
+static int bad_value(char **ret_error, const char *key, const char *what, const char *value, const char *expected) {
         return errorf(ret_error, "%s: bad %s '%s' (%s)", key, what, value, expected);
 }
 
@@ -147,17 +138,22 @@ static int config_parse_uri(const ConfigItem *i, const char *value, void *field,
 static int config_parse_path(const ConfigItem *i, const char *value, void *field, char **ret_error) {
         if (value[0] != '/')
                 return bad_value(ret_error, i->key, "path", value, "an absolute path");
-        if (strlen(value) > i->max)
-                return bad_value(ret_error, i->key, "path", value, "an absolute path of at most %" PRIu64 " bytes",
-                                 i->max);
+        if (strlen(value) > i->max) {
+                char expected[64];
+                (void) snprintf(expected, sizeof expected, "an absolute path of at most %" PRIu64 " bytes", i->max);
+                return bad_value(ret_error, i->key, "path", value, expected);
+        }
         return set_string(field, value);
 }
 
 static int config_parse_unsigned(const ConfigItem *i, const char *value, void *field, char **ret_error) {
         uint64_t v;
-        if (parse_uint64(value, i->max, &v) < 0 || v < i->min)
-                return bad_value(ret_error, i->key, "number", value, "a whole number between %" PRIu64 " and %" PRIu64,
-                                 i->min, i->max);
+        if (parse_uint64(value, i->max, &v) < 0 || v < i->min) {
+                char expected[80];
+                (void) snprintf(expected, sizeof expected, "a whole number between %" PRIu64 " and %" PRIu64, i->min,
+                                i->max);
+                return bad_value(ret_error, i->key, "number", value, expected);
+        }
         *(unsigned *) field = (unsigned) v;
         return 0;
 }
@@ -251,16 +247,17 @@ int config_init(Config *c) {
 }
 
 void config_done(Config *c) {
-        free(c->module);
-        free(c->uri);
-        free(c->pin_file);
-        free(c->softhsm2_conf);
-        free(c->store_path);
-        free(c->socket);
-        strv_free(c->admin_users);
-        strv_free(c->admin_groups);
-        free(c->public_listen);
-        free(c->anchor_file);
+        /* Every allocated field of Config is in the table: a string, or a list from config_parse_strv(). */
+        for (size_t i = 0; i < ELEMENTSOF(config_table); i++) {
+                const ConfigItem *it = &config_table[i];
+                void *field = (uint8_t *) c + it->offset;
+
+                if (it->parse == config_parse_strv)
+                        strv_free(*(char ***) field);
+                else if (it->parse == config_parse_uri || it->parse == config_parse_path ||
+                         it->parse == config_parse_listen)
+                        free(*(char **) field);
+        }
         for (size_t i = 0; i < c->n_keyrings; i++) {
                 free(c->keyrings[i].name);
                 policy_done(&c->keyrings[i].policy);

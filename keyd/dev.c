@@ -7,17 +7,34 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fileio.h"
+#include "common/hex.h"
 #include "common/log.h"
 #include "keyd/dev.h"
-#include "common/fileio.h"
 #include "pkcs11/hsm.h"
 
+/* The paths of DevEnv under DIR (besides dir itself). */
+static const struct {
+        size_t offset;
+        const char *name;
+} dev_paths[] = {
+        { offsetof(DevEnv, softhsm_conf), "softhsm2.conf" },
+        { offsetof(DevEnv, pin_file), "pin" },
+        { offsetof(DevEnv, db), "keyd.db" },
+        { offsetof(DevEnv, config), "keyd.conf" },
+        { offsetof(DevEnv, socket), "keyd.sock" },
+        { offsetof(DevEnv, jwks_dir), "jwks" },
+};
+
+static char **dev_path(DevEnv *e, size_t i) {
+        return (char **) ((uint8_t *) e + dev_paths[i].offset);
+}
+
 static int random_pin(char out[33]) {
-        unsigned char rnd[16];
+        uint8_t rnd[16];
         if (RAND_bytes(rnd, sizeof rnd) != 1)
                 return -EIO;
-        for (size_t i = 0; i < sizeof rnd; i++)
-                snprintf(out + 2 * i, 3, "%02x", rnd[i]);
+        hex_encode(rnd, sizeof rnd, out, 33);
         OPENSSL_cleanse(rnd, sizeof rnd);
         return 0;
 }
@@ -174,10 +191,13 @@ int dev_prepare(const char *dir, const char *module, DevEnv *ret) {
         r = check_dev_dir(abs);
         if (r < 0)
                 return r;
-        if (!(e.dir = strdup(abs)) || !(e.softhsm_conf = path_join(abs, "softhsm2.conf")) ||
-            !(e.pin_file = path_join(abs, "pin")) || !(e.db = path_join(abs, "keyd.db")) ||
-            !(e.config = path_join(abs, "keyd.conf")) || !(e.socket = path_join(abs, "keyd.sock")) ||
-            !(e.jwks_dir = path_join(abs, "jwks")) || !(tokens = path_join(abs, "tokens"))) {
+        e.dir = strdup(abs);
+        tokens = path_join(abs, "tokens");
+        r = e.dir && tokens ? 0 : -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(dev_paths); i++)
+                if (!(*dev_path(&e, i) = path_join(abs, dev_paths[i].name)))
+                        r = -ENOMEM;
+        if (r < 0) {
                 dev_env_done(&e);
                 return log_oom();
         }
@@ -223,11 +243,7 @@ fail:
 
 void dev_env_done(DevEnv *e) {
         free(e->dir);
-        free(e->softhsm_conf);
-        free(e->pin_file);
-        free(e->db);
-        free(e->config);
-        free(e->socket);
-        free(e->jwks_dir);
+        for (size_t i = 0; i < ELEMENTSOF(dev_paths); i++)
+                free(*dev_path(e, i));
         memset(e, 0, sizeof *e);
 }

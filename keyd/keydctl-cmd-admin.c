@@ -5,17 +5,13 @@
 #include <time.h>
 
 #include "keyd/keydctl-internal.h"
+#include "rotation/lifecycle.h"
 
 #define AUDIT_PAGE 1000 /* the API's largest limit */
 #define AUDIT_TAIL_MAX 100000
 
 static const char *key_kid(const json_t *ring, const char *state) {
-        const json_t *k;
-        size_t i;
-        json_array_foreach(json_object_get(ring, "keys"), i, k)
-                if (streq_ptr(json_str(k, "state"), state))
-                        return json_str(k, "kid");
-        return NULL;
+        return json_str(keyring_key_in_state(ring, state), "kid");
 }
 
 int verb_rotate(Ctl *c, const Verb *v, int argc, char **argv) {
@@ -32,7 +28,7 @@ int verb_rotate(Ctl *c, const Verb *v, int argc, char **argv) {
 
         if (!body)
                 return OOM();
-        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+        while ((r = ctl_next_option(c, v, argc, argv, ":h", options, 1, 1, &opt)) == CTL_OPTION)
                 switch (opt) {
                 case OPT_FORCE:
                         if (json_object_set_new(body, "force", json_true()) < 0)
@@ -42,16 +38,9 @@ int verb_rotate(Ctl *c, const Verb *v, int argc, char **argv) {
                         if (json_object_set_new(body, "reason", json_string(optarg)) < 0)
                                 return ctl_error(KEYDCTL_ERR_USAGE, "--reason: the value is not UTF-8");
                         break;
-                default:
-                        r = ctl_common_option(c, v, opt, argc, argv);
-                        if (r != 0)
-                                return r > 0 ? 0 : r;
                 }
-        r = ctl_operands(v, argc, argv, 1, 1);
-        if (r >= 0)
-                r = ctl_check_keyring_name(argv[optind]);
-        if (r < 0)
-                return r;
+        if (r != CTL_PARSED)
+                return r > 0 ? 0 : r;
         /* A 409 says why itself: too early (keyd's message names force) or a disabled keyring. */
         r = ctl_keyring_call(c, "POST", argv[optind], "/rotate", body, &reply);
         if (r < 0)
@@ -65,43 +54,23 @@ int verb_rotate(Ctl *c, const Verb *v, int argc, char **argv) {
         return 0;
 }
 
-static const char *const revoke_reasons[] = { "key_compromise", "superseded", "cessation", "unspecified" };
-
 int verb_revoke(Ctl *c, const Verb *v, int argc, char **argv) {
-        enum { OPT_REASON = CTL_OPT_FIRST_LOCAL };
-        static const struct option options[] = {
-                CTL_COMMON_OPTIONS,
-                { "reason", required_argument, NULL, OPT_REASON },
-                {},
-        };
         _cleanup_json_ json_t *body = NULL, *reply = NULL;
         _cleanup_free_ char *path = NULL;
         const char *reason = NULL;
         char clean[256], clean2[256], clean3[64];
-        bool known = false;
-        int opt, r;
+        RevokeReason why;
+        int r;
 
-        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
-                switch (opt) {
-                case OPT_REASON:
-                        reason = optarg;
-                        break;
-                default:
-                        r = ctl_common_option(c, v, opt, argc, argv);
-                        if (r != 0)
-                                return r > 0 ? 0 : r;
-                }
-        r = ctl_operands(v, argc, argv, 1, 1);
-        if (r < 0)
-                return r;
+        r = ctl_parse_value(c, v, argc, argv, "reason", &reason, 1, 1);
+        if (r != CTL_PARSED)
+                return r > 0 ? 0 : r;
         if (!reason)
-                return ctl_error(KEYDCTL_ERR_USAGE,
-                                 "revoke needs --reason key_compromise, superseded, cessation or unspecified");
-        for (size_t i = 0; i < ELEMENTSOF(revoke_reasons); i++)
-                known = known || streq(reason, revoke_reasons[i]);
-        if (!known)
-                return ctl_error(KEYDCTL_ERR_USAGE,
-                                 "--reason: '%s' is not key_compromise, superseded, cessation or unspecified", reason);
+                return ctl_error(KEYDCTL_ERR_USAGE, "revoke needs --reason " REVOKE_REASONS_TEXT);
+        why = revoke_reason_from_string(reason);
+        if (why < 0)
+                return ctl_error(KEYDCTL_ERR_USAGE, "--reason: '%s' is not " REVOKE_REASONS_TEXT, reason);
+        reason = revoke_reason_to_string(why);
         if (!*argv[optind])
                 return ctl_error(KEYDCTL_ERR_USAGE, "the KID is empty");
         path = ctl_path("/v1/keys/", argv[optind], "/revoke");
@@ -123,29 +92,18 @@ int verb_revoke(Ctl *c, const Verb *v, int argc, char **argv) {
         return 0;
 }
 
-int verb_disable(Ctl *c, const Verb *v, int argc, char **argv) {
-        _cleanup_json_ json_t *reply = NULL;
+static int show_disabled(_unused_ const Ctl *c, const char *name, const json_t *reply) {
         const json_t *k;
         size_t i, revoked = 0;
-        int r;
 
-        r = ctl_parse_plain(c, v, argc, argv, 1, 1);
-        if (r != 0)
-                return r > 0 ? 0 : r;
-        r = ctl_check_keyring_name(argv[optind]);
-        if (r < 0)
-                return r;
-        r = ctl_keyring_call(c, "POST", argv[optind], "/disable", NULL, &reply);
-        if (r < 0)
-                return r;
-        if (c->json) {
-                print_json(reply);
-                return 0;
-        }
         json_array_foreach(json_object_get(reply, "keys"), i, k)
                 revoked += streq_ptr(json_str(k, "state"), "revoked");
-        printf("Disabled keyring %s: %zu key(s) revoked.\n", argv[optind], revoked);
+        printf("Disabled keyring %s: %zu key(s) revoked.\n", name, revoked);
         return 0;
+}
+
+int verb_disable(Ctl *c, const Verb *v, int argc, char **argv) {
+        return ctl_simple_keyring_call(c, v, argc, argv, "POST", "/disable", show_disabled);
 }
 
 int verb_token_revoke(Ctl *c, const Verb *v, int argc, char **argv) {
@@ -158,18 +116,16 @@ int verb_token_revoke(Ctl *c, const Verb *v, int argc, char **argv) {
         };
         _cleanup_json_ json_t *body = NULL, *reply = NULL;
         const char *keyring = NULL;
-        uint64_t exp = 0;
-        bool have_exp = false;
+        uint64_t exp = 0; /* 0: not given */
         char when[32], clean[512];
         int opt, r;
 
-        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+        while ((r = ctl_next_option(c, v, argc, argv, ":h", options, 1, 1, &opt)) == CTL_OPTION)
                 switch (opt) {
                 case OPT_EXP:
                         r = ctl_parse_number("--exp", optarg, 1, 253402300799ULL /* 9999-12-31 */, &exp);
                         if (r < 0)
                                 return r;
-                        have_exp = true;
                         break;
                 case OPT_KEYRING:
                         r = ctl_check_keyring_name(optarg);
@@ -177,20 +133,15 @@ int verb_token_revoke(Ctl *c, const Verb *v, int argc, char **argv) {
                                 return r;
                         keyring = optarg;
                         break;
-                default:
-                        r = ctl_common_option(c, v, opt, argc, argv);
-                        if (r != 0)
-                                return r > 0 ? 0 : r;
                 }
-        r = ctl_operands(v, argc, argv, 1, 1);
-        if (r < 0)
-                return r;
+        if (r != CTL_PARSED)
+                return r > 0 ? 0 : r;
         if (!*argv[optind])
                 return ctl_error(KEYDCTL_ERR_USAGE, "the JTI is empty");
         body = json_pack("{s:s}", "jti", argv[optind]);
         if (!body)
                 return ctl_error(KEYDCTL_ERR_USAGE, "the JTI is not UTF-8");
-        if ((have_exp && json_object_set_new(body, "exp", json_integer((json_int_t) exp)) < 0) ||
+        if ((exp > 0 && json_object_set_new(body, "exp", json_integer((json_int_t) exp)) < 0) ||
             (keyring && json_object_set_new(body, "keyring", json_string(keyring)) < 0))
                 return OOM();
         r = ctl_call(c, "POST", "/v1/tokens/revoke", body, &reply);
@@ -321,14 +272,14 @@ int verb_audit_tail(Ctl *c, const Verb *v, int argc, char **argv) {
                 {},
         };
         _cleanup_json_ json_t *all = json_array();
-        uint64_t n = 20, after = 0, head = 0;
-        bool follow = false, have_after = false;
+        uint64_t n = 20, after = UINT64_MAX /* not given: the last n records */, head = 0;
+        bool follow = false;
         AuditOut out = { 0 };
         int opt, r;
 
         if (!all)
                 return OOM();
-        while ((opt = getopt_long(argc, argv, ":hn:f", options, NULL)) >= 0)
+        while ((r = ctl_next_option(c, v, argc, argv, ":hn:f", options, 0, 0, &opt)) == CTL_OPTION)
                 switch (opt) {
                 case 'n':
                         r = ctl_parse_number("--lines", optarg, 1, AUDIT_TAIL_MAX, &n);
@@ -342,17 +293,11 @@ int verb_audit_tail(Ctl *c, const Verb *v, int argc, char **argv) {
                         r = ctl_parse_number("--after", optarg, 0, INT64_MAX, &after);
                         if (r < 0)
                                 return r;
-                        have_after = true;
                         break;
-                default:
-                        r = ctl_common_option(c, v, opt, argc, argv);
-                        if (r != 0)
-                                return r > 0 ? 0 : r;
                 }
-        r = ctl_operands(v, argc, argv, 0, 0);
-        if (r < 0)
-                return r;
-        if (!have_after) {
+        if (r != CTL_PARSED)
+                return r > 0 ? 0 : r;
+        if (after == UINT64_MAX) {
                 r = audit_head(c, &head);
                 if (r < 0)
                         return r;
@@ -501,39 +446,21 @@ static int check_anchors(Ctl *c, const char *path, AnchorCheck *a) {
 }
 
 int verb_audit_verify(Ctl *c, const Verb *v, int argc, char **argv) {
-        enum { OPT_ANCHOR = CTL_OPT_FIRST_LOCAL };
-        static const struct option options[] = {
-                CTL_COMMON_OPTIONS,
-                { "anchor", required_argument, NULL, OPT_ANCHOR },
-                {},
-        };
         _cleanup_json_ json_t *reply = NULL;
-        const json_t *ok;
+        bool ok;
         char n[32], head[32], cp[32] = "none", bad[32], clean[1024], where[1024];
         const char *anchor_file = NULL;
         AnchorCheck anchors = { 0 };
         const json_t *cps;
-        int opt, r;
+        int r;
 
-        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
-                switch (opt) {
-                case OPT_ANCHOR:
-                        anchor_file = optarg;
-                        break;
-                default:
-                        r = ctl_common_option(c, v, opt, argc, argv);
-                        if (r != 0)
-                                return r > 0 ? 0 : r;
-                }
-        r = ctl_operands(v, argc, argv, 0, 0);
+        r = ctl_parse_value(c, v, argc, argv, "anchor", &anchor_file, 0, 0);
+        if (r != CTL_PARSED)
+                return r > 0 ? 0 : r;
+        r = ctl_call_verdict(c, "/v1/audit/verify", NULL, "ok", &reply);
         if (r < 0)
                 return r;
-        r = ctl_call(c, "POST", "/v1/audit/verify", NULL, &reply);
-        if (r < 0)
-                return r;
-        ok = json_object_get(reply, "ok");
-        if (!json_is_boolean(ok))
-                return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"ok\"");
+        ok = r;
         /* The chain first, then the copy kept outside the database: a cut tail or a whole rewritten chain (hashes
          * recomputed, checkpoints dropped) verifies on its own, and only the anchors show it. */
         if (anchor_file) {
@@ -556,7 +483,7 @@ int verb_audit_verify(Ctl *c, const Verb *v, int argc, char **argv) {
                         return OOM();
                 print_json(reply);
         } else {
-                if (json_is_true(ok))
+                if (ok)
                         printf("Audit chain verified: %s record(s), head seq %s, last signed checkpoint: %s.\n",
                                json_text(json_object_get(reply, "records"), n, sizeof n) ?: "?",
                                json_text(json_object_get(reply, "head_seq"), head, sizeof head) ?: "?", cp);
@@ -575,5 +502,5 @@ int verb_audit_verify(Ctl *c, const Verb *v, int argc, char **argv) {
                                sanitize(anchor_file, where, sizeof where), anchors.line, seq, anchors.message);
                 }
         }
-        return json_is_true(ok) && anchors.line == 0 ? 0 : KEYDCTL_ERR_NEGATIVE;
+        return ok && anchors.line == 0 ? 0 : KEYDCTL_ERR_NEGATIVE;
 }

@@ -7,26 +7,12 @@
 #include "keyd/keydctl-internal.h"
 #include "rotation/policy.h"
 
-
-int verb_status(Ctl *c, const Verb *v, int argc, char **argv) {
-        _cleanup_json_ json_t *reply = NULL;
-        const json_t *degraded, *e;
+static int show_status(const Ctl *c, _unused_ const char *name, const json_t *reply) {
+        const json_t *e;
         char buf[64], list[1024] = "", clean[1024];
         size_t i;
-        int r;
 
-        r = ctl_parse_plain(c, v, argc, argv, 0, 0);
-        if (r != 0)
-                return r > 0 ? 0 : r;
-        r = ctl_call(c, "GET", "/healthz", NULL, &reply);
-        if (r < 0)
-                return r;
-        if (c->json) {
-                print_json(reply);
-                return 0;
-        }
-        degraded = json_object_get(reply, "degraded");
-        json_array_foreach(degraded, i, e)
+        json_array_foreach(json_object_get(reply, "degraded"), i, e)
                 (void) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
                                 json_string_value(e) ?: "?");
         printf("status:    %s\n", sanitize(json_str(reply, "status") ?: "?", clean, sizeof clean));
@@ -37,7 +23,11 @@ int verb_status(Ctl *c, const Verb *v, int argc, char **argv) {
         return 0;
 }
 
-static const json_t *key_in_state(const json_t *ring, const char *state) {
+int verb_status(Ctl *c, const Verb *v, int argc, char **argv) {
+        return ctl_simple_call(c, v, argc, argv, "GET", "/healthz", show_status);
+}
+
+const json_t *keyring_key_in_state(const json_t *ring, const char *state) {
         const json_t *keys = json_object_get(ring, "keys"), *k;
         size_t i;
         json_array_foreach(keys, i, k)
@@ -54,32 +44,19 @@ static const char *ring_state(const json_t *ring) {
         return "ok";
 }
 
-int verb_keyrings(Ctl *c, const Verb *v, int argc, char **argv) {
+static int show_keyrings(_unused_ const Ctl *c, _unused_ const char *name, const json_t *reply) {
         static const char *const headers[] = { "NAME", "KIND", "ALG", "STATE", "ACTIVE-KID", "NEXT-TRANSITION" };
-        _cleanup_json_ json_t *reply = NULL;
         _cleanup_table_ Table *t = NULL;
-        const json_t *rings, *ring;
+        const json_t *rings = json_object_get(reply, "keyrings"), *ring;
         size_t i;
-        int r;
 
-        r = ctl_parse_plain(c, v, argc, argv, 0, 0);
-        if (r != 0)
-                return r > 0 ? 0 : r;
-        r = ctl_call(c, "GET", "/v1/keyrings", NULL, &reply);
-        if (r < 0)
-                return r;
-        if (c->json) {
-                print_json(reply);
-                return 0;
-        }
-        rings = json_object_get(reply, "keyrings");
         if (!json_is_array(rings))
                 return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"keyrings\" list");
         t = table_new(ELEMENTSOF(headers), headers);
         if (!t)
                 return OOM();
         json_array_foreach(rings, i, ring) {
-                const json_t *active = key_in_state(ring, "active");
+                const json_t *active = keyring_key_in_state(ring, "active");
                 char kid12[13] = "-";
                 if (active && json_str(active, "kid"))
                         (void) snprintf(kid12, sizeof kid12, "%s", json_str(active, "kid"));
@@ -88,11 +65,12 @@ int verb_keyrings(Ctl *c, const Verb *v, int argc, char **argv) {
                               json_str(ring, "next_transition")) < 0)
                         return OOM();
         }
-        if (table_n_rows(t) == 0)
-                printf("No keyrings.\n");
-        else
-                table_print(t, stdout, false, NULL);
+        table_show(t, "No keyrings.\n");
         return 0;
+}
+
+int verb_keyrings(Ctl *c, const Verb *v, int argc, char **argv) {
+        return ctl_simple_call(c, v, argc, argv, "GET", "/v1/keyrings", show_keyrings);
 }
 
 static void print_policy(const json_t *policy) {
@@ -149,10 +127,7 @@ static int print_keys(const json_t *ring) {
                               *note ? note : "") < 0)
                         return OOM();
         }
-        if (table_n_rows(t) == 0)
-                printf("  (no keys)\n");
-        else
-                table_print(t, stdout, false, NULL);
+        table_show(t, "  (no keys)\n");
         return 0;
 }
 
@@ -174,24 +149,13 @@ void print_keyring(const json_t *ring) {
         (void) print_keys(ring);
 }
 
-int verb_keyring_show(Ctl *c, const Verb *v, int argc, char **argv) {
-        _cleanup_json_ json_t *reply = NULL;
-        int r;
-
-        r = ctl_parse_plain(c, v, argc, argv, 1, 1);
-        if (r != 0)
-                return r > 0 ? 0 : r;
-        r = ctl_check_keyring_name(argv[optind]);
-        if (r < 0)
-                return r;
-        r = ctl_keyring_call(c, "GET", argv[optind], NULL, NULL, &reply);
-        if (r < 0)
-                return r;
-        if (c->json)
-                print_json(reply);
-        else
-                print_keyring(reply);
+static int show_keyring(_unused_ const Ctl *c, _unused_ const char *name, const json_t *reply) {
+        print_keyring(reply);
         return 0;
+}
+
+int verb_keyring_show(Ctl *c, const Verb *v, int argc, char **argv) {
+        return ctl_simple_keyring_call(c, v, argc, argv, "GET", NULL, show_keyring);
 }
 
 /* keyring create: every policy field as an option named as in keyd.conf(5). */
@@ -301,7 +265,7 @@ int verb_keyring_create(Ctl *c, const Verb *v, int argc, char **argv) {
         for (size_t i = 0; i < ELEMENTSOF(policy_options); i++)
                 options[6 + i] = (struct option){ policy_options[i].option, required_argument, NULL,
                                                   OPT_POLICY + (int) i };
-        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+        while ((r = ctl_next_option(c, v, argc, argv, ":h", options, 1, 1, &opt)) == CTL_OPTION)
                 switch (opt) {
                 case OPT_KIND:
                         if (!streq(optarg, "issuer") && !streq(optarg, "agent"))
@@ -314,23 +278,13 @@ int verb_keyring_create(Ctl *c, const Verb *v, int argc, char **argv) {
                                 return r;
                         have_owner = true;
                         break;
-                default:
-                        if (opt >= OPT_POLICY && opt < OPT_POLICY + (int) ELEMENTSOF(policy_options)) {
-                                r = policy_option(policy, (size_t) (opt - OPT_POLICY), optarg);
-                                if (r < 0)
-                                        return r;
-                                break;
-                        }
-                        r = ctl_common_option(c, v, opt, argc, argv);
-                        if (r != 0)
-                                return r > 0 ? 0 : r;
+                default: /* OPT_POLICY + i: policy_options[i] */
+                        r = policy_option(policy, (size_t) (opt - OPT_POLICY), optarg);
+                        if (r < 0)
+                                return r;
                 }
-        r = ctl_operands(v, argc, argv, 1, 1);
-        if (r < 0)
-                return r;
-        r = ctl_check_keyring_name(argv[optind]);
-        if (r < 0)
-                return r;
+        if (r != CTL_PARSED)
+                return r > 0 ? 0 : r;
         if (streq(kind, "agent") && !have_owner)
                 return ctl_error(KEYDCTL_ERR_USAGE, "an agent keyring needs --owner-uid");
         if (streq(kind, "issuer") && have_owner)
@@ -365,7 +319,7 @@ int verb_plan(Ctl *c, const Verb *v, int argc, char **argv) {
         int64_t now;
         int opt, r;
 
-        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+        while ((r = ctl_next_option(c, v, argc, argv, ":h", options, 0, 0, &opt)) == CTL_OPTION)
                 switch (opt) {
                 case OPT_HOURS:
                         r = ctl_parse_number("--hours", optarg, 1, 8760, &hours);
@@ -377,14 +331,9 @@ int verb_plan(Ctl *c, const Verb *v, int argc, char **argv) {
                         if (r < 0)
                                 return r;
                         break;
-                default:
-                        r = ctl_common_option(c, v, opt, argc, argv);
-                        if (r != 0)
-                                return r > 0 ? 0 : r;
                 }
-        r = ctl_operands(v, argc, argv, 0, 0);
-        if (r < 0)
-                return r;
+        if (r != CTL_PARSED)
+                return r > 0 ? 0 : r;
         r = ctl_call(c, "GET", "/v1/keyrings", NULL, &reply);
         if (r < 0)
                 return r;

@@ -6,7 +6,6 @@
 #include "jose/b64.h"
 #include "keyd/keydctl-internal.h"
 
-
 /* --claim K=V: V as JSON when it parses as JSON (42, true, {"a":1}, "quoted"), else as a string. */
 static int add_claim(json_t *claims, const char *arg) {
         const char *eq = strchr(arg, '=');
@@ -39,6 +38,27 @@ static int ttl_value(const char *s, json_t **ret) {
         return *ret ? 0 : OOM();
 }
 
+/* An option's value as the request's member field; val NULL: the option's value was not UTF-8. */
+static int set_member(json_t *body, const char *field, json_t *val) {
+        if (!val)
+                return ctl_error(KEYDCTL_ERR_USAGE, "--%s: the value is not UTF-8", field);
+        if (json_object_set_new(body, field, val) < 0)
+                return OOM();
+        return 0;
+}
+
+/* The reply: all of it with --json, else its string member key alone on a line. */
+static int print_member(Ctl *c, const json_t *reply, const char *key) {
+        if (c->json) {
+                print_json(reply);
+                return 0;
+        }
+        if (!json_str(reply, key))
+                return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"%s\"", key);
+        printf("%s\n", json_str(reply, key));
+        return 0;
+}
+
 int verb_mint(Ctl *c, const Verb *v, int argc, char **argv) {
         enum { OPT_SUB = CTL_OPT_FIRST_LOCAL, OPT_AUD, OPT_TTL, OPT_SCOPE, OPT_CLAIM, OPT_ACT, OPT_BIND };
         static const struct option options[] = {
@@ -53,71 +73,52 @@ int verb_mint(Ctl *c, const Verb *v, int argc, char **argv) {
                 {},
         };
         _cleanup_json_ json_t *body = json_object(), *aud = json_array(), *claims = json_object(), *reply = NULL;
-        json_t *val;
+        json_t *val = NULL;
         json_error_t jerr;
         int opt, r;
 
         if (!body || !aud || !claims)
                 return OOM();
-        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
-                const char *field = NULL;
-                val = NULL;
+        while ((r = ctl_next_option(c, v, argc, argv, ":h", options, 1, 1, &opt)) == CTL_OPTION) {
                 switch (opt) {
                 case OPT_SUB:
-                        field = "sub";
-                        val = json_string(optarg);
+                        r = set_member(body, "sub", json_string(optarg));
                         break;
                 case OPT_SCOPE:
-                        field = "scope";
-                        val = json_string(optarg);
+                        r = set_member(body, "scope", json_string(optarg));
                         break;
                 case OPT_AUD:
                         if (json_array_append_new(aud, json_string(optarg)) < 0)
-                                return ctl_error(KEYDCTL_ERR_USAGE, "--aud: the value is not UTF-8");
-                        continue;
+                                r = ctl_error(KEYDCTL_ERR_USAGE, "--aud: the value is not UTF-8");
+                        break;
                 case OPT_TTL:
-                        field = "ttl";
                         r = ttl_value(optarg, &val);
-                        if (r < 0)
-                                return r;
+                        if (r >= 0)
+                                r = set_member(body, "ttl", val);
                         break;
                 case OPT_CLAIM:
                         r = add_claim(claims, optarg);
-                        if (r < 0)
-                                return r;
-                        continue;
+                        break;
                 case OPT_ACT:
-                        field = "act";
                         val = json_loads(optarg, JSON_REJECT_DUPLICATES, &jerr);
                         if (!json_is_object(val)) {
                                 json_decref(val);
                                 return ctl_error(KEYDCTL_ERR_USAGE, "--act: not a JSON object: %s",
                                                  val ? "another JSON value" : jerr.text);
                         }
+                        r = set_member(body, "act", val);
                         break;
                 case OPT_BIND:
                         r = ctl_check_keyring_name(optarg);
-                        if (r < 0)
-                                return r;
-                        field = "bind_agent";
-                        val = json_string(optarg);
+                        if (r >= 0)
+                                r = set_member(body, "bind_agent", json_string(optarg));
                         break;
-                default:
-                        r = ctl_common_option(c, v, opt, argc, argv);
-                        if (r != 0)
-                                return r > 0 ? 0 : r;
-                        continue;
                 }
-                if (!val)
-                        return ctl_error(KEYDCTL_ERR_USAGE, "--%s: the value is not UTF-8", field);
-                if (json_object_set_new(body, field, val) < 0)
-                        return OOM();
+                if (r < 0)
+                        return r;
         }
-        r = ctl_operands(v, argc, argv, 1, 1);
-        if (r >= 0)
-                r = ctl_check_keyring_name(argv[optind]);
-        if (r < 0)
-                return r;
+        if (r != CTL_PARSED)
+                return r > 0 ? 0 : r;
         if (!json_object_get(body, "sub"))
                 return ctl_error(KEYDCTL_ERR_USAGE, "mint needs --sub");
         if (json_array_size(aud) == 1)
@@ -130,14 +131,7 @@ int verb_mint(Ctl *c, const Verb *v, int argc, char **argv) {
         r = ctl_keyring_call(c, "POST", argv[optind], "/tokens", body, &reply);
         if (r < 0)
                 return r;
-        if (c->json) {
-                print_json(reply);
-                return 0;
-        }
-        if (!json_str(reply, "token"))
-                return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"token\"");
-        printf("%s\n", json_str(reply, "token"));
-        return 0;
+        return print_member(c, reply, "token");
 }
 
 int verb_sign(Ctl *c, const Verb *v, int argc, char **argv) {
@@ -147,11 +141,8 @@ int verb_sign(Ctl *c, const Verb *v, int argc, char **argv) {
         int r;
 
         r = ctl_parse_plain(c, v, argc, argv, 2, 2);
-        if (r != 0)
+        if (r != CTL_PARSED)
                 return r > 0 ? 0 : r;
-        r = ctl_check_keyring_name(argv[optind]);
-        if (r < 0)
-                return r;
         r = read_input(argv[optind + 1], KEYDCTL_INPUT_MAX, &data, &len);
         if (r < 0)
                 return r;
@@ -163,14 +154,7 @@ int verb_sign(Ctl *c, const Verb *v, int argc, char **argv) {
         r = ctl_keyring_call(c, "POST", argv[optind], "/sign", body, &reply);
         if (r < 0)
                 return r;
-        if (c->json) {
-                print_json(reply);
-                return 0;
-        }
-        if (!json_str(reply, "signature"))
-                return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"signature\"");
-        printf("%s\n", json_str(reply, "signature"));
-        return 0;
+        return print_member(c, reply, "signature");
 }
 
 static void print_verdict(const json_t *reply) {
@@ -209,54 +193,37 @@ int verb_verify(Ctl *c, const Verb *v, int argc, char **argv) {
         };
         _cleanup_json_ json_t *body = json_object(), *rings = json_array(), *reply = NULL;
         _cleanup_free_ char *input = NULL;
-        const char *token, *field;
-        const json_t *valid;
+        const char *token;
+        bool valid;
         char *end, clean[2][1024];
         uint64_t leeway;
         size_t len;
-        json_t *val;
         int opt, r;
 
         if (!body || !rings)
                 return OOM();
-        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+        while ((r = ctl_next_option(c, v, argc, argv, ":h", options, 0, 1, &opt)) == CTL_OPTION) {
                 switch (opt) {
                 case OPT_AUDIENCE:
-                        field = "audience";
-                        val = json_string(optarg);
-                        break;
                 case OPT_ISSUER:
-                        field = "issuer";
-                        val = json_string(optarg);
+                        r = set_member(body, opt == OPT_AUDIENCE ? "audience" : "issuer", json_string(optarg));
                         break;
                 case OPT_KEYRING:
                         r = ctl_check_keyring_name(optarg);
-                        if (r < 0)
-                                return r;
-                        if (json_array_append_new(rings, json_string(optarg)) < 0)
-                                return OOM();
-                        continue;
+                        if (r >= 0 && json_array_append_new(rings, json_string(optarg)) < 0)
+                                r = OOM();
+                        break;
                 case OPT_LEEWAY:
                         r = ctl_parse_number("--leeway", optarg, 0, 300, &leeway);
-                        if (r < 0)
-                                return r;
-                        field = "leeway";
-                        val = json_integer((json_int_t) leeway);
+                        if (r >= 0)
+                                r = set_member(body, "leeway", json_integer((json_int_t) leeway));
                         break;
-                default:
-                        r = ctl_common_option(c, v, opt, argc, argv);
-                        if (r != 0)
-                                return r > 0 ? 0 : r;
-                        continue;
                 }
-                if (!val)
-                        return ctl_error(KEYDCTL_ERR_USAGE, "--%s: the value is not UTF-8", field);
-                if (json_object_set_new(body, field, val) < 0)
-                        return OOM();
+                if (r < 0)
+                        return r;
         }
-        r = ctl_operands(v, argc, argv, 0, 1);
-        if (r < 0)
-                return r;
+        if (r != CTL_PARSED)
+                return r > 0 ? 0 : r;
         if (optind < argc)
                 token = argv[optind];
         else {
@@ -278,35 +245,26 @@ int verb_verify(Ctl *c, const Verb *v, int argc, char **argv) {
         if (json_array_size(rings) > 0 && json_object_set(body, "keyrings", rings) < 0)
                 return OOM();
 
-        r = ctl_call(c, "POST", "/v1/verify", body, &reply);
+        r = ctl_call_verdict(c, "/v1/verify", body, "valid", &reply);
         if (r < 0)
                 return r;
-        valid = json_object_get(reply, "valid");
-        if (!json_is_boolean(valid))
-                return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"valid\"");
+        valid = r;
         if (c->json)
                 print_json(reply);
-        else if (json_is_true(valid))
+        else if (valid)
                 print_verdict(reply);
         else
                 printf("invalid: %s: %s\n", sanitize(json_str(reply, "error") ?: "?", clean[0], sizeof clean[0]),
                        sanitize(json_str(reply, "message") ?: "no message", clean[1], sizeof clean[1]));
-        return json_is_true(valid) ? 0 : KEYDCTL_ERR_NEGATIVE;
+        return valid ? 0 : KEYDCTL_ERR_NEGATIVE;
+}
+
+/* JSON with or without --json. */
+static int show_jwks(_unused_ const Ctl *c, _unused_ const char *name, const json_t *reply) {
+        print_json(reply);
+        return 0;
 }
 
 int verb_jwks(Ctl *c, const Verb *v, int argc, char **argv) {
-        _cleanup_json_ json_t *reply = NULL;
-        int r;
-
-        r = ctl_parse_plain(c, v, argc, argv, 1, 1);
-        if (r != 0)
-                return r > 0 ? 0 : r;
-        r = ctl_check_keyring_name(argv[optind]);
-        if (r < 0)
-                return r;
-        r = ctl_keyring_call(c, "GET", argv[optind], "/jwks", NULL, &reply);
-        if (r < 0)
-                return r;
-        print_json(reply);
-        return 0;
+        return ctl_simple_keyring_call(c, v, argc, argv, "GET", "/jwks", show_jwks);
 }

@@ -124,6 +124,19 @@ int ctl_keyring_call(Ctl *c, const char *method, const char *name, const char *s
         return ctl_call(c, method, path, body, ret_reply);
 }
 
+int ctl_call_verdict(Ctl *c, const char *path, const json_t *body, const char *key, json_t **ret_reply) {
+        const json_t *verdict;
+        int r;
+
+        r = ctl_call(c, "POST", path, body, ret_reply);
+        if (r < 0)
+                return r;
+        verdict = json_object_get(*ret_reply, key);
+        if (!json_is_boolean(verdict))
+                return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"%s\"", key);
+        return json_is_true(verdict);
+}
+
 int ctl_call(Ctl *c, const char *method, const char *path, const json_t *body, json_t **ret_reply) {
         _cleanup_free_ char *url = NULL, *text = NULL;
         char errbuf[CURL_ERROR_SIZE] = "";

@@ -64,11 +64,11 @@ int ctl_keyring_call(Ctl *c, const char *method, const char *name, const char *s
 
 /* A command. run() gets argv with argv[0] the command's last word; it parses its own options with getopt_long() (optind
  * already reset, opterr off; the optstring starts with ":"), accepting the global ones too (CTL_COMMON_OPTIONS, handled
- * by ctl_common_option()). */
+ * by ctl_common_option()): ctl_next_option() or, without options of its own, ctl_parse_plain(). */
 typedef struct Verb Verb;
 struct Verb {
         const char *name; /* "keyrings", "keyring show" */
-        const char *args;    /* synopsis after the name */
+        const char *args;    /* synopsis after the name; a first operand NAME is a keyring's (ctl_operands()) */
         const char *summary; /* one line for keydctl --help */
         const char *help; /* option lines for "keydctl NAME --help" */
         int (*run)(Ctl *c, const Verb *v, int argc, char **argv);
@@ -87,13 +87,47 @@ enum {
                 { "socket", required_argument, NULL, CTL_OPT_SOCKET },                                         \
                 { "timeout", required_argument, NULL, CTL_OPT_TIMEOUT }
 
+/* What the option parsing of a command found, besides KEYDCTL_ERR_USAGE. */
+enum {
+        CTL_PARSED = 0, /* options and operands are fine: the operands start at optind */
+        CTL_DONE = 1,   /* --help was shown: the command returns 0 */
+        CTL_OPTION = 2, /* ctl_next_option(): one of the command's own options, optarg its value */
+};
+
 /* For getopt_long()'s results that a command does not handle itself: the global options, --help, and the errors
- * ('?', ':'). Returns 0 when handled, 1 when help was shown (the command returns 0), or KEYDCTL_ERR_USAGE. */
+ * ('?', ':'). Returns CTL_PARSED when handled, CTL_DONE when help was shown, or KEYDCTL_ERR_USAGE. */
 int ctl_common_option(Ctl *c, const Verb *v, int opt, int argc, char **argv);
-/* The whole option loop of a command that has no options of its own, then ctl_operands(). Returns 0, 1 when help
- * was shown (the command returns 0), or KEYDCTL_ERR_USAGE. */
+/* The option loop of a command, one own option at a time: getopt_long() over options (CTL_COMMON_OPTIONS and the
+ * command's own), the rest left to ctl_common_option(), and at the end ctl_operands(). Returns CTL_OPTION with
+ * *ret_opt, or, once the loop is over, CTL_PARSED, CTL_DONE or KEYDCTL_ERR_USAGE:
+ *         while ((r = ctl_next_option(c, v, argc, argv, ":h", options, 1, 1, &opt)) == CTL_OPTION)
+ *                 switch (opt) { ... }
+ *         if (r != CTL_PARSED)
+ *                 return r > 0 ? 0 : r; */
+int ctl_next_option(Ctl *c, const Verb *v, int argc, char **argv, const char *optstring,
+                    const struct option *options, int n_min, int n_max, int *ret_opt);
+/* The whole option loop of a command whose only option of its own is "--name VALUE" (name NULL: none), then
+ * ctl_operands(). *ret_value is set to the last VALUE given, if any. Returns CTL_PARSED, CTL_DONE or
+ * KEYDCTL_ERR_USAGE. */
+int ctl_parse_value(Ctl *c, const Verb *v, int argc, char **argv, const char *name, const char **ret_value, int n_min,
+                    int n_max);
+/* The same for a command that has no options of its own. */
 int ctl_parse_plain(Ctl *c, const Verb *v, int argc, char **argv, int n_min, int n_max);
-/* After the options: exactly n_min..n_max operands, else a usage error naming the command. */
+/* Shows the reply of a command for people (without --json): name is the command's keyring operand, NULL if none.
+ * Returns 0 or a negative errno (reported). */
+typedef int (*CtlShow)(const Ctl *c, const char *name, const json_t *reply);
+/* The whole of a command that has no options of its own and no operand (ctl_simple_call(), a request on path), or a
+ * keyring NAME as its only operand (ctl_simple_keyring_call(), on "/v1/keyrings/NAME" + suffix, which may be NULL):
+ * the command line, the request without a body, and the reply, printed as JSON with --json, else by show. Returns
+ * what the command returns. */
+int ctl_simple_call(Ctl *c, const Verb *v, int argc, char **argv, const char *method, const char *path, CtlShow show);
+int ctl_simple_keyring_call(Ctl *c, const Verb *v, int argc, char **argv, const char *method, const char *suffix,
+                            CtlShow show);
+/* A request whose answer is a verdict, the boolean member key of the reply (verify, audit verify): 1 (true) or 0
+ * (false) with *ret_reply, or a negative errno (reported; a reply without the verdict is KEYDCTL_ERR_UNREACHABLE). */
+int ctl_call_verdict(Ctl *c, const char *path, const json_t *body, const char *key, json_t **ret_reply);
+/* After the options: exactly n_min..n_max operands, else a usage error naming the command. A first operand that the
+ * synopsis calls NAME must be a keyring name (ctl_check_keyring_name()). */
 int ctl_operands(const Verb *v, int argc, char **argv, int n_min, int n_max);
 void ctl_verb_help(const Verb *v);
 /* A keyring name operand as keyd accepts it (keyd.conf(5)), else a usage error. */
@@ -115,6 +149,8 @@ size_t table_n_rows(const Table *t);
 /* Print the header (unless skip_header) and the rows. widths (n_columns entries) may carry widths from an earlier
  * part of the same table (audit tail --follow): they are raised to fit and kept. */
 void table_print(const Table *t, FILE *f, bool skip_header, size_t *widths);
+/* The whole table on stdout, or, when it has no rows, the text of format instead. */
+void table_show(const Table *t, const char *format, ...) _printf_(2, 3);
 
 /* The JSON as keyd sent it, indented by two, and a newline. */
 void print_json(const json_t *j);
@@ -165,5 +201,7 @@ int verb_token_revoke(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_audit_tail(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_audit_verify(Ctl *c, const Verb *v, int argc, char **argv);
 
-/* Shared by the keyring commands: the table of keyrings, and one keyring in full. */
+/* Shared by the commands (keydctl-cmd-keyrings.c): one keyring in full, and the first of a keyring's keys (as keyd
+ * sends a keyring) in a state, or NULL. */
 void print_keyring(const json_t *ring);
+const json_t *keyring_key_in_state(const json_t *ring, const char *state);

@@ -2,6 +2,7 @@
 /* keydctl: output for people (tables, times, spans) and for scripts (JSON), and reading input files. */
 #include <ctype.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <time.h>
 
 #include "common/time-util.h"
@@ -119,6 +120,18 @@ void table_print(const Table *t, FILE *f, bool skip_header, size_t *widths) {
                 print_row(f, t->headers, t->n_columns, w);
         for (size_t r = 0; r < t->n_rows; r++)
                 print_row(f, t->cells + r * t->n_columns, t->n_columns, w);
+}
+
+void table_show(const Table *t, const char *format, ...) {
+        va_list ap;
+
+        if (t->n_rows > 0) {
+                table_print(t, stdout, false, NULL);
+                return;
+        }
+        va_start(ap, format);
+        (void) vprintf(format, ap);
+        va_end(ap);
 }
 
 void print_json(const json_t *j) {

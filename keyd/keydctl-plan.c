@@ -205,10 +205,7 @@ int plan_print(const json_t *plan, int64_t now) {
                 if (TABLE_ROW(t, json_str(e, "time"), in, json_str(e, "keyring"), json_str(e, "event"), kid12) < 0)
                         return ctl_error(-ENOMEM, "out of memory");
         }
-        if (table_n_rows(t) == 0)
-                printf("No key transition due before %s.\n", json_str(plan, "until") ?: "?");
-        else
-                table_print(t, stdout, false, NULL);
+        table_show(t, "No key transition due before %s.\n", json_str(plan, "until") ?: "?");
         if (json_is_true(json_object_get(plan, "truncated")))
                 ctl_error(0, "only the first %d rotations of each keyring are shown; use a shorter --hours",
                           PLAN_ROTATIONS_MAX);

@@ -5,6 +5,7 @@
 
 #include "common/time-util.h"
 #include "keyd/keydctl-internal.h"
+#include "rotation/lifecycle.h"
 #include "rotation/policy.h"
 
 #define KEYRING_POLICY_HELP                                                                                    \
@@ -48,7 +49,7 @@ static const Verb verbs[] = {
         { "revoke", "KID --reason R", "Emergency revocation of a key (admin)",
           "Emergency revocation of a key (admin): out of the JWKS at once, refused by verify. Revoking the\n"
           "active key promotes the next key.\n"
-          "      --reason R                key_compromise, superseded, cessation or unspecified (required)\n",
+          "      --reason R                " REVOKE_REASONS_TEXT " (required)\n",
           verb_revoke },
         { "disable", "NAME", "Revoke every key of a keyring (admin)",
           "Revoke every key of a keyring (admin): retire an agent.\n", verb_disable },
@@ -172,21 +173,21 @@ int ctl_common_option(Ctl *c, const Verb *v, int opt, int argc, char **argv) {
                         ctl_verb_help(v);
                 else
                         help();
-                return 1;
+                return CTL_DONE;
         case CTL_OPT_JSON:
                 c->json = true;
-                return 0;
+                return CTL_PARSED;
         case CTL_OPT_SOCKET:
                 if (!*optarg)
                         return ctl_error(KEYDCTL_ERR_USAGE, "--socket needs a path");
                 c->socket = optarg;
-                return 0;
+                return CTL_PARSED;
         case CTL_OPT_TIMEOUT:
                 r = ctl_parse_number("--timeout", optarg, 1, KEYDCTL_TIMEOUT_MAX, &t);
                 if (r < 0)
                         return r;
                 c->timeout = (unsigned) t;
-                return 0;
+                return CTL_PARSED;
         case ':':
                 return ctl_error(KEYDCTL_ERR_USAGE, "option '%s' needs a value (see keydctl %s%s--help)", given,
                                  word ?: "", word ? " " : "");
@@ -206,19 +207,74 @@ int ctl_operands(const Verb *v, int argc, char **argv, int n_min, int n_max) {
         if (n > n_max)
                 return ctl_error(KEYDCTL_ERR_USAGE, "unexpected operand '%s' (usage: keydctl %s %s)",
                                  argv[optind + n_max], v->name, v->args);
+        if (n > 0 && startswith(v->args, "NAME"))
+                return ctl_check_keyring_name(argv[optind]);
         return 0;
 }
 
-int ctl_parse_plain(Ctl *c, const Verb *v, int argc, char **argv, int n_min, int n_max) {
-        static const struct option options[] = { CTL_COMMON_OPTIONS, {} };
+int ctl_next_option(Ctl *c, const Verb *v, int argc, char **argv, const char *optstring,
+                    const struct option *options, int n_min, int n_max, int *ret_opt) {
         int opt, r;
 
-        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+        while ((opt = getopt_long(argc, argv, optstring, options, NULL)) >= 0) {
+                if (opt != 'h' && opt != '?' && opt != ':' && (opt < CTL_OPT_JSON || opt >= CTL_OPT_FIRST_LOCAL)) {
+                        *ret_opt = opt;
+                        return CTL_OPTION;
+                }
                 r = ctl_common_option(c, v, opt, argc, argv);
-                if (r != 0)
+                if (r != CTL_PARSED)
                         return r;
         }
         return ctl_operands(v, argc, argv, n_min, n_max);
+}
+
+int ctl_parse_value(Ctl *c, const Verb *v, int argc, char **argv, const char *name, const char **ret_value, int n_min,
+                    int n_max) {
+        /* Without a name, its entry ends the table. */
+        const struct option options[] = {
+                CTL_COMMON_OPTIONS,
+                { name, required_argument, NULL, CTL_OPT_FIRST_LOCAL },
+                {},
+        };
+        int opt, r;
+
+        while ((r = ctl_next_option(c, v, argc, argv, ":h", options, n_min, n_max, &opt)) == CTL_OPTION)
+                *ret_value = optarg;
+        return r;
+}
+
+int ctl_parse_plain(Ctl *c, const Verb *v, int argc, char **argv, int n_min, int n_max) {
+        return ctl_parse_value(c, v, argc, argv, NULL, NULL, n_min, n_max);
+}
+
+/* ctl_simple_call() and ctl_simple_keyring_call() once the command line is read: name is the keyring, or NULL. */
+static int simple_call(Ctl *c, const char *method, const char *path, const char *name, CtlShow show) {
+        _cleanup_json_ json_t *reply = NULL;
+        int r;
+
+        r = name ? ctl_keyring_call(c, method, name, path, NULL, &reply) : ctl_call(c, method, path, NULL, &reply);
+        if (r < 0)
+                return r;
+        if (c->json) {
+                print_json(reply);
+                return 0;
+        }
+        return show(c, name, reply);
+}
+
+int ctl_simple_call(Ctl *c, const Verb *v, int argc, char **argv, const char *method, const char *path, CtlShow show) {
+        int r = ctl_parse_plain(c, v, argc, argv, 0, 0);
+        if (r != CTL_PARSED)
+                return r > 0 ? 0 : r;
+        return simple_call(c, method, path, NULL, show);
+}
+
+int ctl_simple_keyring_call(Ctl *c, const Verb *v, int argc, char **argv, const char *method, const char *suffix,
+                            CtlShow show) {
+        int r = ctl_parse_plain(c, v, argc, argv, 1, 1);
+        if (r != CTL_PARSED)
+                return r > 0 ? 0 : r;
+        return simple_call(c, method, suffix, argv[optind], show);
 }
 
 static const Verb *find_verb(int *argc, char ***argv) {
@@ -276,7 +332,7 @@ static int run(int argc, char **argv) {
                         return 0;
                 }
                 r = ctl_common_option(&c, NULL, opt, argc, argv);
-                if (r != 0)
+                if (r != CTL_PARSED)
                         return r > 0 ? 0 : r;
         }
         argc -= optind;

@@ -6,10 +6,25 @@
 #include "jose/b64.h"
 #include "rotation/jwks.h"
 
+/* doc (consumed; NULL when building it failed) as compact JSON, members in their order, in a new string. */
+static int dump_compact(json_t *doc, char **ret, size_t *ret_len) {
+        _cleanup_json_ json_t *d = doc;
+        char *s;
+
+        if (!d)
+                return -ENOMEM;
+        s = json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        if (ret_len)
+                *ret_len = strlen(s);
+        return 0;
+}
+
 int jwks_build(StoreKey *const *keys, size_t n, char **ret, size_t *ret_len) {
         static const KeyState order[] = { KEY_STATE_ACTIVE, KEY_STATE_NEXT, KEY_STATE_RETIRED };
-        _cleanup_json_ json_t *doc = NULL, *list = json_array();
-        char *s;
+        _cleanup_json_ json_t *list = json_array();
 
         if (!list)
                 return -ENOMEM;
@@ -25,15 +40,7 @@ int jwks_build(StoreKey *const *keys, size_t n, char **ret, size_t *ret_len) {
                         if (json_array_append_new(list, jwk) < 0)
                                 return -ENOMEM;
                 }
-        doc = json_pack("{s:O}", "keys", list);
-        if (!doc)
-                return -ENOMEM;
-        s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        if (!s)
-                return -ENOMEM;
-        *ret = s;
-        *ret_len = strlen(s);
-        return 0;
+        return dump_compact(json_pack("{s:O}", "keys", list), ret, ret_len);
 }
 
 void jwks_etag(const char *body, size_t len, char etag[JWKS_ETAG_MAX]) {
@@ -60,9 +67,8 @@ unsigned jwks_max_age(const Policy *p, usec_t last_revocation, usec_t now) {
 
 int jwks_revocations_payload(const char *ring, const char *issuer, StoreKey *const *keys, size_t n, usec_t now,
                              char **ret) {
-        _cleanup_json_ json_t *doc = NULL, *list = json_array();
+        _cleanup_json_ json_t *list = json_array();
         char when[32];
-        char *s;
 
         if (!list)
                 return -ENOMEM;
@@ -75,13 +81,7 @@ int jwks_revocations_payload(const char *ring, const char *issuer, StoreKey *con
                 if (!e || json_array_append_new(list, e) < 0)
                         return -ENOMEM;
         }
-        doc = json_pack("{s:s, s:s?, s:I, s:O}", "keyring", ring, "iss", issuer, "iat",
-                        (json_int_t) (now / USEC_PER_SEC), "revoked", list);
-        if (!doc)
-                return -ENOMEM;
-        s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        if (!s)
-                return -ENOMEM;
-        *ret = s;
-        return 0;
+        return dump_compact(json_pack("{s:s, s:s?, s:I, s:O}", "keyring", ring, "iss", issuer, "iat",
+                                      (json_int_t) (now / USEC_PER_SEC), "revoked", list),
+                            ret, NULL);
 }

@@ -1,29 +1,25 @@
 /* SPDX-License-Identifier: MIT */
+/* A keyring's policy. One table, policy_table, maps each field's name in keyd.conf to its type and its place in
+ * Policy; the type says how the field's text is parsed, what its JSON form is, which other JSON values it takes, and
+ * whether it owns memory. policy_set() (keyd.conf), policy_update_from_json() and policy_to_json() (the JSON form:
+ * the same names with '_' for '-'), policy_copy() and policy_done() all go through it. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <strings.h>
 
 #include "common/crypto-util.h"
 #include "common/parse-util.h"
+#include "common/string-table.h"
 #include "common/strv.h"
 #include "common/utf8.h"
 #include "rotation/policy.h"
 
-static const char *const kind_table[_RING_KIND_MAX] = {
+static const char *const ring_kind_table[_RING_KIND_MAX] = {
         [RING_ISSUER] = "issuer",
         [RING_AGENT] = "agent",
 };
 
-const char *ring_kind_to_string(RingKind k) {
-        return k >= 0 && k < _RING_KIND_MAX ? kind_table[k] : NULL;
-}
-
-RingKind ring_kind_from_string(const char *s) {
-        for (int i = 0; s && i < _RING_KIND_MAX; i++)
-                if (streq(kind_table[i], s))
-                        return i;
-        return _RING_KIND_INVALID;
-}
+DEFINE_STRING_TABLE_LOOKUP(ring_kind, RingKind);
 
 bool keyring_name_valid(const char *s) {
         size_t n;
@@ -63,29 +59,246 @@ void policy_init(Policy *p, RingKind kind) {
         };
 }
 
-void policy_done(Policy *p) {
-        free(p->issuer);
-        free(p->token_type);
-        free(p->jwks_file);
-        strv_free(p->sign_users);
-        strv_free(p->sign_groups);
-        memset(p, 0, sizeof *p);
+typedef struct PolicyField PolicyField;
+
+/* What a field holds, by the C type of its member in Policy. */
+typedef struct PolicyType {
+        /* The text form (keyd.conf, or a JSON string), valid UTF-8: 0, -EINVAL with *ret_error pointing at a static
+         * message, or -ENOMEM. */
+        int (*parse)(const PolicyField *f, const char *value, void *field, const char **ret_error);
+        /* The JSON form: a new value, or NULL when out of memory. */
+        json_t *(*print)(const PolicyField *f, const void *field);
+        /* Owned memory (strings, lists): clear() frees it and leaves the field unset; copy() sets dst to a copy of
+         * src, or to unset and returns -ENOMEM. NULL for plain values. */
+        void (*clear)(void *field);
+        int (*copy)(const void *src, void *dst);
+        /* JSON values taken besides a string (read as text): a whole number ≥ 0, as text with this unit after it
+         * (NULL: refused); true and false, as yes and no; null, as unset; an array (read by from_array(): 0,
+         * -EINVAL if it is not all strings, -ENOMEM). */
+        const char *number_unit;
+        bool boolean;
+        bool null;
+        int (*from_array)(const json_t *a, void *field);
+} PolicyType;
+
+struct PolicyField {
+        const char *name; /* in keyd.conf; the JSON member is the same with '_' for '-' */
+        const PolicyType *type;
+        size_t offset;
+        bool zero;         /* durations: 0 ("0", "0s") is allowed too */
+        const char *unset; /* strings: what the JSON form shows when not set (NULL: null) */
+};
+
+static int bad(const char **ret_error, const char *msg) {
+        *ret_error = msg;
+        return -EINVAL;
 }
 
-static int dup_opt(const char *s, char **ret) {
-        *ret = NULL;
-        return s && !(*ret = strdup(s)) ? -ENOMEM : 0;
+static int parse_alg(const PolicyField *f, const char *value, void *field, const char **ret_error) {
+        KeydAlg a = keyd_alg_from_string(value);
+        (void) f;
+        if (a < 0)
+                return bad(ret_error, "unknown alg (ES256, ES384, RS256, PS256, EdDSA)");
+        *(KeydAlg *) field = a;
+        return 0;
+}
+
+static json_t *print_alg(const PolicyField *f, const void *field) {
+        (void) f;
+        return json_string(keyd_alg_to_string(*(const KeydAlg *) field));
+}
+
+static int parse_rsa_bits(const PolicyField *f, const char *value, void *field, const char **ret_error) {
+        uint64_t v;
+        (void) f;
+        if (parse_uint64(value, 65536, &v) < 0 || !keyd_rsa_bits_valid((unsigned) v))
+                return bad(ret_error, "rsa-bits must be 2048, 3072 or 4096");
+        *(unsigned *) field = (unsigned) v;
+        return 0;
+}
+
+static json_t *print_unsigned(const PolicyField *f, const void *field) {
+        (void) f;
+        return json_integer((json_int_t) *(const unsigned *) field);
+}
+
+static int parse_duration_field(const PolicyField *f, const char *value, void *field, const char **ret_error) {
+        if (f->zero && (streq(value, "0") || streq(value, "0s"))) {
+                *(usec_t *) field = 0;
+                return 0;
+        }
+        if (parse_duration(value, field) < 0)
+                return bad(ret_error, "bad duration (a whole number with s, m, h or d, between 1s and 3650d)");
+        return 0;
+}
+
+static json_t *print_duration(const PolicyField *f, const void *field) {
+        char buf[32];
+        (void) f;
+        return json_string(format_duration(buf, sizeof buf, *(const usec_t *) field));
+}
+
+static int parse_string(const PolicyField *f, const char *value, void *field, const char **ret_error) {
+        char *c, **s = field;
+        (void) f;
+        if (!*value || strlen(value) > POLICY_STRING_MAX)
+                return bad(ret_error, "must be a non-empty string of at most 1024 characters");
+        c = strdup(value);
+        if (!c)
+                return -ENOMEM;
+        free(*s);
+        *s = c;
+        return 0;
+}
+
+static json_t *print_string(const PolicyField *f, const void *field) {
+        const char *s = *(char *const *) field ?: f->unset;
+        return s ? json_string(s) : json_null();
+}
+
+static void clear_string(void *field) {
+        char **s = field;
+        free(*s);
+        *s = NULL;
+}
+
+static int copy_string(const void *src, void *dst) {
+        const char *s = *(char *const *) src;
+        char **d = dst;
+        *d = s ? strdup(s) : NULL;
+        return s && !*d ? -ENOMEM : 0;
+}
+
+static int parse_list(const PolicyField *f, const char *value, void *field, const char **ret_error) {
+        char **l, ***dst = field;
+        int r;
+        (void) f, (void) ret_error;
+        r = strv_split(value, &l);
+        if (r < 0)
+                return r;
+        strv_free(*dst);
+        *dst = l;
+        return 0;
+}
+
+static json_t *print_list(const PolicyField *f, const void *field) {
+        _cleanup_json_ json_t *a = json_array();
+        (void) f;
+        if (!a)
+                return NULL;
+        for (char *const *i = *(char **const *) field; i && *i; i++)
+                if (json_array_append_new(a, json_string(*i)) < 0)
+                        return NULL;
+        return TAKE_PTR(a);
+}
+
+static void clear_list(void *field) {
+        char ***l = field;
+        strv_free(*l);
+        *l = NULL;
+}
+
+static int copy_list(const void *src, void *dst) {
+        char ***d = dst;
+        *d = NULL;
+        return strv_copy(*(char **const *) src, d);
+}
+
+/* JSON's own form of a list: an array of strings (kept as they are). */
+static int list_from_array(const json_t *a, void *field) {
+        char **l = calloc(json_array_size(a) + 1, sizeof(char *)), ***dst = field;
+        size_t i;
+        json_t *e;
+
+        if (!l)
+                return -ENOMEM;
+        json_array_foreach(a, i, e) {
+                if (!json_is_string(e)) {
+                        strv_free(l);
+                        return -EINVAL;
+                }
+                if (!(l[i] = strdup(json_string_value(e)))) {
+                        strv_free(l);
+                        return -ENOMEM;
+                }
+        }
+        strv_free(*dst);
+        *dst = l;
+        return 0;
+}
+
+static int parse_boolean_field(const PolicyField *f, const char *value, void *field, const char **ret_error) {
+        int r = parse_boolean(value);
+        (void) f;
+        if (r < 0)
+                return bad(ret_error, "expected yes or no");
+        *(bool *) field = r;
+        return 0;
+}
+
+static json_t *print_boolean(const PolicyField *f, const void *field) {
+        (void) f;
+        return json_boolean(*(const bool *) field);
+}
+
+static const PolicyType alg_type = { parse_alg, print_alg, .number_unit = "" };
+static const PolicyType rsa_bits_type = { parse_rsa_bits, print_unsigned, .number_unit = "" };
+static const PolicyType duration_type = { parse_duration_field, print_duration, .number_unit = "s" };
+static const PolicyType string_type = { parse_string, print_string, clear_string, copy_string, .number_unit = "",
+                                        .null = true };
+static const PolicyType list_type = { parse_list, print_list, clear_list, copy_list, .number_unit = "",
+                                      .from_array = list_from_array };
+static const PolicyType boolean_type = { parse_boolean_field, print_boolean, .boolean = true };
+
+/* In the order of the JSON form. */
+static const PolicyField policy_table[] = {
+        { "alg", &alg_type, offsetof(Policy, alg) },
+        { "rsa-bits", &rsa_bits_type, offsetof(Policy, rsa_bits) },
+        { "rotation-period", &duration_type, offsetof(Policy, rotation_period) },
+        { "prepublish", &duration_type, offsetof(Policy, prepublish) },
+        { "token-ttl-max", &duration_type, offsetof(Policy, token_ttl_max) },
+        { "default-ttl", &duration_type, offsetof(Policy, default_ttl) },
+        { "clock-skew", &duration_type, offsetof(Policy, clock_skew), .zero = true },
+        { "issuer", &string_type, offsetof(Policy, issuer) },
+        { "token-type", &string_type, offsetof(Policy, token_type), .unset = "JWT" },
+        { "sign-users", &list_type, offsetof(Policy, sign_users) },
+        { "sign-groups", &list_type, offsetof(Policy, sign_groups) },
+        { "publish", &boolean_type, offsetof(Policy, publish) },
+        { "jwks-file", &string_type, offsetof(Policy, jwks_file) },
+        { "allow-raw-sign", &boolean_type, offsetof(Policy, allow_raw_sign) },
+};
+
+#define POLICY_NAME_MAX 32 /* the longest name in policy_table, and its NUL, fit */
+
+#define FOREACH_POLICY_FIELD(f) \
+        for (const PolicyField *f = policy_table; f < policy_table + ELEMENTSOF(policy_table); f++)
+
+static void *field_of(Policy *p, const PolicyField *f) {
+        return (uint8_t *) p + f->offset;
+}
+
+static const void *const_field_of(const Policy *p, const PolicyField *f) {
+        return (const uint8_t *) p + f->offset;
+}
+
+void policy_done(Policy *p) {
+        FOREACH_POLICY_FIELD(f)
+                if (f->type->clear)
+                        f->type->clear(field_of(p, f));
+        memset(p, 0, sizeof *p);
 }
 
 int policy_copy(const Policy *src, Policy *dst) {
         Policy p = *src;
-        p.issuer = p.token_type = p.jwks_file = NULL;
-        p.sign_users = p.sign_groups = NULL;
-        if (dup_opt(src->issuer, &p.issuer) < 0 || dup_opt(src->token_type, &p.token_type) < 0 ||
-            dup_opt(src->jwks_file, &p.jwks_file) < 0 || strv_copy(src->sign_users, &p.sign_users) < 0 ||
-            strv_copy(src->sign_groups, &p.sign_groups) < 0) {
+        int r = 0;
+
+        /* Every owned field of the copy gets its own memory (or is unset), so that policy_done() can undo it. */
+        FOREACH_POLICY_FIELD(f)
+                if (f->type->copy && f->type->copy(const_field_of(src, f), field_of(&p, f)) < 0)
+                        r = -ENOMEM;
+        if (r < 0) {
                 policy_done(&p);
-                return -ENOMEM;
+                return r;
         }
         *dst = p;
         return 0;
@@ -116,164 +329,53 @@ int policy_validate(const Policy *p, const char **ret_error) {
         return 0;
 }
 
-/* Names as in the configuration file; JSON uses '_' for '-'. */
-enum { F_ALG, F_RSA_BITS, F_ROTATION, F_PREPUBLISH, F_TTL_MAX, F_DEFAULT_TTL, F_SKEW, F_ISSUER, F_TYPE, F_USERS,
-       F_GROUPS, F_PUBLISH, F_JWKS_FILE, F_RAW_SIGN, _F_MAX };
-static const char *const field_names[_F_MAX] = {
-        [F_ALG] = "alg",
-        [F_RSA_BITS] = "rsa-bits",
-        [F_ROTATION] = "rotation-period",
-        [F_PREPUBLISH] = "prepublish",
-        [F_TTL_MAX] = "token-ttl-max",
-        [F_DEFAULT_TTL] = "default-ttl",
-        [F_SKEW] = "clock-skew",
-        [F_ISSUER] = "issuer",
-        [F_TYPE] = "token-type",
-        [F_USERS] = "sign-users",
-        [F_GROUPS] = "sign-groups",
-        [F_PUBLISH] = "publish",
-        [F_JWKS_FILE] = "jwks-file",
-        [F_RAW_SIGN] = "allow-raw-sign",
-};
-
-static usec_t *duration_field(Policy *p, int f) {
-        switch (f) {
-        case F_ROTATION:
-                return &p->rotation_period;
-        case F_PREPUBLISH:
-                return &p->prepublish;
-        case F_TTL_MAX:
-                return &p->token_ttl_max;
-        case F_DEFAULT_TTL:
-                return &p->default_ttl;
-        case F_SKEW:
-                return &p->clock_skew;
-        default:
-                return NULL;
-        }
-}
-
-static char **string_field(Policy *p, int f) {
-        return f == F_ISSUER ? &p->issuer : f == F_TYPE ? &p->token_type : f == F_JWKS_FILE ? &p->jwks_file : NULL;
-}
-
-static int field_lookup(const char *name, char sep) {
-        for (int f = 0; f < _F_MAX; f++) {
-                const char *a = field_names[f], *b = name;
+/* The field named name, where sep stands for a '-' ('-' in keyd.conf, '_' in JSON); NULL if there is none. */
+static const PolicyField *field_lookup(const char *name, char sep) {
+        FOREACH_POLICY_FIELD(f) {
+                const char *a = f->name, *b = name;
                 while (*a && *b && (*a == *b || (*a == '-' && *b == sep)))
                         a++, b++;
                 if (!*a && !*b)
                         return f;
         }
-        return -ENOENT;
+        return NULL;
 }
 
-static int set_field(Policy *p, int f, const char *value, const char **ret_error) {
-        usec_t *d = duration_field(p, f);
-        char **s = string_field(p, f);
-        int r;
+/* The JSON member name of a field: its name with '_' for '-'. */
+static const char *json_name(const PolicyField *f, char buf[static POLICY_NAME_MAX]) {
+        size_t i;
+        for (i = 0; f->name[i] && i < POLICY_NAME_MAX - 1; i++)
+                buf[i] = f->name[i] == '-' ? '_' : f->name[i];
+        buf[i] = 0;
+        return buf;
+}
 
+static int field_set(Policy *p, const PolicyField *f, const char *value, const char **ret_error) {
         /* The policy's JSON form (stored, shown, audited) holds nothing but UTF-8. */
-        if (!utf8_valid(value, strlen(value))) {
-                *ret_error = "not UTF-8";
-                return -EINVAL;
-        }
-
-        if (d) {
-                /* clock-skew may be zero; every other duration is at least a second. */
-                if (f == F_SKEW && (streq(value, "0") || streq(value, "0s"))) {
-                        *d = 0;
-                        return 0;
-                }
-                r = parse_duration(value, d);
-                if (r < 0)
-                        *ret_error = "bad duration (a whole number with s, m, h or d, between 1s and 3650d)";
-                return r < 0 ? -EINVAL : 0;
-        }
-        if (s) {
-                if (!*value || strlen(value) > POLICY_STRING_MAX) {
-                        *ret_error = "must be a non-empty string of at most 1024 characters";
-                        return -EINVAL;
-                }
-                char *c = strdup(value);
-                if (!c)
-                        return -ENOMEM;
-                free(*s);
-                *s = c;
-                return 0;
-        }
-        switch (f) {
-        case F_ALG:
-                if (keyd_alg_from_string(value) < 0) {
-                        *ret_error = "unknown alg (ES256, ES384, RS256, PS256, EdDSA)";
-                        return -EINVAL;
-                }
-                p->alg = keyd_alg_from_string(value);
-                return 0;
-        case F_RSA_BITS: {
-                uint64_t v;
-                if (parse_uint64(value, 65536, &v) < 0 || !keyd_rsa_bits_valid((unsigned) v)) {
-                        *ret_error = "rsa-bits must be 2048, 3072 or 4096";
-                        return -EINVAL;
-                }
-                p->rsa_bits = (unsigned) v;
-                return 0;
-        }
-        case F_PUBLISH:
-        case F_RAW_SIGN:
-                r = parse_boolean(value);
-                if (r < 0) {
-                        *ret_error = "expected yes or no";
-                        return -EINVAL;
-                }
-                *(f == F_PUBLISH ? &p->publish : &p->allow_raw_sign) = r;
-                return 0;
-        case F_USERS:
-        case F_GROUPS: {
-                char **l = NULL, ***dst = f == F_USERS ? &p->sign_users : &p->sign_groups;
-                r = strv_split(value, &l);
-                if (r < 0)
-                        return r;
-                strv_free(*dst);
-                *dst = l;
-                return 0;
-        }
-        default:
-                return -ENOENT;
-        }
+        if (!utf8_valid(value, strlen(value)))
+                return bad(ret_error, "not UTF-8");
+        return f->type->parse(f, value, field_of(p, f), ret_error);
 }
 
 int policy_set(Policy *p, const char *name, const char *value, const char **ret_error) {
-        int f = field_lookup(name, '-');
+        const PolicyField *f = field_lookup(name, '-');
         const char *dummy;
-        if (f < 0)
+        if (!f)
                 return -ENOENT;
-        return set_field(p, f, value, ret_error ?: &dummy);
+        return field_set(p, f, value, ret_error ?: &dummy);
 }
 
 int policy_to_json(const Policy *p, json_t **ret) {
-        char buf[5][32];
-        _cleanup_json_ json_t *users = json_array(), *groups = json_array();
-        json_t *o;
+        _cleanup_json_ json_t *o = json_object();
 
-        if (!users || !groups)
-                return -ENOMEM;
-        for (char **u = p->sign_users; u && *u; u++)
-                json_array_append_new(users, json_string(*u));
-        for (char **g = p->sign_groups; g && *g; g++)
-                json_array_append_new(groups, json_string(*g));
-        o = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:s?, s:s, s:O, s:O, s:b, s:s?, s:b}", "alg",
-                      keyd_alg_to_string(p->alg), "rsa_bits", (json_int_t) p->rsa_bits, "rotation_period",
-                      format_duration(buf[0], sizeof buf[0], p->rotation_period), "prepublish",
-                      format_duration(buf[1], sizeof buf[1], p->prepublish), "token_ttl_max",
-                      format_duration(buf[2], sizeof buf[2], p->token_ttl_max), "default_ttl",
-                      format_duration(buf[3], sizeof buf[3], p->default_ttl), "clock_skew",
-                      p->clock_skew ? format_duration(buf[4], sizeof buf[4], p->clock_skew) : "0s", "issuer",
-                      p->issuer, "token_type", p->token_type ?: "JWT", "sign_users", users, "sign_groups", groups,
-                      "publish", p->publish, "jwks_file", p->jwks_file, "allow_raw_sign", p->allow_raw_sign);
         if (!o)
                 return -ENOMEM;
-        *ret = o;
+        FOREACH_POLICY_FIELD(f) {
+                char name[POLICY_NAME_MAX];
+                if (json_object_set_new(o, json_name(f, name), f->type->print(f, const_field_of(p, f))) < 0)
+                        return -ENOMEM;
+        }
+        *ret = TAKE_PTR(o);
         return 0;
 }
 
@@ -286,29 +388,6 @@ _printf_(2, 3) static int fail(char **ret_error, const char *fmt, ...) {
         return -EINVAL;
 }
 
-static int set_list_from_json(Policy *p, int f, const json_t *v) {
-        char **l = calloc(json_array_size(v) + 1, sizeof(char *));
-        size_t i;
-        json_t *e;
-
-        if (!l)
-                return -ENOMEM;
-        json_array_foreach(v, i, e) {
-                if (!json_is_string(e)) {
-                        strv_free(l);
-                        return -EINVAL;
-                }
-                if (!(l[i] = strdup(json_string_value(e)))) {
-                        strv_free(l);
-                        return -ENOMEM;
-                }
-        }
-        char ***dst = f == F_USERS ? &p->sign_users : &p->sign_groups;
-        strv_free(*dst);
-        *dst = l;
-        return 0;
-}
-
 int policy_update_from_json(Policy *p, const json_t *o, char **ret_error) {
         const char *key, *err = NULL;
         json_t *v;
@@ -317,21 +396,20 @@ int policy_update_from_json(Policy *p, const json_t *o, char **ret_error) {
         if (!json_is_object(o))
                 return fail(ret_error, "policy must be a JSON object");
         json_object_foreach((json_t *) o, key, v) {
-                char text[64];
+                const PolicyField *f = field_lookup(key, '_');
+                const PolicyType *t;
                 const char *value = NULL;
-                int f = field_lookup(key, '_');
+                char text[64];
 
-                if (f < 0)
+                if (!f)
                         return fail(ret_error, "unknown policy member '%s'", key);
-                if (json_is_null(v) && string_field(p, f)) {
-                        /* null: not set */
-                        char **sp = string_field(p, f);
-                        free(*sp);
-                        *sp = NULL;
+                t = f->type;
+                if (json_is_null(v) && t->null) {
+                        t->clear(field_of(p, f));
                         continue;
                 }
-                if ((f == F_USERS || f == F_GROUPS) && json_is_array(v)) {
-                        r = set_list_from_json(p, f, v);
+                if (json_is_array(v) && t->from_array) {
+                        r = t->from_array(v, field_of(p, f));
                         if (r == -EINVAL)
                                 return fail(ret_error, "'%s' must be a list of names", key);
                         if (r < 0)
@@ -340,15 +418,14 @@ int policy_update_from_json(Policy *p, const json_t *o, char **ret_error) {
                 }
                 if (json_is_string(v))
                         value = json_string_value(v);
-                else if (json_is_integer(v) && json_integer_value(v) >= 0 && f != F_PUBLISH && f != F_RAW_SIGN) {
-                        snprintf(text, sizeof text, duration_field(p, f) ? "%llds" : "%lld",
-                                 (long long) json_integer_value(v));
+                else if (json_is_integer(v) && json_integer_value(v) >= 0 && t->number_unit) {
+                        snprintf(text, sizeof text, "%lld%s", (long long) json_integer_value(v), t->number_unit);
                         value = text;
-                } else if (json_is_boolean(v) && (f == F_PUBLISH || f == F_RAW_SIGN))
+                } else if (json_is_boolean(v) && t->boolean)
                         value = json_is_true(v) ? "yes" : "no";
                 if (!value)
                         return fail(ret_error, "'%s' has the wrong type", key);
-                r = set_field(p, f, value, &err);
+                r = field_set(p, f, value, &err);
                 if (r == -EINVAL)
                         return fail(ret_error, "'%s': %s", key, err);
                 if (r < 0)

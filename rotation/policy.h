@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include "common/alg.h"
+#include "common/string-table.h"
 #include "common/time-util.h"
 
 /* A keyring's kind (SPEC §2). */
@@ -16,12 +17,11 @@ typedef enum RingKind {
         _RING_KIND_INVALID = -EINVAL,
 } RingKind;
 
-const char *ring_kind_to_string(RingKind k);
+DECLARE_STRING_TABLE_LOOKUP(ring_kind, RingKind);
 
 #define KEYRING_NAME_MAX 64
 /* A keyring name: 1-64 of [A-Za-z0-9._-], not starting with '.' or '-' (so never "..", "/" or an option). */
 bool keyring_name_valid(const char *s);
-RingKind ring_kind_from_string(const char *s);
 
 /* The "typ" of the documents keyd signs for itself with a keyring's key. No token, JWS or raw signature a caller
  * obtains may carry one of them, and /v1/verify never accepts them as tokens. */

@@ -5,31 +5,22 @@
 #include <openssl/evp.h>
 
 #include "common/crypto-util.h"
+#include "common/hex.h"
 #include "store/store-internal.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(StoreAudit *, store_audit_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(StoreAudit **, store_audit_list_free);
 
 #define AUDIT_COLUMNS "seq, time, uid, pid, comm, action, keyring, kid, result, detail, prev_hash, hash"
 
 static const char zero_hash[STORE_HASH_HEX + 1] = "0000000000000000000000000000000000000000000000000000000000000000";
 
 int store_hash_parse(const char *hex, uint8_t ret[STORE_HASH_LEN]) {
-        if (!hex || strlen(hex) != STORE_HASH_HEX)
+        size_t n;
+
+        /* hex_decode() takes upper case digits too: the chain's hashes are lower case only. */
+        if (!hex || strlen(hex) != STORE_HASH_HEX || strspn(hex, "0123456789abcdef") != STORE_HASH_HEX ||
+            hex_decode(hex, ret, STORE_HASH_LEN, &n) < 0)
                 return -EBADMSG;
-        for (size_t i = 0; i < STORE_HASH_LEN; i++) {
-                uint8_t b = 0;
-                for (size_t j = 0; j < 2; j++) {
-                        char c = hex[2 * i + j];
-                        if (c >= '0' && c <= '9')
-                                b = (uint8_t) (b << 4 | (c - '0'));
-                        else if (c >= 'a' && c <= 'f')
-                                b = (uint8_t) (b << 4 | (c - 'a' + 10));
-                        else
-                                return -EBADMSG;
-                }
-                ret[i] = b;
-        }
         return 0;
 }
 
@@ -127,11 +118,17 @@ static int audit_hash(const StoreAudit *rec, const char *prev_hash, char ret[STO
             EVP_DigestUpdate(ctx, canonical, strlen(canonical)) != 1 || EVP_DigestFinal_ex(ctx, md, &md_len) != 1 ||
             md_len != STORE_HASH_LEN)
                 return -EIO;
-        for (size_t i = 0; i < STORE_HASH_LEN; i++) {
-                ret[2 * i] = "0123456789abcdef"[md[i] >> 4];
-                ret[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
-        }
-        ret[STORE_HASH_HEX] = 0;
+        hex_encode(md, STORE_HASH_LEN, ret, STORE_HASH_HEX + 1);
+        return 0;
+}
+
+/* Hand a chain head to the caller: either output may be NULL. */
+static int head_return(uint64_t seq, const char hash[STORE_HASH_HEX + 1], uint64_t *ret_seq,
+                       char ret_hash[STORE_HASH_HEX + 1]) {
+        if (ret_seq)
+                *ret_seq = seq;
+        if (ret_hash)
+                memcpy(ret_hash, hash, STORE_HASH_HEX + 1);
         return 0;
 }
 
@@ -155,12 +152,7 @@ int store_audit_head(Store *s, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX +
                 memcpy(hash, zero_hash, sizeof hash);
         else
                 return store_error(s, rc);
-
-        if (ret_seq)
-                *ret_seq = seq;
-        if (ret_hash)
-                memcpy(ret_hash, hash, sizeof hash);
-        return 0;
+        return head_return(seq, hash, ret_seq, ret_hash);
 }
 
 int store_audit_append(Store *s, StoreAudit *rec) {
@@ -211,7 +203,7 @@ int store_audit_append(Store *s, StoreAudit *rec) {
         return 0;
 }
 
-static int audit_from_row(sqlite3_stmt *st, StoreAudit **ret) {
+static int audit_from_row(sqlite3_stmt *st, void **ret) {
         _cleanup_(store_audit_freep) StoreAudit *a = calloc(1, sizeof(StoreAudit));
         int r;
 
@@ -234,40 +226,27 @@ static int audit_from_row(sqlite3_stmt *st, StoreAudit **ret) {
         return 0;
 }
 
+/* store_audit_free() for a list. */
+static void audit_free(void *a) {
+        store_audit_free(a);
+}
+
 int store_audit_list(Store *s, uint64_t after, size_t limit, StoreAudit ***ret, size_t *ret_n) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
-        _cleanup_(store_audit_list_freep) StoreAudit **l = NULL;
-        size_t n = 0;
-        int r, rc;
+        int r;
 
-        if (!s || !ret || after > INT64_MAX)
+        if (!s || !ret)
                 return -EINVAL;
-        r = store_prepare(s, STORE_STMT_AUDIT_LIST,
-                          "SELECT " AUDIT_COLUMNS " FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2", &st);
+        r = store_prepare_page(s, STORE_STMT_AUDIT_LIST,
+                               "SELECT " AUDIT_COLUMNS " FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2", after, limit,
+                               &st);
         if (r < 0)
                 return r;
-        /* A negative LIMIT is none. */
-        if (sqlite3_bind_int64(st, 1, (sqlite3_int64) after) != SQLITE_OK ||
-            sqlite3_bind_int64(st, 2, limit > INT64_MAX ? -1 : (sqlite3_int64) limit) != SQLITE_OK)
-                return store_bind_error(s);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                _cleanup_(store_audit_freep) StoreAudit *a = NULL;
-                r = audit_from_row(st, &a);
-                if (r < 0)
-                        return store_error_msg(s, r, "audit: invalid row");
-                r = STORE_ARRAY_PUSH(l, n, a);
-                if (r < 0)
-                        return r;
-                a = NULL;
-        }
-        if (rc != SQLITE_DONE)
-                return store_error(s, rc);
-        if (STORE_ARRAY_FINISH(l) < 0)
-                return -ENOMEM;
-        *ret = TAKE_PTR(l);
-        if (ret_n)
-                *ret_n = n;
-        return 0;
+        void **l = NULL;
+        r = store_collect_rows(s, st, audit_from_row, audit_free, "audit: invalid row", &l, ret_n);
+        if (r >= 0)
+                *ret = (StoreAudit **) l;
+        return r;
 }
 
 /* A text column without a copy, valid until the next step: NULL for NULL. */
@@ -350,11 +329,7 @@ int store_audit_walk(Store *s, StoreAuditVisit visit, void *userdata, uint64_t *
         }
         if (rc != SQLITE_DONE)
                 return store_error(s, rc);
-        if (ret_head_seq)
-                *ret_head_seq = expected - 1;
-        if (ret_head_hash)
-                memcpy(ret_head_hash, prev, sizeof prev);
-        return 0;
+        return head_return(expected - 1, prev, ret_head_seq, ret_head_hash);
 }
 
 int store_audit_verify(Store *s, uint64_t *ret_bad_seq) {
@@ -375,9 +350,5 @@ StoreAudit *store_audit_free(StoreAudit *a) {
 }
 
 void store_audit_list_free(StoreAudit **l) {
-        if (!l)
-                return;
-        for (StoreAudit **i = l; *i; i++)
-                store_audit_free(*i);
-        free(l);
+        store_list_free((void **) l, audit_free);
 }

@@ -2,6 +2,8 @@
 /* Audit checkpoints: the chain head, signed by the caller with an issuer key, so that a cut tail is found. */
 #include "store/store-internal.h"
 
+DEFINE_TRIVIAL_CLEANUP_FUNC(StoreCheckpoint *, store_checkpoint_free);
+
 int store_checkpoint_insert(Store *s, uint64_t seq, const char *hash, usec_t time, const char *kid, const char *jws) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
         uint8_t raw[STORE_HASH_LEN];
@@ -75,64 +77,44 @@ int store_checkpoint_latest(Store *s, uint64_t *ret_seq, char **ret_hash, char *
         return 0;
 }
 
-static int checkpoint_from_row(sqlite3_stmt *st, StoreCheckpoint **ret) {
-        StoreCheckpoint *c = calloc(1, sizeof *c);
+static int checkpoint_from_row(sqlite3_stmt *st, void **ret) {
+        _cleanup_(store_checkpoint_freep) StoreCheckpoint *c = calloc(1, sizeof(StoreCheckpoint));
         int r;
 
         if (!c)
                 return -ENOMEM;
         if ((r = store_column_strcpy(st, 1, c->hash, sizeof c->hash)) < 0 ||
             (r = store_column_strdup(st, 3, false, &c->kid)) < 0 ||
-            (r = store_column_strdup(st, 4, false, &c->jws)) < 0) {
-                store_checkpoint_free(c);
+            (r = store_column_strdup(st, 4, false, &c->jws)) < 0)
                 return r;
-        }
         c->seq = (uint64_t) sqlite3_column_int64(st, 0);
         c->time = sqlite3_column_int64(st, 2);
-        *ret = c;
+        *ret = TAKE_PTR(c);
         return 0;
+}
+
+/* store_checkpoint_free() for a list. */
+static void checkpoint_free(void *c) {
+        store_checkpoint_free(c);
 }
 
 int store_checkpoint_list(Store *s, uint64_t after, size_t limit, StoreCheckpoint ***ret, size_t *ret_n) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
-        StoreCheckpoint **l = NULL;
-        size_t n = 0;
-        int r, rc;
+        int r;
 
-        if (!s || !ret || after > INT64_MAX)
+        if (!s || !ret)
                 return -EINVAL;
-        r = store_prepare(s, STORE_STMT_CHECKPOINT_LIST,
-                          "SELECT seq, hash, time, kid, signature FROM audit_checkpoints WHERE seq > ?1 ORDER BY seq "
-                          "LIMIT ?2",
-                          &st);
+        r = store_prepare_page(s, STORE_STMT_CHECKPOINT_LIST,
+                               "SELECT seq, hash, time, kid, signature FROM audit_checkpoints WHERE seq > ?1 "
+                               "ORDER BY seq LIMIT ?2",
+                               after, limit, &st);
         if (r < 0)
                 return r;
-        /* A negative LIMIT is none. */
-        if (sqlite3_bind_int64(st, 1, (sqlite3_int64) after) != SQLITE_OK ||
-            sqlite3_bind_int64(st, 2, limit > INT64_MAX ? -1 : (sqlite3_int64) limit) != SQLITE_OK)
-                return store_bind_error(s);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                StoreCheckpoint *c = NULL;
-                r = checkpoint_from_row(st, &c);
-                if (r >= 0 && STORE_ARRAY_PUSH(l, n, c) < 0) {
-                        store_checkpoint_free(c);
-                        r = -ENOMEM;
-                }
-                if (r < 0) {
-                        store_checkpoint_list_free(l);
-                        return r == -ENOMEM ? r : store_error_msg(s, r, "checkpoint: invalid row");
-                }
-        }
-        if (rc != SQLITE_DONE) {
-                store_checkpoint_list_free(l);
-                return store_error(s, rc);
-        }
-        if (STORE_ARRAY_FINISH(l) < 0)
-                return -ENOMEM;
-        *ret = l;
-        if (ret_n)
-                *ret_n = n;
-        return 0;
+        void **l = NULL;
+        r = store_collect_rows(s, st, checkpoint_from_row, checkpoint_free, "checkpoint: invalid row", &l, ret_n);
+        if (r >= 0)
+                *ret = (StoreCheckpoint **) l;
+        return r;
 }
 
 StoreCheckpoint *store_checkpoint_free(StoreCheckpoint *c) {
@@ -145,9 +127,5 @@ StoreCheckpoint *store_checkpoint_free(StoreCheckpoint *c) {
 }
 
 void store_checkpoint_list_free(StoreCheckpoint **l) {
-        if (!l)
-                return;
-        for (StoreCheckpoint **i = l; *i; i++)
-                store_checkpoint_free(*i);
-        free(l);
+        store_list_free((void **) l, checkpoint_free);
 }

@@ -53,43 +53,33 @@ int store_pending_key_delete(Store *s, const char *id) {
         return exec_id(s, "DELETE FROM pending_keys WHERE id = ?1", id, NULL, 0);
 }
 
+static int pending_key_from_row(sqlite3_stmt *st, void **ret) {
+        char *id = NULL;
+        int r;
+
+        r = store_column_strdup(st, 0, false, &id);
+        if (r < 0)
+                return r;
+        *ret = id;
+        return 0;
+}
+
 int store_pending_key_list(Store *s, char ***ret, size_t *ret_n) {
         _cleanup_finalize_ sqlite3_stmt *st = NULL;
-        char **l = NULL;
-        size_t n = 0;
-        int r = 0, rc;
+        int r, rc;
 
         if (!s || !ret)
                 return -EINVAL;
         rc = sqlite3_prepare_v2(s->db, "SELECT id FROM pending_keys ORDER BY id", -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return store_error(s, rc);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                char *id = NULL;
-                r = store_column_strdup(st, 0, false, &id);
-                if (r >= 0)
-                        r = STORE_ARRAY_PUSH(l, n, id);
-                if (r < 0) {
-                        free(id);
-                        break;
-                }
-        }
-        if (r >= 0 && rc != SQLITE_DONE)
-                r = store_error(s, rc);
+        void **l = NULL;
+        r = store_collect_rows(s, st, pending_key_from_row, free, "pending key: invalid row", &l, ret_n);
         if (r >= 0)
-                r = STORE_ARRAY_FINISH(l);
-        if (r < 0) {
-                store_pending_key_list_free(l);
-                return r;
-        }
-        *ret = l;
-        if (ret_n)
-                *ret_n = n;
-        return 0;
+                *ret = (char **) l;
+        return r;
 }
 
 void store_pending_key_list_free(char **l) {
-        for (char **i = l; i && *i; i++)
-                free(*i);
-        free(l);
+        store_list_free((void **) l, free);
 }

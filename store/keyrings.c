@@ -6,7 +6,6 @@
 #include "store/store-internal.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(StoreKeyring *, store_keyring_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(StoreKeyring **, store_keyring_list_free);
 
 #define KEYRING_COLUMNS "name, kind, policy, owner_uid, disabled, created_at"
 
@@ -15,7 +14,18 @@ static bool is_json_object(const char *text) {
         return json_is_object(j);
 }
 
-static int keyring_bind(Store *s, sqlite3_stmt *st, const StoreKeyring *k) {
+/* Start a write of k (inside a transaction): prepare the statement for slot and bind what an update writes: ?1 name,
+ * ?2 policy, ?3 owner_uid, ?4 disabled. */
+static int keyring_prepare_write(Store *s, StoreStmt slot, const char *sql, const StoreKeyring *k, sqlite3_stmt **ret) {
+        int r;
+
+        r = store_require_transaction(s);
+        if (r < 0)
+                return r;
+        r = store_prepare(s, slot, sql, ret);
+        if (r < 0)
+                return r;
+        sqlite3_stmt *st = *ret;
         if (!k || !k->name || !k->policy || !is_json_object(k->policy))
                 return store_error_msg(s, -EINVAL, "keyring: missing name, or policy not a JSON object");
         if (sqlite3_bind_text(st, 1, k->name, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -29,16 +39,10 @@ int store_keyring_insert(Store *s, const StoreKeyring *k) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
         int r;
 
-        r = store_require_transaction(s);
-        if (r < 0)
-                return r;
-        r = store_prepare(s, STORE_STMT_KEYRING_INSERT,
-                          "INSERT INTO keyrings (name, policy, owner_uid, disabled, kind, created_at) "
-                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                          &st);
-        if (r < 0)
-                return r;
-        r = keyring_bind(s, st, k);
+        r = keyring_prepare_write(s, STORE_STMT_KEYRING_INSERT,
+                                  "INSERT INTO keyrings (name, policy, owner_uid, disabled, kind, created_at) "
+                                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                  k, &st);
         if (r < 0)
                 return r;
         if (sqlite3_bind_text(st, 5, k->kind, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -51,14 +55,9 @@ int store_keyring_update(Store *s, const StoreKeyring *k) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
         int r;
 
-        r = store_require_transaction(s);
-        if (r < 0)
-                return r;
-        r = store_prepare(s, STORE_STMT_KEYRING_UPDATE,
-                          "UPDATE keyrings SET policy = ?2, owner_uid = ?3, disabled = ?4 WHERE name = ?1", &st);
-        if (r < 0)
-                return r;
-        r = keyring_bind(s, st, k);
+        r = keyring_prepare_write(s, STORE_STMT_KEYRING_UPDATE,
+                                  "UPDATE keyrings SET policy = ?2, owner_uid = ?3, disabled = ?4 WHERE name = ?1", k,
+                                  &st);
         if (r < 0)
                 return r;
         r = store_step_done(s, st);
@@ -67,7 +66,7 @@ int store_keyring_update(Store *s, const StoreKeyring *k) {
         return sqlite3_changes(s->db) > 0 ? 0 : store_error_msg(s, -ENOENT, "no such keyring");
 }
 
-static int keyring_from_row(sqlite3_stmt *st, StoreKeyring **ret) {
+static int keyring_from_row(sqlite3_stmt *st, void **ret) {
         _cleanup_(store_keyring_freep) StoreKeyring *k = calloc(1, sizeof(StoreKeyring));
         int r;
 
@@ -100,38 +99,33 @@ int store_keyring_get(Store *s, const char *name, StoreKeyring **ret) {
                 return store_error_msg(s, -ENOENT, "no such keyring");
         if (rc != SQLITE_ROW)
                 return store_error(s, rc);
-        return keyring_from_row(st, ret);
+        void *k = NULL;
+        r = keyring_from_row(st, &k);
+        if (r < 0)
+                return r;
+        *ret = k;
+        return 0;
+}
+
+/* store_keyring_free() for a list. */
+static void keyring_free(void *k) {
+        store_keyring_free(k);
 }
 
 int store_keyring_list(Store *s, StoreKeyring ***ret, size_t *ret_n) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
-        _cleanup_(store_keyring_list_freep) StoreKeyring **l = NULL;
-        size_t n = 0;
-        int r, rc;
+        int r;
 
         if (!s || !ret)
                 return -EINVAL;
         r = store_prepare(s, STORE_STMT_KEYRING_LIST, "SELECT " KEYRING_COLUMNS " FROM keyrings ORDER BY name", &st);
         if (r < 0)
                 return r;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                _cleanup_(store_keyring_freep) StoreKeyring *k = NULL;
-                r = keyring_from_row(st, &k);
-                if (r < 0)
-                        return r;
-                r = STORE_ARRAY_PUSH(l, n, k);
-                if (r < 0)
-                        return r;
-                k = NULL;
-        }
-        if (rc != SQLITE_DONE)
-                return store_error(s, rc);
-        if (STORE_ARRAY_FINISH(l) < 0)
-                return -ENOMEM;
-        *ret = TAKE_PTR(l);
-        if (ret_n)
-                *ret_n = n;
-        return 0;
+        void **l = NULL;
+        r = store_collect_rows(s, st, keyring_from_row, keyring_free, "keyring: invalid row", &l, ret_n);
+        if (r >= 0)
+                *ret = (StoreKeyring **) l;
+        return r;
 }
 
 StoreKeyring *store_keyring_free(StoreKeyring *k) {
@@ -145,9 +139,5 @@ StoreKeyring *store_keyring_free(StoreKeyring *k) {
 }
 
 void store_keyring_list_free(StoreKeyring **l) {
-        if (!l)
-                return;
-        for (StoreKeyring **i = l; *i; i++)
-                store_keyring_free(*i);
-        free(l);
+        store_list_free((void **) l, keyring_free);
 }

@@ -3,16 +3,21 @@
 #include "store/store-internal.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(StoreKey *, store_key_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(StoreKey **, store_key_list_free);
 
 #define KEY_COLUMNS                                                                                                    \
         "id, kid, keyring, alg, state, jwk, created_at, publish_at, activate_at, retire_at, expire_at, revoked_at, "   \
         "reason, lost"
 
-/* Bind what an update writes: ?1 id, ?2 state, ?3..?7 the timestamps but created_at, ?8 reason, ?9 lost. */
-static int key_bind_mutable(Store *s, sqlite3_stmt *st, const StoreKey *k) {
+/* Prepare the statement for slot and bind what an update writes: ?1 id, ?2 state, ?3..?7 the timestamps but
+ * created_at, ?8 reason, ?9 lost. */
+static int key_prepare_mutable(Store *s, StoreStmt slot, const char *sql, const StoreKey *k, sqlite3_stmt **ret) {
         const char *state = key_state_to_string(k->state);
+        int r;
 
+        r = store_prepare(s, slot, sql, ret);
+        if (r < 0)
+                return r;
+        sqlite3_stmt *st = *ret;
         if (!state || k->id[0] == 0 || strnlen(k->id, sizeof k->id) == sizeof k->id)
                 return store_error_msg(s, -EINVAL, "key: missing or unterminated id, or invalid state");
         if (sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -38,14 +43,11 @@ int store_key_insert(Store *s, const StoreKey *k) {
         if (!k || !k->keyring || !k->jwk || k->kid[0] == 0 || strnlen(k->kid, sizeof k->kid) == sizeof k->kid ||
             !keyd_alg_to_string(k->alg))
                 return store_error_msg(s, -EINVAL, "key: missing kid, keyring or jwk, or invalid alg");
-        r = store_prepare(s, STORE_STMT_KEY_INSERT,
-                          "INSERT INTO keys (id, state, publish_at, activate_at, retire_at, expire_at, revoked_at, "
-                          "reason, lost, created_at, kid, keyring, alg, jwk) "
-                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                          &st);
-        if (r < 0)
-                return r;
-        r = key_bind_mutable(s, st, k);
+        r = key_prepare_mutable(s, STORE_STMT_KEY_INSERT,
+                                "INSERT INTO keys (id, state, publish_at, activate_at, retire_at, expire_at, "
+                                "revoked_at, reason, lost, created_at, kid, keyring, alg, jwk) "
+                                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                k, &st);
         if (r < 0)
                 return r;
         if (sqlite3_bind_int64(st, 10, k->created_at) != SQLITE_OK ||
@@ -66,13 +68,10 @@ int store_key_update(Store *s, const StoreKey *k) {
                 return r;
         if (!k)
                 return -EINVAL;
-        r = store_prepare(s, STORE_STMT_KEY_UPDATE,
-                          "UPDATE keys SET state = ?2, publish_at = ?3, activate_at = ?4, retire_at = ?5, "
-                          "expire_at = ?6, revoked_at = ?7, reason = ?8, lost = ?9 WHERE id = ?1",
-                          &st);
-        if (r < 0)
-                return r;
-        r = key_bind_mutable(s, st, k);
+        r = key_prepare_mutable(s, STORE_STMT_KEY_UPDATE,
+                                "UPDATE keys SET state = ?2, publish_at = ?3, activate_at = ?4, retire_at = ?5, "
+                                "expire_at = ?6, revoked_at = ?7, reason = ?8, lost = ?9 WHERE id = ?1",
+                                k, &st);
         if (r < 0)
                 return r;
         r = store_step_done(s, st);
@@ -81,7 +80,7 @@ int store_key_update(Store *s, const StoreKey *k) {
         return sqlite3_changes(s->db) > 0 ? 0 : store_error_msg(s, -ENOENT, "no such key");
 }
 
-static int key_from_row(sqlite3_stmt *st, StoreKey **ret) {
+static int key_from_row(sqlite3_stmt *st, void **ret) {
         _cleanup_(store_key_freep) StoreKey *k = calloc(1, sizeof(StoreKey));
         _cleanup_free_ char *alg = NULL, *state = NULL;
         int r;
@@ -126,8 +125,12 @@ static int key_get(Store *s, StoreStmt slot, const char *sql, const char *value,
                 return store_error_msg(s, -ENOENT, "no such key");
         if (rc != SQLITE_ROW)
                 return store_error(s, rc);
-        r = key_from_row(st, ret);
-        return r < 0 ? store_error_msg(s, r, "key: invalid row") : 0;
+        void *k = NULL;
+        r = key_from_row(st, &k);
+        if (r < 0)
+                return store_error_msg(s, r, "key: invalid row");
+        *ret = k;
+        return 0;
 }
 
 int store_key_get(Store *s, const char *id, StoreKey **ret) {
@@ -138,11 +141,14 @@ int store_key_get_by_kid(Store *s, const char *kid, StoreKey **ret) {
         return key_get(s, STORE_STMT_KEY_GET_BY_KID, "SELECT " KEY_COLUMNS " FROM keys WHERE kid = ?1", kid, ret);
 }
 
+/* store_key_free() for a list. */
+static void key_free(void *k) {
+        store_key_free(k);
+}
+
 int store_key_list(Store *s, const char *keyring, StoreKey ***ret, size_t *ret_n) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
-        _cleanup_(store_key_list_freep) StoreKey **l = NULL;
-        size_t n = 0;
-        int r, rc;
+        int r;
 
         if (!s || !ret)
                 return -EINVAL;
@@ -156,24 +162,11 @@ int store_key_list(Store *s, const char *keyring, StoreKey ***ret, size_t *ret_n
                 return r;
         if (keyring && sqlite3_bind_text(st, 1, keyring, -1, SQLITE_STATIC) != SQLITE_OK)
                 return store_bind_error(s);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                _cleanup_(store_key_freep) StoreKey *k = NULL;
-                r = key_from_row(st, &k);
-                if (r < 0)
-                        return store_error_msg(s, r, "key: invalid row");
-                r = STORE_ARRAY_PUSH(l, n, k);
-                if (r < 0)
-                        return r;
-                k = NULL;
-        }
-        if (rc != SQLITE_DONE)
-                return store_error(s, rc);
-        if (STORE_ARRAY_FINISH(l) < 0)
-                return -ENOMEM;
-        *ret = TAKE_PTR(l);
-        if (ret_n)
-                *ret_n = n;
-        return 0;
+        void **l = NULL;
+        r = store_collect_rows(s, st, key_from_row, key_free, "key: invalid row", &l, ret_n);
+        if (r >= 0)
+                *ret = (StoreKey **) l;
+        return r;
 }
 
 StoreKey *store_key_free(StoreKey *k) {
@@ -187,9 +180,5 @@ StoreKey *store_key_free(StoreKey *k) {
 }
 
 void store_key_list_free(StoreKey **l) {
-        if (!l)
-                return;
-        for (StoreKey **i = l; *i; i++)
-                store_key_free(*i);
-        free(l);
+        store_list_free((void **) l, key_free);
 }

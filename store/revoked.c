@@ -3,7 +3,6 @@
 #include "store/store-internal.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(StoreRevokedToken *, store_revoked_token_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(StoreRevokedToken **, store_revoked_token_list_free);
 
 int store_revoked_token_insert(Store *s, const StoreRevokedToken *t) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
@@ -47,7 +46,7 @@ int store_revoked_token_check(Store *s, const char *jti, usec_t now) {
         return store_error(s, rc);
 }
 
-static int revoked_from_row(sqlite3_stmt *st, StoreRevokedToken **ret) {
+static int revoked_from_row(sqlite3_stmt *st, void **ret) {
         _cleanup_(store_revoked_token_freep) StoreRevokedToken *t = calloc(1, sizeof(StoreRevokedToken));
         int r;
 
@@ -63,11 +62,14 @@ static int revoked_from_row(sqlite3_stmt *st, StoreRevokedToken **ret) {
         return 0;
 }
 
+/* store_revoked_token_free() for a list. */
+static void revoked_free(void *t) {
+        store_revoked_token_free(t);
+}
+
 int store_revoked_token_list(Store *s, StoreRevokedToken ***ret, size_t *ret_n) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
-        _cleanup_(store_revoked_token_list_freep) StoreRevokedToken **l = NULL;
-        size_t n = 0;
-        int r, rc;
+        int r;
 
         if (!s || !ret)
                 return -EINVAL;
@@ -76,24 +78,11 @@ int store_revoked_token_list(Store *s, StoreRevokedToken ***ret, size_t *ret_n) 
                           &st);
         if (r < 0)
                 return r;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                _cleanup_(store_revoked_token_freep) StoreRevokedToken *t = NULL;
-                r = revoked_from_row(st, &t);
-                if (r < 0)
-                        return store_error_msg(s, r, "revoked token: invalid row");
-                r = STORE_ARRAY_PUSH(l, n, t);
-                if (r < 0)
-                        return r;
-                t = NULL;
-        }
-        if (rc != SQLITE_DONE)
-                return store_error(s, rc);
-        if (STORE_ARRAY_FINISH(l) < 0)
-                return -ENOMEM;
-        *ret = TAKE_PTR(l);
-        if (ret_n)
-                *ret_n = n;
-        return 0;
+        void **l = NULL;
+        r = store_collect_rows(s, st, revoked_from_row, revoked_free, "revoked token: invalid row", &l, ret_n);
+        if (r >= 0)
+                *ret = (StoreRevokedToken **) l;
+        return r;
 }
 
 int store_revoked_token_prune(Store *s, usec_t now) {
@@ -125,9 +114,5 @@ StoreRevokedToken *store_revoked_token_free(StoreRevokedToken *t) {
 }
 
 void store_revoked_token_list_free(StoreRevokedToken **l) {
-        if (!l)
-                return;
-        for (StoreRevokedToken **i = l; *i; i++)
-                store_revoked_token_free(*i);
-        free(l);
+        store_list_free((void **) l, revoked_free);
 }

@@ -88,16 +88,13 @@ int store_schema_version_latest(void) {
 
 int store_schema_version(Store *s) {
         _cleanup_finalize_ sqlite3_stmt *st = NULL;
-        int rc;
+        int r;
 
         if (!s)
                 return -EINVAL;
-        rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
-        if (rc != SQLITE_OK)
-                return store_error(s, rc);
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-                return store_error(s, rc);
+        r = store_query_row(s, "PRAGMA user_version", &st);
+        if (r < 0)
+                return r;
         sqlite3_int64 v = sqlite3_column_int64(st, 0);
         if (v < 0 || v > INT32_MAX)
                 return store_error_msg(s, -EPROTONOSUPPORT, "the database's schema version is not keyd's");

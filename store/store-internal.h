@@ -66,36 +66,38 @@ int store_errno_from_sqlite(int rc, int system_errno);
 
 /* The cached statement for slot, prepared from sql on first use. */
 int store_prepare(Store *s, StoreStmt slot, const char *sql, sqlite3_stmt **ret);
+/* The cached statement for slot with ?1 bound to after and ?2 to limit: a page of a list by seq (a limit past INT64_MAX
+ * is none). -EINVAL if after is past INT64_MAX. */
+int store_prepare_page(Store *s, StoreStmt slot, const char *sql, uint64_t after, size_t limit, sqlite3_stmt **ret);
 /* After a failed sqlite3_bind_*(): its error, from the connection. */
 int store_bind_error(Store *s);
 /* -EINVAL unless a transaction is open: every write goes through this. */
 int store_require_transaction(Store *s);
 /* Step a statement that returns no rows (INSERT, UPDATE, DELETE); 0 or negative errno. */
 int store_step_done(Store *s, sqlite3_stmt *st);
+/* Prepare sql without caching it (rare statements) and step it to its first row: 0, or a negative errno (no row is
+ * an error too). *ret is set once prepared, also on failure: the caller finalizes it. */
+int store_query_row(Store *s, const char *sql, sqlite3_stmt **ret);
 
 /* Column readers. A NULL column gives NULL for nullable, -EBADMSG otherwise; -ENOMEM when out of memory. */
 int store_column_strdup(sqlite3_stmt *st, int col, bool nullable, char **ret);
 /* Copy a text column into a fixed buffer of size (including the NUL); -EBADMSG if NULL or too long. */
 int store_column_strcpy(sqlite3_stmt *st, int col, char *buf, size_t size);
 
-/* Make room in a NULL-terminated array of n pointers (NULL when n is 0) for one more and the NULL after it: returns
- * the array, moved perhaps, or NULL when out of memory (the old array is untouched then). */
-void *store_array_grow(void *array, size_t n);
-/* Append item to a NULL-terminated array of n pointers; 0 or -ENOMEM. */
-#define STORE_ARRAY_PUSH(array, n, item)                                                                               \
-        ({                                                                                                             \
-                __typeof__(array) _a_ = store_array_grow((array), (n));                                                \
-                int _r_ = -ENOMEM;                                                                                     \
-                if (_a_) {                                                                                             \
-                        (array) = _a_;                                                                                 \
-                        (array)[(n)++] = (item);                                                                       \
-                        (array)[(n)] = NULL;                                                                           \
-                        _r_ = 0;                                                                                       \
-                }                                                                                                      \
-                _r_;                                                                                                   \
-        })
-/* An empty list is an array holding only NULL, never NULL itself. */
-#define STORE_ARRAY_FINISH(array) ((array) || ((array) = calloc(1, sizeof(*(array)))) ? 0 : -ENOMEM)
+/* Read the current row of a statement into a new item *ret: 0, or a negative errno (-EBADMSG: a row the store
+ * cannot read, -ENOMEM). */
+typedef int (*StoreRowRead)(sqlite3_stmt *st, void **ret);
+/* Free one item of a list. */
+typedef void (*StoreItemFree)(void *item);
+
+/* Step st (prepared and bound) to its end, reading each row with read_row into a NULL-terminated array: 0 with *ret
+ * (an empty list is an array holding only NULL, never NULL itself) and, unless ret_n is NULL, the count in *ret_n; or
+ * a negative errno with nothing left allocated. A row read_row refuses (but for -ENOMEM) is remembered as invalid_row,
+ * the last error. */
+int store_collect_rows(Store *s, sqlite3_stmt *st, StoreRowRead read_row, StoreItemFree free_item,
+                       const char *invalid_row, void ***ret, size_t *ret_n);
+/* Free every item of a NULL-terminated array with free_item, then the array; NULL is fine. */
+void store_list_free(void **l, StoreItemFree free_item);
 
 /* The audit hash as 32 bytes from its 64 lowercase hex digits; -EBADMSG if it is not that. */
 #define STORE_HASH_LEN 32

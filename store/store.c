@@ -76,6 +76,21 @@ int store_prepare(Store *s, StoreStmt slot, const char *sql, sqlite3_stmt **ret)
         return 0;
 }
 
+int store_prepare_page(Store *s, StoreStmt slot, const char *sql, uint64_t after, size_t limit, sqlite3_stmt **ret) {
+        int r;
+
+        if (after > INT64_MAX)
+                return -EINVAL;
+        r = store_prepare(s, slot, sql, ret);
+        if (r < 0)
+                return r;
+        /* A negative LIMIT is none. */
+        if (sqlite3_bind_int64(*ret, 1, (sqlite3_int64) after) != SQLITE_OK ||
+            sqlite3_bind_int64(*ret, 2, limit > INT64_MAX ? -1 : (sqlite3_int64) limit) != SQLITE_OK)
+                return store_bind_error(s);
+        return 0;
+}
+
 int store_require_transaction(Store *s) {
         if (!s)
                 return -EINVAL;
@@ -88,6 +103,16 @@ int store_step_done(Store *s, sqlite3_stmt *st) {
         int rc = sqlite3_step(st);
         if (rc != SQLITE_DONE)
                 return store_error(s, rc == SQLITE_ROW ? SQLITE_MISUSE : rc);
+        return 0;
+}
+
+int store_query_row(Store *s, const char *sql, sqlite3_stmt **ret) {
+        int rc = sqlite3_prepare_v2(s->db, sql, -1, ret, NULL);
+        if (rc != SQLITE_OK)
+                return store_error(s, rc);
+        rc = sqlite3_step(*ret);
+        if (rc != SQLITE_ROW)
+                return store_error(s, rc);
         return 0;
 }
 
@@ -129,10 +154,60 @@ static size_t array_capacity(size_t used) {
         return c;
 }
 
-void *store_array_grow(void *array, size_t n) {
+/* Make room in an array of n items (NULL when n is 0) for one more and the NULL after it: the array, moved perhaps,
+ * or NULL when out of memory (the old array is untouched then). */
+static void **array_grow(void **array, size_t n) {
         if (array && array_capacity(n + 2) == array_capacity(n + 1))
                 return array;
         return reallocarray(array, array_capacity(n + 2), sizeof(void *));
+}
+
+int store_collect_rows(Store *s, sqlite3_stmt *st, StoreRowRead read_row, StoreItemFree free_item,
+                       const char *invalid_row, void ***ret, size_t *ret_n) {
+        void **l = NULL;
+        size_t n = 0;
+        int r = 0, rc;
+
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                void *item = NULL;
+
+                r = read_row(st, &item);
+                if (r < 0) {
+                        if (r != -ENOMEM)
+                                (void) store_error_msg(s, r, invalid_row);
+                        break;
+                }
+                void **a = array_grow(l, n);
+                if (!a) {
+                        free_item(item);
+                        r = -ENOMEM;
+                        break;
+                }
+                l = a;
+                l[n++] = item;
+                l[n] = NULL;
+        }
+        if (r >= 0 && rc != SQLITE_DONE)
+                r = store_error(s, rc);
+        if (r >= 0 && !l) {
+                l = calloc(1, sizeof(void *));
+                if (!l)
+                        r = -ENOMEM;
+        }
+        if (r < 0) {
+                store_list_free(l, free_item);
+                return r;
+        }
+        *ret = l;
+        if (ret_n)
+                *ret_n = n;
+        return 0;
+}
+
+void store_list_free(void **l, StoreItemFree free_item) {
+        for (void **i = l; i && *i; i++)
+                free_item(*i);
+        free(l);
 }
 
 /* SQLite creates a database file 0644 less the umask: create a new one ourselves first, private to keyd; the -wal and
@@ -184,12 +259,9 @@ static int configure(Store *s) {
                 return 0;
 
         _cleanup_finalize_ sqlite3_stmt *st = NULL;
-        rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
-        if (rc != SQLITE_OK)
-                return store_error(s, rc);
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-                return store_error(s, rc);
+        r = store_query_row(s, "PRAGMA journal_mode=WAL", &st);
+        if (r < 0)
+                return r;
         const char *mode = (const char *) sqlite3_column_text(st, 0);
         if (!mode || strcasecmp(mode, "wal") != 0)
                 return store_error_msg(s, -EIO, "the database cannot be put in WAL mode");

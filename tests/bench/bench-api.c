@@ -23,61 +23,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pkcs11/hsm-internal.h"
+#include "common/hex.h"
 #include "store/store.h"
 #include "tests/bench/util.h"
 
 #define RING "bench"
 #define TARGET_RATIO 0.85
 #define TARGET_P50_US 100.0
-
-/* ---- raw C_Sign ---- */
-
-typedef struct RawRun {
-        Hsm *hsm;
-        HsmKey *key;
-} RawRun;
-
-static void *raw_worker(void *arg) {
-        BenchThread *r = arg;
-        const RawRun *run = r->arg;
-        Hsm *h = run->hsm;
-        HsmKey *k = run->key;
-        uint8_t digest[32], sig[HSM_SIG_MAX];
-        CK_SESSION_HANDLE s;
-        CK_OBJECT_HANDLE priv;
-        CK_MECHANISM m = k->mech;
-
-        memset(digest, 'a', sizeof digest);
-        if (h->f->C_OpenSession(h->slot, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK) {
-                r->failed = 1;
-                return NULL;
-        }
-        if (hsm_find_one(h, s, CKO_PRIVATE_KEY, k->id, k->id_len, &priv) < 0) {
-                h->f->C_CloseSession(s);
-                r->failed = 1;
-                return NULL;
-        }
-        double end = bench_now() + r->seconds;
-        for (;;) {
-                double t0 = bench_now();
-                if (t0 > end)
-                        break;
-                CK_ULONG sl = sizeof sig;
-                CK_RV rv = h->f->C_SignInit(s, &m, priv);
-                if (rv == CKR_OK)
-                        rv = h->f->C_Sign(s, digest, sizeof digest, sig, &sl);
-                if (rv != CKR_OK) {
-                        r->failed = 1;
-                        break;
-                }
-                if (r->ops < r->lat_cap)
-                        r->lat[r->ops] = bench_now() - t0;
-                r->ops++;
-        }
-        h->f->C_CloseSession(s);
-        return NULL;
-}
 
 /* ---- the active key of the keyring, as keyd's store names it ---- */
 
@@ -98,12 +50,8 @@ static int find_active_key(Hsm *h, const char *kid, HsmKey **ret) {
                 return -EIO;
         }
         for (size_t i = 0; i < n; i++)
-                if (keys[i]->state == KEY_STATE_ACTIVE && strcmp(keys[i]->kid, kid) == 0) {
-                        for (const char *p = keys[i]->id; p[0] && p[1] && id_len < sizeof id; p += 2)
-                                if (sscanf(p, "%2hhx", &id[id_len++]) != 1)
-                                        id_len = 0;
-                        r = id_len > 0 ? 0 : -EINVAL;
-                }
+                if (keys[i]->state == KEY_STATE_ACTIVE && strcmp(keys[i]->kid, kid) == 0)
+                        r = hex_decode(keys[i]->id, id, sizeof id, &id_len);
         store_key_list_free(keys);
         store_close(s);
         if (r < 0)
@@ -112,19 +60,14 @@ static int find_active_key(Hsm *h, const char *kid, HsmKey **ret) {
 }
 
 int main(void) {
-        const char *module = getenv("SOFTHSM_MODULE") && *getenv("SOFTHSM_MODULE") ? getenv("SOFTHSM_MODULE")
-                                                                                  : KEYD_DEFAULT_MODULE;
-        double seconds = getenv("KEYD_BENCH_SECONDS") ? atof(getenv("KEYD_BENCH_SECONDS")) : 2.0;
-        int rounds = getenv("KEYD_BENCH_ROUNDS") ? atoi(getenv("KEYD_BENCH_ROUNDS")) : 2;
-        int only = getenv("KEYD_BENCH_CLIENTS") ? atoi(getenv("KEYD_BENCH_CLIENTS")) : 0;
-        bool strict = getenv("KEYD_BENCH_STRICT") && strcmp(getenv("KEYD_BENCH_STRICT"), "1") == 0;
+        BenchEnv env;
         char pin_path[512];
-        char *mint_req = NULL, *floor_req = NULL, *body = NULL;
+        char *mint_req = NULL, *floor_req = NULL;
         size_t mint_len = 0, floor_len = 0;
         Hsm *h = NULL;
         HsmKey *k = NULL;
         json_t *j = NULL;
-        int rc = 1, status = 0;
+        int rc = 1;
         bool missed = false;
         static const char *const keyrings[] = {
                 "[keyring " RING "]\nkind = issuer\nalg = ES256\nissuer = https://bench.test\n"
@@ -132,27 +75,25 @@ int main(void) {
                 NULL,
         };
 
-        if (seconds <= 0 || seconds > 60 || rounds < 1 || rounds > 20 || only < 0 || only > BENCH_MAX_CLIENTS) {
-                fprintf(stderr, "bench-api: KEYD_BENCH_SECONDS must be in (0, 60], KEYD_BENCH_ROUNDS in [1, 20], "
-                                "KEYD_BENCH_CLIENTS in [1, %d]\n",
-                        BENCH_MAX_CLIENTS);
+        if (bench_env("bench-api", 2.0, true, &env) < 0)
                 return 2;
-        }
-        if (bench_keyd_start("bench-api", module, keyrings, pin_path, sizeof pin_path) < 0)
+        double seconds = env.seconds;
+        int rounds = env.rounds, only = env.clients;
+        if (bench_keyd_start("bench-api", env.module, keyrings, pin_path, sizeof pin_path) < 0)
                 goto out;
 
         mint_req = bench_http_request("POST", "/v1/keyrings/" RING "/tokens", "{\"sub\":\"agent-1\"}", &mint_len);
         floor_req = bench_http_request("GET", "/healthz", NULL, &floor_len);
         if (!mint_req || !floor_req)
                 goto out;
-        if (bench_http_once("POST", "/v1/keyrings/" RING "/tokens", "{\"sub\":\"agent-1\"}", &status, &body) < 0 ||
-            status != 201 || !(j = json_loads(body, 0, NULL)) || !json_is_string(json_object_get(j, "kid"))) {
-                fprintf(stderr, "bench-api: the first mint failed (status %d): %s\n", status, body ?: "");
+        if (!(j = bench_http_json("POST", "/v1/keyrings/" RING "/tokens", "{\"sub\":\"agent-1\"}", 201)) ||
+            !json_is_string(json_object_get(j, "kid"))) {
+                fprintf(stderr, "bench-api: the first mint failed\n");
                 bench_show_log();
                 goto out;
         }
 
-        HsmConfig cfg = { .module = module, .uri = "pkcs11:token=keyd-bench", .pin_file = pin_path, .sessions = 2 };
+        HsmConfig cfg = { .module = env.module, .uri = "pkcs11:token=keyd-bench", .pin_file = pin_path, .sessions = 2 };
         if (hsm_open(&cfg, &h) < 0) {
                 fprintf(stderr, "bench-api: hsm_open: %s\n", hsm_last_error());
                 goto out;
@@ -170,11 +111,11 @@ int main(void) {
                rounds, seconds);
         printf("%7s %10s %10s %7s %9s %9s %9s %9s %9s %9s %9s %7s\n", "clients", "raw_ops/s", "mint_ops/s", "ratio",
                "raw_p50", "mint_p50", "p50_diff", "raw_p99", "mint_p99", "raw_cpu", "mint_cpu", "cpu_rat");
-        RawRun run = { .hsm = h, .key = k };
+        BenchRawSign run = { .hsm = h, .key = k };
         for (int clients = only ?: 1; clients <= (only ?: 2); clients++) {
                 BenchResult raw = { 0 }, mint = { 0 }, floor = { 0 };
                 for (int i = 0; i < rounds; i++) {
-                        if (bench_run_threads(raw_worker, &run, clients, seconds, BENCH_LAT_CAP, &raw) < 0) {
+                        if (bench_run_threads(bench_raw_sign_worker, &run, clients, seconds, BENCH_LAT_CAP, &raw) < 0) {
                                 fprintf(stderr, "bench-api: raw signing failed: %s\n", hsm_last_error());
                                 goto out;
                         }
@@ -215,10 +156,9 @@ int main(void) {
                 free(mint.lat);
                 free(floor.lat);
         }
-        rc = strict && missed ? 1 : 0;
+        rc = env.strict && missed ? 1 : 0;
 out:
         json_decref(j);
-        free(body);
         free(mint_req);
         free(floor_req);
         hsm_key_free(k);

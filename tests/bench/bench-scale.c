@@ -36,18 +36,12 @@
  * alternating rounds; default 3), KEYD_BENCH_STRICT=1 (exit 1 if the p99 target is missed), SOFTHSM_MODULE,
  * KEYD_BIN. */
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -95,28 +89,10 @@ static void on_signal(int sig) {
         _exit(128 + sig);
 }
 
-/* SIGTERM, SIGKILL after 10 s. */
-static void stop(volatile pid_t *pidp) {
-        pid_t pid = *pidp;
-        int status;
-        if (pid <= 0)
-                return;
-        kill(pid, SIGTERM);
-        for (int i = 0; waitpid(pid, &status, WNOHANG) != pid; i++) {
-                if (i == 1000) {
-                        kill(pid, SIGKILL);
-                        waitpid(pid, &status, 0);
-                        break;
-                }
-                usleep(10000);
-        }
-        *pidp = 0;
-}
-
 /* Stop our daemons, then util.c's (reaped there), and remove the directory. */
 static void cleanup(void) {
-        stop(&second_pid);
-        stop(&ref_pid);
+        bench_stop_child(&second_pid);
+        bench_stop_child(&ref_pid);
         first_pid = 0;
         bench_cleanup();
 }
@@ -203,11 +179,6 @@ static double timed_get(const char *path, int want_status, size_t *ret_len) {
         return t;
 }
 
-static int cmp_double(const void *a, const void *b) {
-        double x = *(const double *) a, y = *(const double *) b;
-        return x < y ? -1 : x > y;
-}
-
 /* GET path reps times, each on a fresh connection: the first, the median and the reply's size. */
 static int time_get(const char *path, int reps, double *first, double *median, size_t *len) {
         double t[64];
@@ -217,7 +188,7 @@ static int time_get(const char *path, int reps, double *first, double *median, s
                 if ((t[i] = timed_get(path, 200, len)) < 0)
                         return -1;
         *first = t[0];
-        qsort(t, (size_t) reps, sizeof *t, cmp_double);
+        qsort(t, (size_t) reps, sizeof *t, bench_cmp_double);
         *median = t[reps / 2];
         return 0;
 }
@@ -229,48 +200,50 @@ typedef struct SignStat {
         long ops;
 } SignStat;
 
+/* One keep-alive connection signing, and the last reply. */
+typedef struct Signer {
+        BenchConn conn;
+        const char *req;
+        size_t req_len;
+        int status;
+        const char *body;
+        size_t len;
+} Signer;
+
+/* One request: 0 if its reply is a 200 with a signature. */
+static int sign_once(void *arg) {
+        Signer *s = arg;
+        if (bench_conn_roundtrip(&s->conn, s->req, s->req_len, &s->status, &s->body, &s->len) < 0)
+                return -1;
+        return s->status == 200 && memmem(s->body, s->len, "\"signature\":", 12) ? 0 : -1;
+}
+
 /* Sign with ring on sock for seconds (after one warm-up request on the connection), adding to acc. */
 static int sign_round(const char *sock, const char *ring, double seconds, BenchResult *acc) {
         char path[128];
-        const char *b = "";
-        size_t req_len, blen = 0;
-        int status = 0, rc = -1;
-        long ops = 0, cap = 1 << 20;
-        double *lat = malloc(sizeof(double) * (size_t) cap), *l;
-        BenchConn c = BENCH_CONN_INIT;
+        Signer s = { .conn = BENCH_CONN_INIT, .body = "" };
+        BenchThread th = { .seconds = seconds, .lat_cap = 1 << 20 };
+        int rc = -1;
 
         snprintf(path, sizeof path, "/v1/keyrings/%s/sign", ring);
-        char *req = bench_http_request("POST", path, "{\"data\":\"aGVsbG8\"}", &req_len);
-        if (!lat || !req || bench_conn_open(&c, sock) < 0 || bench_conn_roundtrip(&c, req, req_len, &status, &b, &blen) < 0 ||
-            status != 200)
+        char *req = bench_http_request("POST", path, "{\"data\":\"aGVsbG8\"}", &s.req_len);
+        s.req = req;
+        th.lat = malloc(sizeof(double) * (size_t) th.lat_cap);
+        if (!th.lat || !req || bench_conn_open(&s.conn, sock) < 0 || sign_once(&s) < 0)
                 goto out;
-        double t_start = bench_now(), end = t_start + seconds, t0;
-        while ((t0 = bench_now()) < end) {
-                if (bench_conn_roundtrip(&c, req, req_len, &status, &b, &blen) < 0 || status != 200 ||
-                    !memmem(b, blen, "\"signature\":", 12))
-                        goto out;
-                if (ops < cap)
-                        lat[ops] = bench_now() - t0;
-                ops++;
-        }
+        double t_start = bench_now();
+        bench_thread_loop(&th, sign_once, &s);
         double wall = bench_now() - t_start;
-        long n = ops < cap ? ops : cap;
-        if (!(l = realloc(acc->lat, sizeof(double) * (size_t) (acc->n_lat + n + 1))))
+        if (th.failed || bench_result_add(acc, th.lat, th.ops < th.lat_cap ? th.ops : th.lat_cap, th.ops, wall) < 0)
                 goto out;
-        acc->lat = l;
-        memcpy(acc->lat + acc->n_lat, lat, sizeof(double) * (size_t) n);
-        acc->n_lat += n;
-        acc->ops += ops;
-        acc->seconds += wall;
         rc = 0;
 out:
         if (rc < 0)
-                fprintf(stderr, NAME ": signing with %s on %s failed (status %d): %.*s\n", ring, sock, status,
-                        (int) blen, b);
-        bench_conn_close(&c);
-        free(c.buf);
+                fprintf(stderr, NAME ": signing with %s on %s failed (status %d): %.*s\n", ring, sock, s.status,
+                        (int) s.len, s.body);
+        bench_conn_close(&s.conn);
         free(req);
-        free(lat);
+        free(th.lat);
         return rc;
 }
 
@@ -313,7 +286,7 @@ typedef struct Created {
 } Created;
 
 static void tenth(double *lat, long n, double *p50, double *p99) {
-        qsort(lat, (size_t) n, sizeof *lat, cmp_double);
+        qsort(lat, (size_t) n, sizeof *lat, bench_cmp_double);
         *p50 = lat[(long) ((double) (n - 1) * 0.5)] * 1e3;
         *p99 = lat[(long) ((double) (n - 1) * 0.99)] * 1e3;
 }
@@ -373,14 +346,6 @@ static off_t file_size(const char *path) {
         return stat(path, &st) < 0 ? 0 : st.st_size;
 }
 
-static int write_text(const char *path, const char *s) {
-        FILE *f = fopen(path, "we");
-        if (!f)
-                return -1;
-        int r = fputs(s, f) < 0 ? -1 : 0;
-        return fclose(f) == 0 ? r : -1;
-}
-
 /* Sum of the sizes of the regular files under path, and the number of object files in it. */
 static long long tree_size(const char *path, long *files) {
         DIR *d = opendir(path);
@@ -426,26 +391,6 @@ static long reconcile_ms(const char *log_path, off_t offset) {
         return ms;
 }
 
-/* keyd --config config, output appended to log_path, killed if this process dies. */
-static pid_t spawn_keyd(const char *keyd, const char *config, const char *log_path) {
-        pid_t pid = fork();
-        if (pid == 0) {
-                int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-                (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
-                if (fd >= 0) {
-                        dup2(fd, STDOUT_FILENO);
-                        dup2(fd, STDERR_FILENO);
-                }
-                unsetenv("NOTIFY_SOCKET");
-                unsetenv("LISTEN_FDS");
-                unsetenv("LISTEN_PID");
-                unsetenv("JOURNAL_STREAM"); /* the log line with the reconcile time goes to the file */
-                execl(keyd, "keyd", "--config", config, (char *) NULL);
-                _exit(127);
-        }
-        return pid;
-}
-
 /* Poll GET /healthz on sock every 2 ms until it answers 200: 0, or -1 if keyd exited or took too long. */
 static int wait_ready(const char *sock, volatile pid_t *pidp, const char *log_path) {
         double t0 = bench_now();
@@ -475,27 +420,18 @@ static int wait_ready(const char *sock, volatile pid_t *pidp, const char *log_pa
 
 /* ref: its own token directory, SoftHSM2 configuration, token (same PIN), database and socket, one keyring. */
 static int start_ref(const char *keyd, const char *module, const char *pin_path) {
-        char path[512], conf[2048], pin[128] = "", log_path[512];
-        struct passwd *pw = getpwuid(getuid());
+        char ref_dir[512], path[600], pin[128] = "", log_path[600];
         int status;
         FILE *f;
 
-        snprintf(path, sizeof path, "%s/ref", bench_dir());
-        if (mkdir(path, 0700) < 0)
-                return -1;
-        snprintf(path, sizeof path, "%s/ref/tokens", bench_dir());
-        if (mkdir(path, 0700) < 0)
-                return -1;
-        snprintf(conf, sizeof conf,
-                 "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-                 path);
-        snprintf(path, sizeof path, "%s/ref/softhsm2.conf", bench_dir());
-        if (write_text(path, conf) < 0 || !(f = fopen(pin_path, "re")))
+        snprintf(ref_dir, sizeof ref_dir, "%s/ref", bench_dir());
+        if (mkdir(ref_dir, 0700) < 0 || bench_softhsm_conf(ref_dir) < 0 || !(f = fopen(pin_path, "re")))
                 return -1;
         if (!fgets(pin, sizeof pin, f))
                 pin[0] = 0;
         fclose(f);
         /* The token, by a child: SoftHSM2 reads SOFTHSM2_CONF once per process. */
+        snprintf(path, sizeof path, "%s/softhsm2.conf", ref_dir);
         pid_t pid = fork();
         if (pid == 0)
                 _exit(setenv("SOFTHSM2_CONF", path, 1) == 0 &&
@@ -506,16 +442,10 @@ static int start_ref(const char *keyd, const char *module, const char *pin_path)
                 fprintf(stderr, NAME ": cannot create the reference token\n");
                 return -1;
         }
-        snprintf(conf, sizeof conf,
-                 "[token]\nmodule = %s\nuri = pkcs11:token=keyd-bench\npin-file = %s\nsofthsm2-conf = %s\n\n"
-                 "[store]\npath = %s/ref/keyd.db\n\n[api]\nsocket = %s\nworkers = 2\n\n" DEFAULT_RING
-                 "sign-users = %s\n",
-                 module, pin_path, path, bench_dir(), ref_sock, pw ? pw->pw_name : "root");
-        snprintf(path, sizeof path, "%s/ref/keyd.conf", bench_dir());
-        if (write_text(path, conf) < 0)
+        if (bench_write_keyd_conf(ref_dir, module, pin_path, ref_sock, keyrings, path, sizeof path) < 0)
                 return -1;
-        snprintf(log_path, sizeof log_path, "%s/ref/keyd.log", bench_dir());
-        if ((ref_pid = spawn_keyd(keyd, path, log_path)) < 0) {
+        snprintf(log_path, sizeof log_path, "%s/keyd.log", ref_dir);
+        if ((ref_pid = bench_spawn_keyd(keyd, path, log_path)) < 0) {
                 ref_pid = 0;
                 return -1;
         }
@@ -554,7 +484,7 @@ static int restart_keyd(const char *keyd, Restart *ret) {
         /* Start again: same binary and keyd.conf (token, database, socket), output appended to the same log. */
         off_t offset = file_size(log_path);
         t0 = bench_now();
-        if ((second_pid = spawn_keyd(keyd, config, log_path)) < 0) {
+        if ((second_pid = bench_spawn_keyd(keyd, config, log_path)) < 0) {
                 second_pid = 0;
                 return -1;
         }
@@ -580,8 +510,7 @@ static void print_sign(const char *what, const SignStat *s, const SignStat *ref,
 }
 
 int main(void) {
-        const char *module = getenv("SOFTHSM_MODULE") && *getenv("SOFTHSM_MODULE") ? getenv("SOFTHSM_MODULE")
-                                                                                  : KEYD_DEFAULT_MODULE;
+        const char *module = bench_module();
         long n = getenv("KEYD_BENCH_KEYRINGS") ? atol(getenv("KEYD_BENCH_KEYRINGS")) : 1000;
         double seconds = getenv("KEYD_BENCH_SECONDS") ? atof(getenv("KEYD_BENCH_SECONDS")) : 3.0;
         bool strict = getenv("KEYD_BENCH_STRICT") && strcmp(getenv("KEYD_BENCH_STRICT"), "1") == 0;

@@ -11,76 +11,41 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pkcs11/hsm-internal.h"
+#include "pkcs11/hsm.h"
 #include "tests/bench/util.h"
 
 #define LAT_CAP 2000000
 
-typedef struct Run {
-        Hsm *hsm;
+/* keyd's layer: hsm_key_sign() of the same 200-byte message. */
+typedef struct KeydSign {
         HsmKey *key;
-        bool raw;
-} Run;
+        uint8_t msg[200], sig[HSM_SIG_MAX];
+} KeydSign;
 
-static void *worker(void *arg) {
+static int keyd_sign(void *arg) {
+        KeydSign *s = arg;
+        return hsm_key_sign(s->key, s->msg, sizeof s->msg, s->sig, sizeof s->sig) < 0 ? -1 : 0;
+}
+
+static void *keyd_worker(void *arg) {
         BenchThread *r = arg;
-        const Run *run = r->arg;
-        Hsm *h = run->hsm;
-        HsmKey *k = run->key;
-        uint8_t msg[200], sig[HSM_SIG_MAX], digest[32];
-        CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
-        CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE;
-        CK_MECHANISM m = k->mech;
-
-        memset(msg, 'a', sizeof msg);
-        if (run->raw) {
-                if (h->f->C_OpenSession(h->slot, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK ||
-                    hsm_find_one(h, s, CKO_PRIVATE_KEY, k->id, k->id_len, &priv) < 0) {
-                        r->failed = 1;
-                        return NULL;
-                }
-                memset(digest, 'a', sizeof digest);
-        }
-        double end = bench_now() + r->seconds;
-        for (;;) {
-                double t0 = bench_now();
-                if (t0 > end)
-                        break;
-                if (run->raw) {
-                        CK_ULONG sl = sizeof sig;
-                        CK_RV rv = h->f->C_SignInit(s, &m, priv);
-                        if (rv == CKR_OK)
-                                rv = k->md ? h->f->C_Sign(s, digest, sizeof digest, sig, &sl)
-                                           : h->f->C_Sign(s, msg, sizeof msg, sig, &sl);
-                        if (rv != CKR_OK) {
-                                r->failed = 1;
-                                break;
-                        }
-                } else if (hsm_key_sign(k, msg, sizeof msg, sig, sizeof sig) < 0) {
-                        r->failed = 1;
-                        break;
-                }
-                if (r->ops < r->lat_cap)
-                        r->lat[r->ops] = bench_now() - t0;
-                r->ops++;
-        }
-        if (s != CK_INVALID_HANDLE)
-                h->f->C_CloseSession(s);
+        KeydSign s = { .key = r->arg };
+        memset(s.msg, 'a', sizeof s.msg);
+        bench_thread_loop(r, keyd_sign, &s);
         return NULL;
 }
 
 int main(void) {
-        const char *module = getenv("SOFTHSM_MODULE") ?: KEYD_DEFAULT_MODULE;
-        double seconds = getenv("KEYD_BENCH_SECONDS") ? atof(getenv("KEYD_BENCH_SECONDS")) : 2.0;
-        int rounds = getenv("KEYD_BENCH_ROUNDS") ? atoi(getenv("KEYD_BENCH_ROUNDS")) : 2;
+        BenchEnv env;
         char pin_path[512];
         Hsm *h = NULL;
         int rc = 0;
 
-        if (seconds <= 0 || seconds > 60 || rounds < 1 || rounds > 20) {
-                fprintf(stderr, "bench-sign: KEYD_BENCH_SECONDS must be in (0, 60], KEYD_BENCH_ROUNDS in [1, 20]\n");
+        if (bench_env("bench-sign", 2.0, false, &env) < 0)
                 return 2;
-        }
+        const char *module = env.module;
+        double seconds = env.seconds;
+        int rounds = env.rounds;
         if (bench_token_create("keyd-bench", module, pin_path, sizeof pin_path) < 0) {
                 fprintf(stderr, "bench-sign: cannot create a SoftHSM2 token: %m\n");
                 bench_cleanup();
@@ -111,12 +76,13 @@ int main(void) {
                         rc = 1;
                         break;
                 }
-                Run raw_run = { .hsm = h, .key = k, .raw = true }, keyd_run = { .hsm = h, .key = k };
+                BenchRawSign raw_run = { .hsm = h, .key = k };
                 for (int threads = 1; threads <= 2; threads++) {
                         BenchResult raw = { 0 }, keyd = { 0 };
                         for (int i = 0; i < rounds; i++)
-                                if (bench_run_threads(worker, &raw_run, threads, seconds, LAT_CAP, &raw) < 0 ||
-                                    bench_run_threads(worker, &keyd_run, threads, seconds, LAT_CAP, &keyd) < 0) {
+                                if (bench_run_threads(bench_raw_sign_worker, &raw_run, threads, seconds, LAT_CAP,
+                                                      &raw) < 0 ||
+                                    bench_run_threads(keyd_worker, k, threads, seconds, LAT_CAP, &keyd) < 0) {
                                         fprintf(stderr, "bench-sign: signing failed: %s\n", hsm_last_error());
                                         bench_cleanup();
                                         return 1;

@@ -54,29 +54,27 @@ static void subject_done(Subject *s) {
 
 /* Mint a token on the keyring, find its kid in the keyring's JWKS, prepare everything a loop needs. */
 static int subject_prepare(Subject *s) {
-        char path[128], *body = NULL;
+        char path[128];
         json_t *minted = NULL, *jwks = NULL, *k;
         const char *kid, *dot;
         void *sig = NULL;
         size_t i, sig_len = 0;
-        int status = 0, r = -1;
+        int r = -1;
 
         snprintf(path, sizeof path, "/v1/keyrings/%s/tokens", s->ring);
-        if (bench_http_once("POST", path, "{\"sub\":\"agent-1\"}", &status, &body) < 0 || status != 201 ||
-            !(minted = json_loads(body, 0, NULL)) || !json_is_string(json_object_get(minted, "token"))) {
-                fprintf(stderr, "bench-verify: minting on %s failed (status %d): %s\n", s->ring, status, body ?: "");
+        if (!(minted = bench_http_json("POST", path, "{\"sub\":\"agent-1\"}", 201)))
                 goto out;
-        }
-        s->token = strdup(json_string_value(json_object_get(minted, "token")));
+        s->token = json_is_string(json_object_get(minted, "token"))
+                           ? strdup(json_string_value(json_object_get(minted, "token")))
+                           : NULL;
         kid = json_string_value(json_object_get(minted, "kid"));
-        free(body);
-        body = NULL;
         snprintf(path, sizeof path, "/v1/keyrings/%s/jwks", s->ring);
-        if (!s->token || !kid || bench_http_once("GET", path, NULL, &status, &body) < 0 || status != 200 ||
-            !(jwks = json_loads(body, 0, NULL))) {
-                fprintf(stderr, "bench-verify: GET %s failed (status %d): %s\n", path, status, body ?: "");
+        if (!s->token || !kid) {
+                fprintf(stderr, "bench-verify: minting on %s gave no token or kid\n", s->ring);
                 goto out;
         }
+        if (!(jwks = bench_http_json("GET", path, NULL, 200)))
+                goto out;
         json_array_foreach(json_object_get(jwks, "keys"), i, k) {
                 const char *v = json_string_value(json_object_get(k, "kid"));
                 if (v && strcmp(v, kid) == 0 && !s->pkey && jose_jwk_to_pkey(k, &s->pkey) < 0)
@@ -128,7 +126,6 @@ static int subject_prepare(Subject *s) {
         r = s->req ? 0 : -1;
 out:
         free(sig);
-        free(body);
         json_decref(minted);
         json_decref(jwks);
         return r;
@@ -136,10 +133,17 @@ out:
 
 /* ---- raw OpenSSL and keyd's jose code, in-process ---- */
 
+/* What a thread verifies, and how: OpenSSL alone (raw) or keyd's jose code. */
 typedef struct LocalRun {
         const Subject *subject;
         bool jose;
 } LocalRun;
+
+/* A thread's own state: its run and its OpenSSL context. */
+typedef struct LocalThread {
+        const LocalRun *run;
+        EVP_MD_CTX *ctx;
+} LocalThread;
 
 static bool verify_raw(EVP_MD_CTX *ctx, const Subject *s) {
         if (EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, s->pkey) != 1)
@@ -164,39 +168,26 @@ static bool verify_jose(const Subject *s) {
         return res == JOSE_OK;
 }
 
+static int local_verify(void *arg) {
+        LocalThread *t = arg;
+        return (t->run->jose ? verify_jose(t->run->subject) : verify_raw(t->ctx, t->run->subject)) ? 0 : -1;
+}
+
 static void *local_worker(void *arg) {
         BenchThread *r = arg;
-        const LocalRun *run = r->arg;
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        LocalThread t = { .run = r->arg, .ctx = EVP_MD_CTX_new() };
 
-        if (!ctx) {
+        if (!t.ctx) {
                 r->failed = 1;
                 return NULL;
         }
-        double end = bench_now() + r->seconds;
-        for (;;) {
-                double t0 = bench_now();
-                if (t0 > end)
-                        break;
-                if (!(run->jose ? verify_jose(run->subject) : verify_raw(ctx, run->subject))) {
-                        r->failed = 1;
-                        break;
-                }
-                if (r->ops < r->lat_cap)
-                        r->lat[r->ops] = bench_now() - t0;
-                r->ops++;
-        }
-        EVP_MD_CTX_free(ctx);
+        bench_thread_loop(r, local_verify, &t);
+        EVP_MD_CTX_free(t.ctx);
         return NULL;
 }
 
 int main(void) {
-        const char *module = getenv("SOFTHSM_MODULE") && *getenv("SOFTHSM_MODULE") ? getenv("SOFTHSM_MODULE")
-                                                                                  : KEYD_DEFAULT_MODULE;
-        double seconds = getenv("KEYD_BENCH_SECONDS") ? atof(getenv("KEYD_BENCH_SECONDS")) : 2.0;
-        int rounds = getenv("KEYD_BENCH_ROUNDS") ? atoi(getenv("KEYD_BENCH_ROUNDS")) : 2;
-        int clients = getenv("KEYD_BENCH_CLIENTS") ? atoi(getenv("KEYD_BENCH_CLIENTS")) : 2;
-        bool strict = getenv("KEYD_BENCH_STRICT") && strcmp(getenv("KEYD_BENCH_STRICT"), "1") == 0;
+        BenchEnv env;
         char pin_path[512];
         Subject subjects[] = { { .ring = "es", .name = "ES256", .alg = KEYD_ALG_ES256 },
                                { .ring = "rs", .name = "RS256", .alg = KEYD_ALG_RS256 } };
@@ -210,13 +201,11 @@ int main(void) {
                 NULL,
         };
 
-        if (seconds <= 0 || seconds > 60 || rounds < 1 || rounds > 20 || clients < 1 || clients > BENCH_MAX_CLIENTS) {
-                fprintf(stderr, "bench-verify: KEYD_BENCH_SECONDS must be in (0, 60], KEYD_BENCH_ROUNDS in [1, 20], "
-                                "KEYD_BENCH_CLIENTS in [1, %d]\n",
-                        BENCH_MAX_CLIENTS);
+        if (bench_env("bench-verify", 2.0, true, &env) < 0)
                 return 2;
-        }
-        if (bench_keyd_start("bench-verify", module, keyrings, pin_path, sizeof pin_path) < 0)
+        double seconds = env.seconds;
+        int rounds = env.rounds, clients = env.clients ?: 2;
+        if (bench_keyd_start("bench-verify", env.module, keyrings, pin_path, sizeof pin_path) < 0)
                 goto out;
         for (size_t a = 0; a < sizeof subjects / sizeof subjects[0]; a++)
                 if (subject_prepare(&subjects[a]) < 0) {
@@ -269,7 +258,7 @@ int main(void) {
         }
         printf("# SPEC §10: verify >= %.0f%% of OpenSSL's rate for the same key: %s\n", 100 * TARGET_RATIO,
                missed ? "MISSED" : "met");
-        rc = strict && missed ? 1 : 0;
+        rc = env.strict && missed ? 1 : 0;
 out:
         for (size_t a = 0; a < sizeof subjects / sizeof subjects[0]; a++)
                 subject_done(&subjects[a]);

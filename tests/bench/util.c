@@ -21,7 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pkcs11/hsm.h"
+#include "common/hex.h"
+#include "pkcs11/hsm-internal.h"
 #include "tests/bench/util.h"
 
 /* The state of the run. */
@@ -31,6 +32,36 @@ static bool have_tmpdir;
 static volatile pid_t daemon_pid;
 static char sock_path[100];
 
+/* ---- the environment ---- */
+
+const char *bench_module(void) {
+        const char *m = getenv("SOFTHSM_MODULE");
+        return m && *m ? m : KEYD_DEFAULT_MODULE;
+}
+
+int bench_env(const char *name, double default_seconds, bool with_clients, BenchEnv *ret) {
+        *ret = (BenchEnv){
+                .module = bench_module(),
+                .seconds = getenv("KEYD_BENCH_SECONDS") ? atof(getenv("KEYD_BENCH_SECONDS")) : default_seconds,
+                .rounds = getenv("KEYD_BENCH_ROUNDS") ? atoi(getenv("KEYD_BENCH_ROUNDS")) : 2,
+                .clients = with_clients && getenv("KEYD_BENCH_CLIENTS") ? atoi(getenv("KEYD_BENCH_CLIENTS")) : 0,
+                .strict = getenv("KEYD_BENCH_STRICT") && strcmp(getenv("KEYD_BENCH_STRICT"), "1") == 0,
+        };
+        if (ret->seconds <= 0 || ret->seconds > 60 || ret->rounds < 1 || ret->rounds > 20 || ret->clients < 0 ||
+            ret->clients > BENCH_MAX_CLIENTS) {
+                if (with_clients)
+                        fprintf(stderr,
+                                "%s: KEYD_BENCH_SECONDS must be in (0, 60], KEYD_BENCH_ROUNDS in [1, 20], "
+                                "KEYD_BENCH_CLIENTS in [1, %d]\n",
+                                name, BENCH_MAX_CLIENTS);
+                else
+                        fprintf(stderr, "%s: KEYD_BENCH_SECONDS must be in (0, 60], KEYD_BENCH_ROUNDS in [1, 20]\n",
+                                name);
+                return -1;
+        }
+        return 0;
+}
+
 /* ---- time and results ---- */
 
 double bench_now(void) {
@@ -39,12 +70,12 @@ double bench_now(void) {
         return (double) t.tv_sec + (double) t.tv_nsec / 1e9;
 }
 
-static int cmp_double(const void *a, const void *b) {
+int bench_cmp_double(const void *a, const void *b) {
         double x = *(const double *) a, y = *(const double *) b;
         return x < y ? -1 : x > y;
 }
 
-static int result_add(BenchResult *acc, const double *lat, long n_lat, long ops, double seconds) {
+int bench_result_add(BenchResult *acc, const double *lat, long n_lat, long ops, double seconds) {
         double *l = realloc(acc->lat, sizeof(double) * (size_t) (acc->n_lat + n_lat + 1));
         if (!l)
                 return -1;
@@ -57,7 +88,7 @@ static int result_add(BenchResult *acc, const double *lat, long n_lat, long ops,
 }
 
 void bench_result_sort(BenchResult *r) {
-        qsort(r->lat, (size_t) r->n_lat, sizeof(double), cmp_double);
+        qsort(r->lat, (size_t) r->n_lat, sizeof(double), bench_cmp_double);
 }
 
 double bench_pct(const BenchResult *r, double p) {
@@ -113,7 +144,7 @@ static double daemon_cpu(void) {
 static int join_thread(pthread_t t, BenchThread *th, bool first, BenchResult *acc) {
         pthread_join(t, NULL);
         long n = th->ops < th->lat_cap ? th->ops : th->lat_cap;
-        int r = th->failed || result_add(acc, th->lat, n, th->ops, first ? th->seconds : 0) < 0 ? -1 : 0;
+        int r = th->failed || bench_result_add(acc, th->lat, n, th->ops, first ? th->seconds : 0) < 0 ? -1 : 0;
         free(th->lat);
         return r;
 }
@@ -143,6 +174,65 @@ int bench_run_threads(void *(*worker)(void *), void *arg, int threads, double se
         return rc;
 }
 
+void bench_thread_loop(BenchThread *r, int (*op)(void *arg), void *arg) {
+        double end = bench_now() + r->seconds;
+        for (;;) {
+                double t0 = bench_now();
+                if (t0 > end)
+                        break;
+                if (op(arg) < 0) {
+                        r->failed = 1;
+                        break;
+                }
+                if (r->ops < r->lat_cap)
+                        r->lat[r->ops] = bench_now() - t0;
+                r->ops++;
+        }
+}
+
+/* ---- raw C_Sign ---- */
+
+typedef struct RawSign {
+        Hsm *hsm;
+        HsmKey *key;
+        CK_SESSION_HANDLE session;
+        CK_OBJECT_HANDLE priv;
+        CK_MECHANISM mech;
+        uint8_t msg[200], digest[32], sig[HSM_SIG_MAX];
+} RawSign;
+
+static int raw_sign(void *arg) {
+        RawSign *s = arg;
+        CK_FUNCTION_LIST *f = s->hsm->f;
+        CK_ULONG sl = sizeof s->sig;
+        CK_RV rv = f->C_SignInit(s->session, &s->mech, s->priv);
+        if (rv == CKR_OK)
+                rv = s->key->md ? f->C_Sign(s->session, s->digest, sizeof s->digest, s->sig, &sl)
+                                : f->C_Sign(s->session, s->msg, sizeof s->msg, s->sig, &sl);
+        return rv == CKR_OK ? 0 : -1;
+}
+
+void *bench_raw_sign_worker(void *arg) {
+        BenchThread *r = arg;
+        const BenchRawSign *run = r->arg;
+        RawSign s = { .hsm = run->hsm, .key = run->key, .mech = run->key->mech };
+        Hsm *h = run->hsm;
+        HsmKey *k = run->key;
+
+        memset(s.msg, 'a', sizeof s.msg);
+        memset(s.digest, 'a', sizeof s.digest);
+        if (h->f->C_OpenSession(h->slot, CKF_SERIAL_SESSION, NULL, NULL, &s.session) != CKR_OK) {
+                r->failed = 1;
+                return NULL;
+        }
+        if (hsm_find_one(h, s.session, CKO_PRIVATE_KEY, k->id, k->id_len, &s.priv) < 0)
+                r->failed = 1;
+        else
+                bench_thread_loop(r, raw_sign, &s);
+        h->f->C_CloseSession(s.session);
+        return NULL;
+}
+
 /* ---- working directory and token ---- */
 
 static void on_signal(int sig) {
@@ -151,7 +241,7 @@ static void on_signal(int sig) {
         _exit(128 + sig);
 }
 
-static int write_file(const char *path, const char *s) {
+int bench_write_file(const char *path, const char *s) {
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0)
                 return -1;
@@ -160,54 +250,65 @@ static int write_file(const char *path, const char *s) {
         return n == (ssize_t) strlen(s) ? 0 : -1;
 }
 
+int bench_softhsm_conf(const char *dir) {
+        char path[512], conf[1024];
+
+        snprintf(path, sizeof path, "%s/tokens", dir);
+        if (mkdir(path, 0700) < 0)
+                return -1;
+        snprintf(conf, sizeof conf,
+                 "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                 path);
+        snprintf(path, sizeof path, "%s/softhsm2.conf", dir);
+        return bench_write_file(path, conf);
+}
+
 int bench_token_create(const char *prefix, const char *module, char *pin_path, size_t size) {
-        char path[512], conf[1024], pin[33];
+        char path[512], pin[33];
         unsigned char rnd[16];
 
         if ((size_t) snprintf(tmpdir, sizeof tmpdir, "/tmp/%s.XXXXXX", prefix) >= sizeof tmpdir || !mkdtemp(tmpdir))
                 return -1;
         have_tmpdir = true;
         snprintf(sock_path, sizeof sock_path, "%s/keyd.sock", tmpdir);
-        snprintf(path, sizeof path, "%s/tokens", tmpdir);
-        if (mkdir(path, 0700) < 0)
-                return -1;
-        snprintf(conf, sizeof conf,
-                 "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-                 path);
         snprintf(path, sizeof path, "%s/softhsm2.conf", tmpdir);
-        if (write_file(path, conf) < 0 || setenv("SOFTHSM2_CONF", path, 1) < 0)
+        if (bench_softhsm_conf(tmpdir) < 0 || setenv("SOFTHSM2_CONF", path, 1) < 0)
                 return -1;
         if (RAND_bytes(rnd, sizeof rnd) != 1)
                 return -1;
-        for (size_t i = 0; i < sizeof rnd; i++)
-                snprintf(pin + 2 * i, 3, "%02x", rnd[i]);
+        hex_encode(rnd, sizeof rnd, pin, sizeof pin);
         if (hsm_token_init(module, "keyd-bench", "bench-so-pin", pin) < 0)
                 return -1;
         snprintf(pin_path, size, "%s/pin", tmpdir);
-        return write_file(pin_path, pin);
+        return bench_write_file(pin_path, pin);
 }
 
 const char *bench_dir(void) {
         return tmpdir;
 }
 
-void bench_cleanup(void) {
-        pid_t pid = daemon_pid;
-        char cmd[600];
+void bench_stop_child(volatile pid_t *pidp) {
+        pid_t pid = *pidp;
         int status;
 
-        if (pid > 0) {
-                kill(pid, SIGTERM);
-                for (int i = 0; waitpid(pid, &status, WNOHANG) != pid; i++) {
-                        if (i == 1000) { /* 10 s, then SIGKILL */
-                                kill(pid, SIGKILL);
-                                waitpid(pid, &status, 0);
-                                break;
-                        }
-                        usleep(10000);
+        if (pid <= 0)
+                return;
+        kill(pid, SIGTERM);
+        for (int i = 0; waitpid(pid, &status, WNOHANG) != pid; i++) {
+                if (i == 1000) { /* 10 s, then SIGKILL */
+                        kill(pid, SIGKILL);
+                        waitpid(pid, &status, 0);
+                        break;
                 }
-                daemon_pid = 0;
+                usleep(10000);
         }
+        *pidp = 0;
+}
+
+void bench_cleanup(void) {
+        char cmd[600];
+
+        bench_stop_child(&daemon_pid);
         if (have_tmpdir && strncmp(tmpdir, "/tmp/keyd-", 10) == 0) {
                 snprintf(cmd, sizeof cmd, "rm -rf -- '%s'", tmpdir);
                 (void) !system(cmd);
@@ -232,8 +333,8 @@ static int keyd_binary(char *ret, size_t size) {
         return access(ret, X_OK);
 }
 
-static int write_config(const char *module, const char *pin_path, const char *const *keyrings, char *ret,
-                        size_t size) {
+int bench_write_keyd_conf(const char *dir, const char *module, const char *pin_path, const char *sock,
+                          const char *const *keyrings, char *ret, size_t size) {
         struct passwd *pw = getpwuid(getuid());
         char *text = NULL;
         size_t len = 0;
@@ -245,11 +346,11 @@ static int write_config(const char *module, const char *pin_path, const char *co
         fprintf(f,
                 "[token]\nmodule = %s\nuri = pkcs11:token=keyd-bench\npin-file = %s\n"
                 "softhsm2-conf = %s/softhsm2.conf\n\n[store]\npath = %s/keyd.db\n\n[api]\nsocket = %s\nworkers = 2\n\n",
-                module, pin_path, tmpdir, tmpdir, sock_path);
+                module, pin_path, dir, dir, sock);
         for (size_t i = 0; keyrings[i]; i++)
                 fprintf(f, "%s%ssign-users = %s\n", i > 0 ? "\n" : "", keyrings[i], pw->pw_name);
-        snprintf(ret, size, "%s/keyd.conf", tmpdir);
-        r = fclose(f) == 0 ? write_file(ret, text) : -1;
+        snprintf(ret, size, "%s/keyd.conf", dir);
+        r = fclose(f) == 0 ? bench_write_file(ret, text) : -1;
         free(text);
         return r;
 }
@@ -260,15 +361,8 @@ void bench_show_log(void) {
         (void) !system(cmd);
 }
 
-static int daemon_start(const char *keyd, const char *config) {
-        char log_path[512];
-        int status;
-        pid_t pid;
-
-        snprintf(log_path, sizeof log_path, "%s/keyd.log", tmpdir);
-        pid = fork();
-        if (pid < 0)
-                return -1;
+pid_t bench_spawn_keyd(const char *keyd, const char *config, const char *log_path) {
+        pid_t pid = fork();
         if (pid == 0) {
                 int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
                 (void) prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the bench */
@@ -279,9 +373,22 @@ static int daemon_start(const char *keyd, const char *config) {
                 unsetenv("NOTIFY_SOCKET");
                 unsetenv("LISTEN_FDS");
                 unsetenv("LISTEN_PID");
+                unsetenv("JOURNAL_STREAM"); /* keyd's log lines go to the file */
                 execl(keyd, "keyd", "--config", config, (char *) NULL);
                 _exit(127);
         }
+        return pid;
+}
+
+static int daemon_start(const char *keyd, const char *config) {
+        char log_path[512];
+        int status;
+        pid_t pid;
+
+        snprintf(log_path, sizeof log_path, "%s/keyd.log", tmpdir);
+        pid = bench_spawn_keyd(keyd, config, log_path);
+        if (pid < 0)
+                return -1;
         daemon_pid = pid;
         /* Ready when GET /healthz answers 200; at most 30 s. */
         double end = bench_now() + 30;
@@ -319,7 +426,7 @@ int bench_keyd_start(const char *name, const char *module, const char *const *ke
                 fprintf(stderr, "%s: cannot create a SoftHSM2 token: %m\n", prog);
                 return -1;
         }
-        if (write_config(module, pin_path, keyrings, config, sizeof config) < 0)
+        if (bench_write_keyd_conf(tmpdir, module, pin_path, sock_path, keyrings, config, sizeof config) < 0)
                 return -1;
         return daemon_start(keyd, config);
 }
@@ -436,6 +543,18 @@ int bench_http_once(const char *method, const char *path, const char *body, int 
         return r;
 }
 
+json_t *bench_http_json(const char *method, const char *path, const char *body, int want_status) {
+        char *reply = NULL;
+        int status = 0;
+        json_t *j = NULL;
+
+        if (bench_http_once(method, path, body, &status, &reply) < 0 || status != want_status ||
+            !(j = json_loads(reply, 0, NULL)))
+                fprintf(stderr, "%s: %s %s failed (status %d): %s\n", prog, method, path, status, reply ?: "");
+        free(reply);
+        return j;
+}
+
 typedef struct HttpRun {
         const char *req;
         size_t req_len;
@@ -450,6 +569,21 @@ static bool reply_ok(HttpRun *r, int status, const char *body, size_t len) {
         return status == r->want_status && (!r->want_text || memmem(body, len, r->want_text, strlen(r->want_text)));
 }
 
+/* One request and its reply, which must be what the run wants. */
+static int http_exchange(void *arg) {
+        HttpRun *r = arg;
+        const char *body = "";
+        size_t blen = 0;
+        int status = 0;
+
+        if (bench_conn_roundtrip(&r->conn, r->req, r->req_len, &status, &body, &blen) < 0 ||
+            !reply_ok(r, status, body, blen)) {
+                fprintf(stderr, "%s: unexpected reply (status %d): %.*s\n", prog, status, (int) blen, body);
+                return -1;
+        }
+        return 0;
+}
+
 static void *http_worker(void *arg) {
         HttpRun *r = arg;
         const char *body;
@@ -461,21 +595,8 @@ static void *http_worker(void *arg) {
             !reply_ok(r, status, body, blen))
                 r->th.failed = 1;
         pthread_barrier_wait(r->start);
-        double end = bench_now() + r->th.seconds;
-        while (!r->th.failed) {
-                double t0 = bench_now();
-                if (t0 > end)
-                        break;
-                if (bench_conn_roundtrip(&r->conn, r->req, r->req_len, &status, &body, &blen) < 0 ||
-                    !reply_ok(r, status, body, blen)) {
-                        fprintf(stderr, "%s: unexpected reply (status %d): %.*s\n", prog, status, (int) blen, body);
-                        r->th.failed = 1;
-                        break;
-                }
-                if (r->th.ops < r->th.lat_cap)
-                        r->th.lat[r->th.ops] = bench_now() - t0;
-                r->th.ops++;
-        }
+        if (!r->th.failed)
+                bench_thread_loop(&r->th, http_exchange, r);
         bench_conn_close(&r->conn);
         return NULL;
 }

@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
+
+#include "pkcs11/hsm.h"
 
 /* Helpers shared by the benchmarks (tests/bench/bench-*.c): results and their statistics, threads that time an
  * operation, a private SoftHSM2 token under mkdtemp, and build/keyd started on it with keep-alive HTTP clients over
@@ -13,6 +17,25 @@
 
 #define BENCH_MAX_CLIENTS 8   /* threads or HTTP clients in one run */
 #define BENCH_LAT_CAP 1000000 /* latencies recorded per HTTP client and run */
+
+/* ---- the environment ---- */
+
+/* $SOFTHSM_MODULE if set and not empty, else the build's default. */
+const char *bench_module(void);
+
+/* What a bench run is told by its environment. */
+typedef struct BenchEnv {
+        const char *module; /* bench_module() */
+        double seconds;     /* KEYD_BENCH_SECONDS: per round */
+        int rounds;         /* KEYD_BENCH_ROUNDS, default 2 */
+        int clients;        /* KEYD_BENCH_CLIENTS, 0 if not set: the bench's default */
+        bool strict;        /* KEYD_BENCH_STRICT=1: exit 1 if a target is missed */
+} BenchEnv;
+
+/* Read the environment (seconds default_seconds if not set; clients only for a bench that takes them); -1, after a
+ * message on stderr naming the bench, if KEYD_BENCH_SECONDS is not in (0, 60], KEYD_BENCH_ROUNDS not in [1, 20],
+ * KEYD_BENCH_CLIENTS not in [0, BENCH_MAX_CLIENTS]. */
+int bench_env(const char *name, double default_seconds, bool with_clients, BenchEnv *ret);
 
 /* ---- time and results ---- */
 
@@ -29,6 +52,10 @@ typedef struct BenchResult {
 } BenchResult;
 
 void bench_result_sort(BenchResult *r);
+/* Add n_lat latencies, ops operations and seconds of wall time to acc; -1 if out of memory. */
+int bench_result_add(BenchResult *acc, const double *lat, long n_lat, long ops, double seconds);
+/* qsort() order of doubles. */
+int bench_cmp_double(const void *a, const void *b);
 /* Percentile p (0..1) of the sorted latencies, in µs; 0 if there are none. */
 double bench_pct(const BenchResult *r, double p);
 /* Operations per second of wall time. */
@@ -56,6 +83,19 @@ typedef struct BenchThread {
  * operations, latencies, the wall time and this process's CPU time to acc. -1 if a thread failed. */
 int bench_run_threads(void *(*worker)(void *), void *arg, int threads, double seconds, long lat_cap,
                       BenchResult *acc);
+/* The timing loop of a worker: op(arg) again and again for r->seconds, the latency of each recorded in r->lat (the
+ * first r->lat_cap of them) and counted in r->ops; at the first op that returns < 0, r->failed is set and the loop
+ * ends. */
+void bench_thread_loop(BenchThread *r, int (*op)(void *arg), void *arg);
+
+/* Raw C_Sign on the token, as a bare PKCS#11 loop does it (tools/p11bench.c): a worker for bench_run_threads() with a
+ * BenchRawSign as its arg. Each thread opens a session and finds the key's handle once, then C_SignInit + C_Sign over
+ * a 32-byte digest (ECDSA: keyd hashes in software) or a 200-byte message (RSA). */
+typedef struct BenchRawSign {
+        Hsm *hsm;
+        HsmKey *key;
+} BenchRawSign;
+void *bench_raw_sign_worker(void *arg);
 
 /* ---- working directory, token, keyd ---- */
 
@@ -74,6 +114,20 @@ const char *bench_dir(void);
  * process dies) and wait up to 30 s for GET /healthz to answer 200. Says on stderr what failed. */
 int bench_keyd_start(const char *name, const char *module, const char *const *keyrings, char *pin_path,
                      size_t size);
+/* Start keyd --config config in a child (its output appended to log_path, NOTIFY_SOCKET, LISTEN_* and JOURNAL_STREAM
+ * unset, killed if this process dies): its pid, or -1. */
+pid_t bench_spawn_keyd(const char *keyd, const char *config, const char *log_path);
+/* Stop the child *pidp (SIGTERM, SIGKILL after 10 s), reap it and set *pidp to 0; nothing if *pidp <= 0. */
+void bench_stop_child(volatile pid_t *pidp);
+/* Write s to path (mode 0600, truncated): 0 or -1. */
+int bench_write_file(const char *path, const char *s);
+/* Under dir: a token directory (dir/tokens) and a SoftHSM2 configuration for it (dir/softhsm2.conf). 0 or -1. */
+int bench_softhsm_conf(const char *dir);
+/* dir/keyd.conf for keyd on the token "keyd-bench" of dir/softhsm2.conf, with the PIN in pin_path, the store
+ * dir/keyd.db, the socket sock and 2 workers, then the NULL-terminated keyring sections (a blank line between two),
+ * each followed by "sign-users = USER\n" for the current user. Its path in ret; 0 or -1. */
+int bench_write_keyd_conf(const char *dir, const char *module, const char *pin_path, const char *sock,
+                          const char *const *keyrings, char *ret, size_t size);
 /* The last 20 lines of keyd's output, to stderr. */
 void bench_show_log(void);
 /* Stop keyd (SIGTERM, SIGKILL after 10 s) and remove the working directory. */
@@ -81,7 +135,6 @@ void bench_cleanup(void);
 
 /* ---- HTTP/1.1 over keyd's Unix socket ---- */
 
-/* A request with Host and, if body is not NULL, a JSON body with Content-Length; its length in *ret_len. free() it. */
 /* A keep-alive HTTP/1.1 connection to a keyd socket, for replies of any size. */
 typedef struct BenchConn {
         int fd;
@@ -98,9 +151,13 @@ void bench_conn_close(BenchConn *c);
 int bench_conn_roundtrip(BenchConn *c, const char *req, size_t req_len, int *ret_status, const char **ret_body,
                          size_t *ret_len);
 
+/* A request with Host and, if body is not NULL, a JSON body with Content-Length; its length in *ret_len. free() it. */
 char *bench_http_request(const char *method, const char *path, const char *body, size_t *ret_len);
 /* One request on a fresh connection: the reply's status, and its body as a new string if ret_body is given. */
 int bench_http_once(const char *method, const char *path, const char *body, int *ret_status, char **ret_body);
+/* bench_http_once() whose reply must have status want_status and a JSON body: the JSON, or NULL after a message on
+ * stderr with the request, the status and the body. */
+json_t *bench_http_json(const char *method, const char *path, const char *body, int want_status);
 /* clients threads, each a keep-alive connection (connected and warmed by one request before the clock starts)
  * writing req and reading the reply for seconds; a request counts when a reply with want_status, containing
  * want_text if not NULL, has been read in full (latency: write to last byte). Adds operations, latencies (the first

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -12,6 +13,12 @@
 
 #include "common/macro.h"
 #include "tests/helpers/test-daemon.h"
+#include "tests/helpers/test-util.h"
+
+const char *test_daemon_socket(TestToken *t, char *ret, size_t size) {
+        snprintf(ret, size, "%s/keyd.sock", t->dir);
+        return ret;
+}
 
 char *test_daemon_write_config(TestToken *t, const char *rings) {
         char *text;
@@ -55,6 +62,48 @@ void test_daemon_start(TestDaemon *d, TestToken *t, const char *config, const ch
                 execl(bin, "keyd", "--config", config, (char *) NULL);
                 _exit(127);
         }
+}
+
+static void wait_ready(TestDaemon *d) {
+        char log[4096];
+        if (!test_daemon_wait_notify(d, "READY=1", 30000, NULL, 0))
+                cr_assert_fail("keyd did not become ready:\n%s", test_file_tail(d->log, log, sizeof log));
+}
+
+void test_daemon_start_ready(TestDaemon *d, TestToken *t, const char *config) {
+        test_daemon_start(d, t, config, NULL);
+        wait_ready(d);
+}
+
+void test_daemon_start_rings(TestDaemon *d, TestToken *t, const char *rings) {
+        char *conf = test_daemon_write_config(t, rings);
+        test_daemon_start(d, t, conf, NULL);
+        free(conf);
+        wait_ready(d);
+}
+
+int test_daemon_start_public(TestDaemon *d, TestToken *t, const char *rings, int timeout_ms) {
+        char log[8192] = "";
+
+        for (int attempt = 0; attempt < 4; attempt++) {
+                int port = test_free_port();
+                char *text, *conf;
+                cr_assert(asprintf(&text, "[public]\nlisten = 127.0.0.1:%d\n\n%s", port, rings) >= 0);
+                conf = test_daemon_write_config(t, text);
+                free(text);
+                test_daemon_start(d, t, conf, NULL);
+                free(conf);
+                if (test_daemon_wait_notify(d, "READY=1", timeout_ms, NULL, 0))
+                        return port;
+                test_file_tail(d->log, log, sizeof log);
+                cr_assert_eq(d->pid, 0, "keyd not ready within %d s:\n%s", timeout_ms / 1000, log);
+                /* Only a port taken meanwhile is worth another try. */
+                cr_assert(strstr(log, "Address already in use"), "keyd exited before READY=1:\n%s", log);
+                unlink(d->log); /* the next attempt's log is its own */
+                test_daemon_done(d);
+        }
+        cr_assert_fail("keyd found its public port taken four times, the last with:\n%s", log);
+        return -1;
 }
 
 static long now_ms(void) {
@@ -114,6 +163,21 @@ int test_daemon_stop(TestDaemon *d, int sig) {
         return status;
 }
 
+void test_daemon_stop_clean(TestDaemon *d) {
+        char log[4096];
+        int status = test_daemon_stop(d, SIGTERM);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                cr_assert_fail("keyd did not stop cleanly on SIGTERM (wait status %d):\n%s", status,
+                               test_file_tail(d->log, log, sizeof log));
+}
+
+const char *test_daemon_open_socket(TestToken *t, char *ret, size_t size) {
+        test_daemon_socket(t, ret, size);
+        cr_assert_eq(chmod(t->dir, 0755), 0, "chmod %s: %m", t->dir);
+        cr_assert_eq(chmod(ret, 0666), 0, "chmod %s: %m", ret);
+        return ret;
+}
+
 void test_daemon_done(TestDaemon *d) {
         if (d->pid > 0) {
                 kill(d->pid, SIGKILL);
@@ -128,4 +192,9 @@ void test_daemon_done(TestDaemon *d) {
         free(d->log);
         memset(d, 0, sizeof *d);
         d->notify_fd = -1;
+}
+
+void test_daemon_teardown(TestDaemon *d, TestToken *t) {
+        test_daemon_done(d);
+        test_token_teardown(t);
 }

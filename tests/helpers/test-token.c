@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/hex.h"
 #include "tests/helpers/test-token.h"
 #include "tests/helpers/test-util.h"
 
@@ -45,8 +46,7 @@ void test_token_setup(TestToken *t) {
         cr_assert_not_null(f);
         cr_assert_eq(fread(rnd, 1, sizeof rnd, f), sizeof rnd);
         fclose(f);
-        for (size_t i = 0; i < sizeof rnd; i++)
-                snprintf(pin + 2 * i, 3, "%02x", rnd[i]);
+        hex_encode(rnd, sizeof rnd, pin, sizeof pin);
 
         cr_assert_eq(hsm_token_init(t->module, TEST_TOKEN_LABEL, TEST_SO_PIN, pin), 0, "token init: %s",
                      hsm_last_error());

@@ -5,11 +5,6 @@
 #include <criterion/criterion.h>
 #include <poll.h>
 #include <stdio.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <grp.h>
 #include <unistd.h>
 
 #include "common/crypto-util.h"
@@ -17,10 +12,9 @@
 #include "jose/jwk.h"
 #include "jose/jws.h"
 #include "tests/helpers/test-api.h"
+#include "tests/helpers/test-crypto.h"
 #include "tests/helpers/test-daemon.h"
 #include "tests/helpers/test-util.h"
-
-#define NOBODY 65534
 #define TYP_REVOCATIONS "keyd-revocations+jwt"
 #define TYP_CHECKPOINT "keyd-audit-checkpoint+jwt"
 
@@ -34,19 +28,13 @@ static char sock[100];
 
 static void start(const char *rings) {
         test_token_setup(&tok);
-        char *conf = test_daemon_write_config(&tok, rings);
-        test_daemon_start(&d, &tok, conf, NULL);
-        free(conf);
-        cr_assert(test_daemon_wait_notify(&d, "READY=1", 30000, NULL, 0), "keyd did not become ready");
-        snprintf(sock, sizeof sock, "%s/keyd.sock", tok.dir);
+        test_daemon_start_rings(&d, &tok, rings);
         /* Let the unprivileged children of the denial tests reach the socket. */
-        cr_assert_eq(chmod(tok.dir, 0755), 0);
-        cr_assert_eq(chmod(sock, 0666), 0);
+        test_daemon_open_socket(&tok, sock, sizeof sock);
 }
 
 static void stop(void) {
-        test_daemon_done(&d);
-        test_token_teardown(&tok);
+        test_daemon_teardown(&d, &tok);
 }
 
 /* "default" alone: raw signing is not allowed on it. */
@@ -69,66 +57,12 @@ static json_t *call(const char *method, const char *path, const char *body, long
 
 static void expect_error(const char *method, const char *path, const char *body, long want, const char *code,
                          const char *in_message) {
-        json_t *j = call(method, path, body, want);
-        cr_assert_not_null(j, "error replies are JSON");
-        cr_assert_str_eq(json_string_value(json_object_get(j, "error")), code, "%s %s", method, path);
-        const char *m = json_string_value(json_object_get(j, "message"));
-        cr_assert_not_null(m);
-        cr_assert(!in_message || strstr(m, in_message), "message '%s' does not say '%s'", m, in_message);
-        json_decref(j);
+        test_api_expect_error(sock, method, path, body, want, code, in_message);
 }
 
-static json_t *verify(const char *token, const char *extra) {
-        char *body;
-        cr_assert(asprintf(&body, "{\"token\":\"%s\"%s}", token, extra ? extra : "") >= 0);
-        json_t *j = call("POST", "/v1/verify", body, 200);
-        free(body);
-        return j;
-}
-
-static void expect_valid(const char *token, const char *extra) {
-        json_t *j = verify(token, extra);
-        cr_assert(json_is_true(json_object_get(j, "valid")), "the token must verify: %s",
-                  json_string_value(json_object_get(j, "error")));
-        json_decref(j);
-}
-
-static void expect_invalid(const char *token, const char *extra, const char *error) {
-        json_t *j = verify(token, extra);
-        cr_assert(json_is_false(json_object_get(j, "valid")), "the token must not verify (%s)", error);
-        cr_assert_str_eq(json_string_value(json_object_get(j, "error")), error);
-        json_decref(j);
-}
-
-/* The token or JWS of a 201 reply. */
-static char *signed_text(const char *path, const char *body, const char *member) {
-        json_t *j = call("POST", path, body, 201);
-        char *s = strdup(json_string_value(json_object_get(j, member)));
-        json_decref(j);
-        return s;
-}
-
-static char *active_kid(const char *ring) {
-        char path[128];
-        snprintf(path, sizeof path, "/v1/keyrings/%s", ring);
-        json_t *j = call("GET", path, NULL, 200), *k;
-        size_t i;
-        char *kid = NULL;
-        json_array_foreach(json_object_get(j, "keys"), i, k) {
-                if (streq(json_string_value(json_object_get(k, "state")), "active"))
-                        kid = strdup(json_string_value(json_object_get(k, "kid")));
-        }
-        json_decref(j);
-        cr_assert_not_null(kid);
-        return kid;
-}
-
-/* Every audit record (the tests write far fewer than 1000). */
-static json_t *audit_records(void) {
-        json_t *j = call("GET", "/v1/audit?after=0&limit=1000", NULL, 200);
-        json_t *r = json_incref(json_object_get(j, "records"));
-        json_decref(j);
-        return r;
+/* The JWS of a 201 reply. */
+static char *signed_jws(const char *path, const char *body) {
+        return test_api_created(sock, path, body, "jws");
 }
 
 static void create_agent(const char *name) {
@@ -147,7 +81,7 @@ static bool label_of_ring(const char *label, const char *ring) {
 /* Sign header.payload with the active key of a keyring from this process, through the token: what keyd signs when
  * /jws is asked for that header and payload. */
 static char *forge(const char *ring, const char *typ, const char *payload) {
-        char *kid = active_kid(ring), tp[JOSE_THUMBPRINT_LEN + 1];
+        char *kid = test_api_active_kid(sock, ring), tp[JOSE_THUMBPRINT_LEN + 1];
         Hsm *h = test_token_open(&tok, 1);
         HsmObject *objs = NULL;
         HsmKey *key = NULL;
@@ -206,19 +140,11 @@ static char *claims_with(const char *iss) {
         return p;
 }
 
-static char *b64(const char *s) {
-        char *out;
-        cr_assert_eq(jose_b64url_encode(s, strlen(s), &out), 0);
-        return out;
-}
-
 /* {"data": b64url(b64url(header) "." b64url(payload))}: a JWS signing input to sign raw. */
 static char *raw_jws_input_body(const char *header) {
-        char *h = b64(header), *p = b64("{\"sub\":\"a\"}"), *input, *data, *body;
-        cr_assert(asprintf(&input, "%s.%s", h, p) >= 0);
-        data = b64(input);
+        char *input = test_jws_input(header, "{\"sub\":\"a\"}"), *data = test_b64url(input, strlen(input)), *body;
         cr_assert(asprintf(&body, "{\"data\":\"%s\"}", data) >= 0);
-        free(h), free(p), free(input), free(data);
+        free(input), free(data);
         return body;
 }
 
@@ -232,7 +158,7 @@ Test(policy, raw_signing_refused_on_issuer_keyring) {
         /* Minting is what an issuer keyring is for. */
         json_decref(call("POST", "/v1/keyrings/default/tokens", "{\"sub\":\"a\"}", 201));
 
-        json_t *recs = audit_records(), *r;
+        json_t *recs = test_api_audit_records(sock), *r;
         size_t i, denied = 0;
         json_array_foreach(recs, i, r) {
                 if (streq(json_string_value(json_object_get(r, "action")), "authz.denied") &&
@@ -247,9 +173,8 @@ Test(policy, raw_signing_refused_on_issuer_keyring) {
 Test(policy, keyd_typs_refused_on_agent_keyring) {
         create_agent("agent-0");
         /* What an agent is for: a DPoP proof. */
-        free(signed_text("/v1/keyrings/agent-0/jws",
-                         "{\"payload_json\":{\"htm\":\"POST\"},\"header\":{\"typ\":\"dpop+jwt\"},\"embed_jwk\":true}",
-                         "jws"));
+        free(signed_jws("/v1/keyrings/agent-0/jws",
+                        "{\"payload_json\":{\"htm\":\"POST\"},\"header\":{\"typ\":\"dpop+jwt\"},\"embed_jwk\":true}"));
         expect_error("POST", "/v1/keyrings/agent-0/jws",
                      "{\"payload_json\":{\"sub\":\"a\"},\"header\":{\"typ\":\"" TYP_REVOCATIONS "\"}}", 422,
                      "unprocessable", TYP_REVOCATIONS);
@@ -288,17 +213,17 @@ Test(policy, verify_refuses_keyd_typs) {
         char *claims = claims_with("https://issuer.test");
         char *ok = forge("default", "JWT", claims), *rev = forge("default", TYP_REVOCATIONS, claims),
              *chk = forge("default", TYP_CHECKPOINT, claims);
-        expect_valid(ok, NULL);
-        expect_invalid(rev, NULL, "malformed");
-        expect_invalid(chk, NULL, "malformed");
+        test_api_expect_valid(sock, ok, NULL);
+        test_api_expect_invalid(sock, rev, NULL, "malformed");
+        test_api_expect_invalid(sock, chk, NULL, "malformed");
         free(ok), free(rev), free(chk), free(claims);
 }
 
 Test(policy_raw, allowed_but_never_keyd_typs) {
         char *claims = claims_with("https://raw.test"), body[512];
         snprintf(body, sizeof body, "{\"payload_json\":%s,\"header\":{\"typ\":\"JWT\"}}", claims);
-        char *t = signed_text("/v1/keyrings/raw/jws", body, "jws");
-        expect_valid(t, NULL);
+        char *t = signed_jws("/v1/keyrings/raw/jws", body);
+        test_api_expect_valid(sock, t, NULL);
         free(t);
         json_decref(call("POST", "/v1/keyrings/raw/sign", "{\"data\":\"aGVsbG8\"}", 200));
         json_t *j = call("GET", "/v1/keyrings/raw", NULL, 200);
@@ -335,12 +260,12 @@ Test(policy, agent_key_only_when_asked_for) {
         create_agent("agent-1");
         char *claims = claims_with("https://issuer.test"), body[512];
         snprintf(body, sizeof body, "{\"payload_json\":%s}", claims);
-        char *t = signed_text("/v1/keyrings/agent-1/jws", body, "jws");
+        char *t = signed_jws("/v1/keyrings/agent-1/jws", body);
         /* By default only issuer keyrings vouch for a token. */
-        expect_invalid(t, NULL, "unknown_kid");
-        expect_invalid(t, ",\"keyrings\":[\"default\"]", "unknown_kid");
+        test_api_expect_invalid(sock, t, NULL, "unknown_kid");
+        test_api_expect_invalid(sock, t, ",\"keyrings\":[\"default\"]", "unknown_kid");
         /* A caller who names the agent keyring checks an agent's own proof. */
-        expect_valid(t, ",\"keyrings\":[\"agent-1\"]");
+        test_api_expect_valid(sock, t, ",\"keyrings\":[\"agent-1\"]");
         free(t), free(claims);
 }
 
@@ -349,25 +274,18 @@ Test(policy, iss_must_be_the_keyrings_issuer) {
              *good = claims_with("https://issuer.test");
         char *t1 = forge("default", "JWT", other), *t2 = forge("default", "JWT", none),
              *t3 = forge("default", "JWT", good);
-        expect_invalid(t1, NULL, "issuer_mismatch");
-        expect_invalid(t2, NULL, "issuer_mismatch");
-        expect_valid(t3, NULL);
+        test_api_expect_invalid(sock, t1, NULL, "issuer_mismatch");
+        test_api_expect_invalid(sock, t2, NULL, "issuer_mismatch");
+        test_api_expect_valid(sock, t3, NULL);
         free(t1), free(t2), free(t3), free(other), free(none), free(good);
 }
 
 /* --- ITEM 7: every denial and every signing failure is audited --- */
 
-static int connect_unix(void) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
-        return fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof sa) == 0 ? fd : -1;
-}
-
 /* As nobody: one raw request (the bytes as given, not percent-escaped); returns the HTTP status, or exits. */
 static int nobody_request(const char *req) {
         char out[4096];
-        int fd = connect_unix();
+        int fd = test_api_try_connect(sock);
         if (fd < 0 || write(fd, req, strlen(req)) != (ssize_t) strlen(req))
                 _exit(2);
         struct pollfd p = { fd, POLLIN, 0 };
@@ -400,7 +318,7 @@ static json_t *denial_of_kid(json_t *recs, const char *kid) {
         size_t i;
         json_array_foreach(recs, i, r) {
                 if (streq(json_string_value(json_object_get(r, "action")), "authz.denied") &&
-                    json_integer_value(json_object_get(r, "uid")) == NOBODY &&
+                    json_integer_value(json_object_get(r, "uid")) == TEST_NOBODY &&
                     streq(json_string_value(json_object_get(r, "kid")) ?: "", kid)) {
                         cr_assert(json_is_null(json_object_get(r, "keyring")), "a kid is not a keyring");
                         cr_assert_str_eq(json_string_value(json_object_get(r, "result")), "denied");
@@ -413,24 +331,16 @@ static json_t *denial_of_kid(json_t *recs, const char *kid) {
 /* A denial on the kid route records the kid as kid (before, as the keyring); a kid that is not UTF-8 is a bad request
  * (400) before anything is authorised, so the audit chain never meets bytes it cannot hold. */
 Test(policy, denial_with_non_utf8_kid_is_audited) {
-        pid_t pid = fork();
-        cr_assert(pid >= 0);
-        if (pid == 0) {
-                if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
-                    setresuid(NOBODY, NOBODY, NOBODY) < 0)
-                        _exit(99);
+        pid_t pid = test_fork_as_nobody();
+        if (pid == 0)
                 nobody_revokes();
-        }
-        int status;
-        cr_assert_eq(waitpid(pid, &status, 0), pid);
-        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the unprivileged requests: exit %d", status);
+        int status = test_wait_child(pid);
+        cr_assert_eq(status, 0, "the unprivileged requests: exit %d", status);
 
-        json_t *recs = audit_records();
+        json_t *recs = test_api_audit_records(sock);
         cr_assert_not_null(denial_of_kid(recs, "k-ascii"), "the denial is in the audit log, with the kid as kid");
         json_decref(recs);
-        json_t *v = call("POST", "/v1/audit/verify", NULL, 200);
-        cr_assert(json_is_true(json_object_get(v, "ok")));
-        json_decref(v);
+        json_decref(test_api_audit_verify(sock));
 }
 
 /* Destroy every object of a keyring in the token behind keyd's back: its keys can no longer sign. */
@@ -478,7 +388,7 @@ Test(policy, sign_failures_are_audited) {
         expect_error("POST", "/v1/keyrings/agent-2/jws", "{\"payload_json\":{\"sub\":\"a\"}}", 503, "unavailable",
                      NULL);
         expect_error("POST", "/v1/keyrings/agent-3/sign", "{\"data\":\"aGVsbG8\"}", 503, "unavailable", NULL);
-        json_t *recs = audit_records();
+        json_t *recs = test_api_audit_records(sock);
         expect_error_audited(recs, "token.mint", "default");
         expect_error_audited(recs, "jws.sign", "agent-2");
         expect_error_audited(recs, "data.sign", "agent-3");
@@ -519,7 +429,7 @@ Test(policy, mint_refuses_oversized_token) {
         cr_assert_eq(mint_padded(lo, &t), 201);
         cr_assert_leq(strlen(t), JOSE_JWS_MAX);
         cr_assert_geq(strlen(t), JOSE_JWS_MAX - 3, "the limit is verify's, not a smaller one: %zu", strlen(t));
-        expect_valid(t, NULL);
+        test_api_expect_valid(sock, t, NULL);
         free(t);
         cr_assert_eq(mint_padded(lo + 1, NULL), 422);
 }

@@ -1,19 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* The local API through the real socket of the real daemon, on a real token: every endpoint, its errors, and
  * authorisation across uids. */
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <openssl/hmac.h>
 #include <poll.h>
 #include <stdio.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <grp.h>
 #include <unistd.h>
 
 #include "common/crypto-util.h"
@@ -21,62 +13,34 @@
 #include "jose/jwk.h"
 #include "jose/jws.h"
 #include "tests/helpers/test-api.h"
+#include "tests/helpers/test-crypto.h"
 #include "tests/helpers/test-daemon.h"
 #include "tests/helpers/test-util.h"
-
-#define NOBODY 65534
 
 static TestToken tok;
 static TestDaemon d = { .notify_fd = -1 };
 static char sock[100];
 static int public_port;
 
-static int free_port(void) {
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        cr_assert_eq(bind(fd, (struct sockaddr *) &sa, sizeof sa), 0);
-        cr_assert_eq(getsockname(fd, (struct sockaddr *) &sa, &len), 0);
-        close(fd);
-        return ntohs(sa.sin_port);
-}
-
 static void start(const char *api_extra) {
         char rings[4096];
         test_token_setup(&tok);
-        /* The port is free when chosen, but a test running beside this one may take it first: try another. */
-        for (int attempt = 0;; attempt++) {
-                public_port = free_port();
-                snprintf(rings, sizeof rings,
-                         "%s\n[public]\nlisten = 127.0.0.1:%d\n\n"
-                         "[keyring default]\nkind = issuer\nalg = ES256\nissuer = https://issuer.test\n"
-                         "rotation-period = 1h\nprepublish = 10m\ntoken-ttl-max = 10m\ndefault-ttl = 5m\n"
-                         "sign-users = root\n"
-                         /* The tests of /jws and /sign use this issuer keyring: its policy allows raw signing. */
-                         "allow-raw-sign = yes\n\n"
-                         "[keyring gw]\nkind = issuer\nalg = EdDSA\nissuer = https://gw.test\nsign-users = nobody\n"
-                         "token-ttl-max = 10m\ndefault-ttl = 5m\n",
-                         api_extra ? api_extra : "", public_port);
-                char *conf = test_daemon_write_config(&tok, rings);
-                test_daemon_start(&d, &tok, conf, NULL);
-                free(conf);
-                if (test_daemon_wait_notify(&d, "READY=1", 30000, NULL, 0))
-                        break;
-                char *log = test_read_file(d.log, NULL);
-                bool port_taken = strstr(log, "public listener") != NULL;
-                free(log);
-                cr_assert(port_taken && attempt < 3, "keyd did not become ready");
-                test_daemon_done(&d);
-        }
-        snprintf(sock, sizeof sock, "%s/keyd.sock", tok.dir);
+        snprintf(rings, sizeof rings,
+                 "%s\n[keyring default]\nkind = issuer\nalg = ES256\nissuer = https://issuer.test\n"
+                 "rotation-period = 1h\nprepublish = 10m\ntoken-ttl-max = 10m\ndefault-ttl = 5m\n"
+                 "sign-users = root\n"
+                 /* The tests of /jws and /sign use this issuer keyring: its policy allows raw signing. */
+                 "allow-raw-sign = yes\n\n"
+                 "[keyring gw]\nkind = issuer\nalg = EdDSA\nissuer = https://gw.test\nsign-users = nobody\n"
+                 "token-ttl-max = 10m\ndefault-ttl = 5m\n",
+                 api_extra ? api_extra : "");
+        public_port = test_daemon_start_public(&d, &tok, rings, 30000);
         /* Let the unprivileged children of the authorisation tests reach the socket. */
-        cr_assert_eq(chmod(tok.dir, 0755), 0);
-        cr_assert_eq(chmod(sock, 0666), 0);
+        test_daemon_open_socket(&tok, sock, sizeof sock);
 }
 
 static void stop(void) {
-        test_daemon_done(&d);
-        test_token_teardown(&tok);
+        test_daemon_teardown(&d, &tok);
 }
 
 static void setup(void) {
@@ -90,56 +54,30 @@ static json_t *call(const char *method, const char *path, const char *body, long
 }
 
 static void expect_error(const char *method, const char *path, const char *body, long want, const char *code) {
-        json_t *j = call(method, path, body, want);
-        cr_assert_not_null(j, "error replies are JSON");
-        cr_assert_str_eq(json_string_value(json_object_get(j, "error")), code, "%s %s %s", method, path,
-                         body ? body : "");
-        cr_assert(json_is_string(json_object_get(j, "message")));
-        json_decref(j);
+        test_api_expect_error(sock, method, path, body, want, code, NULL);
 }
 
-static char *mint(const char *ring, const char *body) {
-        json_t *j = call("POST", ring, body, 201);
-        char *t = strdup(json_string_value(json_object_get(j, "token")));
-        json_decref(j);
-        return t;
+static char *mint(const char *path, const char *body) {
+        return test_api_created(sock, path, body, "token");
 }
 
 static json_t *verify(const char *token, const char *extra) {
-        char *body;
-        cr_assert(asprintf(&body, "{\"token\":\"%s\"%s}", token, extra ? extra : "") >= 0);
-        json_t *j = call("POST", "/v1/verify", body, 200);
-        free(body);
-        return j;
+        return test_api_verify(sock, token, extra);
 }
 
 static void expect_invalid(const char *token, const char *extra, const char *error) {
-        json_t *j = verify(token, extra);
-        cr_assert(json_is_false(json_object_get(j, "valid")), "token must not verify (%s)", error);
-        cr_assert_str_eq(json_string_value(json_object_get(j, "error")), error);
-        json_decref(j);
+        test_api_expect_invalid(sock, token, extra, error);
 }
 
 static uint64_t audit_head(void) {
-        json_t *j = call("POST", "/v1/audit/verify", NULL, 200);
-        cr_assert(json_is_true(json_object_get(j, "ok")), "%s", json_string_value(json_object_get(j, "message")));
+        json_t *j = test_api_audit_verify(sock);
         uint64_t n = (uint64_t) json_integer_value(json_object_get(j, "head_seq"));
         json_decref(j);
         return n;
 }
 
 static char *active_kid(const char *ring) {
-        char path[128];
-        snprintf(path, sizeof path, "/v1/keyrings/%s", ring);
-        json_t *j = call("GET", path, NULL, 200), *k;
-        size_t i;
-        char *kid = NULL;
-        json_array_foreach(json_object_get(j, "keys"), i, k) if (streq(json_string_value(json_object_get(k, "state")),
-                                                                      "active")) kid =
-                strdup(json_string_value(json_object_get(k, "kid")));
-        json_decref(j);
-        cr_assert_not_null(kid);
-        return kid;
+        return test_api_active_kid(sock, ring);
 }
 
 /* --- every endpoint's success path --- */
@@ -215,7 +153,7 @@ Test(api, keyrings_create_list_show_jwks) {
                          "\"rotation_period\":\"1d\",\"prepublish\":3600,\"token_ttl_max\":\"10m\",\"default_ttl\":\"5m\"}}",
                          201);
         cr_assert_str_eq(json_string_value(json_object_get(j, "kind")), "agent");
-        cr_assert_eq(json_integer_value(json_object_get(j, "owner_uid")), NOBODY);
+        cr_assert_eq(json_integer_value(json_object_get(j, "owner_uid")), TEST_NOBODY);
         cr_assert_eq(json_array_size(json_object_get(j, "keys")), 2, "active and next made at once");
         json_decref(j);
         expect_error("POST", "/v1/keyrings", "{\"name\":\"agent-42\",\"kind\":\"agent\",\"owner_uid\":1}", 409,
@@ -315,17 +253,11 @@ Test(api, audit_health_metrics) {
 
 /* --- bad input: each with its status and code, and nothing changes --- */
 
-static char *b64(const void *p, size_t n) {
-        char *s;
-        cr_assert_eq(jose_b64url_encode(p, n, &s), 0);
-        return s;
-}
-
-/* A token with the given header and payload JSON, signed (if key) by nothing: the signature part is sig. */
+/* A token with the given header and payload JSON, signed by nothing: the signature part is sig_b64. */
 static char *craft(const char *header, const char *payload, const char *sig_b64) {
-        char *h = b64(header, strlen(header)), *p = b64(payload, strlen(payload)), *t;
-        cr_assert(asprintf(&t, "%s.%s.%s", h, p, sig_b64) >= 0);
-        free(h), free(p);
+        char *input = test_jws_input(header, payload), *t;
+        cr_assert(asprintf(&t, "%s.%s", input, sig_b64) >= 0);
+        free(input);
         return t;
 }
 
@@ -342,35 +274,56 @@ Test(api, bad_input_changes_nothing) {
         json_t *keys_before = call("GET", "/v1/keyrings", NULL, 200);
 
         const char *M = "/v1/keyrings/default/tokens";
-        expect_error("POST", M, "{\"sub\":", 400, "bad_request");
-        expect_error("POST", M, "[\"sub\"]", 400, "bad_request");
-        expect_error("POST", M, "\"sub\"", 400, "bad_request");
-        expect_error("POST", M, "{}", 400, "bad_request");
-        expect_error("POST", M, "{\"sub\":\"\"}", 400, "bad_request");
-        expect_error("POST", M, "{\"sub\":7}", 400, "bad_request");
-        expect_error("POST", M, "{\"sub\":\"a\",\"ttl\":0}", 422, "unprocessable");
-        expect_error("POST", M, "{\"sub\":\"a\",\"ttl\":-1}", 422, "unprocessable");
-        expect_error("POST", M, "{\"sub\":\"a\",\"ttl\":1e300}", 400, "bad_request");
-        expect_error("POST", M, "{\"sub\":\"a\",\"ttl\":99999999999}", 422, "unprocessable");
-        expect_error("POST", M, "{\"sub\":\"a\",\"ttl\":601}", 422, "unprocessable");
-        expect_error("POST", M, "{\"sub\":\"a\",\"ttl\":\"ten\"}", 400, "bad_request");
-        expect_error("POST", M, "{\"sub\":\"a\",\"ttl\":true}", 400, "bad_request");
-        for (const char *c = "iss\0iat\0nbf\0exp\0jti\0"; *c; c += strlen(c) + 1) {
-                char body[128];
-                snprintf(body, sizeof body, "{\"sub\":\"a\",\"claims\":{\"%s\":1}}", c);
-                expect_error("POST", M, body, 422, "unprocessable");
-        }
-        expect_error("POST", M, "{\"sub\":\"a\",\"bogus\":1}", 400, "bad_request");
-        expect_error("POST", M, "{\"sub\":\"a\",\"sub\":\"b\"}", 400, "bad_request");
-        expect_error("POST", M, "{\"sub\":\"a\",\"aud\":[]}", 400, "bad_request");
-        expect_error("POST", M, "{\"sub\":\"a\",\"bind_agent\":\"nope\"}", 422, "unprocessable");
+        static const char *const mint_bad_request[] = {
+                "{\"sub\":",
+                "[\"sub\"]",
+                "\"sub\"",
+                "{}",
+                "{\"sub\":\"\"}",
+                "{\"sub\":7}",
+                "{\"sub\":\"a\",\"ttl\":1e300}",
+                "{\"sub\":\"a\",\"ttl\":\"ten\"}",
+                "{\"sub\":\"a\",\"ttl\":true}",
+                "{\"sub\":\"a\",\"bogus\":1}",
+                "{\"sub\":\"a\",\"sub\":\"b\"}",
+                "{\"sub\":\"a\",\"aud\":[]}",
+                NULL,
+        };
+        static const char *const mint_unprocessable[] = {
+                "{\"sub\":\"a\",\"ttl\":0}",
+                "{\"sub\":\"a\",\"ttl\":-1}",
+                "{\"sub\":\"a\",\"ttl\":99999999999}",
+                "{\"sub\":\"a\",\"ttl\":601}",
+                /* Registered claims are keyd's to set. */
+                "{\"sub\":\"a\",\"claims\":{\"iss\":1}}",
+                "{\"sub\":\"a\",\"claims\":{\"iat\":1}}",
+                "{\"sub\":\"a\",\"claims\":{\"nbf\":1}}",
+                "{\"sub\":\"a\",\"claims\":{\"exp\":1}}",
+                "{\"sub\":\"a\",\"claims\":{\"jti\":1}}",
+                "{\"sub\":\"a\",\"bind_agent\":\"nope\"}",
+                NULL,
+        };
+        static const char *const bad_keyring_paths[] = {
+                "/v1/keyrings/a%2Fb/tokens",
+                "/v1/keyrings/../tokens",
+                "/v1/keyrings/..%2F..%2Fetc/tokens",
+                NULL,
+        };
+        static const char *const sign_bad_request[] = {
+                "{\"data\":\"not base64url!\"}",
+                "{\"data\":\"aGVsbG8=\"}",
+                "{\"data\":5}",
+                NULL,
+        };
+        for (size_t i = 0; mint_bad_request[i]; i++)
+                expect_error("POST", M, mint_bad_request[i], 400, "bad_request");
+        for (size_t i = 0; mint_unprocessable[i]; i++)
+                expect_error("POST", M, mint_unprocessable[i], 422, "unprocessable");
         expect_error("POST", "/v1/keyrings/nope/tokens", "{\"sub\":\"a\"}", 404, "not_found");
-        expect_error("POST", "/v1/keyrings/a%2Fb/tokens", "{\"sub\":\"a\"}", 400, "bad_request");
-        expect_error("POST", "/v1/keyrings/../tokens", "{\"sub\":\"a\"}", 400, "bad_request");
-        expect_error("POST", "/v1/keyrings/..%2F..%2Fetc/tokens", "{\"sub\":\"a\"}", 400, "bad_request");
-        expect_error("POST", "/v1/keyrings/default/sign", "{\"data\":\"not base64url!\"}", 400, "bad_request");
-        expect_error("POST", "/v1/keyrings/default/sign", "{\"data\":\"aGVsbG8=\"}", 400, "bad_request");
-        expect_error("POST", "/v1/keyrings/default/sign", "{\"data\":5}", 400, "bad_request");
+        for (size_t i = 0; bad_keyring_paths[i]; i++)
+                expect_error("POST", bad_keyring_paths[i], "{\"sub\":\"a\"}", 400, "bad_request");
+        for (size_t i = 0; sign_bad_request[i]; i++)
+                expect_error("POST", "/v1/keyrings/default/sign", sign_bad_request[i], 400, "bad_request");
 
         /* Over the limits. */
         size_t big = 65 * 1024;
@@ -399,13 +352,12 @@ Test(api, bad_input_changes_nothing) {
         json_t *ring = call("GET", "/v1/keyrings/default/jwks", NULL, 200);
         char *jwk_text = json_dumps(json_array_get(json_object_get(ring, "keys"), 0), JSON_COMPACT);
         snprintf(h, sizeof h, "{\"alg\":\"HS256\",\"kid\":\"%s\"}", kid);
-        char *hh = b64(h, strlen(h)), *input;
+        char *hh = test_b64url(h, strlen(h)), *input;
         cr_assert(asprintf(&input, "%s.%s", hh, dot1 + 1) >= 0);
         unsigned char mac[32];
         unsigned mac_len = 0;
         HMAC(EVP_sha256(), jwk_text, (int) strlen(jwk_text), (unsigned char *) input, strlen(input), mac, &mac_len);
-        char *macb = b64(mac, mac_len), *hs;
-        cr_assert(asprintf(&hs, "%s.%s", input, macb) >= 0);
+        char *hs = test_jws_with_signature(input, mac, mac_len);
         expect_invalid(hs, NULL, "unsupported_alg");
 
         /* The real signature, in DER instead of R||S; and r = s = 0. */
@@ -415,12 +367,10 @@ Test(api, bad_input_changes_nothing) {
         uint8_t *der;
         size_t der_len;
         cr_assert_eq(jose_ecdsa_raw_to_der(sig, sig_len, &der, &der_len), 0);
-        char *derb = b64(der, der_len), *t_der, *t_zero;
-        cr_assert(asprintf(&t_der, "%s.%s", parts, derb) >= 0);
+        char *t_der = test_jws_with_signature(parts, der, der_len);
         expect_invalid(t_der, NULL, "bad_signature");
         uint8_t zeros[64] = { 0 };
-        char *zb = b64(zeros, sizeof zeros);
-        cr_assert(asprintf(&t_zero, "%s.%s", parts, zb) >= 0);
+        char *t_zero = test_jws_with_signature(parts, zeros, sizeof zeros);
         expect_invalid(t_zero, NULL, "bad_signature");
 
         /* crit, b64:false, a duplicated alg member: refused before any key is used. */
@@ -454,8 +404,8 @@ Test(api, bad_input_changes_nothing) {
                   "bad input changed keyrings");
         cr_assert_eq(audit_head(), head, "bad input wrote audit records");
         json_decref(keys_after), json_decref(keys_before), json_decref(ring);
-        free(jwk_text), free(hh), free(input), free(macb), free(hs), free(sig), free(der), free(derb), free(t_der),
-                free(zb), free(t_zero), free(parts), free(good), free(kid);
+        free(jwk_text), free(hh), free(input), free(hs), free(sig), free(der), free(t_der), free(t_zero), free(parts),
+                free(good), free(kid);
 }
 
 /* exp in the past and nbf in the future need tokens signed by keyd's key: mint short-lived ones and wait. */
@@ -484,18 +434,12 @@ Test(api, expired_and_not_yet_valid) {
 
 /* Run requests as uid nobody in a child; returns the child's verdict (0 when every expectation held). */
 static int as_nobody(void (*fn)(void)) {
-        pid_t pid = fork();
-        cr_assert(pid >= 0);
+        pid_t pid = test_fork_as_nobody();
         if (pid == 0) {
-                if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
-                    setresuid(NOBODY, NOBODY, NOBODY) < 0)
-                        _exit(99);
                 fn();
                 _exit(0);
         }
-        int status;
-        waitpid(pid, &status, 0);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+        return test_wait_child(pid);
 }
 
 static void child_expect(const char *method, const char *path, const char *body, long want, int code) {
@@ -544,7 +488,7 @@ Test(api, authorisation_by_uid) {
         size_t i, denials = 0;
         json_array_foreach(json_object_get(j, "records"), i, r) if (
                 streq(json_string_value(json_object_get(r, "action")), "authz.denied") &&
-                json_integer_value(json_object_get(r, "uid")) == NOBODY) denials++;
+                json_integer_value(json_object_get(r, "uid")) == TEST_NOBODY) denials++;
         cr_assert_eq(denials, 7, "7 denials of nobody audited, found %zu", denials);
         json_decref(j);
         free(shared_token);
@@ -552,13 +496,7 @@ Test(api, authorisation_by_uid) {
 
 /* --- connections --- */
 
-static int connect_unix(void) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
-        cr_assert_eq(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0);
-        return fd;
-}
+static const char HEALTHZ[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
 
 static int http_on(int fd, const char *req, char *out, size_t size) {
         cr_assert_eq(write(fd, req, strlen(req)), (ssize_t) strlen(req));
@@ -570,11 +508,23 @@ static int http_on(int fd, const char *req, char *out, size_t size) {
         return atoi(out + 9);
 }
 
+/* n connections of this uid, each served a GET /healthz (200) and kept open; then one more, which must be refused
+ * with status over_limit. The n + 1 fds in c. */
+static void connect_up_to_limit(int *c, int n, int over_limit) {
+        char out[4096];
+        for (int i = 0; i < n; i++) {
+                c[i] = test_api_connect(sock);
+                cr_assert_eq(http_on(c[i], HEALTHZ, out, sizeof out), 200, "connection %d: %s", i, out);
+        }
+        c[n] = test_api_connect(sock);
+        cr_assert_eq(http_on(c[n], HEALTHZ, out, sizeof out), over_limit, "connection %d: %s", n, out);
+}
+
 Test(api_limits, stalled_client_and_connection_limits, .timeout = 60) {
         char out[4096];
         start("[api]\nidle-timeout = 2s\nmax-connections-per-uid = 3\n");
         /* Half a request, then silence: the connection is closed after the idle timeout, and others are served. */
-        int stalled = connect_unix();
+        int stalled = test_api_connect(sock);
         const char *half = "POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"tok";
         cr_assert_eq(write(stalled, half, strlen(half)), (ssize_t) strlen(half));
         long st;
@@ -587,16 +537,10 @@ Test(api_limits, stalled_client_and_connection_limits, .timeout = 60) {
 
         /* Per uid: the fourth concurrent connection of one uid is refused with 429. */
         int c[4];
-        const char *get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-        for (int i = 0; i < 3; i++) {
-                c[i] = connect_unix();
-                cr_assert_eq(http_on(c[i], get, out, sizeof out), 200);
-        }
-        c[3] = connect_unix();
-        cr_assert_eq(http_on(c[3], get, out, sizeof out), 429, "%s", out);
+        connect_up_to_limit(c, 3, 429);
         /* One over the limit that sends nothing does not keep a slot or a thread: it is told 429 at once and
          * closed within seconds. */
-        int idle = connect_unix();
+        int idle = test_api_connect(sock);
         struct pollfd q = { idle, POLLIN, 0 };
         cr_assert_eq(poll(&q, 1, 5000), 1, "an idle connection over the limit is answered");
         ssize_t n = read(idle, out, sizeof out - 1);
@@ -616,16 +560,9 @@ Test(api_limits, stalled_client_and_connection_limits, .timeout = 60) {
 }
 
 Test(api_limits, total_connections, .timeout = 60) {
-        char out[4096];
         start("[api]\nmax-connections = 2\nmax-connections-per-uid = 10\n");
         int c[3];
-        const char *get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-        for (int i = 0; i < 2; i++) {
-                c[i] = connect_unix();
-                cr_assert_eq(http_on(c[i], get, out, sizeof out), 200);
-        }
-        c[2] = connect_unix();
-        cr_assert_eq(http_on(c[2], get, out, sizeof out), 503, "%s", out);
+        connect_up_to_limit(c, 2, 503);
         for (int i = 0; i < 3; i++)
                 close(c[i]);
         stop();

@@ -27,15 +27,14 @@ static char sock[512], db[512], anchor[512], logfile[512];
 
 static void setup(void) {
         test_token_setup(&tok);
-        snprintf(sock, sizeof sock, "%s/keyd.sock", tok.dir);
+        test_daemon_socket(&tok, sock, sizeof sock);
         snprintf(db, sizeof db, "%s/keyd.db", tok.dir);
         snprintf(anchor, sizeof anchor, "%s/anchor.jsonl", tok.dir);
         snprintf(logfile, sizeof logfile, "%s/keyd.log", tok.dir); /* keyd's stderr, every start appended */
 }
 
 static void teardown(void) {
-        test_daemon_done(&d);
-        test_token_teardown(&tok);
+        test_daemon_teardown(&d, &tok);
 }
 
 TestSuite(audit, .init = setup, .fini = teardown, .timeout = 180);
@@ -49,13 +48,7 @@ static void start_with(const char *anchor_file) {
                  "[keyring default]\nkind = issuer\nalg = ES256\nissuer = https://issuer.test\nsign-users = root\n"
                  "rotation-period = 1h\nprepublish = 10m\ntoken-ttl-max = 10m\ndefault-ttl = 5m\n%s",
                  audit);
-        char *conf = test_daemon_write_config(&tok, rings);
-        test_daemon_start(&d, &tok, conf, NULL);
-        free(conf);
-        if (!test_daemon_wait_notify(&d, "READY=1", 30000, NULL, 0)) {
-                char *log = test_read_file(logfile, NULL);
-                cr_assert_fail("keyd did not become ready:\n%s", log);
-        }
+        test_daemon_start_rings(&d, &tok, rings);
 }
 
 static void start(void) {
@@ -63,8 +56,7 @@ static void start(void) {
 }
 
 static void stop(void) {
-        int status = test_daemon_stop(&d, SIGTERM);
-        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "clean stop, status %d", status);
+        test_daemon_stop_clean(&d);
         test_daemon_done(&d);
 }
 
@@ -113,31 +105,44 @@ static void sql(const char *text) {
 /* keydctl ARGS...; its output (stdout and stderr) in out. Returns the exit status. */
 static int keydctl(char *out, size_t size, const char *args) {
         char cmd[2048];
+        int status;
         /* KEYD_TEST_KEYDCTL runs another build of keydctl (to show that a regression test fails on it). */
         snprintf(cmd, sizeof cmd, "%s --socket %s %s 2>&1",
                  getenv("KEYD_TEST_KEYDCTL") ?: KEYD_TEST_BUILDDIR "/keydctl", sock, args);
-        FILE *p = popen(cmd, "r");
-        cr_assert_not_null(p);
-        size_t n = fread(out, 1, size - 1, p);
-        out[n] = 0;
-        int status = pclose(p);
+        char *text = test_run(cmd, &status);
+        snprintf(out, size, "%s", text);
+        free(text);
         cr_assert(WIFEXITED(status), "%s: status %d", cmd, status);
         return WEXITSTATUS(status);
 }
 
-static json_t *verify_api(void) {
-        long status;
-        json_t *v = test_api(sock, "POST", "/v1/audit/verify", NULL, &status);
-        cr_assert_eq(status, 200);
-        cr_assert(json_is_true(json_object_get(v, "ok")), "%s", json_string_value(json_object_get(v, "message")));
-        return v;
+/* keyd started, three tokens minted, keyd stopped: the anchor file then. */
+static json_t *mint_three_and_stop(void) {
+        start();
+        mint(3);
+        stop();
+        return anchors();
+}
+
+/* keyd started again on a database tampered with (what) while it was stopped: the database alone finds nothing wrong
+ * in its chain, and keydctl audit verify --anchor fails, naming the anchor at line. Its output is left in out. */
+static void expect_caught_by_anchor(const char *what, int line, char *out, size_t size) {
+        char args[1024], want[600];
+        start();
+        int rc = keydctl(out, size, "audit verify");
+        cr_assert_eq(rc, 0, "the %s is invisible to the database alone: %s", what, out);
+        snprintf(args, sizeof args, "audit verify --anchor %s", anchor);
+        rc = keydctl(out, size, args);
+        cr_assert_eq(rc, 1, "%s", out);
+        snprintf(want, sizeof want, "%s:%d", anchor, line);
+        cr_assert(strstr(out, want) != NULL, "names the anchor at line %d: %s", line, out);
 }
 
 Test(audit, checkpoints_at_start_and_stop) {
         /* A long interval: only the start and the stop sign. */
         start_with(NULL);
         /* Signed before READY=1: the start is covered before anyone can ask. */
-        json_t *v = verify_api();
+        json_t *v = test_api_audit_verify(sock);
         uint64_t cp_start = (uint64_t) json_integer_value(json_object_get(v, "checkpoint_seq"));
         cr_assert_gt(cp_start, 0, "a checkpoint signed at start, before READY=1");
         cr_assert_eq(cp_start, (uint64_t) json_integer_value(json_object_get(v, "head_seq")), "of the head");
@@ -162,7 +167,7 @@ Test(audit, checkpoints_are_anchored) {
         struct stat st;
 
         start();
-        json_t *v = verify_api();
+        json_t *v = test_api_audit_verify(sock);
         uint64_t cp_start = (uint64_t) json_integer_value(json_object_get(v, "checkpoint_seq"));
         json_decref(v);
         cr_assert_eq(stat(anchor, &st), 0, "the anchor file is created");
@@ -201,12 +206,9 @@ Test(audit, checkpoints_are_anchored) {
 }
 
 Test(audit, anchor_catches_a_cut_tail) {
-        char out[4096], args[1024];
+        char out[4096];
 
-        start();
-        mint(3);
-        stop();
-        json_t *a = anchors();
+        json_t *a = mint_three_and_stop();
         cr_assert_eq(json_array_size(a), 2);
         uint64_t first = anchor_seq(a, 0), last = anchor_seq(a, 1);
         json_decref(a);
@@ -218,26 +220,15 @@ Test(audit, anchor_catches_a_cut_tail) {
                  first);
         sql(text);
 
-        start();
-        /* The database alone shows nothing wrong. */
-        int rc = keydctl(out, sizeof out, "audit verify");
-        cr_assert_eq(rc, 0, "the cut is invisible to the database alone: %s", out);
-        snprintf(args, sizeof args, "audit verify --anchor %s", anchor);
-        rc = keydctl(out, sizeof out, args);
-        cr_assert_eq(rc, 1, "%s", out);
-        snprintf(text, sizeof text, "%s:2", anchor);
-        cr_assert(strstr(out, text) != NULL, "names the anchor at line 2: %s", out);
+        expect_caught_by_anchor("cut", 2, out, sizeof out);
         snprintf(text, sizeof text, "seq %" PRIu64, last);
         cr_assert(strstr(out, text) != NULL, "names seq %" PRIu64 ": %s", last, out);
 }
 
 Test(audit, anchor_catches_a_rewritten_chain) {
-        char out[4096], args[1024];
+        char out[4096];
 
-        start();
-        mint(3);
-        stop();
-        json_t *a = anchors();
+        json_t *a = mint_three_and_stop();
         uint64_t first = anchor_seq(a, 0);
         json_decref(a);
 
@@ -264,15 +255,7 @@ Test(audit, anchor_catches_a_rewritten_chain) {
         store_audit_list_free(recs);
         store_close(s);
 
-        start();
-        int rc = keydctl(out, sizeof out, "audit verify");
-        cr_assert_eq(rc, 0, "the rewrite is invisible to the database alone: %s", out);
-        snprintf(args, sizeof args, "audit verify --anchor %s", anchor);
-        rc = keydctl(out, sizeof out, args);
-        cr_assert_eq(rc, 1, "%s", out);
-        char want[600];
-        snprintf(want, sizeof want, "%s:1", anchor);
-        cr_assert(strstr(out, want) != NULL, "names the first anchor: %s", out);
+        expect_caught_by_anchor("rewrite", 1, out, sizeof out);
         cr_assert(strstr(out, "hash") != NULL, "%s", out);
 }
 

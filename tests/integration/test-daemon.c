@@ -17,8 +17,7 @@ static void setup(void) {
         test_token_setup(&tok);
 }
 static void teardown(void) {
-        test_daemon_done(&d);
-        test_token_teardown(&tok);
+        test_daemon_teardown(&d, &tok);
 }
 
 TestSuite(daemon, .init = setup, .fini = teardown, .timeout = 120);
@@ -47,7 +46,7 @@ Test(daemon, ready_status_watchdog_reload_stop) {
         /* The API keeps working after a reload (it must not hold on to the old configuration's strings). */
         char sock[512];
         long st;
-        snprintf(sock, sizeof sock, "%s/keyd.sock", tok.dir);
+        test_daemon_socket(&tok, sock, sizeof sock);
         json_decref(test_api(sock, "GET", "/v1/audit?limit=5", NULL, &st));
         cr_assert_eq(st, 200, "the audit log is readable after a reload");
 
@@ -61,8 +60,7 @@ Test(daemon, ready_status_watchdog_reload_stop) {
         cr_assert(strstr(log, "keyd.conf:15: alg:") != NULL, "the reload error names the line:\n%s", log);
         free(log);
 
-        int status = test_daemon_stop(&d, SIGTERM);
-        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "clean stop, status %d", status);
+        test_daemon_stop_clean(&d);
         free(both);
         free(conf);
 }
@@ -97,14 +95,12 @@ Test(daemon, wrong_pin_refused_once) {
 Test(daemon, check_config_lists_every_error) {
         char *conf = test_daemon_write_config(&tok, "[keyring a]\nalg = none\nprepublish = 0s\n[bogus]\n");
         char cmd[1024];
+        int status;
         snprintf(cmd, sizeof cmd, "%s/keyd --check-config --config %s 2>&1", KEYD_TEST_BUILDDIR, conf);
-        FILE *p = popen(cmd, "r");
-        char out[4096] = "";
-        size_t n = fread(out, 1, sizeof out - 1, p);
-        out[n] = 0;
-        int status = pclose(p);
+        char *out = test_run(cmd, &status);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0, "%s", out);
         cr_assert(strstr(out, "keyd.conf:15:") && strstr(out, "keyd.conf:16:") && strstr(out, "keyd.conf:17:"),
                   "every error with its line:\n%s", out);
+        free(out);
         free(conf);
 }

@@ -21,8 +21,6 @@
 #include "tests/helpers/test-daemon.h"
 #include "tests/helpers/test-util.h"
 
-#define NOBODY 65534
-
 static TestToken tok;
 static TestDaemon d = { .notify_fd = -1 };
 static char sock[100];
@@ -34,32 +32,19 @@ static void start(const char *api_extra) {
         char *text;
         test_token_setup(&tok);
         cr_assert(asprintf(&text, "%s\n%s", api_extra ? api_extra : "", rings) >= 0);
-        char *conf = test_daemon_write_config(&tok, text);
+        test_daemon_start_rings(&d, &tok, text);
         free(text);
-        test_daemon_start(&d, &tok, conf, NULL);
-        free(conf);
-        cr_assert(test_daemon_wait_notify(&d, "READY=1", 30000, NULL, 0), "keyd did not become ready");
-        snprintf(sock, sizeof sock, "%s/keyd.sock", tok.dir);
+        test_daemon_socket(&tok, sock, sizeof sock);
 }
 
 static void stop(void) {
-        test_daemon_done(&d);
-        test_token_teardown(&tok);
+        test_daemon_teardown(&d, &tok);
 }
 
 static long now_us(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return ts.tv_sec * 1000000L + ts.tv_nsec / 1000;
-}
-
-static int connect_unix(void) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        cr_assert(fd >= 0);
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
-        cr_assert_eq(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0, "connect: %m");
-        return fd;
 }
 
 /* Read until EOF (or a reset: the server closed with our bytes unread) or until timeout_ms passed. Returns the
@@ -104,7 +89,7 @@ static const char *error_of(const char *reply, char *buf, size_t size) {
 /* One request on its own connection, the whole reply. */
 static int exchange(const char *req, size_t len, char *out, size_t size) {
         bool closed;
-        int fd = connect_unix();
+        int fd = test_api_connect(sock);
         cr_assert_eq(send(fd, req, len, MSG_NOSIGNAL), (ssize_t) len);
         read_reply(fd, out, size, 10000, &closed);
         close(fd);
@@ -120,49 +105,58 @@ static void expect_get(const char *path, int want, const char *code) {
                 cr_expect_str_eq(error_of(out, err, sizeof err), code, "GET %s: %s", path, out);
 }
 
-/* keyd exits 0 on SIGTERM: under ASan, nothing leaked by the requests refused above. */
-static void expect_clean_stop(void) {
-        int status = test_daemon_stop(&d, SIGTERM);
-        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "keyd's exit status: %d", status);
-}
-
 /* --- ITEM 7: a request's path is decoded strictly --- */
 
 TestSuite(http, .init = NULL, .fini = stop, .timeout = 120);
 
-Test(http, path_decoded_strictly) {
-        start(NULL);
-        expect_get("/v1/keyrings/default", 200, NULL);
-        expect_get("/v1/keyrings/%64efault", 200, NULL); /* a valid escape is decoded */
-        expect_get("/healthz", 200, NULL);
+/* expect_get() for every path of the NULL-terminated list. */
+static void expect_gets(const char *const *paths, int want, const char *code) {
+        for (size_t i = 0; paths[i]; i++)
+                expect_get(paths[i], want, code);
+}
 
-        /* Never served as the path the NUL or the encoded '/' would make of it. */
-        expect_get("/v1/keyrings/default%00xyz", 400, "bad_request");
-        expect_get("/healthz%00", 400, "bad_request");
-        expect_get("/v1/keyrings/default%2Fjwks", 400, "bad_request");
-        expect_get("/v1/keyrings/default%2fjwks", 400, "bad_request");
-        expect_get("/v1%2Fkeyrings", 400, "bad_request");
-        /* Malformed escapes. */
-        expect_get("/v1/keyrings/def%zzault", 400, "bad_request");
-        expect_get("/healthz%4", 400, "bad_request");
-        expect_get("/healthz%", 400, "bad_request");
-        expect_get("/healthz%%30", 400, "bad_request");
-        /* Control bytes, escaped or raw. */
-        expect_get("/healthz%0A", 400, "bad_request");
-        expect_get("/healthz%7F", 400, "bad_request");
-        expect_get("/v1/keyrings/%01default", 400, "bad_request");
-        expect_get("/healthz\x01", 400, NULL);
-        expect_get("/healthz\x7f", 400, NULL);
-        /* Invalid UTF-8: a bad continuation, a lone continuation, 0xFF, an overlong '/', a surrogate. */
-        expect_get("/healthz%C3%28", 400, "bad_request");
-        expect_get("/healthz%80", 400, "bad_request");
-        expect_get("/healthz%FF", 400, "bad_request");
-        expect_get("/v1/keyrings/default%C0%AF", 400, "bad_request");
-        expect_get("/healthz%ED%A0%80", 400, "bad_request");
-        expect_get("/healthz\xc3\x28", 400, NULL);
+Test(http, path_decoded_strictly) {
+        static const char *const served[] = {
+                "/v1/keyrings/default",
+                "/v1/keyrings/%64efault", /* a valid escape is decoded */
+                "/healthz",
+                NULL,
+        };
+        static const char *const bad_request[] = {
+                /* Never served as the path the NUL or the encoded '/' would make of it. */
+                "/v1/keyrings/default%00xyz",
+                "/healthz%00",
+                "/v1/keyrings/default%2Fjwks",
+                "/v1/keyrings/default%2fjwks",
+                "/v1%2Fkeyrings",
+                /* Malformed escapes. */
+                "/v1/keyrings/def%zzault",
+                "/healthz%4",
+                "/healthz%",
+                "/healthz%%30",
+                /* Control bytes, escaped. */
+                "/healthz%0A",
+                "/healthz%7F",
+                "/v1/keyrings/%01default",
+                /* Invalid UTF-8: a bad continuation, a lone continuation, 0xFF, an overlong '/', a surrogate. */
+                "/healthz%C3%28",
+                "/healthz%80",
+                "/healthz%FF",
+                "/v1/keyrings/default%C0%AF",
+                "/healthz%ED%A0%80",
+                NULL,
+        };
+        /* Control bytes and invalid UTF-8 sent raw: refused as well. */
+        static const char *const raw[] = { "/healthz\x01", "/healthz\x7f", "/healthz\xc3\x28", NULL };
+
+        start(NULL);
+        expect_gets(served, 200, NULL);
+        expect_gets(bad_request, 400, "bad_request");
+        expect_gets(raw, 400, NULL);
         /* Valid UTF-8 is decoded: the path is then simply not found. */
         expect_get("/healthz%C3%A9", 404, "not_found");
-        expect_clean_stop();
+        /* keyd exits 0 on SIGTERM: under ASan, nothing leaked by the requests refused above. */
+        test_daemon_stop_clean(&d);
 }
 
 /* --- ITEM 8: request framing --- */
@@ -199,7 +193,7 @@ Test(http, content_length_framing) {
 
         /* A huge declared body: 413 and the connection closed at once, without the rest being sent. */
         const char *huge = "POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n{\"token\":\"";
-        int fd = connect_unix();
+        int fd = test_api_connect(sock);
         cr_assert_eq(send(fd, huge, strlen(huge), MSG_NOSIGNAL), (ssize_t) strlen(huge));
         bool closed;
         long t0 = now_us();
@@ -227,7 +221,7 @@ Test(http, content_length_framing) {
         free(big);
 
         /* A chunked body that grows past 64 KiB: 413 and closed, not read to its end. */
-        fd = connect_unix();
+        fd = test_api_connect(sock);
         const char *head = "POST /v1/verify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
         cr_assert_eq(send(fd, head, strlen(head), MSG_NOSIGNAL), (ssize_t) strlen(head));
         char chunk[8192 + 16];
@@ -241,7 +235,8 @@ Test(http, content_length_framing) {
         cr_expect_eq(status_of(out), 413, "a chunked body past 64 KiB: %s", out);
         cr_expect_str_eq(error_of(out, err, sizeof err), "payload_too_large", "%s", out);
         cr_expect(closed, "the connection is closed, not read to the end");
-        expect_clean_stop();
+        /* keyd exits 0 on SIGTERM: under ASan, nothing leaked by the requests refused above. */
+        test_daemon_stop_clean(&d);
 }
 
 /* --- ITEM 8: one uid cannot slow the others --- */
@@ -323,16 +318,11 @@ Test(http, one_uid_cannot_slow_the_others, .timeout = 120) {
 
         start("[api]\nmax-connections = 256\nmax-connections-per-uid = 32\n");
         /* Let uid nobody reach the socket. */
-        cr_assert_eq(chmod(tok.dir, 0755), 0);
-        cr_assert_eq(chmod(sock, 0666), 0);
+        test_daemon_open_socket(&tok, sock, sizeof sock);
         cr_assert_eq(pipe2(pipefd, O_CLOEXEC), 0);
-        pid_t pid = fork();
-        cr_assert(pid >= 0);
+        pid_t pid = test_fork_as_nobody();
         if (pid == 0) {
                 close(pipefd[0]);
-                if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
-                    setresuid(NOBODY, NOBODY, NOBODY) < 0)
-                        _exit(99);
                 flood(pipefd[1]);
         }
         close(pipefd[1]);
@@ -358,7 +348,7 @@ Test(http, one_uid_cannot_slow_the_others, .timeout = 120) {
 
         /* keyd stops cleanly while the flood goes on (the accept loop ends; under ASan: no leak, no race), with a
          * connection of root's in the middle of a request. */
-        int half = connect_unix();
+        int half = test_api_connect(sock);
         const char *req = "POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"tok";
         cr_assert_eq(send(half, req, strlen(req), MSG_NOSIGNAL), (ssize_t) strlen(req));
         int status = test_daemon_stop(&d, SIGTERM);
@@ -367,8 +357,8 @@ Test(http, one_uid_cannot_slow_the_others, .timeout = 120) {
 
         cr_assert_eq(read(pipefd[0], &res, sizeof res), (ssize_t) sizeof res, "the flooding child did not report");
         close(pipefd[0]);
-        waitpid(pid, &status, 0);
-        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "flood child: status %d", status);
+        status = test_wait_child(pid);
+        cr_assert_eq(status, 0, "flood child: exit %d", status);
         cr_log_info("nobody: %u reconnects, %u replies 429, %u others, %u connect failures", res.reconnects,
                     res.replies_429, res.replies_other, res.connect_failures);
         cr_expect_lt(p99, P99_MAX_US, "p99 of root's /healthz during the flood: %ld us", p99);
@@ -392,7 +382,7 @@ Test(http, socket_mode_at_creation) {
         char *conf = test_daemon_write_config(&tok, rings);
         test_daemon_start(&d, &tok, conf, NULL);
         free(conf);
-        snprintf(sock, sizeof sock, "%s/keyd.sock", tok.dir);
+        test_daemon_socket(&tok, sock, sizeof sock);
         for (long end = now_us() + 30000000L; !ready && now_us() < end;) {
                 struct pollfd p = { in, POLLIN, 0 };
                 (void) poll(&p, 1, 20);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/crypto-util.h"
+#include "common/hex.h"
 #include "pkcs11/hsm.h"
 #include "rotation/audit.h"
 #include "store/store.h"
@@ -27,22 +28,15 @@ static const char *RING = "[keyring default]\nkind = issuer\nalg = ES256\nissuer
 
 static void setup(void) {
         test_token_setup(&tok);
-        snprintf(sock, sizeof sock, "%s/keyd.sock", tok.dir);
+        test_daemon_socket(&tok, sock, sizeof sock);
         snprintf(db, sizeof db, "%s/keyd.db", tok.dir);
 }
 
 static void teardown(void) {
-        test_daemon_done(&d);
-        test_token_teardown(&tok);
+        test_daemon_teardown(&d, &tok);
 }
 
 TestSuite(integrity, .init = setup, .fini = teardown, .timeout = 180);
-
-static void start(const char *conf) {
-        test_daemon_start(&d, &tok, conf, NULL);
-        cr_assert(test_daemon_wait_notify(&d, "READY=1", 30000, NULL, 0), "keyd did not become ready: %s",
-                  test_read_file(d.log, NULL));
-}
 
 static json_t *call(const char *method, const char *path, const char *body, long want) {
         return test_api_expect(sock, method, path, body, want);
@@ -62,20 +56,11 @@ static char *mint(char **ret_jti, char **ret_kid) {
 /* The verdict on a token: NULL if valid, else the error code (static storage). */
 static const char *verdict(const char *token) {
         static char error[64];
-        char *body;
-        cr_assert(asprintf(&body, "{\"token\":\"%s\"}", token) >= 0);
-        json_t *j = call("POST", "/v1/verify", body, 200);
-        free(body);
+        json_t *j = test_api_verify(sock, token, NULL);
         bool valid = json_is_true(json_object_get(j, "valid"));
         snprintf(error, sizeof error, "%s", valid ? "" : json_string_value(json_object_get(j, "error")));
         json_decref(j);
         return valid ? NULL : error;
-}
-
-static void expect_audit_ok(void) {
-        json_t *j = call("POST", "/v1/audit/verify", NULL, 200);
-        cr_assert(json_is_true(json_object_get(j, "ok")), "%s", json_string_value(json_object_get(j, "message")));
-        json_decref(j);
 }
 
 static void run_sqlite3(const char *sql) {
@@ -91,7 +76,7 @@ static void run_sqlite3(const char *sql) {
  * deleted the WAL that keyd went on writing into. */
 Test(integrity, revocation_survives_outside_reader_and_kill9) {
         char *conf = test_daemon_write_config(&tok, RING);
-        start(conf);
+        test_daemon_start_ready(&d, &tok, conf);
 
         char *jti = NULL, *kid = NULL;
         char *revoked_key_token = mint(NULL, &kid);
@@ -117,15 +102,15 @@ Test(integrity, revocation_survives_outside_reader_and_kill9) {
         test_daemon_stop(&d, SIGKILL);
         test_daemon_done(&d);
 
-        start(conf);
+        test_daemon_start_ready(&d, &tok, conf);
         cr_assert_str_eq(verdict(revoked_key_token), "key_revoked", "the revocation came back as valid after kill -9");
         cr_assert_str_eq(verdict(denied_token), "token_revoked", "the denied jti came back as valid after kill -9");
-        expect_audit_ok();
+        json_decref(test_api_audit_verify(sock));
         /* Both are in the chain. */
-        json_t *j = call("GET", "/v1/audit?limit=1000", NULL, 200), *r;
+        json_t *j = test_api_audit_records(sock), *r;
         size_t i;
         bool saw_revoke = false, saw_deny = false;
-        json_array_foreach(json_object_get(j, "records"), i, r) {
+        json_array_foreach(j, i, r) {
                 const char *action = json_string_value(json_object_get(r, "action"));
                 saw_revoke |= streq(action, "key.revoke") && streq_ptr(json_string_value(json_object_get(r, "kid")), kid);
                 saw_deny |= streq(action, "token.deny");
@@ -144,9 +129,8 @@ static size_t private_objects(const char *with_id, bool *ret_found) {
         if (ret_found)
                 *ret_found = false;
         for (size_t i = 0; i < n; i++) {
-                char hex[2 * HSM_ID_MAX + 1] = "";
-                for (size_t b = 0; b < objs[i].id_len; b++)
-                        snprintf(hex + 2 * b, 3, "%02x", objs[i].id[b]);
+                char hex[2 * HSM_ID_MAX + 1];
+                hex_encode(objs[i].id, objs[i].id_len, hex, sizeof hex);
                 priv += objs[i].is_private;
                 if (with_id && ret_found && objs[i].is_private && streq(hex, with_id))
                         *ret_found = true;
@@ -181,22 +165,12 @@ static char *write_second_config(void) {
         return path;
 }
 
-static char *run_capture(const char *cmd, int *ret_status) {
-        FILE *p = popen(cmd, "r");
-        cr_assert_not_null(p);
-        char *out = calloc(1, 65536);
-        size_t n = fread(out, 1, 65535, p);
-        out[n] = 0;
-        *ret_status = pclose(p);
-        return out;
-}
-
 /* A second keyd pointed at the same token with another database (a wrong path, a restored backup) never destroys the
  * first one's keys. Before, its reconcile destroyed every live key of the first as "orphans", and the first kept
  * answering ok while it could no longer sign. */
 Test(integrity, second_installation_never_destroys_the_first) {
         char *conf = test_daemon_write_config(&tok, RING);
-        start(conf);
+        test_daemon_start_ready(&d, &tok, conf);
         char *kid = NULL, *t1 = mint(NULL, &kid);
         char *id = key_id_of(db, kid);
         size_t before = private_objects(NULL, NULL);
@@ -209,7 +183,7 @@ Test(integrity, second_installation_never_destroys_the_first) {
         /* (with KEYD_TEST_KEYD set, an old build has no dry run: skip to the real thing) */
         if (!getenv("KEYD_TEST_KEYD")) {
                 int status;
-                char *out = run_capture(cmd, &status);
+                char *out = test_run(cmd, &status);
                 cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s", out);
                 json_t *j = json_loads(out, 0, NULL), *it;
                 cr_assert_not_null(j, "%s", out);
@@ -224,8 +198,7 @@ Test(integrity, second_installation_never_destroys_the_first) {
         }
 
         TestDaemon second = { .notify_fd = -1 };
-        test_daemon_start(&second, &tok, other, NULL);
-        cr_assert(test_daemon_wait_notify(&second, "READY=1", 30000, NULL, 0), "the second keyd did not start");
+        test_daemon_start_ready(&second, &tok, other); /* the second keyd starts */
         int status = test_daemon_stop(&second, SIGTERM);
         char *log2 = test_read_file(second.log, NULL);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a clean stop (status %d):\n%s", status, log2);
@@ -245,7 +218,7 @@ Test(integrity, second_installation_never_destroys_the_first) {
 /* One keyd per database: a second one started on the same configuration refuses to start, and the first goes on. */
 Test(integrity, second_keyd_on_the_same_database_refused) {
         char *conf = test_daemon_write_config(&tok, RING);
-        start(conf);
+        test_daemon_start_ready(&d, &tok, conf);
         TestDaemon second = { .notify_fd = -1 };
         test_daemon_start(&second, &tok, conf, NULL);
         /* It exits by itself (the wait reaps it) without ever being ready. */
@@ -259,13 +232,6 @@ Test(integrity, second_keyd_on_the_same_database_refused) {
         free(t), free(log2), free(conf);
 }
 
-/* SIGTERM and a clean exit (under ASan: no leak, no error on the way out). */
-static void stop_cleanly(void) {
-        int status = test_daemon_stop(&d, SIGTERM);
-        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a clean stop (status %d):\n%s", status,
-                  test_read_file(d.log, NULL));
-}
-
 static json_t *health(void) {
         return call("GET", "/healthz", NULL, 200);
 }
@@ -273,22 +239,14 @@ static json_t *health(void) {
 static void destroy_token_key(const char *key_id) {
         Hsm *h = test_token_open(&tok, 1);
         uint8_t id[HSM_ID_MAX];
-        size_t n = strlen(key_id) / 2;
-        for (size_t i = 0; i < n; i++)
-                cr_assert_eq(sscanf(key_id + 2 * i, "%2hhx", &id[i]), 1);
+        size_t n;
+        cr_assert_eq(hex_decode(key_id, id, sizeof id, &n), 0, "key id %s", key_id);
         cr_assert_geq(hsm_destroy(h, id, n), 1);
         hsm_close(h);
 }
 
 static char *kid_in_state(const char *state) {
-        json_t *j = call("GET", "/v1/keyrings/default", NULL, 200), *k;
-        size_t i;
-        char *kid = NULL;
-        json_array_foreach(json_object_get(j, "keys"), i, k) if (streq(json_string_value(json_object_get(k, "state")),
-                                                                      state)) kid =
-                strdup(json_string_value(json_object_get(k, "kid")));
-        json_decref(j);
-        return kid;
+        return test_api_kid_in_state(sock, "default", state);
 }
 
 /* Mint until a token comes (the repair runs on the event loop), at most a few seconds. */
@@ -311,10 +269,10 @@ static char *mint_after_repair(char **ret_kid) {
 }
 
 static bool audit_has(const char *action, const char *kid) {
-        json_t *j = call("GET", "/v1/audit?limit=1000", NULL, 200), *r;
+        json_t *j = test_api_audit_records(sock), *r;
         size_t i;
         bool found = false;
-        json_array_foreach(json_object_get(j, "records"), i, r) found |=
+        json_array_foreach(j, i, r) found |=
                 streq(json_string_value(json_object_get(r, "action")), action) &&
                 (!kid || streq_ptr(json_string_value(json_object_get(r, "kid")), kid));
         json_decref(j);
@@ -325,7 +283,7 @@ static bool audit_has(const char *action, const char *kid) {
  * lost → the standby is promoted. Before, every mint failed until a restart, and /healthz said ok. */
 Test(integrity, active_key_lost_while_running_is_repaired) {
         char *conf = test_daemon_write_config(&tok, RING);
-        start(conf);
+        test_daemon_start_ready(&d, &tok, conf);
         char *active = kid_in_state("active"), *next = kid_in_state("next");
         char *old_token = mint(NULL, NULL);
         char *id = key_id_of(db, active);
@@ -345,7 +303,7 @@ Test(integrity, active_key_lost_while_running_is_repaired) {
         char *fresh_next = kid_in_state("next");
         cr_assert_not_null(fresh_next);
         cr_assert_str_neq(fresh_next, next, "a new standby was generated");
-        stop_cleanly();
+        test_daemon_stop_clean(&d);
         free(active), free(next), free(old_token), free(id), free(kid), free(t), free(metrics), free(fresh_next);
         free(conf);
 }
@@ -353,7 +311,7 @@ Test(integrity, active_key_lost_while_running_is_repaired) {
 /* Both keys lost: new keys, without a restart. */
 Test(integrity, both_keys_lost_while_running_are_replaced) {
         char *conf = test_daemon_write_config(&tok, RING);
-        start(conf);
+        test_daemon_start_ready(&d, &tok, conf);
         char *active = kid_in_state("active"), *next = kid_in_state("next");
         char *a_id = key_id_of(db, active), *n_id = key_id_of(db, next);
         destroy_token_key(a_id);
@@ -367,7 +325,7 @@ Test(integrity, both_keys_lost_while_running_are_replaced) {
         json_t *h = health();
         cr_assert_str_eq(json_string_value(json_object_get(h, "status")), "ok");
         json_decref(h);
-        stop_cleanly();
+        test_daemon_stop_clean(&d);
         free(active), free(next), free(a_id), free(n_id), free(kid), free(t), free(conf);
 }
 
@@ -378,7 +336,7 @@ static char *dev_check(const char *dir, int *ret_status) {
                  dir);
         if (getenv("KEYD_TEST_KEYD"))
                 snprintf(cmd, sizeof cmd, "%s --dev %s --check-config 2>&1", getenv("KEYD_TEST_KEYD"), dir);
-        return run_capture(cmd, ret_status);
+        return test_run(cmd, ret_status);
 }
 
 /* Dev mode trusts nothing it did not create: a directory writable by others, one owned by another user, or a file in

@@ -9,22 +9,19 @@
  * Node.js and npm are required: the test fails without them (scripts/deps.sh installs Debian's). The npm packages
  * (tests/interop/package-lock.json) are installed with "npm ci" once per run of this program, into a private copy
  * of tests/interop under the build directory. */
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/file.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/macro.h"
+#include "tests/helpers/test-api.h"
 #include "tests/helpers/test-daemon.h"
 #include "tests/helpers/test-util.h"
 
@@ -34,6 +31,7 @@
 
 static TestToken tok;
 static TestDaemon d = { .notify_fd = -1 };
+static char sock[512];
 
 typedef struct Ring {
         const char *name;
@@ -47,78 +45,22 @@ static const Ring RINGS[] = {
 
 static void setup(void) {
         test_token_setup(&tok);
+        test_daemon_socket(&tok, sock, sizeof sock);
 }
 static void teardown(void) {
-        test_daemon_done(&d);
-        test_token_teardown(&tok);
+        test_daemon_teardown(&d, &tok);
 }
 
 /* ASan builds generate RSA keys and start node slower: generous, but bounded. */
 TestSuite(interop, .init = setup, .fini = teardown, .timeout = 300);
 
-/* ---- HTTP: the API over the Unix socket, the public listener over TCP (libcurl) ---- */
-
-typedef struct Buf {
-        char *data;
-        size_t len;
-} Buf;
-
-static size_t collect(char *ptr, size_t size, size_t n, void *userdata) {
-        Buf *b = userdata;
-        size_t k = size * n;
-        char *nd = realloc(b->data, b->len + k + 1);
-        cr_assert_not_null(nd);
-        memcpy(nd + b->len, ptr, k);
-        b->data = nd;
-        b->len += k;
-        b->data[b->len] = 0;
-        return k;
-}
-
-/* One request; returns the body (never NULL) and the status in *ret_status (0 if the connection failed). */
-static char *http(const char *unix_socket, const char *url, const char *method, const char *body, long *ret_status) {
-        CURL *c = curl_easy_init();
-        struct curl_slist *h = NULL;
-        Buf b = { calloc(1, 1), 0 };
-        cr_assert_not_null(c);
-        cr_assert_not_null(b.data);
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        if (unix_socket)
-                curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, unix_socket);
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        if (body) {
-                curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-                curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
-                h = curl_slist_append(h, "Content-Type: application/json");
-        }
-        h = curl_slist_append(h, "Expect:");
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-        *ret_status = 0;
-        if (curl_easy_perform(c) == CURLE_OK)
-                curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, ret_status);
-        curl_slist_free_all(h);
-        curl_easy_cleanup(c);
-        return b.data;
-}
-
-static char *api_socket(void) {
-        char *p;
-        cr_assert(asprintf(&p, "%s/keyd.sock", tok.dir) >= 0);
-        return p;
-}
+/* ---- HTTP: the API over the Unix socket, the public listener over TCP ---- */
 
 /* A request to the local API, expecting status want; returns the JSON reply. */
 static json_t *api(const char *method, const char *path, json_t *body, long want) {
-        char url[1024];
         long status;
-        char *sock = api_socket();
         char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-        snprintf(url, sizeof url, "http://keyd%s", path);
-        char *reply = http(sock, url, method, text, &status);
+        char *reply = test_api_raw(sock, method, path, text, NULL, &status);
         cr_assert_eq(status, want, "%s %s %s: HTTP %ld, want %ld: %s", method, path, text ? text : "", status, want,
                      reply);
         json_error_t err;
@@ -126,7 +68,6 @@ static json_t *api(const char *method, const char *path, json_t *body, long want
         cr_assert_not_null(j, "%s %s: reply is not JSON (%s): %s", method, path, err.text, reply);
         free(reply);
         free(text);
-        free(sock);
         json_decref(body);
         return j;
 }
@@ -136,74 +77,26 @@ static const char *jstr(json_t *o, const char *key) {
         return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-/* The end of a file (a log) into buf, so that a failing assertion can show it without leaking a heap copy. */
-static const char *file_tail(const char *path, char *buf, size_t size) {
-        size_t len;
-        char *text = test_read_file(path, &len);
-        snprintf(buf, size, "%s", len >= size ? text + len - (size - 1) : text);
-        free(text);
-        return buf;
-}
-
 /* ---- keyd ---- */
 
-/* A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then closed). */
-static unsigned free_port(void) {
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        cr_assert(fd >= 0, "socket: %m");
-        cr_assert_eq(bind(fd, (struct sockaddr *) &sa, sizeof sa), 0, "bind 127.0.0.1:0: %m");
-        cr_assert_eq(getsockname(fd, (struct sockaddr *) &sa, &len), 0);
-        close(fd);
-        return ntohs(sa.sin_port);
-}
-
-/* Start keyd with the five keyrings and the public listener; returns the port. Another process may take the port
- * between free_port() and keyd's bind: a keyd that exits for that reason is started again on another port. */
+/* Start keyd with the five keyrings and the public listener; returns the port. */
 static unsigned start_keyd(void) {
-        static char log[8192];
-
-        for (int attempt = 0; attempt < 4; attempt++) {
-                unsigned port = free_port();
-                char *text = NULL, *rings = strdup("");
-                cr_assert_not_null(rings);
-                for (size_t i = 0; i < N_RINGS; i++) {
-                        char *more;
-                        cr_assert(asprintf(&more,
-                                           "%s\n[keyring %s]\nkind = issuer\nalg = %s\nissuer = https://%s.keyd.test\n"
-                                           "rotation-period = 1h\nprepublish = 10m\ntoken-ttl-max = 10m\n"
-                                           "default-ttl = 5m\nsign-users = root\n",
-                                           rings, RINGS[i].name, RINGS[i].alg, RINGS[i].name) >= 0);
-                        free(rings);
-                        rings = more;
-                }
-                cr_assert(asprintf(&text, "[public]\nlisten = 127.0.0.1:%u\n%s", port, rings) >= 0);
-                char *conf = test_daemon_write_config(&tok, text);
-                free(text);
+        char *rings = strdup("");
+        cr_assert_not_null(rings);
+        for (size_t i = 0; i < N_RINGS; i++) {
+                char *more;
+                cr_assert(asprintf(&more,
+                                   "%s\n[keyring %s]\nkind = issuer\nalg = %s\nissuer = https://%s.keyd.test\n"
+                                   "rotation-period = 1h\nprepublish = 10m\ntoken-ttl-max = 10m\n"
+                                   "default-ttl = 5m\nsign-users = root\n",
+                                   rings, RINGS[i].name, RINGS[i].alg, RINGS[i].name) >= 0);
                 free(rings);
-
-                test_daemon_start(&d, &tok, conf, NULL);
-                free(conf);
-                /* Ten keys, four of them RSA, made in SoftHSM2 before READY=1: up to 120 s under ASan. */
-                for (int waited = 0; waited < 120000; waited += 250) {
-                        if (test_daemon_wait_notify(&d, "READY=1", 250, NULL, 0))
-                                return port;
-                        int status;
-                        if (waitpid(d.pid, &status, WNOHANG) == d.pid) {
-                                d.pid = 0;
-                                break;
-                        }
-                }
-                file_tail(d.log, log, sizeof log);
-                if (d.pid > 0)
-                        cr_assert_fail("keyd not ready within 120 s:\n%s", log);
-                /* Only a port taken meanwhile is worth another try. */
-                cr_assert(strstr(log, "Address already in use"), "keyd exited before READY=1:\n%s", log);
-                test_daemon_done(&d);
+                rings = more;
         }
-        cr_assert_fail("keyd found its public port taken four times, the last with:\n%s", log);
-        return 0;
+        /* Ten keys, four of them RSA, made in SoftHSM2 before READY=1: up to 120 s under ASan. */
+        int port = test_daemon_start_public(&d, &tok, rings, 120000);
+        free(rings);
+        return (unsigned) port;
 }
 
 typedef struct Minted {
@@ -230,7 +123,7 @@ static void minted_done(Minted *m) {
 
 /* keyd's own verdict on a token: valid, or the error code. */
 static char *keyd_verify(const char *token) {
-        json_t *j = api("POST", "/v1/verify", json_pack("{s:s}", "token", token), 200);
+        json_t *j = test_api_verify(sock, token, NULL);
         json_t *valid = json_object_get(j, "valid");
         cr_assert(json_is_boolean(valid), "verify: no boolean valid");
         char *out = strdup(json_is_true(valid) ? "valid" : (jstr(j, "error") ?: "(no error)"));
@@ -243,7 +136,7 @@ static json_t *public_jwks(unsigned port, const Ring *r) {
         char url[256];
         long status;
         snprintf(url, sizeof url, "http://127.0.0.1:%u/jwks/%s.json", port, r->name);
-        char *body = http(NULL, url, "GET", NULL, &status);
+        char *body = test_http_get(url, NULL, &status, NULL);
         cr_assert_eq(status, 200, "GET %s: HTTP %ld: %s", url, status, body);
         json_error_t err;
         json_t *j = json_loads(body, JSON_REJECT_DUPLICATES, &err);
@@ -340,7 +233,7 @@ static char *node_prepare(void) {
                         char log_path[4096];
                         snprintf(log_path, sizeof log_path, "%s/npm-ci.log", dir);
                         cr_assert_fail("npm ci in %s failed (status %d):\n%s", dir, status,
-                                       file_tail(log_path, log, sizeof log));
+                                       test_file_tail(log_path, log, sizeof log));
                 }
                 FILE *f = fopen(path, "we");
                 cr_assert_not_null(f);
@@ -365,19 +258,13 @@ static json_t *node_verify(json_t *items) {
         cr_assert_eq(json_dump_file(items, file, JSON_COMPACT), 0);
         json_decref(items);
         cr_assert(asprintf(&cmd, "timeout " NODE_TIMEOUT " node '%s/verify.mjs' --tokens '%s' 2>&1", dir, file) >= 0);
-        FILE *p = popen(cmd, "re");
-        cr_assert_not_null(p, "popen: %m");
-        Buf out = { calloc(1, 1), 0 };
-        char buf[4096];
-        size_t k;
-        while ((k = fread(buf, 1, sizeof buf, p)) > 0)
-                collect(buf, 1, k, &out);
-        int status = pclose(p);
-        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: status %d:\n%s", cmd, status, out.data);
+        int status;
+        char *out = test_run(cmd, &status);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: status %d:\n%s", cmd, status, out);
 
         json_t *results = json_array();
         char *save = NULL;
-        for (char *line = strtok_r(out.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 json_error_t err;
                 json_t *j = json_loads(line, 0, &err);
                 cr_assert(json_is_object(j), "node printed a line that is no JSON object (%s): %s", err.text, line);
@@ -385,7 +272,7 @@ static json_t *node_verify(json_t *items) {
         }
         cr_assert_eq(json_array_size(results), n, "node gave %zu results for %zu tokens", json_array_size(results), n);
         (void) unlink(file);
-        free(out.data);
+        free(out);
         free(cmd);
         free(file);
         free(dir);
@@ -431,6 +318,16 @@ static char *tamper(const char *token) {
 /* Static, so that a failing assertion (which leaves the test by a long jump) leaks nothing LeakSanitizer sees. */
 static Minted old[N_RINGS], new[N_RINGS];
 static char *tampered[N_RINGS];
+
+/* Node's verdicts on the old and the new token of every keyring: old at 2i, new at 2i + 1. */
+static json_t *node_verify_old_and_new(unsigned port) {
+        json_t *items = json_array();
+        for (size_t i = 0; i < N_RINGS; i++) {
+                json_array_append_new(items, item(port, &RINGS[i], old[i].token, AUDIENCE));
+                json_array_append_new(items, item(port, &RINGS[i], new[i].token, AUDIENCE));
+        }
+        return node_verify(items);
+}
 
 Test(interop, five_algs_mint_rotate_revoke) {
         char path[256];
@@ -481,12 +378,7 @@ Test(interop, five_algs_mint_rotate_revoke) {
                 cr_assert_str_eq(v, "valid", "%s: keyd on the token of the retired key", RINGS[i].alg);
                 free(v);
         }
-        items = json_array();
-        for (size_t i = 0; i < N_RINGS; i++) {
-                json_array_append_new(items, item(port, &RINGS[i], old[i].token, AUDIENCE));
-                json_array_append_new(items, item(port, &RINGS[i], new[i].token, AUDIENCE));
-        }
-        res = node_verify(items);
+        res = node_verify_old_and_new(port);
         for (size_t i = 0; i < N_RINGS; i++) {
                 assert_node_ok(json_array_get(res, 2 * i), &RINGS[i], old[i].kid, "token of the retired key");
                 assert_node_ok(json_array_get(res, 2 * i + 1), &RINGS[i], new[i].kid, "token of the new key");
@@ -509,12 +401,7 @@ Test(interop, five_algs_mint_rotate_revoke) {
                 cr_assert(jwks_has(jwks, new[i].kid), "%s: the active kid %s left the JWKS", RINGS[i].alg, new[i].kid);
                 json_decref(jwks);
         }
-        items = json_array();
-        for (size_t i = 0; i < N_RINGS; i++) {
-                json_array_append_new(items, item(port, &RINGS[i], old[i].token, AUDIENCE));
-                json_array_append_new(items, item(port, &RINGS[i], new[i].token, AUDIENCE));
-        }
-        res = node_verify(items);
+        res = node_verify_old_and_new(port);
         for (size_t i = 0; i < N_RINGS; i++) {
                 assert_node_fails(json_array_get(res, 2 * i), &RINGS[i], "ERR_JWKS_NO_MATCHING_KEY",
                                   "token of the revoked key");
@@ -525,7 +412,7 @@ Test(interop, five_algs_mint_rotate_revoke) {
         static char log[8192];
         int status = test_daemon_stop(&d, SIGTERM);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "keyd: no clean stop, wait status %d:\n%s", status,
-                  file_tail(d.log, log, sizeof log));
+                  test_file_tail(d.log, log, sizeof log));
         for (size_t i = 0; i < N_RINGS; i++) {
                 minted_done(&old[i]);
                 minted_done(&new[i]);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/crypto-util.h"
+#include "common/hex.h"
 #include "rotation/audit.h"
 #include "tests/helpers/test-daemon.h"
 #include "tests/helpers/test-util.h"
@@ -102,10 +103,9 @@ static void check_token(const char *db_path, int round, unsigned seed) {
         for (size_t i = 0; i < n; i++)
                 live += keys[i]->state == KEY_STATE_ACTIVE || keys[i]->state == KEY_STATE_NEXT;
         for (size_t o = 0; o < n_objs; o++) {
-                char hex[2 * HSM_ID_MAX + 1] = "";
+                char hex[2 * HSM_ID_MAX + 1];
                 bool known = false, is_live = false;
-                for (size_t b = 0; b < objs[o].id_len; b++)
-                        snprintf(hex + 2 * b, 3, "%02x", objs[o].id[b]);
+                hex_encode(objs[o].id, objs[o].id_len, hex, sizeof hex);
                 for (size_t i = 0; i < n; i++)
                         if (streq(keys[i]->id, hex)) {
                                 known = true;
@@ -166,10 +166,8 @@ Test(kill, kill9_at_random_instants, .timeout = 600) {
         }
 
         /* The last word: start, reconcile, stop cleanly, and nothing is left over. */
-        test_daemon_start(&d, &tok, conf, NULL);
-        cr_assert(test_daemon_wait_notify(&d, "READY=1", 30000, NULL, 0));
-        int status = test_daemon_stop(&d, SIGTERM);
-        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        test_daemon_start_ready(&d, &tok, conf);
+        test_daemon_stop_clean(&d);
         check_store(db_path, ROUNDS + 1, seed);
         check_token(db_path, ROUNDS + 1, seed);
         cr_log_info("%d kills, %d clean stops", kills, clean);

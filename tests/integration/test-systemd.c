@@ -2,13 +2,10 @@
 /* systemd integration without systemd as PID 1: the units verify and rate 2.0 or lower, keyd starts from sockets
  * passed by systemd-socket-activate (named "api" and "public") with its PIN from a credential directory, and the
  * sysusers.d and tmpfiles.d files apply. */
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,12 +14,12 @@
 #include "tests/helpers/test-daemon.h"
 #include "tests/helpers/test-util.h"
 
+/* Run a shell command: its exit status (-1 if it did not exit), its output in out (cut to size). */
 static int run(const char *cmd, char *out, size_t size) {
-        FILE *p = popen(cmd, "r");
-        cr_assert_not_null(p);
-        size_t n = fread(out, 1, size - 1, p);
-        out[n] = 0;
-        int status = pclose(p);
+        int status;
+        char *text = test_run(cmd, &status);
+        snprintf(out, size, "%s", text);
+        free(text);
         return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -60,16 +57,6 @@ Test(systemd, units_verify_and_rate_safe) {
         free(dir);
 }
 
-static int free_port(void) {
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        cr_assert_eq(bind(fd, (struct sockaddr *) &sa, sizeof sa), 0);
-        cr_assert_eq(getsockname(fd, (struct sockaddr *) &sa, &len), 0);
-        close(fd);
-        return ntohs(sa.sin_port);
-}
-
 static TestDaemon d = { .notify_fd = -1 };
 
 /* Whatever happens in the test, its daemon does not outlive it. */
@@ -95,7 +82,7 @@ Test(systemd, socket_activation_and_credential, .timeout = 90, .fini = kill_daem
         unlink(tok.pin_file);
 
         snprintf(sock, sizeof sock, "%s/activated.sock", tok.dir);
-        int port = free_port();
+        int port = test_free_port();
         snprintf(listen_pub, sizeof listen_pub, "127.0.0.1:%d", port);
         snprintf(cfg, sizeof cfg,
                  "[token]\nmodule = %s\nuri = %s\nsofthsm2-conf = %s\n[store]\npath = %s/keyd.db\n"
@@ -144,8 +131,7 @@ Test(systemd, socket_activation_and_credential, .timeout = 90, .fini = kill_daem
         char *log = test_read_file(d.log, NULL);
         cr_assert(strstr(log, "the socket passed by systemd") != NULL, "%s", log);
         free(log);
-        int status = test_daemon_stop(&d, SIGTERM);
-        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+        test_daemon_stop_clean(&d);
         test_daemon_done(&d);
         free(pin), free(cred_pin), free(conf);
         test_token_teardown(&tok);

@@ -62,6 +62,30 @@ static void load_good(const char *file, Config *c) {
         cr_assert_null(errors);
 }
 
+/* [store], [api] and [audit] as config_init() sets them. */
+static void assert_default_store_api_audit(const Config *c) {
+        cr_assert_str_eq(c->store_path, "/var/lib/keyd/keyd.db");
+        cr_assert_str_eq(c->socket, "/run/keyd/keyd.sock");
+        cr_assert_eq(c->workers, 0);
+        ASSERT_STRV(c->admin_users, "root");
+        ASSERT_STRV(c->admin_groups, "keyd-admin");
+        cr_assert_eq(c->max_connections, 256);
+        cr_assert_eq(c->max_connections_per_uid, 32);
+        cr_assert_eq(c->idle_timeout, 30 * S);
+        cr_assert_eq(c->checkpoint_interval, 1 * H);
+        cr_assert_null(c->anchor_file);
+}
+
+/* The five durations of a policy. */
+static void assert_policy_times(const Policy *p, usec_t rotation_period, usec_t prepublish, usec_t token_ttl_max,
+                                usec_t default_ttl, usec_t clock_skew) {
+        cr_assert_eq(p->rotation_period, rotation_period);
+        cr_assert_eq(p->prepublish, prepublish);
+        cr_assert_eq(p->token_ttl_max, token_ttl_max);
+        cr_assert_eq(p->default_ttl, default_ttl);
+        cr_assert_eq(p->clock_skew, clock_skew);
+}
+
 Test(config, defaults) {
         Config c;
         cr_assert_eq(config_init(&c), 0);
@@ -69,16 +93,8 @@ Test(config, defaults) {
         cr_assert_null(c.uri);
         cr_assert_null(c.pin_file);
         cr_assert_null(c.softhsm2_conf);
-        cr_assert_str_eq(c.store_path, "/var/lib/keyd/keyd.db");
-        cr_assert_str_eq(c.socket, "/run/keyd/keyd.sock");
-        cr_assert_eq(c.workers, 0);
-        ASSERT_STRV(c.admin_users, "root");
-        ASSERT_STRV(c.admin_groups, "keyd-admin");
-        cr_assert_eq(c.max_connections, 256);
-        cr_assert_eq(c.max_connections_per_uid, 32);
-        cr_assert_eq(c.idle_timeout, 30 * S);
+        assert_default_store_api_audit(&c);
         cr_assert_null(c.public_listen);
-        cr_assert_eq(c.checkpoint_interval, 1 * H);
         cr_assert_eq(c.n_keyrings, 0);
         config_done(&c);
         cr_assert_null(c.module, "config_done() leaves a clean Config");
@@ -91,16 +107,8 @@ Test(config, spec_example) {
         cr_assert_str_eq(c.uri, "pkcs11:token=keyd");
         cr_assert_str_eq(c.pin_file, "/etc/keyd/pin", "the inline comment after the value is not part of it");
         cr_assert_null(c.softhsm2_conf);
-        cr_assert_str_eq(c.store_path, "/var/lib/keyd/keyd.db");
-        cr_assert_str_eq(c.socket, "/run/keyd/keyd.sock");
-        cr_assert_eq(c.workers, 0);
-        ASSERT_STRV(c.admin_users, "root");
-        ASSERT_STRV(c.admin_groups, "keyd-admin");
-        cr_assert_eq(c.max_connections, 256);
-        cr_assert_eq(c.max_connections_per_uid, 32);
-        cr_assert_eq(c.idle_timeout, 30 * S);
+        assert_default_store_api_audit(&c);
         cr_assert_str_eq(c.public_listen, "127.0.0.1:8080");
-        cr_assert_eq(c.checkpoint_interval, 1 * H);
 
         cr_assert_eq(c.n_keyrings, 1);
         const ConfigKeyring *k = &c.keyrings[0];
@@ -110,11 +118,7 @@ Test(config, spec_example) {
         cr_assert_eq(k->line, 18);
         cr_assert_eq(k->policy.alg, KEYD_ALG_ES256);
         cr_assert_str_eq(k->policy.issuer, "https://issuer.example.com");
-        cr_assert_eq(k->policy.rotation_period, 24 * H);
-        cr_assert_eq(k->policy.prepublish, 1 * H);
-        cr_assert_eq(k->policy.token_ttl_max, 1 * H);
-        cr_assert_eq(k->policy.default_ttl, 15 * M);
-        cr_assert_eq(k->policy.clock_skew, 60 * S);
+        assert_policy_times(&k->policy, 24 * H, 1 * H, 1 * H, 15 * M, 60 * S);
         cr_assert_null(k->policy.token_type);
         ASSERT_STRV(k->policy.sign_users, "gateway");
         ASSERT_STRV(k->policy.sign_groups, "keyd-sign");
@@ -145,11 +149,7 @@ Test(config, good_several_keyrings) {
         const ConfigKeyring *k = find_ring(&c, "default");
         cr_assert_eq(k->kind, RING_ISSUER);
         cr_assert_eq(k->policy.alg, KEYD_ALG_ES384);
-        cr_assert_eq(k->policy.rotation_period, 7 * 24 * H);
-        cr_assert_eq(k->policy.prepublish, 12 * H);
-        cr_assert_eq(k->policy.token_ttl_max, 90 * M);
-        cr_assert_eq(k->policy.default_ttl, 300 * S);
-        cr_assert_eq(k->policy.clock_skew, 0);
+        assert_policy_times(&k->policy, 7 * 24 * H, 12 * H, 90 * M, 300 * S, 0);
         cr_assert_str_eq(k->policy.token_type, "at+jwt;v=1");
         ASSERT_STRV(k->policy.sign_groups, "keyd-sign", "web");
         cr_assert(k->policy.publish);
@@ -167,11 +167,7 @@ Test(config, good_several_keyrings) {
         cr_assert_eq(k->kind, RING_AGENT, "kind after the other keys still counts");
         cr_assert_eq(k->owner_uid, 1007);
         cr_assert_eq(k->policy.alg, KEYD_ALG_EDDSA);
-        cr_assert_eq(k->policy.rotation_period, 1 * H);
-        cr_assert_eq(k->policy.prepublish, 10 * M);
-        cr_assert_eq(k->policy.token_ttl_max, 5 * M);
-        cr_assert_eq(k->policy.default_ttl, 1 * M);
-        cr_assert_eq(k->policy.clock_skew, 30 * S);
+        assert_policy_times(&k->policy, 1 * H, 10 * M, 5 * M, 1 * M, 30 * S);
         cr_assert_null(k->policy.issuer);
         cr_assert_not(k->policy.publish, "agent keyrings default to publish = no, whatever the order of keys");
 

@@ -3,91 +3,23 @@
  * same token without the one fault is accepted. Tokens are signed here with OpenSSL. */
 #include <criterion/criterion.h>
 #include <openssl/pem.h>
-#include <openssl/rsa.h>
 
 #include "common/crypto-util.h"
 #include "jose/b64.h"
 #include "jose/jose-internal.h"
 #include "jose/jwk.h"
 #include "jose/jws.h"
+#include "tests/helpers/test-crypto.h"
 
 #define SENTINEL ((JoseJws *) 0x1)
 
-static EVP_PKEY *gen_key(KeydAlg alg) {
-        EVP_PKEY *k = NULL;
-        switch (alg) {
-        case KEYD_ALG_ES256:
-                k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-                break;
-        case KEYD_ALG_ES384:
-                k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
-                break;
-        case KEYD_ALG_RS256:
-        case KEYD_ALG_PS256:
-                k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t) 2048);
-                break;
-        case KEYD_ALG_EDDSA:
-                k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-                break;
-        default:
-                break;
-        }
-        cr_assert_not_null(k);
-        return k;
-}
-
-/* OpenSSL's signature over msg: DER for ECDSA when der is true, else JOSE form (R‖S). */
-static uint8_t *sign_with(EVP_PKEY *key, KeydAlg alg, const void *msg, size_t len, bool der, size_t *ret_len) {
-        _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        EVP_PKEY_CTX *pctx = NULL;
-        const EVP_MD *md = alg == KEYD_ALG_ES384 ? EVP_sha384() : alg == KEYD_ALG_EDDSA ? NULL : EVP_sha256();
-        uint8_t buf[600], *out;
-        size_t n = sizeof buf;
-
-        cr_assert_eq(EVP_DigestSignInit(ctx, &pctx, md, NULL, key), 1);
-        if (alg == KEYD_ALG_PS256) {
-                cr_assert_gt(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING), 0);
-                cr_assert_gt(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32), 0);
-                cr_assert_gt(EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()), 0);
-        }
-        cr_assert_eq(EVP_DigestSign(ctx, buf, &n, msg, len), 1);
-        out = malloc(n);
-        cr_assert_not_null(out);
-        if (keyd_alg_is_ec(alg) && !der) {
-                size_t c = keyd_alg_ec_size(alg);
-                cr_assert_eq(jose_ecdsa_der_to_raw(buf, n, c, out), 0);
-                n = 2 * c;
-        } else
-                memcpy(out, buf, n);
-        *ret_len = n;
-        return out;
-}
-
-/* "B64(header_text).B64(payload)" with no signature yet. */
-static char *signing_input(const char *header_text, const char *payload) {
-        _cleanup_free_ char *h = NULL, *p = NULL;
-        char *s;
-        cr_assert_eq(jose_b64url_encode(header_text, strlen(header_text), &h), 0);
-        cr_assert_eq(jose_b64url_encode(payload, strlen(payload), &p), 0);
-        cr_assert(asprintf(&s, "%s.%s", h, p) > 0);
-        return s;
-}
-
-static char *with_signature(const char *input, const uint8_t *sig, size_t sig_len) {
-        _cleanup_free_ char *b = NULL;
-        char *s;
-        cr_assert_eq(jose_b64url_encode(sig, sig_len, &b), 0);
-        cr_assert(asprintf(&s, "%s.%s", input, b) > 0);
-        return s;
-}
-
 /* A token with exactly this header text (duplicates, odd forms), signed by key. */
 static char *token_text(EVP_PKEY *key, KeydAlg alg, const char *header_text, const char *payload) {
-        _cleanup_free_ char *input = signing_input(header_text, payload);
+        _cleanup_free_ char *input = test_jws_input(header_text, payload);
         _cleanup_free_ uint8_t *sig = NULL;
         size_t sig_len;
-        sig = sign_with(key, alg, input, strlen(input), false, &sig_len);
-        return with_signature(input, sig, sig_len);
+        sig = test_sign(key, alg, input, strlen(input), false, &sig_len);
+        return test_jws_with_signature(input, sig, sig_len);
 }
 
 /* Parse, and when that succeeds verify with pkey as a key of key_alg. */
@@ -106,7 +38,7 @@ static JoseResult check(const char *token, EVP_PKEY *pkey, KeydAlg key_alg) {
 static const char *PAYLOAD = "{\"sub\":\"agent-1\",\"exp\":4102444800}";
 
 Test(refuse, alg_none) {
-        _cleanup_pkey_ EVP_PKEY *es = gen_key(KEYD_ALG_ES256);
+        _cleanup_pkey_ EVP_PKEY *es = test_gen_key(KEYD_ALG_ES256);
         _cleanup_free_ char *ok = token_text(es, KEYD_ALG_ES256, "{\"alg\":\"ES256\"}", PAYLOAD);
         cr_assert_eq(check(ok, es, KEYD_ALG_ES256), JOSE_OK);
 
@@ -117,7 +49,7 @@ Test(refuse, alg_none) {
                 cr_assert_eq(check(t, es, KEYD_ALG_ES256), JOSE_UNSUPPORTED_ALG, "%s", nones[i]);
                 /* ... and as an unsecured JWS, "h.p.": named unsupported_alg when alg is exactly "none" (RFC 7515
                  * §A.5), malformed otherwise (an empty signature belongs to nothing else). */
-                _cleanup_free_ char *u = signing_input(nones[i], PAYLOAD), *unsecured = NULL;
+                _cleanup_free_ char *u = test_jws_input(nones[i], PAYLOAD), *unsecured = NULL;
                 cr_assert(asprintf(&unsecured, "%s.", u) > 0);
                 cr_assert_eq(check(unsecured, es, KEYD_ALG_ES256), i == 0 ? JOSE_UNSUPPORTED_ALG : JOSE_MALFORMED,
                              "%s", nones[i]);
@@ -126,7 +58,7 @@ Test(refuse, alg_none) {
 
 /* The classic confusion: an HS256 token whose MAC key is the verifier's public key (PEM or JWK text). */
 Test(refuse, hs256_public_key_as_secret) {
-        _cleanup_pkey_ EVP_PKEY *es = gen_key(KEYD_ALG_ES256);
+        _cleanup_pkey_ EVP_PKEY *es = test_gen_key(KEYD_ALG_ES256);
         _cleanup_json_ json_t *jwk = NULL;
         _cleanup_free_ char *jwk_text = NULL;
         char *pem = NULL;
@@ -149,13 +81,13 @@ Test(refuse, hs256_public_key_as_secret) {
                                               {"{\"alg\":\"HS512\"}", "SHA512"}};
         for (size_t s = 0; s < ELEMENTSOF(secrets); s++)
                 for (size_t a = 0; a < ELEMENTSOF(algs); a++) {
-                        _cleanup_free_ char *input = signing_input(algs[a][0], PAYLOAD), *token = NULL;
+                        _cleanup_free_ char *input = test_jws_input(algs[a][0], PAYLOAD), *token = NULL;
                         uint8_t mac[64];
                         size_t mac_len = 0;
                         cr_assert_not_null(EVP_Q_mac(NULL, "HMAC", NULL, algs[a][1], NULL, secrets[s].key,
                                                      secrets[s].len, (const uint8_t *) input, strlen(input), mac,
                                                      sizeof mac, &mac_len));
-                        token = with_signature(input, mac, mac_len);
+                        token = test_jws_with_signature(input, mac, mac_len);
                         cr_assert_eq(check(token, es, KEYD_ALG_ES256), JOSE_UNSUPPORTED_ALG, "%s with secret %zu",
                                      algs[a][0], s);
                         /* Nor does the MAC pass as an ES256 signature of the same bytes. */
@@ -166,8 +98,8 @@ Test(refuse, hs256_public_key_as_secret) {
 }
 
 Test(refuse, header_alg_is_not_key_alg) {
-        _cleanup_pkey_ EVP_PKEY *es = gen_key(KEYD_ALG_ES256), *rsa = gen_key(KEYD_ALG_RS256),
-                                *p384 = gen_key(KEYD_ALG_ES384);
+        _cleanup_pkey_ EVP_PKEY *es = test_gen_key(KEYD_ALG_ES256), *rsa = test_gen_key(KEYD_ALG_RS256),
+                                *p384 = test_gen_key(KEYD_ALG_ES384);
         _cleanup_free_ char *rs = token_text(rsa, KEYD_ALG_RS256, "{\"alg\":\"RS256\"}", PAYLOAD);
         _cleanup_free_ char *e256 = token_text(es, KEYD_ALG_ES256, "{\"alg\":\"ES256\"}", PAYLOAD);
         _cleanup_free_ char *ps = token_text(rsa, KEYD_ALG_PS256, "{\"alg\":\"PS256\"}", PAYLOAD);
@@ -195,33 +127,39 @@ static void expect_header(EVP_PKEY *key, const char *header_text, JoseResult exp
                      jose_result_to_string(expected));
 }
 
+/* expect_header() for every header text of the NULL-terminated list. */
+static void expect_headers(EVP_PKEY *key, JoseResult expected, const char *const *headers) {
+        for (size_t i = 0; headers[i]; i++)
+                expect_header(key, headers[i], expected);
+}
+
+#define EXPECT_HEADERS(key, expected, ...) expect_headers((key), (expected), (const char *const[]){__VA_ARGS__, NULL})
+
 Test(refuse, crit) {
-        _cleanup_pkey_ EVP_PKEY *es = gen_key(KEYD_ALG_ES256);
+        _cleanup_pkey_ EVP_PKEY *es = test_gen_key(KEYD_ALG_ES256);
         expect_header(es, "{\"alg\":\"ES256\",\"foo\":1}", JOSE_OK);
-        expect_header(es, "{\"alg\":\"ES256\",\"crit\":[\"foo\"],\"foo\":1}", JOSE_UNSUPPORTED_ALG);
-        expect_header(es, "{\"alg\":\"ES256\",\"crit\":[\"exp\"],\"exp\":4102444800}", JOSE_UNSUPPORTED_ALG);
-        expect_header(es, "{\"alg\":\"ES256\",\"crit\":[\"b64\"],\"b64\":true}", JOSE_UNSUPPORTED_ALG);
-        expect_header(es, "{\"alg\":\"ES256\",\"crit\":[]}", JOSE_UNSUPPORTED_ALG);
-        expect_header(es, "{\"alg\":\"ES256\",\"crit\":null}", JOSE_UNSUPPORTED_ALG);
+        EXPECT_HEADERS(es, JOSE_UNSUPPORTED_ALG, "{\"alg\":\"ES256\",\"crit\":[\"foo\"],\"foo\":1}",
+                       "{\"alg\":\"ES256\",\"crit\":[\"exp\"],\"exp\":4102444800}",
+                       "{\"alg\":\"ES256\",\"crit\":[\"b64\"],\"b64\":true}", "{\"alg\":\"ES256\",\"crit\":[]}",
+                       "{\"alg\":\"ES256\",\"crit\":null}");
 }
 
 Test(refuse, b64) {
-        _cleanup_pkey_ EVP_PKEY *es = gen_key(KEYD_ALG_ES256);
+        _cleanup_pkey_ EVP_PKEY *es = test_gen_key(KEYD_ALG_ES256);
         expect_header(es, "{\"alg\":\"ES256\",\"b64\":true}", JOSE_OK);
-        expect_header(es, "{\"alg\":\"ES256\",\"b64\":false}", JOSE_UNSUPPORTED_ALG);
-        expect_header(es, "{\"alg\":\"ES256\",\"b64\":\"true\"}", JOSE_UNSUPPORTED_ALG);
-        expect_header(es, "{\"alg\":\"ES256\",\"b64\":0}", JOSE_UNSUPPORTED_ALG);
-        expect_header(es, "{\"alg\":\"ES256\",\"b64\":null}", JOSE_UNSUPPORTED_ALG);
+        EXPECT_HEADERS(es, JOSE_UNSUPPORTED_ALG, "{\"alg\":\"ES256\",\"b64\":false}",
+                       "{\"alg\":\"ES256\",\"b64\":\"true\"}", "{\"alg\":\"ES256\",\"b64\":0}",
+                       "{\"alg\":\"ES256\",\"b64\":null}");
 }
 
 Test(refuse, keys_named_by_the_token) {
-        _cleanup_pkey_ EVP_PKEY *es = gen_key(KEYD_ALG_ES256);
+        _cleanup_pkey_ EVP_PKEY *es = test_gen_key(KEYD_ALG_ES256);
         _cleanup_json_ json_t *jwk = NULL;
         _cleanup_free_ char *jwk_text = NULL, *embedded = NULL;
         expect_header(es, "{\"alg\":\"ES256\",\"kid\":\"k\"}", JOSE_OK);
-        expect_header(es, "{\"alg\":\"ES256\",\"jku\":\"https://attacker.example/jwks.json\"}", JOSE_UNSUPPORTED_ALG);
-        expect_header(es, "{\"alg\":\"ES256\",\"x5u\":\"https://attacker.example/cert.pem\"}", JOSE_UNSUPPORTED_ALG);
-        expect_header(es, "{\"alg\":\"ES256\",\"x5c\":[\"MIIBszCCAVmgAwIBAgIUaaaa\"]}", JOSE_UNSUPPORTED_ALG);
+        EXPECT_HEADERS(es, JOSE_UNSUPPORTED_ALG, "{\"alg\":\"ES256\",\"jku\":\"https://attacker.example/jwks.json\"}",
+                       "{\"alg\":\"ES256\",\"x5u\":\"https://attacker.example/cert.pem\"}",
+                       "{\"alg\":\"ES256\",\"x5c\":[\"MIIBszCCAVmgAwIBAgIUaaaa\"]}");
         /* Even the verifier's own key, embedded, is refused: keyd never takes a key from the token. */
         cr_assert_eq(jose_jwk_from_pkey(es, KEYD_ALG_ES256, &jwk), 0);
         jwk_text = json_dumps(jwk, JSON_COMPACT);
@@ -230,17 +168,16 @@ Test(refuse, keys_named_by_the_token) {
 }
 
 Test(refuse, duplicate_header_members) {
-        _cleanup_pkey_ EVP_PKEY *es = gen_key(KEYD_ALG_ES256);
+        _cleanup_pkey_ EVP_PKEY *es = test_gen_key(KEYD_ALG_ES256);
         expect_header(es, "{\"alg\":\"ES256\",\"kid\":\"a\"}", JOSE_OK);
-        expect_header(es, "{\"alg\":\"ES256\",\"alg\":\"ES256\"}", JOSE_MALFORMED);
-        expect_header(es, "{\"alg\":\"none\",\"alg\":\"ES256\"}", JOSE_MALFORMED);
-        expect_header(es, "{\"alg\":\"ES256\",\"\\u0061lg\":\"none\"}", JOSE_MALFORMED);
-        expect_header(es, "{\"alg\":\"ES256\",\"kid\":\"a\",\"kid\":\"b\"}", JOSE_MALFORMED);
-        expect_header(es, "{\"alg\":\"ES256\",\"x\":{\"a\":1,\"a\":2}}", JOSE_MALFORMED);
+        EXPECT_HEADERS(es, JOSE_MALFORMED, "{\"alg\":\"ES256\",\"alg\":\"ES256\"}",
+                       "{\"alg\":\"none\",\"alg\":\"ES256\"}", "{\"alg\":\"ES256\",\"\\u0061lg\":\"none\"}",
+                       "{\"alg\":\"ES256\",\"kid\":\"a\",\"kid\":\"b\"}",
+                       "{\"alg\":\"ES256\",\"x\":{\"a\":1,\"a\":2}}");
 }
 
 Test(refuse, duplicate_claims) {
-        _cleanup_pkey_ EVP_PKEY *es = gen_key(KEYD_ALG_ES256);
+        _cleanup_pkey_ EVP_PKEY *es = test_gen_key(KEYD_ALG_ES256);
         static const struct {
                 const char *payload;
                 JoseResult expected;
@@ -274,15 +211,15 @@ Test(refuse, duplicate_claims) {
 
 Test(refuse, ecdsa_der_signature) {
         for (KeydAlg alg = KEYD_ALG_ES256; alg <= KEYD_ALG_ES384; alg++) {
-                _cleanup_pkey_ EVP_PKEY *key = gen_key(alg);
+                _cleanup_pkey_ EVP_PKEY *key = test_gen_key(alg);
                 _cleanup_free_ char *header = NULL, *input = NULL, *token = NULL;
                 _cleanup_free_ uint8_t *der = NULL;
                 size_t der_len;
                 cr_assert(asprintf(&header, "{\"alg\":\"%s\"}", keyd_alg_to_string(alg)) > 0);
-                input = signing_input(header, PAYLOAD);
-                der = sign_with(key, alg, input, strlen(input), true, &der_len);
+                input = test_jws_input(header, PAYLOAD);
+                der = test_sign(key, alg, input, strlen(input), true, &der_len);
                 cr_assert_eq(der[0], 0x30);
-                token = with_signature(input, der, der_len);
+                token = test_jws_with_signature(input, der, der_len);
                 cr_assert_eq(check(token, key, alg), JOSE_BAD_SIGNATURE);
                 cr_assert_eq(jose_verify_signature(alg, key, input, strlen(input), der, der_len), JOSE_BAD_SIGNATURE);
         }
@@ -290,7 +227,7 @@ Test(refuse, ecdsa_der_signature) {
 
 Test(refuse, ecdsa_r_s_range) {
         for (KeydAlg alg = KEYD_ALG_ES256; alg <= KEYD_ALG_ES384; alg++) {
-                _cleanup_pkey_ EVP_PKEY *key = gen_key(alg);
+                _cleanup_pkey_ EVP_PKEY *key = test_gen_key(alg);
                 _cleanup_free_ char *header = NULL, *input = NULL;
                 _cleanup_free_ uint8_t *sig = NULL;
                 const uint8_t *order = jose_ec_order(alg);
@@ -298,8 +235,8 @@ Test(refuse, ecdsa_r_s_range) {
                 uint8_t bad[96];
 
                 cr_assert(asprintf(&header, "{\"alg\":\"%s\"}", keyd_alg_to_string(alg)) > 0);
-                input = signing_input(header, PAYLOAD);
-                sig = sign_with(key, alg, input, strlen(input), false, &len);
+                input = test_jws_input(header, PAYLOAD);
+                sig = test_sign(key, alg, input, strlen(input), false, &len);
                 cr_assert_eq(len, 2 * n);
                 cr_assert_eq(jose_verify_signature(alg, key, input, strlen(input), sig, len), JOSE_OK);
 
@@ -329,7 +266,7 @@ Test(refuse, ecdsa_r_s_range) {
                                 memset(bad + n, 0xff, n);
                                 break;
                         }
-                        _cleanup_free_ char *token = with_signature(input, bad, 2 * n);
+                        _cleanup_free_ char *token = test_jws_with_signature(input, bad, 2 * n);
                         cr_assert_eq(check(token, key, alg), JOSE_BAD_SIGNATURE, "%s case %d", keyd_alg_to_string(alg),
                                      c);
                 }
@@ -338,20 +275,20 @@ Test(refuse, ecdsa_r_s_range) {
 
 Test(refuse, signature_length) {
         for (KeydAlg alg = 0; alg < _KEYD_ALG_MAX; alg++) {
-                _cleanup_pkey_ EVP_PKEY *key = gen_key(alg);
+                _cleanup_pkey_ EVP_PKEY *key = test_gen_key(alg);
                 _cleanup_free_ char *header = NULL, *input = NULL, *good = NULL, *shorter = NULL, *longer = NULL;
                 _cleanup_free_ uint8_t *sig = NULL, *sig1 = NULL;
                 size_t len;
                 cr_assert(asprintf(&header, "{\"alg\":\"%s\"}", keyd_alg_to_string(alg)) > 0);
-                input = signing_input(header, PAYLOAD);
-                sig = sign_with(key, alg, input, strlen(input), false, &len);
+                input = test_jws_input(header, PAYLOAD);
+                sig = test_sign(key, alg, input, strlen(input), false, &len);
                 sig1 = malloc(len + 1);
                 cr_assert_not_null(sig1);
                 memcpy(sig1, sig, len);
                 sig1[len] = 0;
-                good = with_signature(input, sig, len);
-                shorter = with_signature(input, sig, len - 1);
-                longer = with_signature(input, sig1, len + 1);
+                good = test_jws_with_signature(input, sig, len);
+                shorter = test_jws_with_signature(input, sig, len - 1);
+                longer = test_jws_with_signature(input, sig1, len + 1);
                 cr_assert_eq(check(good, key, alg), JOSE_OK, "%s", keyd_alg_to_string(alg));
                 cr_assert_eq(check(shorter, key, alg), JOSE_BAD_SIGNATURE, "%s short", keyd_alg_to_string(alg));
                 cr_assert_eq(check(longer, key, alg), JOSE_BAD_SIGNATURE, "%s long", keyd_alg_to_string(alg));
@@ -374,7 +311,7 @@ static char *token_of_length(EVP_PKEY *key, size_t total) {
                         cr_assert_not_null(payload);
                         memset(payload, 'a', p);
                         cr_assert_eq(jose_jws_signing_input(header, payload, p, &s, &len), 0);
-                        _cleanup_free_ uint8_t *sig = sign_with(key, KEYD_ALG_ES256, s, len, false, &sig_len);
+                        _cleanup_free_ uint8_t *sig = test_sign(key, KEYD_ALG_ES256, s, len, false, &sig_len);
                         cr_assert_eq(jose_jws_append_signature(s, len, sig, sig_len), (int) total);
                         return s;
                 }
@@ -384,7 +321,7 @@ static char *token_of_length(EVP_PKEY *key, size_t total) {
 }
 
 Test(refuse, size_limit) {
-        _cleanup_pkey_ EVP_PKEY *es = gen_key(KEYD_ALG_ES256);
+        _cleanup_pkey_ EVP_PKEY *es = test_gen_key(KEYD_ALG_ES256);
         _cleanup_free_ char *max = token_of_length(es, JOSE_JWS_MAX), *over = token_of_length(es, JOSE_JWS_MAX + 1);
         cr_assert_eq(strlen(max), 16384);
         cr_assert_eq(strlen(over), 16385);
@@ -393,7 +330,7 @@ Test(refuse, size_limit) {
 }
 
 Test(refuse, structure) {
-        _cleanup_pkey_ EVP_PKEY *es = gen_key(KEYD_ALG_ES256);
+        _cleanup_pkey_ EVP_PKEY *es = test_gen_key(KEYD_ALG_ES256);
         _cleanup_free_ char *good = token_text(es, KEYD_ALG_ES256, "{\"alg\":\"ES256\"}", PAYLOAD);
         _cleanup_free_ char *empty_payload = token_text(es, KEYD_ALG_ES256, "{\"alg\":\"ES256\"}", "");
         const char *dot1 = strchr(good, '.'), *dot2 = strrchr(good, '.');
@@ -429,7 +366,7 @@ Test(refuse, structure) {
 }
 
 Test(refuse, header_not_an_object) {
-        _cleanup_pkey_ EVP_PKEY *es = gen_key(KEYD_ALG_ES256);
+        _cleanup_pkey_ EVP_PKEY *es = test_gen_key(KEYD_ALG_ES256);
         static const char *const headers[] = {
                 "[]",
                 "[{\"alg\":\"ES256\"}]",
@@ -455,7 +392,7 @@ Test(refuse, header_not_an_object) {
 }
 
 Test(refuse, algorithms_keyd_does_not_know) {
-        _cleanup_pkey_ EVP_PKEY *es = gen_key(KEYD_ALG_ES256);
+        _cleanup_pkey_ EVP_PKEY *es = test_gen_key(KEYD_ALG_ES256);
         static const char *const algs[] = {"HS256",  "HS384",  "HS512",  "RS384",    "RS512", "PS384",
                                            "PS512",  "ES512",  "ES256K", "Ed25519",  "Ed448", "es256",
                                            "ES256 ", " ES256", "",       "RSA-OAEP", "dir"};
@@ -477,62 +414,64 @@ static JoseResult claims_check(const char *claims_text, const JoseClaimsCheck *c
 
 #define NOW 1700000000
 
+/* Every claims set of the NULL-terminated list, checked with c, gives expected. */
+static void expect_claims(const JoseClaimsCheck *c, JoseResult expected, const char *const *claims) {
+        for (size_t i = 0; claims[i]; i++) {
+                JoseResult r = claims_check(claims[i], c);
+                cr_assert_eq(r, expected, "%s (leeway %lld, aud %s, iss %s, exp %s): %s, expected %s", claims[i],
+                             (long long) c->leeway, c->audience ?: "-", c->issuer ?: "-",
+                             c->require_exp ? "required" : "optional", jose_result_to_string(r),
+                             jose_result_to_string(expected));
+        }
+}
+
+#define EXPECT_CLAIMS(c, expected, ...) expect_claims((c), (expected), (const char *const[]){__VA_ARGS__, NULL})
+
 Test(claims, exp) {
         JoseClaimsCheck c = {.now = NOW};
-        cr_assert_eq(claims_check("{\"exp\":1700000001}", &c), JOSE_OK);
-        cr_assert_eq(claims_check("{\"exp\":1700000000}", &c), JOSE_EXPIRED, "exp == now is expired");
-        cr_assert_eq(claims_check("{\"exp\":1600000000}", &c), JOSE_EXPIRED);
+        EXPECT_CLAIMS(&c, JOSE_OK, "{\"exp\":1700000001}");
+        EXPECT_CLAIMS(&c, JOSE_EXPIRED, "{\"exp\":1700000000}" /* exp == now is expired */, "{\"exp\":1600000000}");
         c.leeway = 60;
-        cr_assert_eq(claims_check("{\"exp\":1699999941}", &c), JOSE_OK, "within the leeway");
-        cr_assert_eq(claims_check("{\"exp\":1699999940}", &c), JOSE_EXPIRED, "exp + leeway == now");
-        cr_assert_eq(claims_check("{\"exp\":1699999941.5}", &c), JOSE_OK, "a NumericDate may be a real");
-        cr_assert_eq(claims_check("{\"exp\":1699999939.5}", &c), JOSE_EXPIRED);
-        cr_assert_eq(claims_check("{}", &c), JOSE_OK, "exp is optional unless required");
+        EXPECT_CLAIMS(&c, JOSE_OK, "{\"exp\":1699999941}" /* within the leeway */,
+                      "{\"exp\":1699999941.5}" /* a NumericDate may be a real */,
+                      "{}" /* exp is optional unless required */);
+        EXPECT_CLAIMS(&c, JOSE_EXPIRED, "{\"exp\":1699999940}" /* exp + leeway == now */, "{\"exp\":1699999939.5}");
         c.require_exp = true;
-        cr_assert_eq(claims_check("{}", &c), JOSE_MALFORMED);
-        cr_assert_eq(claims_check("{\"exp\":1700000100}", &c), JOSE_OK);
+        EXPECT_CLAIMS(&c, JOSE_MALFORMED, "{}");
+        EXPECT_CLAIMS(&c, JOSE_OK, "{\"exp\":1700000100}");
 }
 
 Test(claims, nbf_and_iat) {
         JoseClaimsCheck c = {.now = NOW};
-        cr_assert_eq(claims_check("{\"nbf\":1700000000,\"iat\":1700000000}", &c), JOSE_OK);
-        cr_assert_eq(claims_check("{\"nbf\":1700000001}", &c), JOSE_NOT_YET_VALID);
-        cr_assert_eq(claims_check("{\"iat\":1700000001}", &c), JOSE_NOT_YET_VALID);
+        EXPECT_CLAIMS(&c, JOSE_OK, "{\"nbf\":1700000000,\"iat\":1700000000}");
+        EXPECT_CLAIMS(&c, JOSE_NOT_YET_VALID, "{\"nbf\":1700000001}", "{\"iat\":1700000001}");
         c.leeway = 30;
-        cr_assert_eq(claims_check("{\"nbf\":1700000030}", &c), JOSE_OK);
-        cr_assert_eq(claims_check("{\"nbf\":1700000031}", &c), JOSE_NOT_YET_VALID);
-        cr_assert_eq(claims_check("{\"iat\":1700000030}", &c), JOSE_OK);
-        cr_assert_eq(claims_check("{\"iat\":1700000031}", &c), JOSE_NOT_YET_VALID);
+        EXPECT_CLAIMS(&c, JOSE_OK, "{\"nbf\":1700000030}", "{\"iat\":1700000030}");
+        EXPECT_CLAIMS(&c, JOSE_NOT_YET_VALID, "{\"nbf\":1700000031}", "{\"iat\":1700000031}");
         /* Expired wins over not yet valid only by order; both are refusals. */
-        cr_assert_eq(claims_check("{\"exp\":1,\"nbf\":1800000000}", &c), JOSE_EXPIRED);
+        EXPECT_CLAIMS(&c, JOSE_EXPIRED, "{\"exp\":1,\"nbf\":1800000000}");
 }
 
 Test(claims, audience) {
         JoseClaimsCheck c = {.now = NOW, .audience = "https://api.example"};
-        cr_assert_eq(claims_check("{\"aud\":\"https://api.example\"}", &c), JOSE_OK);
-        cr_assert_eq(claims_check("{\"aud\":[\"x\",\"https://api.example\"]}", &c), JOSE_OK);
-        cr_assert_eq(claims_check("{\"aud\":\"https://api.example/\"}", &c), JOSE_AUDIENCE_MISMATCH);
-        cr_assert_eq(claims_check("{\"aud\":\"https://API.example\"}", &c), JOSE_AUDIENCE_MISMATCH);
-        cr_assert_eq(claims_check("{\"aud\":[\"x\",\"y\"]}", &c), JOSE_AUDIENCE_MISMATCH);
-        cr_assert_eq(claims_check("{\"aud\":[]}", &c), JOSE_AUDIENCE_MISMATCH);
-        cr_assert_eq(claims_check("{}", &c), JOSE_AUDIENCE_MISMATCH);
-        cr_assert_eq(claims_check("{\"aud\":[\"https://api.example\",1]}", &c), JOSE_MALFORMED);
-        cr_assert_eq(claims_check("{\"aud\":1}", &c), JOSE_MALFORMED);
-        cr_assert_eq(claims_check("{\"aud\":{\"a\":\"https://api.example\"}}", &c), JOSE_MALFORMED);
+        EXPECT_CLAIMS(&c, JOSE_OK, "{\"aud\":\"https://api.example\"}", "{\"aud\":[\"x\",\"https://api.example\"]}");
+        EXPECT_CLAIMS(&c, JOSE_AUDIENCE_MISMATCH, "{\"aud\":\"https://api.example/\"}",
+                      "{\"aud\":\"https://API.example\"}", "{\"aud\":[\"x\",\"y\"]}", "{\"aud\":[]}", "{}");
+        EXPECT_CLAIMS(&c, JOSE_MALFORMED, "{\"aud\":[\"https://api.example\",1]}", "{\"aud\":1}",
+                      "{\"aud\":{\"a\":\"https://api.example\"}}");
         c.audience = NULL;
-        cr_assert_eq(claims_check("{\"aud\":[\"x\",\"y\"]}", &c), JOSE_OK, "aud not asked for");
-        cr_assert_eq(claims_check("{\"aud\":1}", &c), JOSE_MALFORMED, "a malformed aud is malformed anyway");
+        EXPECT_CLAIMS(&c, JOSE_OK, "{\"aud\":[\"x\",\"y\"]}" /* aud not asked for */);
+        EXPECT_CLAIMS(&c, JOSE_MALFORMED, "{\"aud\":1}" /* a malformed aud is malformed anyway */);
 }
 
 Test(claims, issuer) {
         JoseClaimsCheck c = {.now = NOW, .issuer = "https://issuer.example"};
-        cr_assert_eq(claims_check("{\"iss\":\"https://issuer.example\"}", &c), JOSE_OK);
-        cr_assert_eq(claims_check("{\"iss\":\"https://issuer.example.evil\"}", &c), JOSE_ISSUER_MISMATCH);
-        cr_assert_eq(claims_check("{\"iss\":\"https://issuer.exampl\"}", &c), JOSE_ISSUER_MISMATCH);
-        cr_assert_eq(claims_check("{}", &c), JOSE_ISSUER_MISMATCH);
-        cr_assert_eq(claims_check("{\"iss\":[\"https://issuer.example\"]}", &c), JOSE_MALFORMED);
+        EXPECT_CLAIMS(&c, JOSE_OK, "{\"iss\":\"https://issuer.example\"}");
+        EXPECT_CLAIMS(&c, JOSE_ISSUER_MISMATCH, "{\"iss\":\"https://issuer.example.evil\"}",
+                      "{\"iss\":\"https://issuer.exampl\"}", "{}");
+        EXPECT_CLAIMS(&c, JOSE_MALFORMED, "{\"iss\":[\"https://issuer.example\"]}");
         c.issuer = NULL;
-        cr_assert_eq(claims_check("{\"iss\":\"anyone\"}", &c), JOSE_OK);
+        EXPECT_CLAIMS(&c, JOSE_OK, "{\"iss\":\"anyone\"}");
 }
 
 Test(claims, times_must_be_numbers) {

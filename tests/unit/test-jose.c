@@ -3,82 +3,21 @@
 #include <criterion/criterion.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
-#include <openssl/rsa.h>
 
 #include "common/crypto-util.h"
 #include "jose/b64.h"
 #include "jose/jose-internal.h"
 #include "jose/jwk.h"
 #include "jose/jws.h"
+#include "tests/helpers/test-crypto.h"
 #include "tests/helpers/test-util.h"
 
 static const KeydAlg all_algs[] = {KEYD_ALG_ES256, KEYD_ALG_ES384, KEYD_ALG_RS256, KEYD_ALG_PS256, KEYD_ALG_EDDSA};
-
-static json_t *load_vector(const char *rel) {
-        _cleanup_free_ char *path = test_path(rel);
-        json_error_t error;
-        json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &error);
-        cr_assert_not_null(j, "%s:%d: %s", path, error.line, error.text);
-        return j;
-}
 
 static const char *vec_str(const json_t *v, const char *key) {
         const char *s = json_string_value(json_object_get(v, key));
         cr_assert_not_null(s, "vector member %s", key);
         return s;
-}
-
-static EVP_PKEY *gen_key(KeydAlg alg) {
-        EVP_PKEY *k = NULL;
-        switch (alg) {
-        case KEYD_ALG_ES256:
-                k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-                break;
-        case KEYD_ALG_ES384:
-                k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
-                break;
-        case KEYD_ALG_RS256:
-        case KEYD_ALG_PS256:
-                k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t) 2048);
-                break;
-        case KEYD_ALG_EDDSA:
-                k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-                break;
-        default:
-                break;
-        }
-        cr_assert_not_null(k, "keygen %s", keyd_alg_to_string(alg));
-        return k;
-}
-
-/* Sign msg with OpenSSL alone; ECDSA signatures come back as R‖S (converted by jose_ecdsa_der_to_raw). */
-static uint8_t *openssl_sign(EVP_PKEY *key, KeydAlg alg, const void *msg, size_t len, size_t *ret_len) {
-        _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        EVP_PKEY_CTX *pctx = NULL;
-        const EVP_MD *md = alg == KEYD_ALG_ES384 ? EVP_sha384() : alg == KEYD_ALG_EDDSA ? NULL : EVP_sha256();
-        uint8_t der[600];
-        size_t der_len = sizeof der;
-
-        cr_assert_eq(EVP_DigestSignInit(ctx, &pctx, md, NULL, key), 1);
-        if (alg == KEYD_ALG_PS256) {
-                cr_assert_gt(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING), 0);
-                cr_assert_gt(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32), 0);
-                cr_assert_gt(EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()), 0);
-        }
-        cr_assert_eq(EVP_DigestSign(ctx, der, &der_len, msg, len), 1);
-        if (!keyd_alg_is_ec(alg)) {
-                uint8_t *out = malloc(der_len);
-                cr_assert_not_null(out);
-                memcpy(out, der, der_len);
-                *ret_len = der_len;
-                return out;
-        }
-        size_t n = keyd_alg_ec_size(alg);
-        uint8_t *raw = malloc(2 * n);
-        cr_assert_not_null(raw);
-        cr_assert_eq(jose_ecdsa_der_to_raw(der, der_len, n, raw), 0);
-        *ret_len = 2 * n;
-        return raw;
 }
 
 /* ---- base64url ---- */
@@ -161,7 +100,7 @@ Test(b64, round_trips_0_to_100) {
 /* ---- JWK ---- */
 
 Test(jwk, thumbprint_rfc7638) {
-        _cleanup_json_ json_t *v = load_vector("tests/vectors/rfc/rfc7638-3.1.json");
+        _cleanup_json_ json_t *v = test_load_json("tests/vectors/rfc/rfc7638-3.1.json");
         char tp[JOSE_THUMBPRINT_LEN + 1];
         cr_assert_eq(jose_jwk_thumbprint(json_object_get(v, "jwk"), tp), 0);
         cr_assert_str_eq(tp, vec_str(v, "thumbprint"));
@@ -180,7 +119,7 @@ Test(jwk, thumbprint_rfc7638) {
 }
 
 Test(jwk, thumbprint_rfc8037) {
-        _cleanup_json_ json_t *v = load_vector("tests/vectors/rfc/rfc8037-a4.json");
+        _cleanup_json_ json_t *v = test_load_json("tests/vectors/rfc/rfc8037-a4.json");
         char tp[JOSE_THUMBPRINT_LEN + 1];
         cr_assert_eq(jose_jwk_thumbprint(json_object_get(v, "jwk"), tp), 0);
         cr_assert_str_eq(tp, vec_str(v, "thumbprint"));
@@ -219,8 +158,8 @@ static json_t *rsa_jwk_of_bits(size_t bits) {
 }
 
 Test(jwk, to_pkey_refusals) {
-        _cleanup_json_ json_t *a3 = load_vector("tests/vectors/rfc/rfc7515-a3.json");
-        _cleanup_json_ json_t *a2 = load_vector("tests/vectors/rfc/rfc7515-a2.json");
+        _cleanup_json_ json_t *a3 = test_load_json("tests/vectors/rfc/rfc7515-a3.json");
+        _cleanup_json_ json_t *a2 = test_load_json("tests/vectors/rfc/rfc7515-a2.json");
         const json_t *ec = json_object_get(a3, "jwk"), *rsa = json_object_get(a2, "jwk");
         const char *x = vec_str(ec, "x"), *n = vec_str(rsa, "n");
         char x_bad_point[64], x_padded[64], n_zero[400];
@@ -285,7 +224,7 @@ Test(jwk, to_pkey_refusals) {
 }
 
 Test(jwk, to_pkey_usage) {
-        _cleanup_json_ json_t *v = load_vector("tests/vectors/rfc/rfc7515-a3.json");
+        _cleanup_json_ json_t *v = test_load_json("tests/vectors/rfc/rfc7515-a3.json");
         static const char *const members[][2] = {
                 {"use", "\"sig\""},
                 {"key_ops", "[\"verify\"]"},
@@ -311,7 +250,7 @@ Test(jwk, to_pkey_usage) {
 }
 
 static void check_from_pkey(KeydAlg alg) {
-        _cleanup_pkey_ EVP_PKEY *key = gen_key(alg), *back = NULL;
+        _cleanup_pkey_ EVP_PKEY *key = test_gen_key(alg), *back = NULL;
         _cleanup_json_ json_t *jwk = NULL;
         _cleanup_free_ uint8_t *sig = NULL;
         _cleanup_free_ void *bytes = NULL;
@@ -343,7 +282,7 @@ static void check_from_pkey(KeydAlg alg) {
         cr_assert_eq(EVP_PKEY_eq(key, back), 1, "%s: the JWK names the same public key", keyd_alg_to_string(alg));
         cr_assert_eq(jose_pkey_matches_alg(back, alg), 1);
 
-        sig = openssl_sign(key, alg, msg, strlen(msg), &sig_len);
+        sig = test_sign(key, alg, msg, strlen(msg), false, &sig_len);
         cr_assert_eq(jose_verify_signature(alg, back, msg, strlen(msg), sig, sig_len), JOSE_OK);
         cr_assert_eq(jose_verify_signature(alg, back, msg, strlen(msg) - 1, sig, sig_len), JOSE_BAD_SIGNATURE);
 
@@ -353,7 +292,7 @@ static void check_from_pkey(KeydAlg alg) {
         _cleanup_free_ uint8_t *tsig = NULL;
         size_t len, tsig_len;
         cr_assert_eq(jose_jws_signing_input(header, msg, strlen(msg), &token, &len), 0);
-        tsig = openssl_sign(key, alg, token, len, &tsig_len);
+        tsig = test_sign(key, alg, token, len, false, &tsig_len);
         int total = jose_jws_append_signature(token, len, tsig, tsig_len);
         cr_assert_gt(total, (int) len);
         JoseJws *jws = NULL;
@@ -385,7 +324,7 @@ Test(jwk, from_pkey_eddsa) {
 /* A coordinate that starts with a zero octet is still written on the curve's full size (RFC 7518 §6.2.1.2). */
 Test(jwk, ec_coordinates_padded) {
         for (int i = 0; i < 5000; i++) {
-                _cleanup_pkey_ EVP_PKEY *key = gen_key(KEYD_ALG_ES256), *back = NULL;
+                _cleanup_pkey_ EVP_PKEY *key = test_gen_key(KEYD_ALG_ES256), *back = NULL;
                 _cleanup_(BN_freep) BIGNUM *x = NULL, *y = NULL;
                 cr_assert_eq(EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &x), 1);
                 cr_assert_eq(EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, &y), 1);
@@ -403,7 +342,7 @@ Test(jwk, ec_coordinates_padded) {
 }
 
 Test(jwk, alg_mismatch) {
-        _cleanup_pkey_ EVP_PKEY *p256 = gen_key(KEYD_ALG_ES256), *ed = gen_key(KEYD_ALG_EDDSA),
+        _cleanup_pkey_ EVP_PKEY *p256 = test_gen_key(KEYD_ALG_ES256), *ed = test_gen_key(KEYD_ALG_EDDSA),
                                 *rsa1024 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t) 1024);
         json_t *jwk = (json_t *) 0x1;
         cr_assert_not_null(rsa1024);
@@ -422,7 +361,7 @@ Test(jwk, alg_mismatch) {
 /* ---- the RFC examples ---- */
 
 static void check_rfc_example(const char *rel) {
-        _cleanup_json_ json_t *v = load_vector(rel);
+        _cleanup_json_ json_t *v = test_load_json(rel);
         _cleanup_pkey_ EVP_PKEY *pkey = NULL;
         const char *token = vec_str(v, "token"), *payload = vec_str(v, "payload");
         KeydAlg alg = keyd_alg_from_string(vec_str(v, "alg"));
@@ -485,7 +424,7 @@ Test(rfc, rfc8037_a4_eddsa) {
 
 /* The RFC 7515 A.2 claims: {"iss":"joe","exp":1300819380,...}. */
 Test(rfc, rfc7515_claims) {
-        _cleanup_json_ json_t *v = load_vector("tests/vectors/rfc/rfc7515-a2.json");
+        _cleanup_json_ json_t *v = test_load_json("tests/vectors/rfc/rfc7515-a2.json");
         _cleanup_json_ json_t *claims = NULL;
         const char *token = vec_str(v, "token");
         JoseJws *jws = NULL;
@@ -553,9 +492,9 @@ Test(ecdsa, der_raw_round_trips) {
         /* Signatures made by OpenSSL, converted both ways. */
         for (int i = 0; i < 64; i++) {
                 KeydAlg alg = i % 2 ? KEYD_ALG_ES384 : KEYD_ALG_ES256;
-                _cleanup_pkey_ EVP_PKEY *key = gen_key(alg);
+                _cleanup_pkey_ EVP_PKEY *key = test_gen_key(alg);
                 size_t len;
-                _cleanup_free_ uint8_t *sig = openssl_sign(key, alg, "m", 1, &len);
+                _cleanup_free_ uint8_t *sig = test_sign(key, alg, "m", 1, false, &len);
                 check_der_raw(sig, keyd_alg_ec_size(alg));
         }
 }

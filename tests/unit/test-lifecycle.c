@@ -27,6 +27,14 @@ static void setup(void) {
 
 TestSuite(lifecycle, .init = setup);
 
+/* k[0] active since activate_at, k[1] its standby published at publish_at. */
+static void active_and_next(usec_t activate_at, usec_t publish_at) {
+        k[0].state = KEY_STATE_ACTIVE;
+        k[0].activate_at = activate_at;
+        k[1].state = KEY_STATE_NEXT;
+        k[1].publish_at = publish_at;
+}
+
 static LifecyclePlan plan(size_t n, usec_t now, bool disabled) {
         LifecyclePlan p = { .expire = expire };
         cr_assert_eq(lifecycle_plan(keys, n, &pol, disabled, now, &p), 0);
@@ -40,10 +48,7 @@ Test(lifecycle, empty_keyring_bootstraps) {
 }
 
 Test(lifecycle, steady_state_waits_for_rotation) {
-        k[0].state = KEY_STATE_ACTIVE;
-        k[0].activate_at = S(1000);
-        k[1].state = KEY_STATE_NEXT;
-        k[1].publish_at = S(1000);
+        active_and_next(S(1000), S(1000));
         LifecyclePlan p = plan(2, S(1050), false);
         cr_assert(lifecycle_plan_empty(&p));
         cr_assert_eq(p.next_due, S(1100), "rotation-period after activation");
@@ -55,10 +60,7 @@ Test(lifecycle, steady_state_waits_for_rotation) {
 
 Test(lifecycle, rotation_waits_for_prepublish) {
         /* The standby was made late (after a revocation): rotation waits until it has been published prepublish. */
-        k[0].state = KEY_STATE_ACTIVE;
-        k[0].activate_at = S(1000);
-        k[1].state = KEY_STATE_NEXT;
-        k[1].publish_at = S(1095);
+        active_and_next(S(1000), S(1095));
         LifecyclePlan p = plan(2, S(1100), false);
         cr_assert(lifecycle_plan_empty(&p));
         cr_assert_eq(p.next_due, S(1115));
@@ -67,10 +69,7 @@ Test(lifecycle, rotation_waits_for_prepublish) {
 }
 
 Test(lifecycle, retired_expires_at_its_time) {
-        k[0].state = KEY_STATE_ACTIVE;
-        k[0].activate_at = S(1000);
-        k[1].state = KEY_STATE_NEXT;
-        k[1].publish_at = S(1000);
+        active_and_next(S(1000), S(1000));
         k[2].state = KEY_STATE_RETIRED;
         k[2].expire_at = S(1035);
         LifecyclePlan p = plan(3, S(1034), false);
@@ -98,10 +97,7 @@ Test(lifecycle, missing_next_generates) {
 }
 
 Test(lifecycle, alg_change_replaces_unused_next) {
-        k[0].state = KEY_STATE_ACTIVE;
-        k[0].activate_at = S(1000);
-        k[1].state = KEY_STATE_NEXT;
-        k[1].publish_at = S(1000);
+        active_and_next(S(1000), S(1000));
         pol.alg = KEYD_ALG_EDDSA;
         LifecyclePlan p = plan(2, S(1001), false);
         cr_assert(p.replace_next && p.generate_next && !p.rotate);
@@ -126,10 +122,7 @@ Test(lifecycle, two_active_is_refused) {
 
 Test(lifecycle, plan_is_idempotent_after_applying) {
         /* Apply a rotation by hand, then plan again at the same instant: nothing to do. */
-        k[0].state = KEY_STATE_ACTIVE;
-        k[0].activate_at = S(1000);
-        k[1].state = KEY_STATE_NEXT;
-        k[1].publish_at = S(1000);
+        active_and_next(S(1000), S(1000));
         usec_t now = S(1100);
         LifecyclePlan p = plan(2, now, false);
         cr_assert(p.rotate);

@@ -2,6 +2,7 @@
 /* The store: the audit chain, checkpoints, revoked tokens, and concurrent readers. */
 #include "tests/unit/store-fixture.h"
 
+#include <ctype.h>
 #include <dlfcn.h>
 #include <execinfo.h>
 #include <openssl/ec.h>
@@ -271,6 +272,10 @@ Test(store, checkpoints) {
         cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
         cr_assert_eq(store_checkpoint_insert(s, 6, l[4]->hash, 1, "kid", "a.b.c"), -ENOENT, "no record 6");
         cr_assert_eq(store_checkpoint_insert(s, 2, "xyz", 1, "kid", "a.b.c"), -EINVAL);
+        char upper[STORE_HASH_HEX + 1];
+        for (size_t i = 0; i <= STORE_HASH_HEX; i++)
+                upper[i] = (char) toupper((unsigned char) l[1]->hash[i]);
+        cr_assert_eq(store_checkpoint_insert(s, 2, upper, 1, "kid", "a.b.c"), -EINVAL, "the hash is lower case hex");
         cr_assert_eq(store_checkpoint_insert(s, 3, l[2]->hash, 1, "kid", "a.b.c"), 0);
         cr_assert_eq(store_checkpoint_insert(s, 5, l[4]->hash, 2, "kid2", "d.e.f"), 0);
         cr_assert_eq(store_checkpoint_insert(s, 5, l[4]->hash, 4, "kid", "a.b.c"), -EEXIST);

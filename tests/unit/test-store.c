@@ -393,6 +393,27 @@ Test(store, key_crud) {
         store_close(s);
 }
 
+Test(store, list_with_an_unreadable_row_fails) {
+        Store *s = open_rw();
+        StoreKeyring r = keyring("r", "issuer");
+        StoreKey k1 = key("01", "kid-1", "r", 1), k2 = key("02", "kid-2", "r", 2);
+        StoreKey **l = NULL;
+        size_t n = 99;
+
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        cr_assert_eq(store_keyring_insert(s, &r), 0);
+        cr_assert_eq(store_key_insert(s, &k1), 0);
+        cr_assert_eq(store_key_insert(s, &k2), 0);
+        cr_assert_eq(store_commit(s), 0);
+        /* The second row: the first, already read, is freed with the list. */
+        raw_exec("UPDATE keys SET alg = 'XS999' WHERE id = '02'");
+        cr_assert_eq(store_key_list(s, "r", &l, &n), -EBADMSG);
+        cr_assert_null(l, "output written on failure");
+        cr_assert_eq(n, 99);
+        cr_assert_str_eq(store_last_error(s), "key: invalid row");
+        store_close(s);
+}
+
 Test(store, writes_outside_a_transaction_refused) {
         Store *s = open_rw();
         StoreKeyring r = keyring("r", "issuer");
