@@ -263,7 +263,10 @@ static int apply_plan(Engine *e, Ring *r, const LifecyclePlan *plan, const Chang
         RingView *v = NULL;
         usec_t now = engine_now(e);
         int rc = 0, signer_error;
-        bool has_next = ring_key_in_state(r, KEY_STATE_NEXT) && !plan->replace_next;
+        const StoreKey *next = ring_key_in_state(r, KEY_STATE_NEXT);
+        /* A standby to promote: one the change neither revokes nor replaces. */
+        bool has_next = next && !plan->replace_next && !c->disable &&
+                        !(c->revoke_kid && streq(next->kid, c->revoke_kid));
 
         /* Token first. */
         if ((plan->promote || plan->rotate) && !has_next && (rc = engine_generate_key(e, r, &fresh_active)) >= 0)
