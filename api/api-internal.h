@@ -79,16 +79,20 @@ typedef int (*Handler)(Request *rq, const char *arg, Reply *rp);
 /* reply.c */
 int reply_json(Reply *rp, unsigned status, json_t *body /* consumed */);
 _printf_(4, 5) int reply_error(Reply *rp, unsigned status, const char *code, const char *fmt, ...);
-/* Map an engine error to a reply: -ENOENT 404, -EEXIST/-EALREADY/-EBUSY/-ESHUTDOWN 409, -EINVAL 400, -ENOKEY 503,
- * else 500. */
+/* Map an engine error to a reply: -ENOENT 404, -EEXIST/-EALREADY/-EBUSY/-ESHUTDOWN 409, -EINVAL 400,
+ * -ENOKEY/-ETIMEDOUT/-ECANCELED 503, else 500. */
 int reply_errno(Reply *rp, int r, const char *what);
 json_t *json_time(usec_t t);
 /* A keyring as the API shows it (call with the engine read lock held). */
 json_t *ring_to_json(Ring *r);
-/* Audit a request (group commit). Returns 0, or negative if the record could not be written. */
-int api_audit(Request *rq, const char *action, const char *ring, const char *kid, const char *result,
-              json_t *detail /* consumed, may be NULL */);
 Actor api_actor(const Request *rq);
+
+/* audit.c */
+/* Audit a request (audit_record_build() from the caller's peer, then the group commit of audit_log_write()):
+ * detail_fmt and its arguments as json_pack(), NULL for none. Returns 0, or negative if the record could not be built
+ * or written: the request must then fail. */
+int api_audit(Request *rq, const char *action, const char *ring, const char *kid, const char *result,
+              const char *detail_fmt, ...);
 
 /* authz.c */
 bool authz_admin(Api *a, const Peer *p);

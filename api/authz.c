@@ -36,7 +36,7 @@ int authz_deny(Request *rq, Reply *rp, const char *ring, const char *what) {
 
         atomic_fetch_add(&rq->api->denied, 1);
         /* The denial is audited; if even that fails, the answer is still no. */
-        (void) api_audit(rq, "authz.denied", is_kid ? NULL : ring, is_kid ? ring : NULL, "denied",
-                         json_pack("{s:s}", "request", what));
+        (void) api_audit(rq, "authz.denied", is_kid ? NULL : ring, is_kid ? ring : NULL, "denied", "{s:s}", "request",
+                         what);
         return reply_error(rp, MHD_HTTP_FORBIDDEN, "forbidden", "uid %u may not %s", (unsigned) rq->peer->uid, what);
 }

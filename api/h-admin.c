@@ -5,6 +5,7 @@
 
 #include "api/api-internal.h"
 #include "common/crypto-util.h"
+#include "rotation/lifecycle.h"
 
 typedef struct AdminCall {
         const char *name;
@@ -64,13 +65,10 @@ int h_revoke_key(Request *rq, const char *kid, Reply *rp) {
         char ring[KEYRING_NAME_MAX + 1] = "";
         if (bad)
                 return -1;
-        if (!c.reason)
-                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                   "reason: key_compromise, superseded, cessation or unspecified");
+        /* Checked here, before the event loop is asked: the engine refuses it too. */
+        if (revoke_reason_from_string(c.reason) < 0)
+                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "reason: " REVOKE_REASONS_TEXT);
         int r = rq->api->call(rq->api->call_userdata, revoke_on_loop, &c);
-        if (r == -EINVAL)
-                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                   "reason: key_compromise, superseded, cessation or unspecified");
         if (r < 0)
                 return reply_errno(rp, r, kid);
         json_t *revoked_at = json_null();

@@ -70,6 +70,10 @@ int h_metrics(Request *rq, const char *arg, Reply *rp) {
                "# TYPE keyd_keys_lost_total counter\nkeyd_keys_lost_total %llu\n",
                (unsigned long long) engine_keys_lost(e));
         append(&buf, &len, &cap,
+               "# HELP keyd_audit_events_dropped_total Committed audit records whose journal line was lost.\n"
+               "# TYPE keyd_audit_events_dropped_total counter\nkeyd_audit_events_dropped_total %llu\n",
+               (unsigned long long) engine_events_dropped(e));
+        append(&buf, &len, &cap,
                "# TYPE keyd_tokens_minted_total counter\nkeyd_tokens_minted_total %llu\n"
                "# TYPE keyd_jws_signed_total counter\nkeyd_jws_signed_total %llu\n"
                "# TYPE keyd_data_signed_total counter\nkeyd_data_signed_total %llu\n"

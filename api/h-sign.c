@@ -26,8 +26,8 @@ typedef struct SignTarget {
 /* The caller may sign here, but the keyring's policy does not allow raw signing: 403, audited as a denial. */
 static int deny_raw(Request *rq, Reply *rp, const char *name, const char *what) {
         atomic_fetch_add(&rq->api->denied, 1);
-        (void) api_audit(rq, "authz.denied", name, NULL, "denied",
-                         json_pack("{s:s, s:s}", "request", what, "policy", "allow-raw-sign = no"));
+        (void) api_audit(rq, "authz.denied", name, NULL, "denied", "{s:s, s:s}", "request", what, "policy",
+                         "allow-raw-sign = no");
         return reply_error(rp, MHD_HTTP_FORBIDDEN, "forbidden",
                            "the policy of keyring %s does not allow raw signing (%s): mint tokens with it, sign with "
                            "an agent keyring, or set allow-raw-sign = yes in its [keyring] section",
@@ -70,12 +70,14 @@ static int sign_target(Request *rq, const char *name, Reply *rp, SignTarget *t, 
 static int sign_failed(Request *rq, Reply *rp, int r, const char *name, const char *action) {
         const char *ckr = hsm_last_error();
 
-        (void) api_audit(rq, action, name, NULL, "error",
-                         json_pack("{s:s, s:i, s:s}", "error", strerror(-r), "errno", -r, "pkcs11", ckr));
+        (void) api_audit(rq, action, name, NULL, "error", "{s:s, s:i, s:s}", "error", strerror(-r), "errno", -r,
+                         "pkcs11", ckr);
         if (r == -ENOKEY || r == -ESHUTDOWN)
                 return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
                                    "keyring %s has no active key that may sign (%s)", name,
                                    r == -ESHUTDOWN ? "disabled" : "missing or revoked");
+        if (r == -ETIMEDOUT)
+                return reply_errno(rp, r, "sign");
         return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "the token could not sign: %s (%s)",
                            strerror(-r), ckr);
 }
@@ -244,8 +246,7 @@ int h_mint(Request *rq, const char *name, Reply *rp) {
                                    API_TOKEN_MAX);
         if (r < 0)
                 return sign_failed(rq, rp, r, name, "token.mint");
-        if (api_audit(rq, "token.mint", name, kid, "ok",
-                      json_pack("{s:s, s:O, s:I}", "jti", jti, "sub", sub, "exp", exp)) < 0)
+        if (api_audit(rq, "token.mint", name, kid, "ok", "{s:s, s:O, s:I}", "jti", jti, "sub", sub, "exp", exp) < 0)
                 return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
                                    "the audit record could not be written: no token is issued");
         atomic_fetch_add(&rq->api->minted, 1);
@@ -312,7 +313,7 @@ int h_jws(Request *rq, const char *name, Reply *rp) {
         r = engine_sign_compact(rq->api->engine, name, hdr, json_is_true(embed), payload, len, 0, &jws, kid);
         if (r < 0)
                 return sign_failed(rq, rp, r, name, "jws.sign");
-        if (api_audit(rq, "jws.sign", name, kid, "ok", json_pack("{s:I}", "bytes", (json_int_t) len)) < 0)
+        if (api_audit(rq, "jws.sign", name, kid, "ok", "{s:I}", "bytes", (json_int_t) len) < 0)
                 return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
                                    "the audit record could not be written: nothing is signed");
         atomic_fetch_add(&rq->api->signed_jws, 1);
@@ -411,7 +412,7 @@ int h_sign(Request *rq, const char *name, Reply *rp) {
                 return sign_failed(rq, rp, r, name, "data.sign");
         if (jose_b64url_encode(sig, (size_t) r, &sig_b64) < 0)
                 return reply_errno(rp, -ENOMEM, "sign");
-        if (api_audit(rq, "data.sign", name, kid, "ok", json_pack("{s:I}", "bytes", (json_int_t) len)) < 0)
+        if (api_audit(rq, "data.sign", name, kid, "ok", "{s:I}", "bytes", (json_int_t) len) < 0)
                 return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
                                    "the audit record could not be written: nothing is signed");
         atomic_fetch_add(&rq->api->signed_raw, 1);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Replies, the JSON form of keyrings, and auditing requests. */
+/* Replies and the JSON form of keyrings. */
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -50,6 +50,9 @@ int reply_errno(Reply *rp, int r, const char *what) {
         case -ENOKEY:
                 return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
                                    "%s: the keyring has no usable active key", what);
+        case -ETIMEDOUT:
+                return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+                                   "%s: no token session came free in time (the token is overloaded or hung)", what);
         default:
                 return reply_error(rp, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "%s: %s", what, strerror(-r));
         }
@@ -92,75 +95,3 @@ Actor api_actor(const Request *rq) {
         return (Actor){ rq->peer->uid, rq->peer->gid, rq->peer->pid, rq->peer->comm };
 }
 
-/* s as the audit log can hold it: NULL if s is valid UTF-8 (use s), else a new string where every byte that is not
- * part of a valid sequence is written "\xHH". *ret_err is -ENOMEM when that string cannot be made. */
-static char *utf8_escaped(const char *s, int *ret_err) {
-        const unsigned char *u = (const unsigned char *) s;
-        size_t n = s ? strlen(s) : 0, i = 0, o = 0, len;
-        char *out;
-
-        if (utf8_valid(s, n))
-                return NULL;
-        out = malloc(n * 4 + 1);
-        if (!out) {
-                *ret_err = -ENOMEM;
-                return NULL;
-        }
-        for (i = 0; i < n;) {
-                len = utf8_char_len(u + i, n - i);
-                if (len > 0) {
-                        memcpy(out + o, u + i, len);
-                        o += len;
-                        i += len;
-                } else {
-                        out[o++] = '\\';
-                        out[o++] = 'x';
-                        out[o++] = "0123456789abcdef"[u[i] >> 4];
-                        out[o++] = "0123456789abcdef"[u[i++] & 15];
-                }
-        }
-        out[o] = 0;
-        return out;
-}
-
-int api_audit(Request *rq, const char *action, const char *ring, const char *kid, const char *result,
-              json_t *detail) {
-        _cleanup_free_ char *text = NULL, *comm = NULL, *ring_esc = NULL, *kid_esc = NULL;
-        StoreAudit rec = { 0 };
-        int64_t r;
-        int err = 0;
-
-        /* Every string of the record as UTF-8 (the canonical form is JSON): a kid from a path is any bytes. Strings in
-         * detail are UTF-8 already (jansson refuses anything else). */
-        comm = utf8_escaped(rq->peer->comm, &err);
-        ring_esc = utf8_escaped(ring, &err);
-        kid_esc = utf8_escaped(kid, &err);
-        if (err < 0) {
-                json_decref(detail);
-                atomic_fetch_add(&rq->api->audit_failures, 1);
-                return log_error_errno(err, "Cannot write the audit record of %s: %m", action);
-        }
-
-        if (detail) {
-                text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
-                json_decref(detail);
-                if (!text)
-                        return -ENOMEM;
-        }
-        rec.time = now_realtime();
-        rec.uid = rq->peer->uid;
-        rec.pid = rq->peer->pid;
-        rec.comm = comm ?: rq->peer->comm;
-        rec.action = (char *) action;
-        rec.keyring = ring_esc ?: (char *) ring;
-        rec.kid = kid_esc ?: (char *) kid;
-        rec.result = (char *) result;
-        rec.detail = text;
-        r = audit_log_write(rq->api->audit, &rec, STORE_COMMITTED);
-        if (r < 0) {
-                atomic_fetch_add(&rq->api->audit_failures, 1);
-                log_error_errno((int) r, "Cannot write the audit record of %s: %m", action);
-                return (int) r;
-        }
-        return 0;
-}

@@ -29,8 +29,13 @@ struct Hsm {
         HsmSession *sessions;
         unsigned n_sessions;
         HsmSession *free_list;
+        unsigned session_wait_ms;   /* how long a signer waits for a free session */
         pthread_mutex_t pool_lock;
-        pthread_cond_t pool_cond;
+        pthread_cond_t pool_cond;   /* on CLOCK_MONOTONIC */
+
+        /* The index of keyd's objects (index.c), sorted by id; guarded by admin_lock. */
+        HsmEntry *index;
+        size_t n_index, cap_index;
 };
 
 struct HsmKey {
@@ -65,11 +70,21 @@ int hsm_pin_path(const char *pin_file, const char *uri_pin_source, char **ret);
 /* pool.c */
 int hsm_pool_open(Hsm *h, unsigned n);
 void hsm_pool_close(Hsm *h);
+/* A free session, waiting at most session_wait_ms for one: NULL when none came free in time. */
 HsmSession *hsm_pool_acquire(Hsm *h);
 void hsm_pool_release(Hsm *h, HsmSession *s);
 /* After rv on session s: reopen the session and log in again if the token lost them. 1 if worth retrying. */
 int hsm_pool_recover(Hsm *h, HsmSession *s, CK_RV rv);
 
+/* index.c: call with admin_lock held. */
+int hsm_index_put(Hsm *h, const uint8_t *id, size_t id_len, const char *label, CK_OBJECT_HANDLE priv,
+                  CK_OBJECT_HANDLE pub);
+bool hsm_index_lookup(Hsm *h, const uint8_t *id, size_t id_len, CK_OBJECT_HANDLE *ret_priv,
+                      CK_OBJECT_HANDLE *ret_pub);
+void hsm_index_forget(Hsm *h, const uint8_t *id, size_t id_len);
+
 /* objects.c */
+/* Whether object o (still) has CKA_ID id: a handle from the index is checked before it is destroyed. */
+bool hsm_object_has_id(Hsm *h, CK_OBJECT_HANDLE o, const uint8_t *id, size_t id_len);
 int hsm_find_one(Hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls, const uint8_t *id, size_t id_len,
                  CK_OBJECT_HANDLE *ret);

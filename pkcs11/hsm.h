@@ -22,6 +22,7 @@ typedef struct HsmConfig {
         const char *uri;      /* RFC 7512 URI naming the token, e.g. "pkcs11:token=keyd"; may carry pin-source */
         const char *pin_file; /* optional; used when there is no systemd credential "pin" */
         unsigned sessions;    /* size of the signing session pool; 0 means 2 */
+        unsigned session_wait_ms; /* how long a signer waits for a free session before -ETIMEDOUT; 0 means 5000 */
 } HsmConfig;
 
 #define HSM_ID_MAX 32     /* bytes of CKA_ID keyd uses at most */
@@ -50,11 +51,12 @@ int hsm_token_exists(const char *module, const char *label);
  * sign only. */
 int hsm_generate(Hsm *h, KeydAlg alg, unsigned rsa_bits, const uint8_t *id, size_t id_len, const char *label,
                  HsmKey **ret);
-/* Open an existing key by CKA_ID: finds its private and public objects once and caches their handles. -ENOENT if the
- * private key is missing, -EMEDIUMTYPE if its key type does not fit alg. Each find is a search of the whole token:
- * with many keys, prefer hsm_key_open_handles() with the handles of one hsm_list(). */
+/* Open an existing key by CKA_ID, by its handles in the index (hsm_index_load()) without a search; a key the index
+ * does not know, or whose handles went stale, is searched for once and the index refreshed. -ENOENT if the private
+ * key is missing, -EMEDIUMTYPE if its key type does not fit alg. */
 int hsm_key_open(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, HsmKey **ret);
-/* Open a key whose object handles are known (from hsm_list() or hsm_key_handles()): no search. pub may be 0. */
+/* Open a key whose object handles are known (from hsm_list() or hsm_key_handles()): no search. pub may be 0.
+ * -ENOENT if the private handle names no object with this id (any more). */
 int hsm_key_open_handles(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, unsigned long priv,
                          unsigned long pub, HsmKey **ret);
 /* The key's object handles (0 for a missing public object). */
@@ -85,7 +87,25 @@ typedef struct HsmObject {
 
 /* Every object whose label starts with prefix (e.g. "keyd:"), private and public. *ret is a new array. */
 int hsm_list(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n);
-/* Destroy every object with this CKA_ID; returns how many, or -ENOENT if there were none. */
+
+/* The index of keyd's objects by id (as libp11 keeps its key cache in the slot): hsm_index_load() lists the token
+ * once (objects whose label starts with prefix); hsm_generate() and hsm_destroy() keep it up to date, hsm_key_open()
+ * and hsm_destroy() go by its handles, and a stale handle is refreshed here, never by the caller. */
+typedef struct HsmEntry {
+        uint8_t id[HSM_ID_MAX];
+        size_t id_len;
+        char label[HSM_LABEL_MAX + 1];
+        unsigned long priv, pub; /* 0: no such object */
+} HsmEntry;
+
+int hsm_index_load(Hsm *h, const char *prefix);
+/* A copy of the index, sorted by id (length, then bytes). */
+int hsm_index_list(Hsm *h, HsmEntry **ret, size_t *ret_n);
+/* A fresh search of the token for a key's private object, whatever the index says: 1 there (the index is
+ * refreshed), 0 gone (it is forgotten), or a negative errno. */
+int hsm_key_probe(Hsm *h, const uint8_t *id, size_t id_len);
+/* Destroy every object with this CKA_ID (by its indexed handles, then a search for any left); returns how many, or
+ * -ENOENT if there were none. */
 int hsm_destroy(Hsm *h, const uint8_t *id, size_t id_len);
 /* Destroy objects by handle (0 is skipped): no search. Returns how many. */
 int hsm_destroy_handles(Hsm *h, unsigned long priv, unsigned long pub);

@@ -60,24 +60,15 @@ static int get_bytes(Hsm *h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE t, uint8_t **
         return 0;
 }
 
-static CK_KEY_TYPE alg_key_type(KeydAlg alg) {
-        return keyd_alg_is_ec(alg) ? CKK_EC : keyd_alg_is_rsa(alg) ? CKK_RSA : CKK_EC_EDWARDS;
+bool hsm_object_has_id(Hsm *h, CK_OBJECT_HANDLE o, const uint8_t *id, size_t id_len) {
+        uint8_t got[HSM_ID_MAX];
+        CK_ATTRIBUTE a = { CKA_ID, got, sizeof got };
+        return h->f->C_GetAttributeValue(h->anchor, o, &a, 1) == CKR_OK && a.ulValueLen == id_len &&
+               memcmp(got, id, id_len) == 0;
 }
 
-int hsm_key_open(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, HsmKey **ret) {
-        CK_OBJECT_HANDLE priv, pub = CK_INVALID_HANDLE;
-        int r;
-
-        if (!id || id_len == 0 || id_len > HSM_ID_MAX)
-                return -EINVAL;
-        pthread_mutex_lock(&h->admin_lock);
-        r = hsm_find_one(h, h->anchor, CKO_PRIVATE_KEY, id, id_len, &priv);
-        if (r >= 0 && hsm_find_one(h, h->anchor, CKO_PUBLIC_KEY, id, id_len, &pub) < 0)
-                pub = CK_INVALID_HANDLE;
-        pthread_mutex_unlock(&h->admin_lock);
-        if (r < 0)
-                return r;
-        return hsm_key_open_handles(h, alg, id, id_len, priv, pub, ret);
+static CK_KEY_TYPE alg_key_type(KeydAlg alg) {
+        return keyd_alg_is_ec(alg) ? CKK_EC : keyd_alg_is_rsa(alg) ? CKK_RSA : CKK_EC_EDWARDS;
 }
 
 int hsm_key_open_handles(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, unsigned long priv,
@@ -92,6 +83,8 @@ int hsm_key_open_handles(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, 
 
         pthread_mutex_lock(&h->admin_lock);
         r = get_ulong(h, priv, CKA_KEY_TYPE, &ktype);
+        if (r >= 0 && !hsm_object_has_id(h, priv, id, id_len))
+                r = -ENOENT; /* the handle names another object now */
         if (r >= 0 && ktype != alg_key_type(alg))
                 r = -EMEDIUMTYPE;
         if (r >= 0 && keyd_alg_is_rsa(alg)) {
@@ -186,6 +179,8 @@ int hsm_key_sign(HsmKey *k, const void *msg, size_t msg_len, uint8_t *sig, size_
         }
 
         s = hsm_pool_acquire(h);
+        if (!s)
+                return -ETIMEDOUT; /* every session busy for session_wait_ms: the token is overloaded or hung */
         /* At most one recovery of each kind: the session (and login), then the object handle, which a token may
          * renumber after a new login. */
         bool session_recovered = false, handle_recovered = false;

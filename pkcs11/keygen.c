@@ -91,6 +91,8 @@ int hsm_generate(Hsm *h, KeydAlg alg, unsigned rsa_bits, const uint8_t *id, size
         pthread_mutex_lock(&h->admin_lock);
         rv = h->f->C_GenerateKeyPair(h->anchor, &mech, full_pub, n_pub, priv_tmpl, ELEMENTSOF(priv_tmpl), &pub,
                                      &priv);
+        if (rv == CKR_OK && hsm_index_put(h, id, id_len, label, priv, pub) < 0)
+                log_debug("no memory to index a new key: it will be searched for");
         pthread_mutex_unlock(&h->admin_lock);
         if (rv != CKR_OK)
                 return hsm_fail(rv);

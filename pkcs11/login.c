@@ -105,7 +105,12 @@ int hsm_open(const HsmConfig *cfg, Hsm **ret) {
         h->anchor = CK_INVALID_HANDLE;
         pthread_mutex_init(&h->admin_lock, NULL);
         pthread_mutex_init(&h->pool_lock, NULL);
-        pthread_cond_init(&h->pool_cond, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&h->pool_cond, &ca);
+        pthread_condattr_destroy(&ca);
+        h->session_wait_ms = cfg->session_wait_ms ?: 5000;
 
         r = hsm_module_load(cfg->module, &h->dl, &h->f);
         if (r < 0)
@@ -160,6 +165,7 @@ Hsm *hsm_close(Hsm *h) {
         pthread_mutex_destroy(&h->pool_lock);
         pthread_cond_destroy(&h->pool_cond);
         free(h->pin_path);
+        free(h->index);
         free(h);
         return NULL;
 }

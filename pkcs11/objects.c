@@ -79,14 +79,25 @@ int hsm_list(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n) {
 
 int hsm_destroy(Hsm *h, const uint8_t *id, size_t id_len) {
         CK_ATTRIBUTE tmpl[] = { { CKA_ID, (void *) id, id_len } };
-        CK_OBJECT_HANDLE found[8];
+        CK_OBJECT_HANDLE found[8], indexed[2];
         CK_ULONG n = 0;
-        CK_RV rv;
+        CK_RV rv = CKR_OK;
         int destroyed = 0;
 
         if (!id || id_len == 0 || id_len > HSM_ID_MAX)
                 return -EINVAL;
         pthread_mutex_lock(&h->admin_lock);
+        if (hsm_index_lookup(h, id, id_len, &indexed[0], &indexed[1])) {
+                hsm_index_forget(h, id, id_len);
+                for (size_t i = 0; i < ELEMENTSOF(indexed) && rv == CKR_OK; i++) {
+                        if (indexed[i] == CK_INVALID_HANDLE || !hsm_object_has_id(h, indexed[i], id, id_len))
+                                continue; /* stale: the search below finds what is left */
+                        rv = h->f->C_DestroyObject(h->anchor, indexed[i]);
+                        destroyed += rv == CKR_OK;
+                }
+                if (destroyed == 2 || rv != CKR_OK)
+                        goto done;
+        }
         rv = h->f->C_FindObjectsInit(h->anchor, tmpl, ELEMENTSOF(tmpl));
         if (rv == CKR_OK) {
                 rv = h->f->C_FindObjects(h->anchor, found, ELEMENTSOF(found), &n);
@@ -97,6 +108,7 @@ int hsm_destroy(Hsm *h, const uint8_t *id, size_t id_len) {
                 if (rv == CKR_OK)
                         destroyed++;
         }
+done:
         pthread_mutex_unlock(&h->admin_lock);
         if (rv != CKR_OK)
                 return hsm_fail(rv);

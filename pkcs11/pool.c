@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The signing session pool: one session per concurrent signer, handed out and back under one short lock. */
+#include <time.h>
+
 #include "common/log.h"
 #include "pkcs11/hsm-internal.h"
 
@@ -31,13 +33,24 @@ void hsm_pool_close(Hsm *h) {
 }
 
 HsmSession *hsm_pool_acquire(Hsm *h) {
+        struct timespec deadline;
         HsmSession *s;
+        int r = 0;
 
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += h->session_wait_ms / 1000;
+        deadline.tv_nsec += (long) (h->session_wait_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000L;
+        }
         pthread_mutex_lock(&h->pool_lock);
-        while (!h->free_list)
-                pthread_cond_wait(&h->pool_cond, &h->pool_lock);
+        /* Bounded: a signer never waits forever (it may hold the engine's read lock, which the event loop needs). */
+        while (!h->free_list && r != ETIMEDOUT)
+                r = pthread_cond_timedwait(&h->pool_cond, &h->pool_lock, &deadline);
         s = h->free_list;
-        h->free_list = s->next_free;
+        if (s)
+                h->free_list = s->next_free;
         pthread_mutex_unlock(&h->pool_lock);
         return s;
 }

@@ -1,7 +1,32 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <jansson.h>
+#include <stdarg.h>
+
 #include "store/store.h"
+
+/* Who asked: recorded in every audit record. keyd's own actions use actor_self(). */
+typedef struct Actor {
+        int64_t uid, gid, pid; /* -1 when unknown */
+        const char *comm;
+} Actor;
+
+const Actor *actor_self(void);
+
+/* The one way an audit record is made, for the engine's transitions and the API's requests alike: who (an actor), what
+ * (an action and its result), on what (keyring, kid), and the detail. Every string is made valid UTF-8 for the chain's
+ * canonical JSON (a byte that is not part of a valid sequence is written \xHH: a kid from a path is any bytes). */
+typedef struct AuditRecord {
+        StoreAudit rec;  /* what store_audit_append() or audit_log_write() take */
+        char *owned[4];  /* strings rec points at that the record made */
+} AuditRecord;
+
+/* Fill r. detail_fmt is a json_pack() format with its arguments in ap (NULL: no detail). 0, or -ENOMEM: a record that
+ * cannot be built in full fails the action that asked for it, it is never written without its detail. */
+int audit_record_build(AuditRecord *r, const Actor *a, usec_t time, const char *action, const char *keyring,
+                       const char *kid, const char *result, const char *detail_fmt, va_list ap);
+void audit_record_done(AuditRecord *r);
 
 /* Per-request audit records with group commit (SPEC §6), on a connection of their own: whatever has queued while
  * the previous commit ran goes into the next transaction, committed by one of the waiting callers, so many callers

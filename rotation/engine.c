@@ -1,19 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* The engine's life, its keyrings in memory, the schedule, and signing. */
+/* The engine's life, its keyrings in memory and their views, the transaction and its audit records. */
 #include <stdio.h>
-#include <unistd.h>
 
 #include "common/crypto-util.h"
 #include "common/log.h"
-#include "jose/jws.h"
 #include "rotation/engine-internal.h"
 
-static Actor self_actor = { -1, -1, -1, "keyd" };
-
 const Actor *engine_actor_self(void) {
-        if (self_actor.pid < 0)
-                self_actor.pid = getpid();
-        return &self_actor;
+        return actor_self();
 }
 
 static usec_t real_clock(void *userdata) {
@@ -43,37 +37,22 @@ int engine_new(Hsm *hsm, Store *store, const EngineOptions *opts, Engine **ret) 
         if (r < 0)
                 return engine_free(e), r;
         e->kids = strmap_new();
-        e->denied = strmap_new();
-        e->handles = strmap_new();
-        if (!e->kids || !e->denied || !e->handles)
+        e->denied = denylist_new();
+        if (!e->kids || !e->denied)
                 return engine_free(e), -ENOMEM;
         *ret = e;
         return 0;
 }
 
-void ring_drop_refs(Engine *e, Ring *r) {
-        for (size_t i = 0; r->refs && i < r->n_keys; i++) {
-                if (e && strmap_get(e->kids, r->keys[i]->kid) == &r->refs[i])
-                        strmap_remove(e->kids, r->keys[i]->kid);
-                EVP_PKEY_free(r->refs[i].pkey);
+static void events_clear(Engine *e) {
+        for (size_t i = 0; i < e->n_events; i++) {
+                PendingEvent *p = &e->events[i];
+                free(p->action);
+                free(p->keyring);
+                free(p->kid);
+                free(p->detail);
         }
-        free(r->refs);
-        r->refs = NULL;
-}
-
-Ring *ring_free(Ring *r) {
-        if (!r)
-                return NULL;
-        ring_drop_refs(NULL, r);
-        free(r->name);
-        policy_done(&r->policy);
-        free(r->degraded);
-        store_key_list_free(r->keys);
-        hsm_key_free(r->signer);
-        free(r->jwks);
-        free(r->revocations);
-        free(r);
-        return NULL;
+        e->n_events = 0;
 }
 
 Engine *engine_abandon(Engine *e) {
@@ -82,10 +61,11 @@ Engine *engine_abandon(Engine *e) {
         for (size_t i = 0; i < e->n_rings; i++)
                 ring_free(e->rings[i]);
         free(e->rings);
-        free(e->heap);
+        schedule_done(&e->schedule);
         strmap_free(e->kids, NULL);
-        strmap_free(e->denied, free);
-        strmap_free(e->handles, free);
+        denylist_free(e->denied);
+        events_clear(e);
+        free(e->events);
         pthread_rwlock_destroy(&e->lock);
         free(e);
         return NULL;
@@ -99,25 +79,29 @@ usec_t engine_now(Engine *e) {
         return e->opts.clock(e->opts.clock_userdata);
 }
 
+Store *engine_store(Engine *e) {
+        return e->store;
+}
+
+/* Tell the daemon about the records of the transaction that just ended (or drop them if it rolled back). */
+static void flush_events(Engine *e, bool committed) {
+        for (size_t i = 0; committed && e->opts.on_event && i < e->n_events; i++) {
+                PendingEvent *p = &e->events[i];
+                EngineEvent ev = {p->action, p->keyring, p->kid, p->detail};
+                e->opts.on_event(&ev, e->opts.event_userdata);
+        }
+        events_clear(e);
+}
+
 int engine_commit(Engine *e) {
         int r = store_commit(e->store);
-        engine_flush_events(e, r >= 0);
+        flush_events(e, r >= 0);
         return r;
 }
 
 void engine_rollback(Engine *e) {
         store_rollback(e->store);
-        engine_flush_events(e, false);
-}
-
-void engine_flush_events(Engine *e, bool committed) {
-        for (size_t i = 0; committed && e->opts.on_event && i < e->n_pending; i++) {
-                PendingEvent *p = &e->pending[i];
-                EngineEvent ev = { p->action_buf, p->ring_buf, p->kid_buf[0] ? p->kid_buf : NULL,
-                                   p->detail_buf[0] ? p->detail_buf : NULL };
-                e->opts.on_event(&ev, e->opts.event_userdata);
-        }
-        e->n_pending = 0;
+        flush_events(e, false);
 }
 
 bool engine_failpoint(Engine *e, const char *where) {
@@ -128,81 +112,65 @@ bool engine_failpoint(Engine *e, const char *where) {
         return false;
 }
 
-int engine_audit(Engine *e, const Actor *a, const char *action, const char *ring, const char *kid,
-                 const char *result, json_t *detail) {
-        _cleanup_free_ char *text = NULL;
-        StoreAudit rec = { 0 };
+static char *strdup_or_null(const char *s, bool *oom) {
+        char *c = s ? strdup(s) : NULL;
+        *oom |= s && !c;
+        return c;
+}
 
-        if (detail) {
-                text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
-                json_decref(detail);
-                if (!text)
-                        return -ENOMEM;
+/* Keep a record's event for on_event, told once its transaction commits. */
+static void keep_event(Engine *e, const StoreAudit *rec) {
+        bool oom = false;
+
+        if (!e->opts.on_event)
+                return;
+        if (e->n_events == e->cap_events) {
+                size_t cap = e->cap_events ? e->cap_events * 2 : 16;
+                PendingEvent *n = reallocarray(e->events, cap, sizeof *n);
+                if (!n) {
+                        __atomic_add_fetch(&e->events_dropped, 1, __ATOMIC_RELAXED);
+                        return;
+                }
+                e->events = n;
+                e->cap_events = cap;
         }
-        a = a ?: engine_actor_self();
-        rec.time = engine_now(e);
-        rec.uid = a->uid;
-        rec.pid = a->pid;
-        rec.comm = (char *) a->comm;
-        rec.action = (char *) action;
-        rec.keyring = (char *) ring;
-        rec.kid = (char *) kid;
-        rec.result = (char *) result;
-        rec.detail = text;
-        int r = store_audit_append(e->store, &rec);
-        if (r >= 0 && e->opts.on_event && e->n_pending < ELEMENTSOF(e->pending)) {
-                /* Told after the commit (engine_flush_events), never for a rolled-back change. */
-                PendingEvent *ev = &e->pending[e->n_pending];
-                snprintf(ev->action_buf, sizeof ev->action_buf, "%s", action);
-                snprintf(ev->ring_buf, sizeof ev->ring_buf, "%s", ring ?: "");
-                snprintf(ev->kid_buf, sizeof ev->kid_buf, "%s", kid ?: "");
-                snprintf(ev->detail_buf, sizeof ev->detail_buf, "%s", text ?: "");
-                e->n_pending++;
+        PendingEvent *p = &e->events[e->n_events];
+        p->action = strdup_or_null(rec->action, &oom);
+        p->keyring = strdup_or_null(rec->keyring && *rec->keyring ? rec->keyring : "", &oom);
+        p->kid = strdup_or_null(rec->kid, &oom);
+        p->detail = strdup_or_null(rec->detail, &oom);
+        e->n_events++;
+        if (oom) {
+                /* The record itself is in the transaction; only the log line is lost, and counted. */
+                __atomic_add_fetch(&e->events_dropped, 1, __ATOMIC_RELAXED);
+                e->n_events--;
+                free(p->action);
+                free(p->keyring);
+                free(p->kid);
+                free(p->detail);
         }
+}
+
+int engine_audit(Engine *e, const Actor *a, const char *action, const char *ring, const char *kid, const char *result,
+                 const char *detail_fmt, ...) {
+        AuditRecord rec;
+        va_list ap;
+        int r;
+
+        va_start(ap, detail_fmt);
+        r = audit_record_build(&rec, a, engine_now(e), action, ring, kid, result, detail_fmt, ap);
+        va_end(ap);
+        if (r < 0)
+                return r;
+        r = store_audit_append(e->store, &rec.rec);
+        if (r >= 0)
+                keep_event(e, &rec.rec);
+        audit_record_done(&rec);
         return r;
 }
 
-/* The schedule: a binary min-heap of keyrings by next_due, O(log n) per change. */
-static void heap_swap(Engine *e, size_t i, size_t j) {
-        Ring *t = e->heap[i];
-        e->heap[i] = e->heap[j];
-        e->heap[j] = t;
-        e->heap[i]->heap_idx = i;
-        e->heap[j]->heap_idx = j;
-}
-
-static void heap_sift(Engine *e, size_t i) {
-        while (i > 0 && e->heap[(i - 1) / 2]->next_due > e->heap[i]->next_due) {
-                heap_swap(e, i, (i - 1) / 2);
-                i = (i - 1) / 2;
-        }
-        for (;;) {
-                size_t l = 2 * i + 1, r = l + 1, m = i;
-                if (l < e->n_heap && e->heap[l]->next_due < e->heap[m]->next_due)
-                        m = l;
-                if (r < e->n_heap && e->heap[r]->next_due < e->heap[m]->next_due)
-                        m = r;
-                if (m == i)
-                        return;
-                heap_swap(e, i, m);
-                i = m;
-        }
-}
-
-void schedule_update(Engine *e, Ring *r) {
-        heap_sift(e, r->heap_idx);
-}
-
-void ring_set_schedule(Engine *e, Ring *r, usec_t due, const char *degraded, bool set_degraded) {
-        char *why = set_degraded && degraded ? strdup(degraded) : NULL;
-        pthread_rwlock_wrlock(&e->lock);
-        r->next_due = due;
-        if (set_degraded) {
-                free(r->degraded);
-                r->degraded = why;
-        }
-        schedule_update(e, r);
-        pthread_rwlock_unlock(&e->lock);
+uint64_t engine_events_dropped(Engine *e) {
+        return __atomic_load_n(&e->events_dropped, __ATOMIC_RELAXED);
 }
 
 static int ring_cmp(const void *a, const void *b) {
@@ -210,30 +178,26 @@ static int ring_cmp(const void *a, const void *b) {
 }
 
 int engine_insert_ring(Engine *e, Ring *r) {
-        Ring **nr = realloc(e->rings, (e->n_rings + 1) * sizeof *nr);
+        Ring **nr = reallocarray(e->rings, e->n_rings + 1, sizeof *nr);
         if (!nr)
                 return -ENOMEM;
         e->rings = nr;
-        Ring **nh = realloc(e->heap, (e->n_heap + 1) * sizeof *nh);
-        if (!nh)
+        if (schedule_add(&e->schedule, &r->due) < 0)
                 return -ENOMEM;
-        e->heap = nh;
 
         size_t pos = e->n_rings;
         while (pos > 0 && strcmp(e->rings[pos - 1]->name, r->name) > 0)
                 pos--;
+        pthread_rwlock_wrlock(&e->lock);
         memmove(e->rings + pos + 1, e->rings + pos, (e->n_rings - pos) * sizeof *nr);
         e->rings[pos] = r;
         e->n_rings++;
-
-        r->heap_idx = e->n_heap;
-        e->heap[e->n_heap++] = r;
-        schedule_update(e, r);
+        pthread_rwlock_unlock(&e->lock);
         return 0;
 }
 
 Ring *engine_get_ring(Engine *e, const char *name) {
-        Ring key = { .name = (char *) name }, *kp = &key, **found;
+        Ring key = {.name = (char *) name}, *kp = &key, **found;
         if (!name || e->n_rings == 0)
                 return NULL;
         found = bsearch(&kp, e->rings, e->n_rings, sizeof *e->rings, ring_cmp);
@@ -257,23 +221,6 @@ const StoreKey *engine_find_key(Engine *e, const char *kid, Ring **ret_ring) {
         return ref->key;
 }
 
-int engine_lookup_key(Engine *e, const char *kid, KeyLookup *ret) {
-        int r = -ENOENT;
-        pthread_rwlock_rdlock(&e->lock);
-        KeyRef *ref = kid ? strmap_get(e->kids, kid) : NULL;
-        if (ref && ref->pkey && EVP_PKEY_up_ref(ref->pkey) == 1) {
-                snprintf(ret->keyring, sizeof ret->keyring, "%s", ref->ring->name);
-                ret->kind = ref->ring->kind;
-                snprintf(ret->issuer, sizeof ret->issuer, "%s", ref->ring->policy.issuer ?: "");
-                ret->alg = ref->key->alg;
-                ret->state = ref->key->state;
-                ret->pkey = ref->pkey;
-                r = 0;
-        }
-        pthread_rwlock_unlock(&e->lock);
-        return r;
-}
-
 void engine_read_lock(Engine *e) {
         pthread_rwlock_rdlock(&e->lock);
 }
@@ -282,93 +229,47 @@ void engine_read_unlock(Engine *e) {
         pthread_rwlock_unlock(&e->lock);
 }
 
-/* A signature the token refused because the key's object is gone (a fresh search found nothing): tell the daemon, so
- * that the event loop repairs the keyring, and answer "no usable key" rather than "no such keyring". Called with the
- * read lock held. */
-static int signer_result(Engine *e, Ring *ring, int r) {
-        if (r != -ENOENT)
-                return r;
-        /* One repair queued at a time, however many signers fail meanwhile. */
-        if (e->opts.on_key_lost && !__atomic_exchange_n(&ring->repair_pending, true, __ATOMIC_ACQ_REL))
-                e->opts.on_key_lost(ring->name, ring->signer_kid, e->opts.key_lost_userdata);
-        return -ENOKEY;
-}
+int engine_swap_view(Engine *e, Ring *r, RingView *v, unsigned flags) {
+        RingView *old = NULL;
+        int rc = 0;
 
-static json_t *public_members(const char *jwk_text) {
-        _cleanup_json_ json_t *jwk = json_loads(jwk_text, 0, NULL);
-        json_t *out = json_object();
-        static const char *const keep[] = { "kty", "crv", "x", "y", "n", "e" };
-        if (!jwk || !out)
-                return json_decref(out), NULL;
-        for (size_t i = 0; i < ELEMENTSOF(keep); i++) {
-                json_t *v = json_object_get(jwk, keep[i]);
-                if (v && json_object_set(out, keep[i], v) < 0)
-                        return json_decref(out), NULL;
+        pthread_rwlock_wrlock(&e->lock);
+        if (flags & SWAP_COMMIT)
+                rc = engine_commit(e);
+        if (rc < 0) {
+                pthread_rwlock_unlock(&e->lock);
+                engine_rollback(e);
+                ring_view_free(v);
+                return rc;
         }
-        return out;
-}
-
-int engine_sign_compact(Engine *e, const char *name, const json_t *header, bool embed_jwk, const void *payload,
-                        size_t len, size_t max, char **ret, char ret_kid[STORE_KID_MAX + 1]) {
-        _cleanup_json_ json_t *h = header ? json_copy((json_t *) header) : json_object();
-        uint8_t sig[HSM_SIG_MAX];
-        char *input = NULL;
-        size_t input_len;
-        Ring *ring;
-        int r;
-
-        if (!h)
-                return -ENOMEM;
-        pthread_rwlock_rdlock(&e->lock);
-        ring = engine_get_ring(e, name);
-        if (!ring)
-                r = -ENOENT;
-        else if (ring->disabled)
-                r = -ESHUTDOWN;
-        else if (!ring->signer)
-                r = -ENOKEY;
-        else if (json_object_set_new(h, "alg", json_string(keyd_alg_to_string(hsm_key_alg(ring->signer)))) < 0 ||
-                 json_object_set_new(h, "kid", json_string(ring->signer_kid)) < 0)
-                r = -ENOMEM;
-        else if (embed_jwk && !ring_key_in_state(ring, KEY_STATE_ACTIVE))
-                r = -ENOKEY;
-        else if (embed_jwk && json_object_set_new(h, "jwk", public_members(ring_key_in_state(ring, KEY_STATE_ACTIVE)->jwk)) < 0)
-                r = -ENOMEM;
-        else
-                r = jose_jws_signing_input(h, payload, len, &input, &input_len);
-        /* "." and the signature in base64url without padding: ceil(4n/3) characters. */
-        if (r >= 0 && max > 0 && input_len + 1 + (hsm_key_signature_size(ring->signer) * 4 + 2) / 3 > max)
-                r = -EMSGSIZE;
-        if (r >= 0)
-                r = signer_result(e, ring, hsm_key_sign(ring->signer, input, input_len, sig, sizeof sig));
-        if (r >= 0 && ret_kid)
-                memcpy(ret_kid, ring->signer_kid, sizeof ring->signer_kid);
+        if (flags & SWAP_DISABLE)
+                r->disabled = true;
+        if (ring_view_swap(r, v, e->kids, &old) < 0)
+                /* Done regardless: those keys do not verify until the keyring's next change. */
+                log_error("keyring %s: out of memory indexing its keys", r->name);
         pthread_rwlock_unlock(&e->lock);
-        if (r >= 0)
-                r = jose_jws_append_signature(input, input_len, sig, (size_t) r);
-        if (r < 0) {
-                free(input);
-                return r;
-        }
-        *ret = input;
+        ring_view_free(old);
         return 0;
 }
 
-static Ring *ring_from_row(const StoreKeyring *row, char **ret_error) {
-        _cleanup_json_ json_t *pj = NULL;
-        Ring *r = calloc(1, sizeof *r);
+int engine_reload_ring(Engine *e, Ring *r) {
+        StoreKey **keys = NULL;
+        RingView *v = NULL;
+        size_t n = 0;
+        int rc, signer_error;
 
-        if (!r)
-                return NULL;
-        r->kind = ring_kind_from_string(row->kind);
-        r->owner_uid = row->owner_uid;
-        r->disabled = row->disabled;
-        r->name = strdup(row->name);
-        policy_init(&r->policy, r->kind);
-        pj = json_loads(row->policy ?: "{}", JSON_REJECT_DUPLICATES, NULL);
-        if (!r->name || r->kind < 0 || !pj || policy_update_from_json(&r->policy, pj, ret_error) < 0)
-                return ring_free(r);
-        return r;
+        rc = store_key_list(e->store, r->name, &keys, &n);
+        if (rc >= 0)
+                rc = ring_view_build(r, e->hsm, keys, n, engine_now(e), !e->opts.read_only, &v, &signer_error);
+        if (rc >= 0)
+                rc = engine_swap_view(e, r, v, 0);
+        return rc;
+}
+
+void engine_schedule(Engine *e, Ring *r, usec_t due) {
+        pthread_rwlock_wrlock(&e->lock);
+        schedule_set(&e->schedule, &r->due, due);
+        pthread_rwlock_unlock(&e->lock);
 }
 
 int engine_load(Engine *e) {
@@ -376,8 +277,8 @@ int engine_load(Engine *e) {
         size_t n = 0;
         int r;
 
-        /* One listing of the token instead of one search per key. */
-        r = engine_index_token(e);
+        /* One listing of the token: every key is opened, and reconcile reads, by this index. */
+        r = hsm_index_load(e->hsm, "keyd:");
         if (r < 0)
                 return r;
         r = store_keyring_list(e->store, &rows, &n);
@@ -391,13 +292,13 @@ int engine_load(Engine *e) {
                         r = -EBADMSG;
                         break;
                 }
-                ring->next_due = engine_now(e);
+                ring->due.due = engine_now(e);
                 r = engine_insert_ring(e, ring);
-                if (r >= 0) {
-                        pthread_rwlock_wrlock(&e->lock);
-                        r = ring_refresh(e, ring);
-                        pthread_rwlock_unlock(&e->lock);
+                if (r < 0) {
+                        ring_free(ring);
+                        break;
                 }
+                r = engine_reload_ring(e, ring);
                 if (r < 0)
                         break;
         }
@@ -407,211 +308,14 @@ int engine_load(Engine *e) {
         return r;
 }
 
-static int store_ring_row(Engine *e, const RingSpec *spec, bool insert) {
-        _cleanup_json_ json_t *pj = NULL;
-        _cleanup_free_ char *text = NULL;
-        int r;
-
-        r = policy_to_json(spec->policy, &pj);
-        if (r < 0)
-                return r;
-        text = json_dumps(pj, JSON_COMPACT | JSON_SORT_KEYS);
-        if (!text)
-                return -ENOMEM;
-        StoreKeyring row = {
-                .name = (char *) spec->name,
-                .kind = (char *) ring_kind_to_string(spec->kind),
-                .policy = text,
-                .owner_uid = spec->owner_uid,
-                .created_at = engine_now(e),
-        };
-        return insert ? store_keyring_insert(e->store, &row) : store_keyring_update(e->store, &row);
-}
-
-int engine_create_ring(Engine *e, const RingSpec *spec, const Actor *a) {
-        const char *why = NULL;
-        _cleanup_json_ json_t *pj = NULL;
-        Ring *ring;
-        int r;
-
-        if (!keyring_name_valid(spec->name) || spec->kind < 0 || spec->kind >= _RING_KIND_MAX ||
-            (spec->kind == RING_AGENT) != (spec->owner_uid >= 0) || policy_validate(spec->policy, &why) < 0)
-                return -EINVAL;
-        if (engine_get_ring(e, spec->name))
-                return -EEXIST;
-        ring = calloc(1, sizeof *ring);
-        if (!ring || !(ring->name = strdup(spec->name)) || policy_copy(spec->policy, &ring->policy) < 0) {
-                if (ring)
-                        free(ring->name);
-                free(ring);
-                return -ENOMEM;
+int engine_publish_all(Engine *e) {
+        int r = 0;
+        for (size_t i = 0; i < e->n_rings; i++) {
+                int k = ring_write_jwks_file(e->rings[i]);
+                if (k < 0 && r == 0)
+                        r = k;
         }
-        ring->kind = spec->kind;
-        ring->owner_uid = spec->owner_uid;
-        ring->next_due = engine_now(e);
-
-        r = store_begin(e->store, STORE_SYNCED);
-        if (r >= 0)
-                r = store_ring_row(e, spec, true);
-        /* No record, no change: a record that cannot be built (or its detail) fails the whole change. */
-        if (r >= 0)
-                r = policy_to_json(spec->policy, &pj);
-        if (r >= 0) {
-                json_t *detail = json_pack("{s:s, s:O}", "kind", ring_kind_to_string(spec->kind), "policy", pj);
-                r = detail ? engine_audit(e, a, "keyring.create", spec->name, NULL, "ok", detail) : -ENOMEM;
-        }
-        if (r >= 0)
-                r = engine_commit(e);
-        if (r < 0) {
-                engine_rollback(e);
-                ring_free(ring);
-                return r;
-        }
-        pthread_rwlock_wrlock(&e->lock);
-        r = engine_insert_ring(e, ring);
-        pthread_rwlock_unlock(&e->lock);
-        if (r < 0)
-                ring_free(ring);
         return r;
-}
-
-static bool policy_equal(const Policy *a, const Policy *b) {
-        _cleanup_json_ json_t *ja = NULL, *jb = NULL;
-        return policy_to_json(a, &ja) >= 0 && policy_to_json(b, &jb) >= 0 && json_equal(ja, jb);
-}
-
-int engine_apply_config(Engine *e, const RingSpec *specs, size_t n) {
-        int r;
-
-        for (size_t i = 0; i < n; i++) {
-                Ring *ring = engine_get_ring(e, specs[i].name);
-                _cleanup_json_ json_t *pj = NULL;
-                Policy copy;
-
-                if (!ring) {
-                        r = engine_create_ring(e, &specs[i], engine_actor_self());
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
-                if (ring->kind != specs[i].kind)
-                        return -EMEDIUMTYPE; /* a keyring never changes kind */
-                if (policy_equal(&ring->policy, specs[i].policy))
-                        continue;
-                r = policy_copy(specs[i].policy, &copy);
-                if (r < 0)
-                        return r;
-                r = store_begin(e->store, STORE_SYNCED);
-                if (r >= 0)
-                        r = store_ring_row(e, &specs[i], false);
-                /* No record, no change (as in engine_create_ring). */
-                if (r >= 0)
-                        r = policy_to_json(specs[i].policy, &pj);
-                if (r >= 0) {
-                        json_t *detail = json_pack("{s:O}", "policy", pj);
-                        r = detail ? engine_audit(e, engine_actor_self(), "keyring.policy", ring->name, NULL, "ok",
-                                                  detail)
-                                   : -ENOMEM;
-                }
-                if (r >= 0)
-                        r = engine_commit(e);
-                if (r < 0) {
-                        engine_rollback(e);
-                        policy_done(&copy);
-                        return r;
-                }
-                pthread_rwlock_wrlock(&e->lock);
-                policy_done(&ring->policy);
-                ring->policy = copy;
-                ring->next_due = engine_now(e); /* the lifecycle may have something to do under the new policy */
-                schedule_update(e, ring);
-                r = ring_refresh(e, ring);
-                pthread_rwlock_unlock(&e->lock);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-int engine_sign(Engine *e, const char *name, const void *msg, size_t len, uint8_t *sig, size_t sig_size,
-                char ret_kid[STORE_KID_MAX + 1], KeydAlg *ret_alg) {
-        Ring *ring;
-        int r;
-
-        pthread_rwlock_rdlock(&e->lock);
-        ring = engine_get_ring(e, name);
-        if (!ring)
-                r = -ENOENT;
-        else if (ring->disabled)
-                r = -ESHUTDOWN;
-        else if (!ring->signer)
-                r = -ENOKEY;
-        else {
-                r = signer_result(e, ring, hsm_key_sign(ring->signer, msg, len, sig, sig_size));
-                if (r >= 0 && ret_kid)
-                        memcpy(ret_kid, ring->signer_kid, sizeof ring->signer_kid);
-                if (r >= 0 && ret_alg)
-                        *ret_alg = hsm_key_alg(ring->signer);
-        }
-        pthread_rwlock_unlock(&e->lock);
-        return r;
-}
-
-const char *ring_name(const Ring *r) {
-        return r->name;
-}
-RingKind ring_kind(const Ring *r) {
-        return r->kind;
-}
-const Policy *ring_policy(const Ring *r) {
-        return &r->policy;
-}
-int64_t ring_owner_uid(const Ring *r) {
-        return r->owner_uid;
-}
-bool ring_disabled(const Ring *r) {
-        return r->disabled;
-}
-const char *ring_degraded(const Ring *r) {
-        return r->degraded;
-}
-usec_t ring_next_due(const Ring *r) {
-        return r->next_due;
-}
-StoreKey *const *ring_keys(const Ring *r, size_t *ret_n) {
-        *ret_n = r->n_keys;
-        return r->keys;
-}
-
-const StoreKey *ring_key_in_state(const Ring *r, KeyState s) {
-        for (size_t i = 0; i < r->n_keys; i++)
-                if (r->keys[i]->state == s)
-                        return r->keys[i];
-        return NULL;
-}
-
-const char *ring_jwks(const Ring *r, usec_t now, size_t *ret_len, const char **ret_etag, unsigned *ret_max_age) {
-        if (!r->jwks)
-                return NULL;
-        if (ret_len)
-                *ret_len = r->jwks_len;
-        if (ret_etag)
-                *ret_etag = r->etag;
-        if (ret_max_age)
-                *ret_max_age = jwks_max_age(&r->policy, r->last_revocation, now);
-        return r->jwks;
-}
-
-const char *ring_revocations(const Ring *r) {
-        return r->revocations;
-}
-
-bool ring_can_sign(const Ring *r) {
-        return !r->disabled && r->signer;
-}
-
-bool ring_healthy(const Ring *r) {
-        return !r->degraded && (r->disabled || r->signer);
 }
 
 uint64_t engine_keys_lost(Engine *e) {

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "pkcs11/hsm.h"
+#include "rotation/audit.h"
 #include "rotation/policy.h"
 #include "store/store.h"
 
@@ -12,18 +13,15 @@
  * the lifecycle (rotation/lifecycle.h) in one SQLite transaction per change with its audit records, reconciles the
  * token with the store at start, revokes, and rebuilds each keyring's JWKS on every key change.
  *
- * Threads: every function here except the signing and reading ones (engine_sign, engine_ring_snapshot and the
- * ring_* readers under engine_read_lock) runs on one thread, the daemon's event loop. */
+ * Threads: every function here except the signing and reading ones (engine_sign, engine_sign_compact,
+ * engine_lookup_key, engine_token_denied, engine_keys_lost, and the ring_* readers under engine_read_lock) runs on
+ * one thread, the daemon's event loop. The locking contract, lock by lock and field by field, is at the top of
+ * rotation/engine-internal.h. */
 
 typedef struct Engine Engine;
 typedef struct Ring Ring;
 
-/* Who asked: recorded in every audit record. keyd's own actions use engine_actor_self(). */
-typedef struct Actor {
-        int64_t uid, gid, pid; /* -1 when unknown */
-        const char *comm;
-} Actor;
-
+/* keyd itself, as an actor (rotation/audit.h). */
 const Actor *engine_actor_self(void);
 
 /* A committed change, for the daemon's log. */
@@ -62,6 +60,11 @@ Engine *engine_free(Engine *e);
 /* Free the engine's memory only, after a failpoint stopped it mid-operation (simulated crash). */
 Engine *engine_abandon(Engine *e);
 usec_t engine_now(Engine *e);
+/* The engine's store connection (event loop only). */
+Store *engine_store(Engine *e);
+/* Audit records whose log event (on_event) could not be kept for want of memory; the records themselves are written
+ * or their change fails. Thread-safe. */
+uint64_t engine_events_dropped(Engine *e);
 
 /* Load every keyring and its keys from the store. */
 int engine_load(Engine *e);
@@ -143,7 +146,7 @@ int engine_tick(Engine *e, usec_t *ret_next_due);
 /* Rotate now. Without force, refused with -EBUSY when the next key was published less than prepublish ago. */
 int engine_rotate(Engine *e, const char *ring, bool force, const char *reason, const Actor *a);
 /* Revoke one key (any state but expired/revoked). Revoking the active key promotes next at once and generates a new
- * next. reason: key_compromise, superseded, cessation, unspecified. -ENOENT, -EALREADY, -EINVAL. */
+ * next. reason: a RevokeReason name (rotation/lifecycle.h). -ENOENT, -EALREADY, -EINVAL. */
 int engine_revoke_key(Engine *e, const char *kid, const char *reason, const Actor *a);
 /* Revoke every key of a keyring and refuse signing from now on. */
 int engine_disable_ring(Engine *e, const char *ring, const Actor *a);
@@ -160,8 +163,9 @@ int engine_publish_all(Engine *e);
  * last one, -ENOKEY when no issuer keyring can sign. */
 int engine_checkpoint(Engine *e, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX + 1]);
 
-/* Sign msg with the keyring's active key: JOSE signature form; *ret_kid (optional) points at the kid, valid until
- * the next key change. Thread-safe. -ENOENT (no such keyring), -ESHUTDOWN (disabled), -ENOKEY (no active key). */
+/* Sign msg with the keyring's active key: JOSE signature form; ret_kid (optional) gets the kid. Thread-safe.
+ * -ENOENT (no such keyring), -ESHUTDOWN (disabled), -ENOKEY (no active key), -ETIMEDOUT (no token session came free
+ * in time: the token is overloaded or hung). */
 int engine_sign(Engine *e, const char *ring, const void *msg, size_t len, uint8_t *sig, size_t sig_size,
                 char ret_kid[STORE_KID_MAX + 1], KeydAlg *ret_alg);
 

@@ -12,16 +12,22 @@
  * destroys nothing: that is not what a crash leaves behind. */
 #include <stdio.h>
 
+#include <stdarg.h>
+
 #include "common/crypto-util.h"
+#include "common/hex.h"
 #include "common/log.h"
 #include "rotation/engine-internal.h"
 
 #define RECONCILE_MAX_DESTROY_DEFAULT 8U
 
 static const char *const action_names[_RECONCILE_ACTION_MAX] = {
-        [RECONCILE_DESTROY_ORPHAN] = "destroy_orphan",   [RECONCILE_DESTROY_PRIVATE] = "destroy_private",
-        [RECONCILE_KEY_LOST] = "key_lost",               [RECONCILE_KEY_REFUSED] = "key_refused",
-        [RECONCILE_KEEP_UNPROVEN] = "keep_unproven",     [RECONCILE_KEEP_FOREIGN] = "keep_foreign",
+        [RECONCILE_DESTROY_ORPHAN] = "destroy_orphan",
+        [RECONCILE_DESTROY_PRIVATE] = "destroy_private",
+        [RECONCILE_KEY_LOST] = "key_lost",
+        [RECONCILE_KEY_REFUSED] = "key_refused",
+        [RECONCILE_KEEP_UNPROVEN] = "keep_unproven",
+        [RECONCILE_KEEP_FOREIGN] = "keep_foreign",
 };
 
 const char *reconcile_action_to_string(ReconcileAction a) {
@@ -68,7 +74,7 @@ static int add_item(ReconcileReport *rep, ReconcileAction action, const char *id
                 return -ENOMEM;
         rep->items = n;
         ReconcileItem *it = &n[rep->n_items++];
-        *it = (ReconcileItem){ .action = action };
+        *it = (ReconcileItem){.action = action};
         snprintf(it->id, sizeof it->id, "%s", id);
         snprintf(it->label, sizeof it->label, "%s", label ?: "");
         if (k) {
@@ -86,36 +92,27 @@ void reconcile_report_done(ReconcileReport *r) {
         r->n_items = 0;
 }
 
-/* The token's keyd objects, one entry per id (private and public object merged), sorted by id. */
+/* The token's keyd objects, one entry per id, from the token layer's index (listed once, by engine_load()), sorted
+ * by hex id. */
 static int list_found(Engine *e, Found **ret, size_t *ret_n) {
-        _cleanup_free_ HsmObject *objs = NULL;
-        size_t n_objs = 0, n = 0;
+        _cleanup_free_ HsmEntry *objs = NULL;
+        size_t n = 0;
         int r;
 
-        r = hsm_list(e->hsm, "keyd:", &objs, &n_objs);
-        if (r >= 0)
-                r = engine_index_objects(e, objs, n_objs);
+        r = hsm_index_list(e->hsm, &objs, &n);
         if (r < 0)
                 return r;
-        Found *found = calloc(n_objs + 1, sizeof *found);
+        Found *found = calloc(n + 1, sizeof *found);
         if (!found)
                 return -ENOMEM;
-        for (size_t i = 0; i < n_objs; i++) {
-                Found *f = &found[n++];
-                key_id_to_hex(objs[i].id, objs[i].id_len, f->id);
-                snprintf(f->label, sizeof f->label, "%s", objs[i].label);
-                f->has_private = objs[i].is_private;
+        for (size_t i = 0; i < n; i++) {
+                hex_encode(objs[i].id, objs[i].id_len, found[i].id, sizeof found[i].id);
+                snprintf(found[i].label, sizeof found[i].label, "%s", objs[i].label);
+                found[i].has_private = objs[i].priv != 0;
         }
         qsort(found, n, sizeof *found, found_cmp);
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++) {
-                if (m > 0 && streq(found[m - 1].id, found[i].id))
-                        found[m - 1].has_private |= found[i].has_private;
-                else
-                        found[m++] = found[i];
-        }
         *ret = found;
-        *ret_n = m;
+        *ret_n = n;
         return 0;
 }
 
@@ -124,7 +121,11 @@ static int check_live(Engine *e, const StoreKey *k, const Found *f) {
         if (!f || !f->has_private)
                 return RECONCILE_KEY_LOST;
         HsmKey *hk = NULL;
-        int r = engine_open_key(e, k, &hk);
+        uint8_t id[HSM_ID_MAX];
+        size_t n;
+        int r = ring_key_token_id(k, id, &n);
+        if (r >= 0)
+                r = hsm_key_open(e->hsm, k->alg, id, n, &hk);
         if (r >= 0)
                 r = hsm_key_check_protection(hk);
         hsm_key_free(hk);
@@ -135,9 +136,9 @@ static int check_live(Engine *e, const StoreKey *k, const Found *f) {
 
 typedef struct Plan {
         ReconcileReport rep;
-        StoreKey **keys;  /* every key row */
+        StoreKey **keys; /* every key row */
         size_t n_keys;
-        char **pending;   /* ids recorded before keygen */
+        char **pending; /* ids recorded before keygen */
         size_t n_pending;
         Found *found;
         size_t n_found;
@@ -150,7 +151,7 @@ static void plan_done(Plan *p) {
 }
 
 static StoreKey *plan_key(Plan *p, const char *id) {
-        StoreKey probe = { 0 }, *pp = &probe, **k;
+        StoreKey probe = {0}, *pp = &probe, **k;
         snprintf(probe.id, sizeof probe.id, "%s", id);
         k = bsearch(&pp, p->keys, p->n_keys, sizeof *p->keys, key_id_cmp);
         return k ? *k : NULL;
@@ -159,7 +160,7 @@ static StoreKey *plan_key(Plan *p, const char *id) {
 static int make_plan(Engine *e, Plan *p) {
         int r;
 
-        *p = (Plan){ .rep.max_destroy = e->opts.reconcile_max_destroy ?: RECONCILE_MAX_DESTROY_DEFAULT };
+        *p = (Plan){.rep.max_destroy = e->opts.reconcile_max_destroy ?: RECONCILE_MAX_DESTROY_DEFAULT};
         memcpy(p->rep.instance_id, e->instance_id, sizeof p->rep.instance_id);
         r = list_found(e, &p->found, &p->n_found);
         if (r >= 0)
@@ -198,7 +199,7 @@ static int make_plan(Engine *e, Plan *p) {
 
         for (size_t j = 0; j < p->n_keys; j++) {
                 StoreKey *k = p->keys[j];
-                Found probe = { 0 }, *f;
+                Found probe = {0}, *f;
                 bool live = k->state == KEY_STATE_NEXT || k->state == KEY_STATE_ACTIVE;
 
                 if (!engine_get_ring(e, k->keyring))
@@ -238,53 +239,22 @@ int engine_reconcile_plan(Engine *e, ReconcileReport *ret) {
         return r;
 }
 
-/* One audited finding; failed: the token's error for a destruction that did not happen (recorded as "error"). */
-static int audit_one(Engine *e, const char *action, const char *ring, const char *kid, int failed, json_t *detail) {
-        int r = store_begin(e->store, STORE_SYNCED);
-        if (r < 0) {
-                json_decref(detail);
-                return r;
-        }
-        if (failed < 0 && detail)
-                (void) json_object_set_new(detail, "error", json_string(hsm_last_error()));
-        r = engine_audit(e, NULL, action, ring, kid, failed < 0 ? "error" : "ok", detail);
-        if (r >= 0)
-                r = engine_commit(e);
-        if (r < 0)
-                engine_rollback(e);
-        return r;
-}
-
-int engine_demote_key(Engine *e, StoreKey *k, const Policy *p, bool lost, const char *action, const char *why) {
-        usec_t now = engine_now(e);
+/* One audited finding in a transaction of its own; failed: the token's error for a destruction that did not happen
+ * (recorded as "error" with the token's error name). detail_fmt and its arguments as json_pack(). */
+static int audit_one(Engine *e, const char *action, const char *ring, const char *kid, int failed,
+                     const char *detail_fmt, ...) {
+        _cleanup_json_ json_t *detail = NULL;
+        va_list ap;
         int r;
 
-        if (lost) {
-                k->lost = true;
-                if (k->state == KEY_STATE_ACTIVE) {
-                        /* Its tokens are still good: keep it published as a retired key. */
-                        k->state = KEY_STATE_RETIRED;
-                        k->retire_at = now;
-                        k->expire_at = now + p->token_ttl_max + p->clock_skew;
-                } else {
-                        /* A standby never signed: it simply goes. */
-                        k->state = KEY_STATE_EXPIRED;
-                        k->expire_at = now;
-                }
-        } else {
-                k->state = KEY_STATE_REVOKED;
-                k->revoked_at = now;
-                free(k->reason);
-                k->reason = strdup("key_compromise");
-                if (!k->reason)
-                        return -ENOMEM;
-        }
+        va_start(ap, detail_fmt);
+        detail = json_vpack_ex(NULL, 0, detail_fmt, ap);
+        va_end(ap);
+        if (!detail || (failed < 0 && json_object_set_new(detail, "error", json_string(hsm_last_error())) < 0))
+                return -ENOMEM;
         r = store_begin(e->store, STORE_SYNCED);
         if (r >= 0)
-                r = store_key_update(e->store, k);
-        if (r >= 0)
-                r = engine_audit(e, NULL, action, k->keyring, k->kid, "ok",
-                                 json_pack("{s:s, s:s}", "reason", why, "state", key_state_to_string(k->state)));
+                r = engine_audit(e, NULL, action, ring, kid, failed < 0 ? "error" : "ok", "O", detail);
         if (r >= 0)
                 r = engine_commit(e);
         if (r < 0)
@@ -302,14 +272,14 @@ static int apply_item(Engine *e, Plan *p, ReconcileItem *it) {
                 if (p->rep.refused)
                         return 0;
                 it->result = engine_destroy_objects(e, it->id);
-                return audit_one(e, "reconcile.orphan_destroyed", NULL, NULL, it->result,
-                                 json_pack("{s:s, s:s}", "id", it->id, "label", it->label));
+                return audit_one(e, "reconcile.orphan_destroyed", NULL, NULL, it->result, "{s:s, s:s}", "id", it->id,
+                                 "label", it->label);
         case RECONCILE_DESTROY_PRIVATE:
                 if (p->rep.refused)
                         return 0;
                 it->result = engine_destroy_objects(e, it->id);
-                return audit_one(e, "reconcile.private_destroyed", it->keyring, it->kid, it->result,
-                                 json_pack("{s:s}", "state", key_state_to_string(k->state)));
+                return audit_one(e, "reconcile.private_destroyed", it->keyring, it->kid, it->result, "{s:s}", "state",
+                                 key_state_to_string(k->state));
         case RECONCILE_KEY_LOST:
                 if (p->rep.refused)
                         return 0; /* left as it is: the keyring stays degraded until an operator looks */
@@ -346,7 +316,7 @@ static bool destroy_failed(const Plan *p, const char *id) {
 static int prune_pending(Engine *e, Plan *p) {
         int r = store_begin(e->store, STORE_COMMITTED);
         for (size_t i = 0; r >= 0 && i < p->n_pending; i++) {
-                Found probe = { 0 };
+                Found probe = {0};
                 snprintf(probe.id, sizeof probe.id, "%s", p->pending[i]);
                 bool in_token = bsearch(&probe, p->found, p->n_found, sizeof *p->found, found_cmp) != NULL;
                 if (in_token && !plan_key(p, p->pending[i]) && (p->rep.refused || destroy_failed(p, p->pending[i])))
@@ -371,17 +341,15 @@ static int report_kept(Engine *e, Plan *p) {
                     json_array_append_new(ids, json_string(p->rep.items[i].label)) < 0)
                         return -ENOMEM;
         if (p->rep.refused) {
-                r = audit_one(e, "reconcile.refused", NULL, NULL, 0,
-                              json_pack("{s:I, s:I, s:I}", "orphans", (json_int_t) p->rep.orphans_destroyed,
-                                        "private_objects", (json_int_t) p->rep.privates_destroyed, "limit",
-                                        (json_int_t) p->rep.max_destroy));
+                r = audit_one(e, "reconcile.refused", NULL, NULL, 0, "{s:I, s:I, s:I}", "orphans",
+                              (json_int_t) p->rep.orphans_destroyed, "private_objects",
+                              (json_int_t) p->rep.privates_destroyed, "limit", (json_int_t) p->rep.max_destroy);
                 if (r < 0)
                         return r;
         }
         if (p->rep.unproven > 0)
-                return audit_one(e, "reconcile.unproven", NULL, NULL, 0,
-                                 json_pack("{s:I, s:I, s:O}", "objects", (json_int_t) p->rep.unproven, "foreign",
-                                           (json_int_t) p->rep.foreign, "labels", ids));
+                return audit_one(e, "reconcile.unproven", NULL, NULL, 0, "{s:I, s:I, s:O}", "objects",
+                                 (json_int_t) p->rep.unproven, "foreign", (json_int_t) p->rep.foreign, "labels", ids);
         return 0;
 }
 
@@ -418,13 +386,10 @@ int engine_reconcile(Engine *e, ReconcileReport *ret) {
         }
 
         /* The keyrings in memory now follow the store again; each is due for a lifecycle pass. */
-        pthread_rwlock_wrlock(&e->lock);
         for (size_t i = 0; i < e->n_rings; i++) {
-                (void) ring_refresh(e, e->rings[i]);
-                e->rings[i]->next_due = engine_now(e);
-                schedule_update(e, e->rings[i]);
+                (void) engine_reload_ring(e, e->rings[i]);
+                engine_schedule(e, e->rings[i], engine_now(e));
         }
-        pthread_rwlock_unlock(&e->lock);
         reconcile_report_done(&p.rep);
         if (ret)
                 *ret = p.rep;
@@ -432,60 +397,4 @@ finish:
         reconcile_report_done(&p.rep);
         plan_done(&p);
         return r;
-}
-
-int engine_repair_lost(Engine *e, const char *name, const char *kid) {
-        Ring *r = engine_get_ring(e, name);
-        const StoreKey *live[2];
-        char ids[2][STORE_KEY_ID_MAX + 1] = { "", "" };
-        usec_t now = engine_now(e);
-        int rc, lost = 0;
-
-        if (!r || r->disabled)
-                return 0;
-        __atomic_store_n(&r->repair_pending, false, __ATOMIC_RELEASE);
-        live[0] = ring_key_in_state(r, KEY_STATE_ACTIVE);
-        live[1] = ring_key_in_state(r, KEY_STATE_NEXT);
-        if (!live[0] || !kid || !streq(live[0]->kid, kid))
-                return 0; /* already repaired, or rotated meanwhile */
-
-        /* A fresh search of the token for each: the handles may be stale, the objects may be gone. */
-        for (size_t i = 0; i < 2; i++) {
-                HsmKey *hk = NULL;
-                uint8_t id[HSM_ID_MAX];
-                size_t n;
-                if (!live[i] || key_id_to_bytes(live[i]->id, id, &n) < 0)
-                        continue;
-                rc = hsm_key_open(e->hsm, live[i]->alg, id, n, &hk);
-                hsm_key_free(hk);
-                if (rc == -ENOENT) {
-                        memcpy(ids[i], live[i]->id, sizeof ids[i]);
-                        lost++;
-                }
-        }
-        if (lost == 0)
-                return 0;
-        ring_set_schedule(e, r, now, "a key was lost from the token: repairing", true);
-        for (size_t i = 0; i < 2; i++) {
-                StoreKey *row = NULL;
-                if (!ids[i][0])
-                        continue;
-                (void) engine_index_key(e, ids[i], 0, 0);
-                __atomic_add_fetch(&e->keys_lost, 1, __ATOMIC_RELAXED);
-                rc = store_key_get(e->store, ids[i], &row);
-                if (rc >= 0)
-                        rc = engine_demote_key(e, row, &r->policy, true, "key.lost",
-                                               "private object missing from the token (found while signing)");
-                store_key_free(row);
-                if (rc < 0)
-                        return rc;
-                (void) engine_destroy_objects(e, ids[i]); /* a public object alone is of no use */
-        }
-        pthread_rwlock_wrlock(&e->lock);
-        rc = ring_refresh(e, r);
-        pthread_rwlock_unlock(&e->lock);
-        if (rc < 0)
-                return rc;
-        rc = engine_tick_ring(e, r, now);
-        return rc < 0 ? rc : 1;
 }

@@ -1,104 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The rotation engine against a real SoftHSM2 token and a real SQLite file, with an injected clock. */
-#include <criterion/criterion.h>
-#include <sqlite3.h>
-#include <stdio.h>
-
-#include "common/crypto-util.h"
-#include "jose/jwk.h"
-#include "jose/jws.h"
-#include "rotation/audit.h"
-#include "pkcs11/hsm-internal.h"
-#include "rotation/engine-internal.h"
-#include "tests/helpers/test-token.h"
-#include "tests/helpers/test-util.h"
-
-#define S(x) ((usec_t) (x) * USEC_PER_SEC)
-
-static TestToken tok;
-static Hsm *hsm;
-static Store *store;
-static Engine *eng;
-static char *db_path;
-static usec_t fake_now = S(1700000000);
-static const char *fail_at; /* failpoint name to fire at, or NULL */
-static int fail_skip;       /* how many passes of it to let through first */
-
-static usec_t fake_clock(void *u) {
-        (void) u;
-        return fake_now;
-}
-
-static bool failpoint(const char *where, void *u) {
-        (void) u;
-        if (!fail_at || strcmp(fail_at, where) != 0)
-                return false;
-        if (fail_skip-- > 0)
-                return false;
-        fail_at = NULL;
-        return true;
-}
-
-static unsigned max_destroy; /* EngineOptions.reconcile_max_destroy; 0: the default */
-
-static void open_engine(void) {
-        EngineOptions o = { .clock = fake_clock, .failpoint = failpoint, .reconcile_max_destroy = max_destroy };
-        cr_assert_eq(store_open(db_path, 0, &store), 0);
-        cr_assert_eq(engine_new(hsm, store, &o, &eng), 0);
-        cr_assert_eq(engine_load(eng), 0);
-}
-
-static void close_engine(void) {
-        eng = engine_free(eng);
-        store = store_close(store);
-}
-
-static void setup(void) {
-        test_token_setup(&tok);
-        hsm = test_token_open(&tok, 2);
-        cr_assert(asprintf(&db_path, "%s/keyd.db", tok.dir) >= 0);
-        open_engine();
-}
-
-static void teardown(void) {
-        close_engine();
-        hsm_close(hsm);
-        free(db_path);
-        test_token_teardown(&tok);
-}
+#include "tests/unit/engine-fixture.h"
 
 TestSuite(engine, .init = setup, .fini = teardown, .timeout = 240);
-
-static Policy test_policy(KeydAlg alg) {
-        Policy p;
-        policy_init(&p, RING_ISSUER);
-        p.alg = alg;
-        p.rotation_period = S(100);
-        p.prepublish = S(20);
-        p.token_ttl_max = S(30);
-        p.default_ttl = S(10);
-        p.clock_skew = S(5);
-        p.issuer = strdup("https://issuer.test");
-        return p;
-}
-
-static void create(const char *name, KeydAlg alg) {
-        Policy p = test_policy(alg);
-        RingSpec spec = { .name = name, .kind = RING_ISSUER, .owner_uid = -1, .policy = &p };
-        cr_assert_eq(engine_create_ring(eng, &spec, NULL), 0);
-        policy_done(&p);
-}
-
-static int tick(void) {
-        usec_t due;
-        int r = engine_tick(eng, &due);
-        cr_assert_geq(r, 0, "tick: %s", strerror(-r));
-        return r;
-}
-
-static const StoreKey *in_state(const char *ring, KeyState s) {
-        return ring_key_in_state(engine_get_ring(eng, ring), s);
-}
 
 static size_t count_private_objects(void) {
         HsmObject *o = NULL;
@@ -548,7 +451,7 @@ Test(engine, reconcile_refuses_unprotected_key) {
         strcpy(kid, n->kid);
         uint8_t id[HSM_ID_MAX];
         size_t id_len;
-        cr_assert_eq(key_id_to_bytes(n->id, id, &id_len), 0);
+        cr_assert_eq(hex_decode(n->id, id, sizeof id, &id_len), 0);
         engine_destroy_objects(eng, n->id);
         CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
         CK_MECHANISM mech = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
+/* Audit checkpoints (the chain head signed by an issuer key), the anchor file, and verification of the chain with its
+ * checkpoints. Uses the engine's public interface only. */
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -8,152 +9,11 @@
 
 #include "common/crypto-util.h"
 #include "common/log.h"
+#include "common/strmap.h"
 #include "jose/jwk.h"
 #include "jose/jws.h"
 #include "rotation/audit.h"
-#include "rotation/engine-internal.h"
-
-typedef struct Pending {
-        StoreAudit *rec;
-        StoreDurability durability;
-        int64_t result;
-        bool done;
-        struct Pending *next;
-} Pending;
-
-/* Group commit without a thread of its own: a caller that finds no commit running becomes the leader and commits
- * everything queued so far, its own record included, in one transaction; callers that arrive meanwhile queue and
- * wait for the leader (or become the next one). One caller alone pays one commit and no thread hand-off. */
-struct AuditLog {
-        Store *store;
-        pthread_mutex_t lock;
-        pthread_cond_t done;
-        Pending *head, *tail;
-        bool committing, closed;
-        uint64_t commits;
-};
-
-#define BATCH_MAX 512
-
-/* One transaction for the whole batch; if any record fails, each goes again alone so one bad record fails alone.
- * Returns the number of transactions committed. */
-static unsigned commit_batch(AuditLog *l, Pending *batch) {
-        StoreDurability d = STORE_COMMITTED;
-        unsigned commits = 0;
-        int r;
-
-        for (Pending *p = batch; p; p = p->next)
-                if (p->durability == STORE_SYNCED)
-                        d = STORE_SYNCED;
-        r = store_begin(l->store, d);
-        for (Pending *p = batch; r >= 0 && p; p = p->next)
-                r = store_audit_append(l->store, p->rec);
-        if (r >= 0)
-                r = store_commit(l->store);
-        if (r >= 0) {
-                for (Pending *p = batch; p; p = p->next)
-                        p->result = (int64_t) p->rec->seq;
-                return 1;
-        }
-        store_rollback(l->store);
-        for (Pending *p = batch; p; p = p->next) {
-                r = store_begin(l->store, p->durability);
-                if (r >= 0)
-                        r = store_audit_append(l->store, p->rec);
-                if (r >= 0)
-                        r = store_commit(l->store);
-                if (r < 0)
-                        store_rollback(l->store);
-                else
-                        commits++;
-                p->result = r < 0 ? r : (int64_t) p->rec->seq;
-        }
-        return commits;
-}
-
-int audit_log_open(const char *db_path, AuditLog **ret) {
-        AuditLog *l = calloc(1, sizeof *l);
-        int r;
-
-        if (!l)
-                return -ENOMEM;
-        r = store_open(db_path, 0, &l->store);
-        if (r < 0) {
-                free(l);
-                return r;
-        }
-        pthread_mutex_init(&l->lock, NULL);
-        pthread_cond_init(&l->done, NULL);
-        *ret = l;
-        return 0;
-}
-
-AuditLog *audit_log_close(AuditLog *l) {
-        if (!l)
-                return NULL;
-        pthread_mutex_lock(&l->lock);
-        l->closed = true;
-        while (l->committing || l->head)
-                pthread_cond_wait(&l->done, &l->lock);
-        pthread_mutex_unlock(&l->lock);
-        store_close(l->store);
-        pthread_mutex_destroy(&l->lock);
-        pthread_cond_destroy(&l->done);
-        free(l);
-        return NULL;
-}
-
-int64_t audit_log_write(AuditLog *l, StoreAudit *rec, StoreDurability durability) {
-        Pending p = { .rec = rec, .durability = durability };
-
-        pthread_mutex_lock(&l->lock);
-        if (l->closed) {
-                pthread_mutex_unlock(&l->lock);
-                return -ESHUTDOWN;
-        }
-        if (l->tail)
-                l->tail->next = &p;
-        else
-                l->head = &p;
-        l->tail = &p;
-        while (!p.done) {
-                if (l->committing) {
-                        pthread_cond_wait(&l->done, &l->lock);
-                        continue;
-                }
-                /* Lead: take up to BATCH_MAX queued records (ours is among them, or comes in a later batch). */
-                Pending *batch = l->head, *last = batch;
-                for (int n = 1; last->next && n < BATCH_MAX; n++)
-                        last = last->next;
-                l->head = last->next;
-                if (!l->head)
-                        l->tail = NULL;
-                last->next = NULL;
-                l->committing = true;
-                pthread_mutex_unlock(&l->lock);
-
-                unsigned commits = commit_batch(l, batch);
-
-                pthread_mutex_lock(&l->lock);
-                for (Pending *q = batch; q;) {
-                        Pending *n = q->next;
-                        q->done = true;
-                        q = n;
-                }
-                l->commits += commits;
-                l->committing = false;
-                pthread_cond_broadcast(&l->done);
-        }
-        pthread_mutex_unlock(&l->lock);
-        return p.result;
-}
-
-uint64_t audit_log_commits(AuditLog *l) {
-        pthread_mutex_lock(&l->lock);
-        uint64_t n = l->commits;
-        pthread_mutex_unlock(&l->lock);
-        return n;
-}
+#include "rotation/engine.h"
 
 int audit_checkpoint_payload(uint64_t seq, const char *hash, usec_t time, char **ret) {
         _cleanup_json_ json_t *o = json_pack("{s:I, s:s, s:I}", "seq", (json_int_t) seq, "hash", hash, "time",
@@ -218,70 +78,58 @@ int audit_anchor_append(Store *s, const char *path, uint64_t seq) {
 /* The issuer keyring whose key signs checkpoints: "default" if it is an issuer, else the first issuer by name. */
 static Ring *checkpoint_ring(Engine *e) {
         Ring *r = engine_get_ring(e, "default");
-        if (r && r->kind == RING_ISSUER && !r->disabled)
+        if (r && ring_kind(r) == RING_ISSUER && !ring_disabled(r))
                 return r;
-        for (size_t i = 0; i < e->n_rings; i++)
-                if (e->rings[i]->kind == RING_ISSUER && !e->rings[i]->disabled)
-                        return e->rings[i];
+        for (size_t i = 0; i < engine_n_rings(e); i++) {
+                r = engine_ring_at(e, i);
+                if (ring_kind(r) == RING_ISSUER && !ring_disabled(r))
+                        return r;
+        }
         return NULL;
 }
 
 int engine_checkpoint(Engine *e, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX + 1]) {
-        _cleanup_free_ char *payload = NULL, *input = NULL;
+        _cleanup_free_ char *payload = NULL, *jws = NULL;
         _cleanup_json_ json_t *header = NULL;
         char hash[STORE_HASH_HEX + 1], kid[STORE_KID_MAX + 1];
-        uint8_t sig[HSM_SIG_MAX];
+        Store *s = engine_store(e);
         uint64_t seq, last = 0;
-        KeydAlg alg;
-        size_t len;
         Ring *r = checkpoint_ring(e);
         int n;
 
         if (!r)
                 return -ENOKEY;
-        n = store_audit_head(e->store, &seq, hash);
+        n = store_audit_head(s, &seq, hash);
         if (n < 0)
                 return n;
-        if (seq == 0 || (store_checkpoint_latest(e->store, &last, NULL, NULL, NULL) >= 0 && last == seq))
+        if (seq == 0 || (store_checkpoint_latest(s, &last, NULL, NULL, NULL) >= 0 && last == seq))
                 return 0; /* nothing new since the last checkpoint */
         usec_t now = engine_now(e);
         if (last > 0) {
                 /* Checkpoints never go back in time (audit_verify() refuses it): a clock stepped back signs at the
                  * latest checkpoint's time. */
                 StoreCheckpoint **l = NULL;
-                if (store_checkpoint_list(e->store, last - 1, 1, &l, NULL) >= 0 && l[0])
+                if (store_checkpoint_list(s, last - 1, 1, &l, NULL) >= 0 && l[0])
                         now = MAX(now, l[0]->time);
                 store_checkpoint_list_free(l);
         }
         n = audit_checkpoint_payload(seq, hash, now, &payload);
         if (n < 0)
                 return n;
-        pthread_rwlock_rdlock(&e->lock);
-        alg = r->signer ? hsm_key_alg(r->signer) : _KEYD_ALG_INVALID;
-        memcpy(kid, r->signer_kid, sizeof kid);
-        pthread_rwlock_unlock(&e->lock);
-        if (alg < 0)
-                return -ENOKEY;
-        header = json_pack("{s:s, s:s, s:s}", "alg", keyd_alg_to_string(alg), "kid", kid, "typ",
-                           KEYD_TYP_AUDIT_CHECKPOINT);
+        header = json_pack("{s:s}", "typ", KEYD_TYP_AUDIT_CHECKPOINT);
         if (!header)
                 return -ENOMEM;
-        n = jose_jws_signing_input(header, payload, strlen(payload), &input, &len);
+        /* alg and kid are set from the key that signs, under the engine's lock. */
+        n = engine_sign_compact(e, ring_name(r), header, false, payload, strlen(payload), 0, &jws, kid);
         if (n < 0)
                 return n;
-        n = engine_sign(e, r->name, input, len, sig, sizeof sig, kid, NULL);
-        if (n < 0)
-                return n;
-        n = jose_jws_append_signature(input, len, sig, (size_t) n);
-        if (n < 0)
-                return n;
-        n = store_begin(e->store, STORE_SYNCED);
+        n = store_begin(s, STORE_SYNCED);
         if (n >= 0)
-                n = store_checkpoint_insert(e->store, seq, hash, now, kid, input);
+                n = store_checkpoint_insert(s, seq, hash, now, kid, jws);
         if (n >= 0)
-                n = engine_commit(e);
+                n = store_commit(s);
         if (n < 0) {
-                engine_rollback(e);
+                store_rollback(s);
                 return n;
         }
         if (ret_seq)
@@ -439,9 +287,9 @@ static void walk_done(Walk *w) {
 }
 
 int audit_verify(Store *s, AuditVerifyResult *ret) {
-        AuditVerifyResult res = { 0 };
-        Walk w = { 0 };
-        KeyCache cache = { .alg = _KEYD_ALG_INVALID };
+        AuditVerifyResult res = {0};
+        Walk w = {0};
+        KeyCache cache = {.alg = _KEYD_ALG_INVALID};
         uint64_t bad = 0, head = 0;
         int r;
 

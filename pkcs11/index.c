@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/* The index of keyd's objects in the token, by CKA_ID (as libp11 keeps its key cache in the slot): one listing at
+ * start, then kept up to date by every keygen and destroy made through this Hsm, so that opening or destroying a key
+ * never searches the token (a search of a SoftHSM2 token reads every object: one search per key is quadratic). A
+ * handle the token no longer knows is found again by one search of its id, here and nowhere else. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "pkcs11/hsm-internal.h"
+
+static int entry_cmp(const uint8_t *id, size_t id_len, const HsmEntry *e) {
+        if (id_len != e->id_len)
+                return id_len < e->id_len ? -1 : 1;
+        return memcmp(id, e->id, id_len);
+}
+
+/* The position of id in the sorted index: where it is (*ret_found) or where it goes. Call with admin_lock held. */
+static size_t index_find(const Hsm *h, const uint8_t *id, size_t id_len, bool *ret_found) {
+        size_t lo = 0, hi = h->n_index;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int c = entry_cmp(id, id_len, &h->index[mid]);
+                if (c == 0) {
+                        *ret_found = true;
+                        return mid;
+                }
+                if (c < 0)
+                        hi = mid;
+                else
+                        lo = mid + 1;
+        }
+        *ret_found = false;
+        return lo;
+}
+
+/* The entry for id, made if there is none. Call with admin_lock held. */
+static HsmEntry *index_get(Hsm *h, const uint8_t *id, size_t id_len) {
+        bool found;
+        size_t i = index_find(h, id, id_len, &found);
+
+        if (found)
+                return &h->index[i];
+        if (id_len == 0 || id_len > HSM_ID_MAX)
+                return NULL;
+        if (h->n_index == h->cap_index) {
+                size_t cap = h->cap_index ? h->cap_index * 2 : 64;
+                HsmEntry *n = reallocarray(h->index, cap, sizeof *n);
+                if (!n)
+                        return NULL;
+                h->index = n;
+                h->cap_index = cap;
+        }
+        memmove(h->index + i + 1, h->index + i, (h->n_index - i) * sizeof *h->index);
+        h->n_index++;
+        h->index[i] = (HsmEntry){.id_len = id_len};
+        memcpy(h->index[i].id, id, id_len);
+        return &h->index[i];
+}
+
+void hsm_index_forget(Hsm *h, const uint8_t *id, size_t id_len) {
+        bool found;
+        size_t i = index_find(h, id, id_len, &found);
+        if (!found)
+                return;
+        memmove(h->index + i, h->index + i + 1, (h->n_index - i - 1) * sizeof *h->index);
+        h->n_index--;
+}
+
+int hsm_index_put(Hsm *h, const uint8_t *id, size_t id_len, const char *label, CK_OBJECT_HANDLE priv,
+                  CK_OBJECT_HANDLE pub) {
+        HsmEntry *e = index_get(h, id, id_len);
+        if (!e)
+                return -ENOMEM;
+        if (label)
+                snprintf(e->label, sizeof e->label, "%s", label);
+        e->priv = priv;
+        e->pub = pub;
+        return 0;
+}
+
+bool hsm_index_lookup(Hsm *h, const uint8_t *id, size_t id_len, CK_OBJECT_HANDLE *ret_priv, CK_OBJECT_HANDLE *ret_pub) {
+        bool found;
+        size_t i = index_find(h, id, id_len, &found);
+        if (!found)
+                return false;
+        *ret_priv = h->index[i].priv;
+        *ret_pub = h->index[i].pub;
+        return true;
+}
+
+int hsm_index_load(Hsm *h, const char *prefix) {
+        _cleanup_free_ HsmObject *objs = NULL;
+        size_t n = 0;
+        int r;
+
+        r = hsm_list(h, prefix, &objs, &n);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&h->admin_lock);
+        h->n_index = 0;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                HsmEntry *e = index_get(h, objs[i].id, objs[i].id_len);
+                if (!e) {
+                        r = -ENOMEM;
+                        break;
+                }
+                snprintf(e->label, sizeof e->label, "%s", objs[i].label);
+                if (objs[i].is_private)
+                        e->priv = objs[i].handle;
+                else
+                        e->pub = objs[i].handle;
+        }
+        if (r < 0)
+                h->n_index = 0;
+        pthread_mutex_unlock(&h->admin_lock);
+        return r;
+}
+
+int hsm_index_list(Hsm *h, HsmEntry **ret, size_t *ret_n) {
+        pthread_mutex_lock(&h->admin_lock);
+        HsmEntry *copy = calloc(h->n_index + 1, sizeof *copy);
+        if (copy && h->n_index > 0)
+                memcpy(copy, h->index, h->n_index * sizeof *copy);
+        *ret_n = h->n_index;
+        pthread_mutex_unlock(&h->admin_lock);
+        if (!copy)
+                return -ENOMEM;
+        *ret = copy;
+        return 0;
+}
+
+int hsm_key_probe(Hsm *h, const uint8_t *id, size_t id_len) {
+        CK_OBJECT_HANDLE priv, pub;
+        int r;
+
+        if (!id || id_len == 0 || id_len > HSM_ID_MAX)
+                return -EINVAL;
+        pthread_mutex_lock(&h->admin_lock);
+        r = hsm_find_one(h, h->anchor, CKO_PRIVATE_KEY, id, id_len, &priv);
+        if (r >= 0) {
+                if (hsm_find_one(h, h->anchor, CKO_PUBLIC_KEY, id, id_len, &pub) < 0)
+                        pub = CK_INVALID_HANDLE;
+                r = hsm_index_put(h, id, id_len, NULL, priv, pub) < 0 ? -ENOMEM : 1;
+        } else if (r == -ENOENT) {
+                hsm_index_forget(h, id, id_len);
+                r = 0;
+        }
+        pthread_mutex_unlock(&h->admin_lock);
+        return r;
+}
+
+int hsm_key_open(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, HsmKey **ret) {
+        CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE, pub = CK_INVALID_HANDLE;
+        int r;
+
+        if (!id || id_len == 0 || id_len > HSM_ID_MAX)
+                return -EINVAL;
+        pthread_mutex_lock(&h->admin_lock);
+        bool indexed = hsm_index_lookup(h, id, id_len, &priv, &pub) && priv != CK_INVALID_HANDLE;
+        pthread_mutex_unlock(&h->admin_lock);
+        if (indexed) {
+                r = hsm_key_open_handles(h, alg, id, id_len, priv, pub, ret);
+                if (r != -ENOENT && r != -EINVAL)
+                        return r;
+                log_debug("token object handles went stale: searching the token for the key");
+        }
+        r = hsm_key_probe(h, id, id_len);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -ENOENT;
+        pthread_mutex_lock(&h->admin_lock);
+        (void) hsm_index_lookup(h, id, id_len, &priv, &pub);
+        pthread_mutex_unlock(&h->admin_lock);
+        return hsm_key_open_handles(h, alg, id, id_len, priv, pub, ret);
+}

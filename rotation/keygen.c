@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+/* Keys come into the token and leave it: crash-safe generation (the id is recorded before the object exists) and
+ * destruction by id. */
+#include <openssl/rand.h>
+#include <stdio.h>
+
+#include "common/crypto-util.h"
+#include "common/hex.h"
+#include "common/log.h"
+#include "jose/jwk.h"
+#include "rotation/engine-internal.h"
+
+#define KEY_ID_BYTES 16
+
+/* The public JWK of a token key with kid, alg and use: the row's jwk text and kid. */
+static int public_jwk(HsmKey *k, KeydAlg alg, char **ret_jwk, char kid[STORE_KID_MAX + 1]) {
+        _cleanup_pkey_ EVP_PKEY *pub = NULL;
+        _cleanup_json_ json_t *jwk = NULL;
+        char tp[JOSE_THUMBPRINT_LEN + 1];
+        int r;
+
+        r = hsm_key_public(k, &pub);
+        if (r >= 0)
+                r = jose_jwk_from_pkey(pub, alg, &jwk);
+        if (r >= 0)
+                r = jose_jwk_thumbprint(jwk, tp);
+        if (r < 0)
+                return r;
+        if (json_object_set_new(jwk, "kid", json_string(tp)) < 0 ||
+            json_object_set_new(jwk, "alg", json_string(keyd_alg_to_string(alg))) < 0 ||
+            json_object_set_new(jwk, "use", json_string("sig")) < 0)
+                return -ENOMEM;
+        *ret_jwk = json_dumps(jwk, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (!*ret_jwk)
+                return -ENOMEM;
+        memcpy(kid, tp, sizeof tp);
+        return 0;
+}
+
+/* A key that was never committed is gone from the token again: its keygen record is done with. Best effort: a record
+ * left behind is pruned by the next reconcile. */
+static void forget_pending(Engine *e, const char *key_id) {
+        if (store_begin(e->store, STORE_COMMITTED) < 0)
+                return;
+        if (store_pending_key_delete(e->store, key_id) < 0 || store_commit(e->store) < 0)
+                store_rollback(e->store);
+}
+
+void engine_discard_key(Engine *e, const char *key_id) {
+        if (engine_destroy_objects(e, key_id) >= 0)
+                forget_pending(e, key_id);
+}
+
+static int record_pending(Engine *e, const StoreKey *k) {
+        int r = store_begin(e->store, STORE_COMMITTED);
+        if (r >= 0)
+                r = store_pending_key_insert(e->store, k->id, k->keyring, k->created_at);
+        if (r >= 0)
+                r = store_commit(e->store);
+        if (r < 0)
+                store_rollback(e->store);
+        return r;
+}
+
+int engine_generate_key(Engine *e, Ring *r, StoreKey **ret) {
+        uint8_t id[KEY_ID_BYTES];
+        char label[HSM_LABEL_MAX + 1];
+        HsmKey *hk = NULL;
+        StoreKey *k;
+        int rc;
+
+        k = calloc(1, sizeof *k);
+        if (!k)
+                return -ENOMEM;
+        if (RAND_bytes(id, sizeof id) != 1) {
+                free(k);
+                return -EIO;
+        }
+        hex_encode(id, sizeof id, k->id, sizeof k->id);
+        /* The installation's id in the label: another installation sharing the token never takes it for its own. */
+        snprintf(label, sizeof label, "keyd:%s:%s:%s", e->instance_id, r->name, k->id);
+        k->keyring = strdup(r->name);
+        k->alg = r->policy.alg;
+        k->state = KEY_STATE_NEXT;
+        k->created_at = k->publish_at = engine_now(e);
+        if (!k->keyring || engine_failpoint(e, "generate:before-token")) {
+                rc = k->keyring ? -ECANCELED : -ENOMEM;
+                store_key_free(k);
+                return rc;
+        }
+        /* The id is recorded first, then the token object comes, then the row: a crash in between leaves an orphan
+         * object that reconcile destroys (it can prove the object is this installation's own by the record), never a
+         * row without its key. */
+        rc = record_pending(e, k);
+        if (rc < 0) {
+                store_key_free(k);
+                return rc;
+        }
+        rc = hsm_generate(e->hsm, k->alg, r->policy.rsa_bits, id, sizeof id, label, &hk);
+        if (rc >= 0 && engine_failpoint(e, "generate:after-token"))
+                rc = -ECANCELED;
+        if (rc >= 0)
+                rc = public_jwk(hk, k->alg, &k->jwk, k->kid);
+        hsm_key_free(hk);
+        if (rc < 0) {
+                if (rc != -ECANCELED) {
+                        int d = hsm_destroy(e->hsm, id, sizeof id);
+                        if (d >= 0 || d == -ENOENT)
+                                forget_pending(e, k->id);
+                }
+                store_key_free(k);
+                return rc;
+        }
+        *ret = k;
+        return 0;
+}
+
+int engine_destroy_objects(Engine *e, const char *key_id) {
+        uint8_t id[HSM_ID_MAX];
+        size_t n;
+        int r;
+
+        r = hex_decode(key_id, id, sizeof id, &n);
+        if (r < 0)
+                return r;
+        r = hsm_destroy(e->hsm, id, n);
+        if (r < 0 && r != -ENOENT) {
+                log_debug("destroying token objects of key %s: %s", key_id, hsm_last_error());
+                return r;
+        }
+        return 0;
+}

@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: MIT */
+/* The engine's locking contract (rotation/engine-internal.h) and what it keeps: no token operation under the write
+ * lock, verification without the engine lock, signers that give up, the short JWKS max-age after a revocation kept
+ * across a restart, and every audit event of a transaction told. */
+#include "tests/unit/engine-fixture.h"
+
+TestSuite(contract, .init = setup, .fini = teardown, .timeout = 240);
+
+/* --- no token operation while the engine's write lock is held --- */
+
+static CK_FUNCTION_LIST *real_f, spy_f;
+static unsigned token_calls, sign_calls, under_write_lock;
+
+/* Called before every spied token operation, on the thread that makes it: the event loop, in these tests. */
+static void check_lock(const char *what) {
+        token_calls++;
+        if (!eng)
+                return;
+        if (pthread_rwlock_tryrdlock(&eng->lock) == 0) {
+                pthread_rwlock_unlock(&eng->lock);
+                return;
+        }
+        under_write_lock++;
+        cr_log_error("%s ran under the engine's write lock", what);
+}
+
+static CK_RV spy_sign_init(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {
+        check_lock("C_SignInit");
+        sign_calls++;
+        return real_f->C_SignInit(s, m, k);
+}
+
+static CK_RV spy_generate(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pub, CK_ULONG n_pub,
+                          CK_ATTRIBUTE_PTR priv, CK_ULONG n_priv, CK_OBJECT_HANDLE_PTR h_pub,
+                          CK_OBJECT_HANDLE_PTR h_priv) {
+        check_lock("C_GenerateKeyPair");
+        return real_f->C_GenerateKeyPair(s, m, pub, n_pub, priv, n_priv, h_pub, h_priv);
+}
+
+static CK_RV spy_find_init(CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+        check_lock("C_FindObjectsInit");
+        return real_f->C_FindObjectsInit(s, t, n);
+}
+
+static CK_RV spy_get_attribute(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+        check_lock("C_GetAttributeValue");
+        return real_f->C_GetAttributeValue(s, o, t, n);
+}
+
+static CK_RV spy_destroy(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o) {
+        check_lock("C_DestroyObject");
+        return real_f->C_DestroyObject(s, o);
+}
+
+static void spy_token(void) {
+        real_f = hsm->f;
+        spy_f = *real_f;
+        spy_f.C_SignInit = spy_sign_init;
+        spy_f.C_GenerateKeyPair = spy_generate;
+        spy_f.C_FindObjectsInit = spy_find_init;
+        spy_f.C_GetAttributeValue = spy_get_attribute;
+        spy_f.C_DestroyObject = spy_destroy;
+        hsm->f = &spy_f;
+}
+
+Test(contract, no_token_operation_under_the_write_lock) {
+        ReconcileReport rep;
+        spy_token();
+        create("default", KEYD_ALG_ES256);
+        tick();
+        cr_assert_eq(engine_rotate(eng, "default", true, "test", NULL), 0);
+        cr_assert_eq(engine_revoke_key(eng, in_state("default", KEY_STATE_ACTIVE)->kid, "key_compromise", NULL), 0);
+        fake_now += S(100);
+        tick();
+        cr_assert_eq(engine_checkpoint(eng, NULL, NULL), 1);
+        close_engine();
+        open_engine();
+        cr_assert_eq(engine_reconcile(eng, &rep), 0);
+        tick();
+        cr_assert_eq(engine_disable_ring(eng, "default", NULL), 0);
+        hsm->f = real_f;
+        cr_assert_gt(sign_calls, 3, "revocation lists and the checkpoint were signed (%u)", sign_calls);
+        cr_assert_gt(token_calls, sign_calls);
+        cr_assert_eq(under_write_lock, 0, "%u of %u token operations ran under the write lock", under_write_lock,
+                     token_calls);
+}
+
+/* --- verification asks the denylist, never the engine's lock --- */
+
+static void *ask_denied(void *arg) {
+        return (void *) (intptr_t) engine_token_denied(eng, arg);
+}
+
+Test(contract, denylist_answers_while_the_engine_is_locked) {
+        pthread_t t;
+        struct timespec deadline;
+        void *result = NULL;
+
+        cr_assert_eq(engine_deny_token(eng, "jti-1", "default", fake_now + S(60), NULL), 0);
+        pthread_rwlock_wrlock(&eng->lock); /* as the event loop does around a swap */
+        cr_assert_eq(pthread_create(&t, NULL, ask_denied, (void *) "jti-1"), 0);
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 10;
+        int r = pthread_timedjoin_np(t, &result, &deadline);
+        pthread_rwlock_unlock(&eng->lock);
+        if (r != 0)
+                pthread_join(t, &result);
+        cr_assert_eq(r, 0, "a verifier waited for the engine's write lock");
+        cr_assert_eq((intptr_t) result, 1, "the jti is denied");
+        cr_assert_eq(engine_token_denied(eng, "jti-2"), 0);
+}
+
+/* --- a signer waits for a token session for a bounded time, and the event loop is never held up for ever --- */
+
+static void *sign_once(void *arg) {
+        uint8_t sig[HSM_SIG_MAX];
+        (void) arg;
+        return (void *) (intptr_t) engine_sign(eng, "default", "x", 1, sig, sizeof sig, NULL, NULL);
+}
+
+Test(contract, signer_gives_up_when_no_session_comes_free) {
+        HsmSession *held[2];
+        pthread_t t;
+        void *result = NULL;
+
+        create("default", KEYD_ALG_ES256);
+        tick();
+        hsm->session_wait_ms = 300;
+        for (size_t i = 0; i < ELEMENTSOF(held); i++)
+                cr_assert_not_null(held[i] = hsm_pool_acquire(hsm), "the pool has two sessions");
+        /* A signer holds the read lock while it waits; a rotation needs the write lock. Both finish. */
+        cr_assert_eq(pthread_create(&t, NULL, sign_once, NULL), 0);
+        cr_assert_eq(engine_rotate(eng, "default", true, "test", NULL), 0);
+        cr_assert_eq(pthread_join(t, &result), 0);
+        cr_assert_eq((intptr_t) result, -ETIMEDOUT, "the signer gave up: %s", strerror(-(int) (intptr_t) result));
+        for (size_t i = 0; i < ELEMENTSOF(held); i++)
+                hsm_pool_release(hsm, held[i]);
+        cr_assert_gt((intptr_t) sign_once(NULL), 0, "a free session signs again");
+}
+
+/* --- the short max-age after a revocation is derived from the keys, so a restart keeps it --- */
+
+Test(contract, revocation_max_age_survives_restart) {
+        Policy p = test_policy(KEYD_ALG_ES256);
+        p.rotation_period = S(86400);
+        p.prepublish = S(3600);
+        p.token_ttl_max = S(600);
+        RingSpec spec = {.name = "default", .kind = RING_ISSUER, .owner_uid = -1, .policy = &p};
+        unsigned max_age;
+
+        cr_assert_eq(engine_create_ring(eng, &spec, NULL), 0);
+        policy_done(&p);
+        tick();
+        ring_jwks(engine_get_ring(eng, "default"), fake_now, NULL, NULL, &max_age);
+        cr_assert_eq(max_age, 1800, "prepublish/2 without a revocation");
+        cr_assert_eq(engine_revoke_key(eng, in_state("default", KEY_STATE_NEXT)->kid, "superseded", NULL), 0);
+        fake_now += S(30);
+        close_engine();
+        open_engine();
+        ring_jwks(engine_get_ring(eng, "default"), fake_now, NULL, NULL, &max_age);
+        cr_assert_eq(max_age, JWKS_REVOCATION_MAX_AGE, "still short after a restart");
+        fake_now += JWKS_REVOCATION_WINDOW;
+        ring_jwks(engine_get_ring(eng, "default"), fake_now, NULL, NULL, &max_age);
+        cr_assert_eq(max_age, 1800, "and long again once the window has passed");
+}
+
+/* --- every audit record of a transaction reaches on_event, however many --- */
+
+static unsigned events, revoke_events;
+
+static void count_event(const EngineEvent *ev, void *u) {
+        (void) u;
+        events++;
+        revoke_events += streq(ev->action, "key.revoke");
+}
+
+Test(contract, every_event_of_a_transaction_is_told) {
+        size_t n;
+
+        close_engine();
+        extra_opts.on_event = count_event;
+        open_engine();
+        create("default", KEYD_ALG_ES256);
+        tick();
+        for (int i = 0; i < 20; i++)
+                cr_assert_eq(engine_rotate(eng, "default", true, "test", NULL), 0);
+        ring_keys(engine_get_ring(eng, "default"), &n);
+        cr_assert_eq(n, 22, "20 retired keys, active and next");
+        events = revoke_events = 0;
+        cr_assert_eq(engine_disable_ring(eng, "default", NULL), 0);
+        cr_assert_eq(revoke_events, 22, "one key.revoke per key: %u", revoke_events);
+        cr_assert_eq(events, 23, "and keyring.disable: %u", events);
+        cr_assert_eq(engine_events_dropped(eng), 0);
+        extra_opts.on_event = NULL;
+}
