@@ -158,9 +158,14 @@ static int config_parse_unsigned(const ConfigItem *i, const char *value, void *f
         return 0;
 }
 
+/* A duration; with max, between min and max seconds. */
 static int config_parse_duration(const ConfigItem *i, const char *value, void *field, char **ret_error) {
-        if (parse_duration(value, field) < 0)
+        usec_t *u = field;
+        if (parse_duration(value, u) < 0)
                 return bad_value(ret_error, i->key, "duration", value, DURATION_EXPECTED);
+        if (i->max > 0 && (*u < (usec_t) i->min * USEC_PER_SEC || *u > (usec_t) i->max * USEC_PER_SEC))
+                return errorf(ret_error, "%s: bad duration '%s' (between %llus and %llus)", i->key, value,
+                              (unsigned long long) i->min, (unsigned long long) i->max);
         return 0;
 }
 
@@ -214,6 +219,7 @@ static const ConfigItem config_table[] = {
         { "token", "softhsm2-conf", config_parse_path, offsetof(Config, softhsm2_conf), 0, PATH_LEN },
         { "token", "reconcile-max-destroy", config_parse_unsigned, offsetof(Config, reconcile_max_destroy), 1,
           100000 },
+        { "token", "session-wait", config_parse_duration, offsetof(Config, session_wait), 1, 600 },
         { "store", "path", config_parse_path, offsetof(Config, store_path), 0, PATH_LEN },
         { "api", "socket", config_parse_path, offsetof(Config, socket), 0, SOCKET_LEN },
         { "api", "workers", config_parse_unsigned, offsetof(Config, workers), 0, 256 },
@@ -238,6 +244,7 @@ int config_init(Config *c) {
                 .idle_timeout = 30 * USEC_PER_SEC,
                 .checkpoint_interval = 3600 * USEC_PER_SEC,
                 .reconcile_max_destroy = 8,
+                .session_wait = 5 * USEC_PER_SEC,
         };
         if (!(c->module = strdup(KEYD_DEFAULT_MODULE)) || !(c->store_path = strdup("/var/lib/keyd/keyd.db")) ||
             !(c->socket = strdup("/run/keyd/keyd.sock")) || strv_split("root", &c->admin_users) < 0 ||

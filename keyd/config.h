@@ -24,6 +24,7 @@ typedef struct Config {
         char *pin_file;      /* pin-file = PATH */
         char *softhsm2_conf; /* softhsm2-conf = PATH: exported as SOFTHSM2_CONF before the module loads */
         unsigned reconcile_max_destroy; /* reconcile-max-destroy = N (default 8): past it, reconcile destroys none */
+        usec_t session_wait; /* session-wait = DURATION, 1s..600s (default 5s): a signer's longest wait for a session */
         /* [store] */
         char *store_path;    /* path = PATH (default /var/lib/keyd/keyd.db) */
         /* [api] */

@@ -492,7 +492,8 @@ static int daemon_start(Daemon *d) {
         if (c->softhsm2_conf && setenv("SOFTHSM2_CONF", c->softhsm2_conf, 1) < 0)
                 return log_oom();
         HsmConfig hc = { .module = c->module, .uri = c->uri, .pin_file = c->pin_file,
-                         .sessions = (c->workers ? c->workers : (unsigned) sysconf(_SC_NPROCESSORS_ONLN)) + 1 };
+                         .sessions = (c->workers ? c->workers : (unsigned) sysconf(_SC_NPROCESSORS_ONLN)) + 1,
+                         .session_wait_ms = (unsigned) (c->session_wait / USEC_PER_MSEC) };
         r = hsm_open(&hc, &d->hsm);
         if (r == -EACCES)
                 return log_error_errno(r, "Cannot log in to the token %s: wrong PIN (%s). Not retrying, so that the "

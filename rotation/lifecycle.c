@@ -1,24 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 #include "common/macro.h"
+#include "common/string-table.h"
 #include "rotation/lifecycle.h"
 
-static const char *const reason_table[_REVOKE_REASON_MAX] = {
+static const char *const revoke_reason_table[_REVOKE_REASON_MAX] = {
         [REVOKE_KEY_COMPROMISE] = "key_compromise",
         [REVOKE_SUPERSEDED] = "superseded",
         [REVOKE_CESSATION] = "cessation",
         [REVOKE_UNSPECIFIED] = "unspecified",
 };
 
-const char *revoke_reason_to_string(RevokeReason r) {
-        return r >= 0 && r < _REVOKE_REASON_MAX ? reason_table[r] : NULL;
-}
-
-RevokeReason revoke_reason_from_string(const char *s) {
-        for (int i = 0; s && i < _REVOKE_REASON_MAX; i++)
-                if (streq(reason_table[i], s))
-                        return i;
-        return _REVOKE_REASON_INVALID;
-}
+DEFINE_STRING_TABLE_LOOKUP(revoke_reason, RevokeReason);
 
 usec_t lifecycle_rotation_due(const StoreKey *active, const StoreKey *next, const Policy *p) {
         usec_t a = active->activate_at + p->rotation_period, b = next->publish_at + p->prepublish;

@@ -93,6 +93,7 @@ Test(config, defaults) {
         cr_assert_null(c.uri);
         cr_assert_null(c.pin_file);
         cr_assert_null(c.softhsm2_conf);
+        cr_assert_eq(c.session_wait, 5 * USEC_PER_SEC);
         assert_default_store_api_audit(&c);
         cr_assert_null(c.public_listen);
         cr_assert_eq(c.n_keyrings, 0);
@@ -323,13 +324,14 @@ Test(config, key_before_any_section) {
 
 Test(config, bad_duration) {
 #define EXPECTED_DURATION "(a whole number with s, m, h or d, between 1s and 3650d)"
-        EXPECT_ERRORS("bad-duration.conf", "bad-duration.conf:5: idle-timeout: bad duration '10x' " EXPECTED_DURATION,
-                      "bad-duration.conf:8: rotation-period: bad duration '10x' " EXPECTED_DURATION,
-                      "bad-duration.conf:9: prepublish: bad duration '0s' " EXPECTED_DURATION,
-                      "bad-duration.conf:10: token-ttl-max: bad duration '-1s' " EXPECTED_DURATION,
-                      "bad-duration.conf:11: default-ttl: bad duration '1.5h' " EXPECTED_DURATION,
-                      "bad-duration.conf:12: clock-skew: bad duration '' " EXPECTED_DURATION,
-                      "bad-duration.conf:15: checkpoint-interval: bad duration '1w' " EXPECTED_DURATION);
+        EXPECT_ERRORS("bad-duration.conf", "bad-duration.conf:3: session-wait: bad duration '11m' (between 1s and 600s)",
+                      "bad-duration.conf:6: idle-timeout: bad duration '10x' " EXPECTED_DURATION,
+                      "bad-duration.conf:9: rotation-period: bad duration '10x' " EXPECTED_DURATION,
+                      "bad-duration.conf:10: prepublish: bad duration '0s' " EXPECTED_DURATION,
+                      "bad-duration.conf:11: token-ttl-max: bad duration '-1s' " EXPECTED_DURATION,
+                      "bad-duration.conf:12: default-ttl: bad duration '1.5h' " EXPECTED_DURATION,
+                      "bad-duration.conf:13: clock-skew: bad duration '' " EXPECTED_DURATION,
+                      "bad-duration.conf:16: checkpoint-interval: bad duration '1w' " EXPECTED_DURATION);
 }
 
 Test(config, bad_alg) {
