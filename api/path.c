@@ -4,17 +4,8 @@
 #include <stdint.h>
 
 #include "api/path.h"
+#include "common/hex.h"
 #include "common/utf8.h"
-
-static int unhex(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
 
 int api_path_decode(const char *raw, size_t len, char *out, size_t size) {
         size_t n = 0;
@@ -24,7 +15,8 @@ int api_path_decode(const char *raw, size_t len, char *out, size_t size) {
         for (size_t i = 0; i < len; i++) {
                 unsigned char c = (unsigned char) raw[i];
                 if (c == '%') {
-                        int hi = i + 2 < len ? unhex(raw[i + 1]) : -1, lo = hi >= 0 ? unhex(raw[i + 2]) : -1;
+                        int hi = i + 2 < len ? hex_digit_value(raw[i + 1]) : -1,
+                            lo = hi >= 0 ? hex_digit_value(raw[i + 2]) : -1;
                         if (lo < 0)
                                 return -EINVAL;
                         c = (unsigned char) (hi << 4 | lo);

@@ -30,32 +30,30 @@ int reply_error(Reply *rp, unsigned status, const char *code, const char *fmt, .
         return -1;
 }
 
+/* What an engine error means to a caller. */
+static const struct {
+        int error;
+        unsigned status;
+        const char *code, *message;
+} errno_replies[] = {
+        { -ENOENT, MHD_HTTP_NOT_FOUND, "not_found", "not found" },
+        { -EEXIST, MHD_HTTP_CONFLICT, "conflict", "already exists" },
+        { -EALREADY, MHD_HTTP_CONFLICT, "conflict", "already done" },
+        { -EBUSY, MHD_HTTP_CONFLICT, "conflict", "the next key was published less than prepublish ago (use force)" },
+        { -ESHUTDOWN, MHD_HTTP_CONFLICT, "conflict", "the keyring is disabled" },
+        { -EINVAL, MHD_HTTP_BAD_REQUEST, "bad_request", "invalid" },
+        { -ECANCELED, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "keyd is stopping" },
+        { -ENOKEY, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "the keyring has no usable active key" },
+        { -ETIMEDOUT, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+          "no token session came free in time (the token is overloaded or hung)" },
+};
+
 int reply_errno(Reply *rp, int r, const char *what) {
-        switch (r) {
-        case -ENOENT:
-                return reply_error(rp, MHD_HTTP_NOT_FOUND, "not_found", "%s: not found", what);
-        case -EEXIST:
-                return reply_error(rp, MHD_HTTP_CONFLICT, "conflict", "%s: already exists", what);
-        case -EALREADY:
-                return reply_error(rp, MHD_HTTP_CONFLICT, "conflict", "%s: already done", what);
-        case -EBUSY:
-                return reply_error(rp, MHD_HTTP_CONFLICT, "conflict",
-                                   "%s: the next key was published less than prepublish ago (use force)", what);
-        case -ESHUTDOWN:
-                return reply_error(rp, MHD_HTTP_CONFLICT, "conflict", "%s: the keyring is disabled", what);
-        case -EINVAL:
-                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "%s: invalid", what);
-        case -ECANCELED:
-                return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "%s: keyd is stopping", what);
-        case -ENOKEY:
-                return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
-                                   "%s: the keyring has no usable active key", what);
-        case -ETIMEDOUT:
-                return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
-                                   "%s: no token session came free in time (the token is overloaded or hung)", what);
-        default:
-                return reply_error(rp, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "%s: %s", what, strerror(-r));
-        }
+        for (size_t i = 0; i < ELEMENTSOF(errno_replies); i++)
+                if (errno_replies[i].error == r)
+                        return reply_error(rp, errno_replies[i].status, errno_replies[i].code, "%s: %s", what,
+                                           errno_replies[i].message);
+        return reply_error(rp, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "%s: %s", what, strerror(-r));
 }
 
 json_t *json_time(usec_t t) {
@@ -68,8 +66,8 @@ static json_t *key_to_json(const StoreKey *k) {
                          keyd_alg_to_string(k->alg), "state", key_state_to_string(k->state), "created_at",
                          json_time(k->created_at), "publish_at", json_time(k->publish_at), "activate_at",
                          json_time(k->activate_at), "retire_at", json_time(k->retire_at), "expire_at",
-                         json_time(k->expire_at), "revoked_at", json_time(k->revoked_at), "reason", k->reason,
-                         "lost", k->lost);
+                         json_time(k->expire_at), "revoked_at", json_time(k->revoked_at), "reason", k->reason, "lost",
+                         k->lost);
 }
 
 json_t *ring_to_json(Ring *r) {
@@ -94,4 +92,3 @@ json_t *ring_to_json(Ring *r) {
 Actor api_actor(const Request *rq) {
         return (Actor){ rq->peer->uid, rq->peer->gid, rq->peer->pid, rq->peer->comm };
 }
-

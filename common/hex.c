@@ -15,7 +15,7 @@ void hex_encode(const uint8_t *data, size_t n, char *out, size_t out_size) {
         out[2 * i] = 0;
 }
 
-static int nibble(char c) {
+int hex_digit_value(char c) {
         if (c >= '0' && c <= '9')
                 return c - '0';
         if (c >= 'a' && c <= 'f')
@@ -31,7 +31,7 @@ int hex_decode(const char *hex, uint8_t *out, size_t max, size_t *ret_len) {
         if (n == 0 || n % 2 || n / 2 > max)
                 return -EINVAL;
         for (size_t i = 0; i < n / 2; i++) {
-                int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+                int hi = hex_digit_value(hex[2 * i]), lo = hex_digit_value(hex[2 * i + 1]);
                 if (hi < 0 || lo < 0)
                         return -EINVAL;
                 out[i] = (uint8_t) (hi << 4 | lo);

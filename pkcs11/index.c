@@ -53,7 +53,7 @@ static HsmEntry *index_get(Hsm *h, const uint8_t *id, size_t id_len) {
         }
         memmove(h->index + i + 1, h->index + i, (h->n_index - i) * sizeof *h->index);
         h->n_index++;
-        h->index[i] = (HsmEntry){.id_len = id_len};
+        h->index[i] = (HsmEntry){ .id_len = id_len };
         memcpy(h->index[i].id, id, id_len);
         return &h->index[i];
 }
@@ -72,7 +72,7 @@ int hsm_index_put(Hsm *h, const uint8_t *id, size_t id_len, const char *label, C
         HsmEntry *e = index_get(h, id, id_len);
         if (!e)
                 return -ENOMEM;
-        if (label)
+        if (label && *label)
                 snprintf(e->label, sizeof e->label, "%s", label);
         e->priv = priv;
         e->pub = pub;
@@ -139,9 +139,13 @@ int hsm_key_probe(Hsm *h, const uint8_t *id, size_t id_len) {
         pthread_mutex_lock(&h->admin_lock);
         r = hsm_find_one(h, h->anchor, CKO_PRIVATE_KEY, id, id_len, &priv);
         if (r >= 0) {
+                char label[HSM_LABEL_MAX + 1] = "";
+                CK_ATTRIBUTE a = { CKA_LABEL, label, HSM_LABEL_MAX };
+                if (h->f->C_GetAttributeValue(h->anchor, priv, &a, 1) == CKR_OK)
+                        label[a.ulValueLen] = 0;
                 if (hsm_find_one(h, h->anchor, CKO_PUBLIC_KEY, id, id_len, &pub) < 0)
                         pub = CK_INVALID_HANDLE;
-                r = hsm_index_put(h, id, id_len, NULL, priv, pub) < 0 ? -ENOMEM : 1;
+                r = hsm_index_put(h, id, id_len, label, priv, pub) < 0 ? -ENOMEM : 1;
         } else if (r == -ENOENT) {
                 hsm_index_forget(h, id, id_len);
                 r = 0;

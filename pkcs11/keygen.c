@@ -13,9 +13,21 @@ static const CK_BYTE oid_p384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
 static const CK_BYTE oid_ed25519[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
 static const CK_BYTE rsa_e[] = { 0x01, 0x00, 0x01 };
 
+/* A boolean attribute of a template. */
+typedef struct Flag {
+        CK_ATTRIBUTE_TYPE type;
+        bool value;
+} Flag;
+
+static size_t set_flags(CK_ATTRIBUTE *tmpl, const Flag *flags, size_t n) {
+        static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        for (size_t i = 0; i < n; i++)
+                tmpl[i] = (CK_ATTRIBUTE){ flags[i].type, flags[i].value ? &yes : &no, sizeof yes };
+        return n;
+}
+
 int hsm_generate(Hsm *h, KeydAlg alg, unsigned rsa_bits, const uint8_t *id, size_t id_len, const char *label,
                  HsmKey **ret) {
-        static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
         CK_MECHANISM mech = { 0 };
         CK_ULONG bits = rsa_bits;
         CK_OBJECT_HANDLE pub, priv;
@@ -51,46 +63,36 @@ int hsm_generate(Hsm *h, KeydAlg alg, unsigned rsa_bits, const uint8_t *id, size
                 return -EINVAL;
         }
 
-        CK_ATTRIBUTE pub_tmpl[8] = {
-                { CKA_TOKEN, &yes, sizeof yes },
-                { CKA_PRIVATE, &no, sizeof no },
-                { CKA_VERIFY, &yes, sizeof yes },
-                { CKA_ENCRYPT, &no, sizeof no },
-                { CKA_WRAP, &no, sizeof no },
+        /* Every boolean that matters, set either way: the public half verifies only, the private half signs only. */
+        static const Flag pub_flags[] = {
+                { CKA_TOKEN, true },    { CKA_PRIVATE, false }, { CKA_VERIFY, true },
+                { CKA_ENCRYPT, false }, { CKA_WRAP, false },
+        };
+        static const Flag priv_flags[] = {
+                { CKA_TOKEN, true }, { CKA_PRIVATE, true },  { CKA_SENSITIVE, true }, { CKA_EXTRACTABLE, false },
+                { CKA_SIGN, true },  { CKA_DECRYPT, false }, { CKA_UNWRAP, false },   { CKA_DERIVE, false },
+        };
+        CK_ATTRIBUTE pub_tmpl[ELEMENTSOF(pub_flags) + 4], priv_tmpl[ELEMENTSOF(priv_flags) + 3];
+        size_t n_pub = set_flags(pub_tmpl, pub_flags, ELEMENTSOF(pub_flags));
+        size_t n_priv = set_flags(priv_tmpl, priv_flags, ELEMENTSOF(priv_flags));
+        CK_ATTRIBUTE named[] = {
                 { CKA_ID, (void *) id, id_len },
                 { CKA_LABEL, (void *) label, strlen(label) },
         };
-        CK_ULONG n_pub = 7;
+        memcpy(pub_tmpl + n_pub, named, sizeof named);
+        memcpy(priv_tmpl + n_priv, named, sizeof named);
+        n_pub += ELEMENTSOF(named);
+        n_priv += ELEMENTSOF(named);
+        priv_tmpl[n_priv++] = (CK_ATTRIBUTE){ CKA_KEY_TYPE, &ktype, sizeof ktype };
         if (params)
                 pub_tmpl[n_pub++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, (void *) params, params_len };
         else {
                 pub_tmpl[n_pub++] = (CK_ATTRIBUTE){ CKA_MODULUS_BITS, &bits, sizeof bits };
-                /* the exponent goes in the next slot; the array has room for exactly one more */
+                pub_tmpl[n_pub++] = (CK_ATTRIBUTE){ CKA_PUBLIC_EXPONENT, (void *) rsa_e, sizeof rsa_e };
         }
-        CK_ATTRIBUTE pub_extra = { CKA_PUBLIC_EXPONENT, (void *) rsa_e, sizeof rsa_e };
-
-        CK_ATTRIBUTE priv_tmpl[] = {
-                { CKA_TOKEN, &yes, sizeof yes },
-                { CKA_PRIVATE, &yes, sizeof yes },
-                { CKA_SENSITIVE, &yes, sizeof yes },
-                { CKA_EXTRACTABLE, &no, sizeof no },
-                { CKA_SIGN, &yes, sizeof yes },
-                { CKA_DECRYPT, &no, sizeof no },
-                { CKA_UNWRAP, &no, sizeof no },
-                { CKA_DERIVE, &no, sizeof no },
-                { CKA_KEY_TYPE, &ktype, sizeof ktype },
-                { CKA_ID, (void *) id, id_len },
-                { CKA_LABEL, (void *) label, strlen(label) },
-        };
-
-        CK_ATTRIBUTE full_pub[9];
-        memcpy(full_pub, pub_tmpl, n_pub * sizeof(CK_ATTRIBUTE));
-        if (!params)
-                full_pub[n_pub++] = pub_extra;
 
         pthread_mutex_lock(&h->admin_lock);
-        rv = h->f->C_GenerateKeyPair(h->anchor, &mech, full_pub, n_pub, priv_tmpl, ELEMENTSOF(priv_tmpl), &pub,
-                                     &priv);
+        rv = h->f->C_GenerateKeyPair(h->anchor, &mech, pub_tmpl, n_pub, priv_tmpl, n_priv, &pub, &priv);
         if (rv == CKR_OK && hsm_index_put(h, id, id_len, label, priv, pub) < 0)
                 log_debug("no memory to index a new key: it will be searched for");
         pthread_mutex_unlock(&h->admin_lock);

@@ -88,7 +88,6 @@ int hsm_destroy(Hsm *h, const uint8_t *id, size_t id_len) {
                 return -EINVAL;
         pthread_mutex_lock(&h->admin_lock);
         if (hsm_index_lookup(h, id, id_len, &indexed[0], &indexed[1])) {
-                hsm_index_forget(h, id, id_len);
                 for (size_t i = 0; i < ELEMENTSOF(indexed) && rv == CKR_OK; i++) {
                         if (indexed[i] == CK_INVALID_HANDLE || !hsm_object_has_id(h, indexed[i], id, id_len))
                                 continue; /* stale: the search below finds what is left */
@@ -109,6 +108,9 @@ int hsm_destroy(Hsm *h, const uint8_t *id, size_t id_len) {
                         destroyed++;
         }
 done:
+        /* Forgotten once gone: an object the token refused to destroy stays indexed. */
+        if (rv == CKR_OK)
+                hsm_index_forget(h, id, id_len);
         pthread_mutex_unlock(&h->admin_lock);
         if (rv != CKR_OK)
                 return hsm_fail(rv);

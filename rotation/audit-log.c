@@ -96,7 +96,7 @@ AuditLog *audit_log_close(AuditLog *l) {
 }
 
 int64_t audit_log_write(AuditLog *l, StoreAudit *rec, StoreDurability durability) {
-        Pending p = {.rec = rec, .durability = durability};
+        Pending p = { .rec = rec, .durability = durability };
 
         pthread_mutex_lock(&l->lock);
         if (l->closed) {

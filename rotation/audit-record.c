@@ -7,7 +7,7 @@
 #include "common/utf8.h"
 #include "rotation/audit.h"
 
-static Actor self_actor = {-1, -1, -1, "keyd"};
+static Actor self_actor = { -1, -1, -1, "keyd" };
 
 const Actor *actor_self(void) {
         if (self_actor.pid < 0)
@@ -51,7 +51,7 @@ int audit_record_build(AuditRecord *r, const Actor *a, usec_t time, const char *
                        const char *kid, const char *result, const char *detail_fmt, va_list ap) {
         int err = 0;
 
-        *r = (AuditRecord){0};
+        *r = (AuditRecord){ 0 };
         a = a ?: actor_self();
         if (detail_fmt) {
                 _cleanup_json_ json_t *detail = json_vpack_ex(NULL, 0, detail_fmt, ap);
@@ -79,5 +79,5 @@ int audit_record_build(AuditRecord *r, const Actor *a, usec_t time, const char *
 void audit_record_done(AuditRecord *r) {
         for (size_t i = 0; i < ELEMENTSOF(r->owned); i++)
                 free(r->owned[i]);
-        *r = (AuditRecord){0};
+        *r = (AuditRecord){ 0 };
 }

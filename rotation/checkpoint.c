@@ -287,9 +287,9 @@ static void walk_done(Walk *w) {
 }
 
 int audit_verify(Store *s, AuditVerifyResult *ret) {
-        AuditVerifyResult res = {0};
-        Walk w = {0};
-        KeyCache cache = {.alg = _KEYD_ALG_INVALID};
+        AuditVerifyResult res = { 0 };
+        Walk w = { 0 };
+        KeyCache cache = { .alg = _KEYD_ALG_INVALID };
         uint64_t bad = 0, head = 0;
         int r;
 

@@ -62,6 +62,9 @@ void engine_rollback(Engine *e);
 int engine_audit(Engine *e, const Actor *a, const char *action, const char *ring, const char *kid, const char *result,
                  const char *detail_fmt, ...);
 int engine_insert_ring(Engine *e, Ring *r);
+/* The write lock, for a few stores into memory (never around a token operation). */
+void engine_write_lock(Engine *e);
+void engine_write_unlock(Engine *e);
 /* Put a view built by ring_view_build() in r's place under the write lock; with SWAP_COMMIT, commit the open
  * transaction first under the same lock (a failed commit rolls it back and swaps nothing: v is freed). The old view is
  * freed after the lock is dropped. */
@@ -101,6 +104,8 @@ typedef struct Change {
         bool disable; /* revoke every key and mark the keyring disabled */
 } Change;
 
+/* What a scheduled pass of r at now would do, doing nothing (plan->expire is not kept). */
+int engine_plan(const Ring *r, usec_t now, LifecyclePlan *plan);
 /* Plan c on r at now (the one planner, ring_plan()) and apply the plan: 1 if anything changed, 0 if there was nothing
  * to do, or a negative errno (nothing committed). plan->next_due says when r is next due. */
 int engine_plan_and_apply(Engine *e, Ring *r, const Change *c, usec_t now, LifecyclePlan *plan);
@@ -110,7 +115,10 @@ int engine_plan_and_apply(Engine *e, Ring *r, const Change *c, usec_t now, Lifec
  * writer of Ring.degraded). */
 int engine_tick_ring(Engine *e, Ring *r, usec_t now);
 
-/* reconcile.c */
+/* repair.c */
+/* A keyring marked lost (RingView.signer_lost): its active and next keys searched afresh in the token, each one gone
+ * demoted (audited "key.lost"), and its view reloaded. The number of keys found lost, or a negative errno. */
+int engine_demote_lost_keys(Engine *e, Ring *r);
 /* Move a key that must not sign out of next/active in one transaction with its audit record: lost (active → retired,
  * still published; next → expired) or refused (revoked). */
 int engine_demote_key(Engine *e, StoreKey *k, const Policy *p, bool lost, const char *action, const char *why);

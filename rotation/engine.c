@@ -87,7 +87,7 @@ Store *engine_store(Engine *e) {
 static void flush_events(Engine *e, bool committed) {
         for (size_t i = 0; committed && e->opts.on_event && i < e->n_events; i++) {
                 PendingEvent *p = &e->events[i];
-                EngineEvent ev = {p->action, p->keyring, p->kid, p->detail};
+                EngineEvent ev = { p->action, p->keyring, p->kid, p->detail };
                 e->opts.on_event(&ev, e->opts.event_userdata);
         }
         events_clear(e);
@@ -178,26 +178,33 @@ static int ring_cmp(const void *a, const void *b) {
 }
 
 int engine_insert_ring(Engine *e, Ring *r) {
-        Ring **nr = reallocarray(e->rings, e->n_rings + 1, sizeof *nr);
+        /* A new array, made before the lock and swapped in under it: readers may be walking the old one. */
+        Ring **nr = reallocarray(NULL, e->n_rings + 1, sizeof *nr), **old = e->rings;
+        size_t pos = e->n_rings;
+
         if (!nr)
                 return -ENOMEM;
-        e->rings = nr;
-        if (schedule_add(&e->schedule, &r->due) < 0)
+        if (schedule_add(&e->schedule, &r->due) < 0) {
+                free(nr);
                 return -ENOMEM;
-
-        size_t pos = e->n_rings;
+        }
         while (pos > 0 && strcmp(e->rings[pos - 1]->name, r->name) > 0)
                 pos--;
+        if (e->n_rings > 0) {
+                memcpy(nr, e->rings, pos * sizeof *nr);
+                memcpy(nr + pos + 1, e->rings + pos, (e->n_rings - pos) * sizeof *nr);
+        }
+        nr[pos] = r;
         pthread_rwlock_wrlock(&e->lock);
-        memmove(e->rings + pos + 1, e->rings + pos, (e->n_rings - pos) * sizeof *nr);
-        e->rings[pos] = r;
+        e->rings = nr;
         e->n_rings++;
         pthread_rwlock_unlock(&e->lock);
+        free(old);
         return 0;
 }
 
 Ring *engine_get_ring(Engine *e, const char *name) {
-        Ring key = {.name = (char *) name}, *kp = &key, **found;
+        Ring key = { .name = (char *) name }, *kp = &key, **found;
         if (!name || e->n_rings == 0)
                 return NULL;
         found = bsearch(&kp, e->rings, e->n_rings, sizeof *e->rings, ring_cmp);
@@ -226,6 +233,14 @@ void engine_read_lock(Engine *e) {
 }
 
 void engine_read_unlock(Engine *e) {
+        pthread_rwlock_unlock(&e->lock);
+}
+
+void engine_write_lock(Engine *e) {
+        pthread_rwlock_wrlock(&e->lock);
+}
+
+void engine_write_unlock(Engine *e) {
         pthread_rwlock_unlock(&e->lock);
 }
 

@@ -10,18 +10,18 @@
  * carries this installation's label but neither is kept and reported: it is what a restored or copied database sees
  * of the keys the live installation made since. And when the proven destructions are more than a few, reconcile
  * destroys nothing: that is not what a crash leaves behind. */
-#include <stdio.h>
-
 #include <stdarg.h>
+#include <stdio.h>
 
 #include "common/crypto-util.h"
 #include "common/hex.h"
 #include "common/log.h"
+#include "common/string-table.h"
 #include "rotation/engine-internal.h"
 
 #define RECONCILE_MAX_DESTROY_DEFAULT 8U
 
-static const char *const action_names[_RECONCILE_ACTION_MAX] = {
+static const char *const reconcile_action_table[_RECONCILE_ACTION_MAX] = {
         [RECONCILE_DESTROY_ORPHAN] = "destroy_orphan",
         [RECONCILE_DESTROY_PRIVATE] = "destroy_private",
         [RECONCILE_KEY_LOST] = "key_lost",
@@ -30,9 +30,7 @@ static const char *const action_names[_RECONCILE_ACTION_MAX] = {
         [RECONCILE_KEEP_FOREIGN] = "keep_foreign",
 };
 
-const char *reconcile_action_to_string(ReconcileAction a) {
-        return a >= 0 && a < _RECONCILE_ACTION_MAX ? action_names[a] : NULL;
-}
+DEFINE_STRING_TABLE_LOOKUP_TO_STRING(reconcile_action, ReconcileAction);
 
 typedef struct Found {
         char id[STORE_KEY_ID_MAX + 1];
@@ -74,7 +72,7 @@ static int add_item(ReconcileReport *rep, ReconcileAction action, const char *id
                 return -ENOMEM;
         rep->items = n;
         ReconcileItem *it = &n[rep->n_items++];
-        *it = (ReconcileItem){.action = action};
+        *it = (ReconcileItem){ .action = action };
         snprintf(it->id, sizeof it->id, "%s", id);
         snprintf(it->label, sizeof it->label, "%s", label ?: "");
         if (k) {
@@ -105,14 +103,17 @@ static int list_found(Engine *e, Found **ret, size_t *ret_n) {
         Found *found = calloc(n + 1, sizeof *found);
         if (!found)
                 return -ENOMEM;
+        size_t m = 0;
         for (size_t i = 0; i < n; i++) {
-                hex_encode(objs[i].id, objs[i].id_len, found[i].id, sizeof found[i].id);
-                snprintf(found[i].label, sizeof found[i].label, "%s", objs[i].label);
-                found[i].has_private = objs[i].priv != 0;
+                if (!startswith(objs[i].label, "keyd:"))
+                        continue; /* found by id, but not labelled as keyd's */
+                hex_encode(objs[i].id, objs[i].id_len, found[m].id, sizeof found[m].id);
+                snprintf(found[m].label, sizeof found[m].label, "%s", objs[i].label);
+                found[m++].has_private = objs[i].priv != 0;
         }
-        qsort(found, n, sizeof *found, found_cmp);
+        qsort(found, m, sizeof *found, found_cmp);
         *ret = found;
-        *ret_n = n;
+        *ret_n = m;
         return 0;
 }
 
@@ -151,7 +152,7 @@ static void plan_done(Plan *p) {
 }
 
 static StoreKey *plan_key(Plan *p, const char *id) {
-        StoreKey probe = {0}, *pp = &probe, **k;
+        StoreKey probe = { 0 }, *pp = &probe, **k;
         snprintf(probe.id, sizeof probe.id, "%s", id);
         k = bsearch(&pp, p->keys, p->n_keys, sizeof *p->keys, key_id_cmp);
         return k ? *k : NULL;
@@ -160,7 +161,7 @@ static StoreKey *plan_key(Plan *p, const char *id) {
 static int make_plan(Engine *e, Plan *p) {
         int r;
 
-        *p = (Plan){.rep.max_destroy = e->opts.reconcile_max_destroy ?: RECONCILE_MAX_DESTROY_DEFAULT};
+        *p = (Plan){ .rep.max_destroy = e->opts.reconcile_max_destroy ?: RECONCILE_MAX_DESTROY_DEFAULT };
         memcpy(p->rep.instance_id, e->instance_id, sizeof p->rep.instance_id);
         r = list_found(e, &p->found, &p->n_found);
         if (r >= 0)
@@ -199,7 +200,7 @@ static int make_plan(Engine *e, Plan *p) {
 
         for (size_t j = 0; j < p->n_keys; j++) {
                 StoreKey *k = p->keys[j];
-                Found probe = {0}, *f;
+                Found probe = { 0 }, *f;
                 bool live = k->state == KEY_STATE_NEXT || k->state == KEY_STATE_ACTIVE;
 
                 if (!engine_get_ring(e, k->keyring))
@@ -316,7 +317,7 @@ static bool destroy_failed(const Plan *p, const char *id) {
 static int prune_pending(Engine *e, Plan *p) {
         int r = store_begin(e->store, STORE_COMMITTED);
         for (size_t i = 0; r >= 0 && i < p->n_pending; i++) {
-                Found probe = {0};
+                Found probe = { 0 };
                 snprintf(probe.id, sizeof probe.id, "%s", p->pending[i]);
                 bool in_token = bsearch(&probe, p->found, p->n_found, sizeof *p->found, found_cmp) != NULL;
                 if (in_token && !plan_key(p, p->pending[i]) && (p->rep.refused || destroy_failed(p, p->pending[i])))

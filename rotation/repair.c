@@ -42,36 +42,11 @@ int engine_demote_key(Engine *e, StoreKey *k, const Policy *p, bool lost, const 
         return r;
 }
 
-int engine_repair_lost(Engine *e, const char *name, const char *kid) {
-        Ring *r = engine_get_ring(e, name);
-        const StoreKey *live[2];
-        char ids[2][STORE_KEY_ID_MAX + 1] = {"", ""};
-        usec_t now = engine_now(e);
-        int rc, lost = 0;
-
-        if (!r || r->disabled)
-                return 0;
-        __atomic_store_n(&r->repair_pending, false, __ATOMIC_RELEASE);
-        live[0] = ring_key_in_state(r, KEY_STATE_ACTIVE);
-        live[1] = ring_key_in_state(r, KEY_STATE_NEXT);
-        if (!live[0] || !kid || !streq(live[0]->kid, kid))
-                return 0; /* already repaired, or rotated meanwhile */
-
-        /* A fresh search of the token for each: the handles may be stale, the objects may be gone. */
-        for (size_t i = 0; i < 2; i++) {
-                uint8_t id[HSM_ID_MAX];
-                size_t n;
-                if (!live[i] || ring_key_token_id(live[i], id, &n) < 0)
-                        continue;
-                if (hsm_key_probe(e->hsm, id, n) == 0) {
-                        memcpy(ids[i], live[i]->id, sizeof ids[i]);
-                        lost++;
-                }
-        }
-        if (lost == 0)
-                return 0;
+/* Each key found lost (ids[i] not empty) demoted in its own audited transaction, its public object destroyed. */
+static int demote_lost(Engine *e, Ring *r, char ids[2][STORE_KEY_ID_MAX + 1]) {
         for (size_t i = 0; i < 2; i++) {
                 StoreKey *row = NULL;
+                int rc;
                 if (!ids[i][0])
                         continue;
                 __atomic_add_fetch(&e->keys_lost, 1, __ATOMIC_RELAXED);
@@ -84,9 +59,57 @@ int engine_repair_lost(Engine *e, const char *name, const char *kid) {
                         return rc;
                 (void) engine_destroy_objects(e, ids[i]); /* a public object alone is of no use */
         }
-        rc = engine_reload_ring(e, r);
-        if (rc < 0)
-                return rc;
-        rc = engine_tick_ring(e, r, now);
+        return 0;
+}
+
+/* The keyring's active and next keys that a fresh search of the token does not find: their ids in ids[], how many. */
+static int find_lost(Engine *e, Ring *r, char ids[2][STORE_KEY_ID_MAX + 1]) {
+        const StoreKey *live[2] = { ring_key_in_state(r, KEY_STATE_ACTIVE), ring_key_in_state(r, KEY_STATE_NEXT) };
+        int lost = 0;
+
+        for (size_t i = 0; i < 2; i++) {
+                uint8_t id[HSM_ID_MAX];
+                size_t n;
+                ids[i][0] = 0;
+                if (!live[i] || ring_key_token_id(live[i], id, &n) < 0)
+                        continue;
+                if (hsm_key_probe(e->hsm, id, n) == 0) {
+                        memcpy(ids[i], live[i]->id, sizeof ids[i]);
+                        lost++;
+                }
+        }
+        return lost;
+}
+
+int engine_demote_lost_keys(Engine *e, Ring *r) {
+        char ids[2][STORE_KEY_ID_MAX + 1];
+        int lost = find_lost(e, r, ids), rc;
+
+        rc = lost > 0 ? demote_lost(e, r, ids) : 0;
+        /* The view again, from the store (its signer opened afresh): the keyring is no longer marked lost. */
+        if (rc >= 0)
+                rc = engine_reload_ring(e, r);
+        return rc < 0 ? rc : lost;
+}
+
+int engine_repair_lost(Engine *e, const char *name, const char *kid) {
+        Ring *r = engine_get_ring(e, name);
+        const StoreKey *active = r ? ring_key_in_state(r, KEY_STATE_ACTIVE) : NULL;
+        char ids[2][STORE_KEY_ID_MAX + 1];
+        int rc;
+
+        if (!r || r->disabled)
+                return 0;
+        __atomic_store_n(&r->repair_pending, false, __ATOMIC_RELEASE);
+        if (!active || !kid || !streq(active->kid, kid))
+                return 0; /* already repaired, or rotated meanwhile */
+        if (find_lost(e, r, ids) == 0)
+                return 0;
+        /* Until the repair is done, the keyring cannot sign (and /healthz says so); the pass below (or, if it fails,
+         * the next one) demotes the lost keys and repairs the keyring by its policy. */
+        engine_write_lock(e);
+        r->view->signer_lost = true;
+        engine_write_unlock(e);
+        rc = engine_tick_ring(e, r, engine_now(e));
         return rc < 0 ? rc : 1;
 }

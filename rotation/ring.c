@@ -127,7 +127,7 @@ static int view_signer(const Ring *r, Hsm *hsm, RingView *v) {
                         active = v->keys[i];
         if (!active || r->disabled)
                 return 0;
-        if (r->view && r->view->signer && streq(r->view->signer_kid, active->kid)) {
+        if (r->view && r->view->signer && !r->view->signer_lost && streq(r->view->signer_kid, active->kid)) {
                 v->signer = r->view->signer;
                 v->signer_borrowed = true;
         } else {
@@ -175,7 +175,7 @@ int ring_view_build(const Ring *r, Hsm *hsm, StoreKey **keys, size_t n, usec_t n
         }
         for (size_t i = 0; i < k; i++) {
                 _cleanup_json_ json_t *jwk = json_loads(keys[i]->jwk, 0, NULL);
-                v->refs[i] = (KeyRef){.ring = (Ring *) r, .key = keys[i]};
+                v->refs[i] = (KeyRef){ .ring = (Ring *) r, .key = keys[i] };
                 if (!jwk || jose_jwk_to_pkey(jwk, &v->refs[i].pkey) < 0)
                         log_debug("keyring %s: key %s has an unreadable JWK", r->name, keys[i]->kid);
                 if (keys[i]->state == KEY_STATE_REVOKED)
@@ -308,9 +308,9 @@ const char *ring_revocations(const Ring *r) {
 }
 
 bool ring_can_sign(const Ring *r) {
-        return !r->disabled && r->view->signer;
+        return !r->disabled && r->view->signer && !r->view->signer_lost;
 }
 
 bool ring_healthy(const Ring *r) {
-        return !r->degraded && (r->disabled || r->view->signer);
+        return !r->degraded && (r->disabled || ring_can_sign(r));
 }

@@ -34,6 +34,7 @@ typedef struct RingView {
         HsmKey *signer;       /* the active key opened in the token, or NULL */
         bool signer_borrowed; /* signer still belongs to the view this one replaces (ring_view_swap() moves it) */
         char signer_kid[STORE_KID_MAX + 1];
+        bool signer_lost;       /* the signer's object is gone from the token: nothing signs until the repair */
         char *jwks; /* NULL: not published */
         size_t jwks_len;
         char etag[JWKS_ETAG_MAX];

@@ -30,7 +30,7 @@ static void sift(Schedule *s, size_t i) {
 
 void schedule_done(Schedule *s) {
         free(s->heap);
-        *s = (Schedule){0};
+        *s = (Schedule){ 0 };
 }
 
 int schedule_add(Schedule *s, ScheduleItem *it) {

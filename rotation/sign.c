@@ -26,7 +26,7 @@ static int signing_ring(Engine *e, const char *name, Ring **ret) {
                 return -ENOENT;
         if (ring->disabled)
                 return -ESHUTDOWN;
-        if (!ring->view->signer)
+        if (!ring->view->signer || ring->view->signer_lost)
                 return -ENOKEY;
         *ret = ring;
         return 0;
@@ -35,7 +35,7 @@ static int signing_ring(Engine *e, const char *name, Ring **ret) {
 static json_t *public_members(const char *jwk_text) {
         _cleanup_json_ json_t *jwk = json_loads(jwk_text, 0, NULL);
         json_t *out = json_object();
-        static const char *const keep[] = {"kty", "crv", "x", "y", "n", "e"};
+        static const char *const keep[] = { "kty", "crv", "x", "y", "n", "e" };
         if (!jwk || !out)
                 return json_decref(out), NULL;
         for (size_t i = 0; i < ELEMENTSOF(keep); i++) {

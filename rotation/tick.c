@@ -21,17 +21,27 @@ static void set_health(Engine *e, Ring *r, usec_t due, const char *why) {
 
 /* A keyring whose active key is not open in the token cannot sign, whatever its plan says. */
 static const char *view_problem(const Ring *r) {
-        if (!r->disabled && ring_key_in_state(r, KEY_STATE_ACTIVE) && !r->view->signer)
+        if (r->disabled || !ring_key_in_state(r, KEY_STATE_ACTIVE))
+                return NULL;
+        if (r->view->signer_lost)
+                return "the active key was lost from the token: repairing";
+        if (!r->view->signer)
                 return "the active key cannot be opened in the token";
         return NULL;
 }
 
 int engine_tick_ring(Engine *e, Ring *r, usec_t now) {
-        Change c = {.actor = actor_self(), .reason = "scheduled"};
+        Change c = { .actor = actor_self(), .reason = "scheduled" };
         LifecyclePlan plan;
         char why[160];
         int rc;
 
+        if (r->view->signer_lost && (rc = engine_demote_lost_keys(e, r)) < 0) {
+                snprintf(why, sizeof why, "the active key was lost from the token and its repair failed: %s",
+                         strerror(-rc));
+                set_health(e, r, now + e->opts.retry_delay, why);
+                return rc;
+        }
         if (view_problem(r))
                 (void) engine_reload_ring(e, r); /* the token may be back */
         rc = engine_plan_and_apply(e, r, &c, now, &plan);
@@ -43,9 +53,9 @@ int engine_tick_ring(Engine *e, Ring *r, usec_t now) {
                 return rc;
         }
         if (rc > 0) {
-                /* A plan is idempotent: once applied, planning at the same instant finds nothing to do. */
-                int again = engine_plan_and_apply(e, r, &(Change){.actor = c.actor, .reason = "scheduled"}, now, &plan);
-                if (again != 0)
+                /* A plan is idempotent: once applied, planning at the same instant finds nothing to do (else: retry
+                 * later rather than apply twice in one pass). */
+                if (engine_plan(r, now, &plan) < 0 || !lifecycle_plan_empty(&plan))
                         plan.next_due = now + e->opts.retry_delay;
         }
         set_health(e, r, view_problem(r) ? MIN(plan.next_due, now + e->opts.retry_delay) : plan.next_due,

@@ -10,7 +10,7 @@ int engine_deny_token(Engine *e, const char *jti, const char *ring, usec_t exp, 
 
         if (!jti || !*jti || strlen(jti) > 256 || exp <= now)
                 return -EINVAL;
-        StoreRevokedToken t = {.jti = (char *) jti, .keyring = (char *) ring, .exp = exp, .revoked_at = now};
+        StoreRevokedToken t = { .jti = (char *) jti, .keyring = (char *) ring, .exp = exp, .revoked_at = now };
         rc = store_begin(e->store, STORE_SYNCED);
         if (rc >= 0)
                 rc = store_revoked_token_insert(e->store, &t);

@@ -65,7 +65,7 @@ static int ring_plan(const Ring *r, const Change *c, usec_t now, LifecyclePlan *
 }
 
 static void add_step(Transition *t, StoreKey *k, bool insert, const char *action, StepDetail d, const char *reason) {
-        t->steps[t->n_steps++] = (Step){k, insert, action, d, reason};
+        t->steps[t->n_steps++] = (Step){ k, insert, action, d, reason };
 }
 
 static void add_gone(Transition *t, const StoreKey *k) {
@@ -171,10 +171,10 @@ static int step_promote(Transition *t, const LifecyclePlan *plan, StoreKey **fre
 static int disable_row(Engine *e, const Ring *r) {
         _cleanup_json_ json_t *pj = NULL;
         _cleanup_free_ char *text = NULL;
-        StoreKeyring row = {.name = r->name,
-                            .kind = (char *) ring_kind_to_string(r->kind),
-                            .owner_uid = r->owner_uid,
-                            .disabled = true};
+        StoreKeyring row = { .name = r->name,
+                             .kind = (char *) ring_kind_to_string(r->kind),
+                             .owner_uid = r->owner_uid,
+                             .disabled = true };
         int rc = policy_to_json(&r->policy, &pj);
         if (rc < 0)
                 return rc;
@@ -235,7 +235,7 @@ static int transition_prepare(Transition *t, Ring *r, const LifecyclePlan *plan,
                               StoreKey **fresh_active, StoreKey **fresh_next) {
         int rc;
 
-        *t = (Transition){.r = r, .c = c, .now = now};
+        *t = (Transition){ .r = r, .c = c, .now = now };
         rc = ring_keys_copy(r, 2, &t->keys, &t->n_keys);
         if (rc < 0)
                 return rc;
@@ -258,15 +258,15 @@ static int transition_prepare(Transition *t, Ring *r, const LifecyclePlan *plan,
 /* Apply a plan (and a change) to a keyring: see the top of this file. */
 static int apply_plan(Engine *e, Ring *r, const LifecyclePlan *plan, const Change *c) {
         StoreKey *fresh_active = NULL, *fresh_next = NULL;
-        char fresh[2][STORE_KEY_ID_MAX + 1] = {"", ""};
-        Transition t = {0};
+        char fresh[2][STORE_KEY_ID_MAX + 1] = { "", "" };
+        Transition t = { 0 };
         RingView *v = NULL;
         usec_t now = engine_now(e);
         int rc = 0, signer_error;
         const StoreKey *next = ring_key_in_state(r, KEY_STATE_NEXT);
         /* A standby to promote: one the change neither revokes nor replaces. */
-        bool has_next = next && !plan->replace_next && !c->disable &&
-                        !(c->revoke_kid && streq(next->kid, c->revoke_kid));
+        bool has_next =
+                next && !plan->replace_next && !c->disable && !(c->revoke_kid && streq(next->kid, c->revoke_kid));
 
         /* Token first. */
         if ((plan->promote || plan->rotate) && !has_next && (rc = engine_generate_key(e, r, &fresh_active)) >= 0)
@@ -315,6 +315,18 @@ static int apply_plan(Engine *e, Ring *r, const LifecyclePlan *plan, const Chang
         return 0;
 }
 
+int engine_plan(const Ring *r, usec_t now, LifecyclePlan *plan) {
+        _cleanup_free_ size_t *expire = calloc(r->view->n_keys + 1, sizeof *expire);
+        int rc;
+
+        if (!expire)
+                return -ENOMEM;
+        plan->expire = expire;
+        rc = ring_plan(r, &(Change){ .reason = "scheduled" }, now, plan);
+        plan->expire = NULL;
+        return rc;
+}
+
 int engine_plan_and_apply(Engine *e, Ring *r, const Change *c, usec_t now, LifecyclePlan *plan) {
         _cleanup_free_ size_t *expire = calloc(r->view->n_keys + 1, sizeof *expire);
         int rc;
@@ -323,15 +335,18 @@ int engine_plan_and_apply(Engine *e, Ring *r, const Change *c, usec_t now, Lifec
                 return -ENOMEM;
         plan->expire = expire;
         rc = ring_plan(r, c, now, plan);
-        if (rc < 0 || (lifecycle_plan_empty(plan) && !c->revoke_kid && !c->disable))
+        if (rc < 0 || (lifecycle_plan_empty(plan) && !c->revoke_kid && !c->disable)) {
+                plan->expire = NULL;
                 return rc;
+        }
         if (plan->promote && streq(c->reason, "scheduled"))
-                c = &(Change){.actor = c->actor,
-                              .reason =
-                                      ring_key_in_state(r, KEY_STATE_RETIRED) || ring_key_in_state(r, KEY_STATE_REVOKED)
-                                              ? "repair"
-                                              : "initial"};
+                c = &(Change){ .actor = c->actor,
+                               .reason = ring_key_in_state(r, KEY_STATE_RETIRED) ||
+                                                         ring_key_in_state(r, KEY_STATE_REVOKED)
+                                                 ? "repair"
+                                                 : "initial" };
         rc = apply_plan(e, r, plan, c);
+        plan->expire = NULL;
         return rc < 0 ? rc : 1;
 }
 
@@ -359,7 +374,7 @@ int engine_rotate(Engine *e, const char *name, bool force, const char *reason, c
                 return -ENOKEY;
         if (!force && next->publish_at + r->policy.prepublish > engine_now(e))
                 return -EBUSY;
-        return apply_now(e, r, &(Change){.actor = a, .reason = reason ?: "manual", .forced = force, .rotate = true});
+        return apply_now(e, r, &(Change){ .actor = a, .reason = reason ?: "manual", .forced = force, .rotate = true });
 }
 
 int engine_revoke_key(Engine *e, const char *kid, const char *reason, const Actor *a) {
@@ -376,7 +391,7 @@ int engine_revoke_key(Engine *e, const char *kid, const char *reason, const Acto
         if (k->state == KEY_STATE_REVOKED)
                 return -EALREADY;
         /* Revoking the active key promotes next at once and generates a standby; revoking next generates a new one. */
-        rc = apply_now(e, r, &(Change){.actor = a, .reason = "revocation", .revoke_kid = kid, .revoke_reason = why});
+        rc = apply_now(e, r, &(Change){ .actor = a, .reason = "revocation", .revoke_kid = kid, .revoke_reason = why });
         if (rc >= 0)
                 log_debug("keyring %s: key %s revoked (%s)", r->name, kid, reason);
         return rc;
@@ -388,7 +403,7 @@ int engine_disable_ring(Engine *e, const char *name, const Actor *a) {
                 return -ENOENT;
         if (r->disabled)
                 return -EALREADY;
-        int rc = apply_now(e, r, &(Change){.actor = a, .reason = "disable", .disable = true});
+        int rc = apply_now(e, r, &(Change){ .actor = a, .reason = "disable", .disable = true });
         if (rc >= 0)
                 log_debug("keyring %s: disabled, every key revoked", name);
         return rc;

@@ -145,7 +145,7 @@ Test(contract, revocation_max_age_survives_restart) {
         p.rotation_period = S(86400);
         p.prepublish = S(3600);
         p.token_ttl_max = S(600);
-        RingSpec spec = {.name = "default", .kind = RING_ISSUER, .owner_uid = -1, .policy = &p};
+        RingSpec spec = { .name = "default", .kind = RING_ISSUER, .owner_uid = -1, .policy = &p };
         unsigned max_age;
 
         cr_assert_eq(engine_create_ring(eng, &spec, NULL), 0);
@@ -192,4 +192,78 @@ Test(contract, every_event_of_a_transaction_is_told) {
         cr_assert_eq(events, 23, "and keyring.disable: %u", events);
         cr_assert_eq(engine_events_dropped(eng), 0);
         extra_opts.on_event = NULL;
+}
+
+/* --- a keyring created while readers walk the keyrings never frees the array under them --- */
+
+static void *create_ring_named(void *name) {
+        create(name, KEYD_ALG_ES256);
+        return NULL;
+}
+
+Test(contract, new_keyring_never_moves_the_array_under_a_reader) {
+        unsigned moved = 0;
+
+        for (int i = 0; i < 20; i++) {
+                char name[32];
+                pthread_t t;
+                snprintf(name, sizeof name, "ring%02d", i);
+                engine_read_lock(eng);
+                Ring **seen = eng->rings;
+                size_t n = engine_n_rings(eng);
+                cr_assert_eq(pthread_create(&t, NULL, create_ring_named, name), 0);
+                usleep(20000); /* the creator gets as far as the write lock */
+                moved += eng->rings != seen || engine_n_rings(eng) != n;
+                for (size_t j = 0; j < n; j++)
+                        cr_assert_not_null(ring_name(seen[j]), "the array a reader holds is still there");
+                engine_read_unlock(eng);
+                cr_assert_eq(pthread_join(t, NULL), 0);
+        }
+        cr_assert_eq(engine_n_rings(eng), 20);
+        cr_assert_eq(moved, 0, "the keyrings changed under a reader %u times", moved);
+}
+
+/* --- a repair that cannot be committed leaves the keyring unable to sign, unhealthy, and due --- */
+
+static char lost_kid[STORE_KID_MAX + 1];
+
+static void note_lost(const char *ring, const char *kid, void *u) {
+        (void) ring, (void) u;
+        snprintf(lost_kid, sizeof lost_kid, "%s", kid);
+}
+
+Test(contract, failed_repair_keeps_the_keyring_unhealthy) {
+        uint8_t sig[HSM_SIG_MAX];
+        sqlite3 *db = NULL;
+        usec_t due;
+
+        close_engine();
+        extra_opts.on_key_lost = note_lost;
+        open_engine();
+        create("default", KEYD_ALG_ES256);
+        tick();
+        Ring *r = engine_get_ring(eng, "default");
+        char active[STORE_KID_MAX + 1];
+        snprintf(active, sizeof active, "%s", in_state("default", KEY_STATE_ACTIVE)->kid);
+        cr_assert_eq(engine_destroy_objects(eng, in_state("default", KEY_STATE_ACTIVE)->id), 0);
+        cr_assert_eq(engine_sign(eng, "default", "x", 1, sig, sizeof sig, NULL, NULL), -ENOKEY);
+        cr_assert_str_eq(lost_kid, active, "the signer reported the lost key");
+
+        /* Another writer holds the database: the repair cannot commit. */
+        cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+        cr_assert_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+        cr_assert_lt(engine_repair_lost(eng, "default", active), 0);
+        cr_assert_not(ring_can_sign(r), "a keyring whose active key is lost cannot sign");
+        cr_assert_not(ring_healthy(r), "nor is it healthy");
+        cr_assert_not_null(ring_degraded(r));
+        cr_assert_lt(ring_next_due(r), USEC_INFINITY, "and it is due again");
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_close(db);
+
+        fake_now = ring_next_due(r);
+        cr_assert_eq(engine_tick(eng, &due), 1, "the next pass repairs it");
+        cr_assert(ring_healthy(r));
+        cr_assert_str_neq(in_state("default", KEY_STATE_ACTIVE)->kid, active);
+        cr_assert_gt(engine_sign(eng, "default", "x", 1, sig, sizeof sig, NULL, NULL), 0);
+        extra_opts.on_key_lost = NULL;
 }
