@@ -77,24 +77,35 @@ static inline void teardown(void) {
         test_token_teardown(&tok);
 }
 
-static inline Policy test_policy(KeydAlg alg) {
+/* An issuer keyring's policy for alg with these durations, and no issuer. */
+static inline Policy test_policy_with(KeydAlg alg, usec_t rotation, usec_t prepublish, usec_t ttl_max,
+                                      usec_t default_ttl, usec_t skew) {
         Policy p;
         policy_init(&p, RING_ISSUER);
         p.alg = alg;
-        p.rotation_period = S(100);
-        p.prepublish = S(20);
-        p.token_ttl_max = S(30);
-        p.default_ttl = S(10);
-        p.clock_skew = S(5);
+        p.rotation_period = rotation;
+        p.prepublish = prepublish;
+        p.token_ttl_max = ttl_max;
+        p.default_ttl = default_ttl;
+        p.clock_skew = skew;
+        return p;
+}
+
+static inline Policy test_policy(KeydAlg alg) {
+        Policy p = test_policy_with(alg, S(100), S(20), S(30), S(10), S(5));
         p.issuer = strdup("https://issuer.test");
         return p;
 }
 
-static inline void create(const char *name, KeydAlg alg) {
-        Policy p = test_policy(alg);
+/* Create an issuer keyring with the policy p, which is done with after. */
+static inline void create_with(const char *name, Policy p) {
         RingSpec spec = { .name = name, .kind = RING_ISSUER, .owner_uid = -1, .policy = &p };
         cr_assert_eq(engine_create_ring(eng, &spec, NULL), 0);
         policy_done(&p);
+}
+
+static inline void create(const char *name, KeydAlg alg) {
+        create_with(name, test_policy(alg));
 }
 
 static inline int tick(void) {

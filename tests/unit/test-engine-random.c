@@ -2,53 +2,16 @@
 /* A randomised run of the engine: thousands of steps (advance time, rotate, revoke, disable, lose an object, crash at
  * any failpoint and reconcile), with SPEC §3's invariants checked against the store and the token after each one.
  * KEYD_TEST_SEED replays a run; KEYD_TEST_STEPS changes its length. */
-#include <criterion/criterion.h>
-#include <stdio.h>
+#include "tests/unit/engine-fixture.h"
 
-#include "common/crypto-util.h"
-#include "rotation/audit.h"
-#include "rotation/engine-internal.h"
-#include "tests/helpers/test-token.h"
-#include "tests/helpers/test-util.h"
-
-#define S(x) ((usec_t) (x) * USEC_PER_SEC)
 #define MAX_RINGS 64
 
-static TestToken tok;
-static Hsm *hsm;
-static Store *store;
-static Engine *eng;
-static char *db_path;
-static usec_t now = S(1700000000);
-static const char *fail_at;
 static unsigned seed, seed0;
 
 /* Keys whose activation is exempt from the prepublish rule: first keys, forced rotations, promotions after a
  * revocation or a lost key (the standby may be brand new then; an emergency, audited as such). */
 static char exempt[4096][STORE_KID_MAX + 1];
 static size_t n_exempt;
-
-static usec_t clock_fn(void *u) {
-        (void) u;
-        return now;
-}
-
-static bool fail_fn(const char *where, void *u) {
-        (void) u;
-        if (fail_at && streq(fail_at, where)) {
-                fail_at = NULL;
-                return true;
-        }
-        return false;
-}
-
-static void open_all(void) {
-        EngineOptions o = { .clock = clock_fn, .failpoint = fail_fn };
-        cr_assert_eq(store_open(db_path, 0, &store), 0);
-        cr_assert_eq(engine_new(hsm, store, &o, &eng), 0);
-        cr_assert_eq(engine_load(eng), 0);
-        cr_assert_eq(engine_reconcile(eng, NULL), 0);
-}
 
 static unsigned rnd(unsigned n) {
         return (unsigned) rand_r(&seed) % n;
@@ -119,7 +82,7 @@ static void check_invariants(int step) {
                 }
                 /* The JWKS holds exactly the active, next and retired keys. */
                 size_t len;
-                const char *body = ring_jwks(ring, now, &len, NULL, NULL);
+                const char *body = ring_jwks(ring, fake_now, &len, NULL, NULL);
                 cr_assert_not_null(body);
                 json_t *doc = json_loadb(body, len, 0, NULL), *k;
                 size_t j, published = 0;
@@ -154,9 +117,9 @@ static void check_invariants(int step) {
                 }
                 /* A retired key leaves the JWKS only at expire_at (lost standbys and replaced ones never signed). */
                 if (k->state == KEY_STATE_EXPIRED && k->retire_at)
-                        cr_assert_leq(k->expire_at, now, "seed %u step %d: %s expired early", seed0, step, k->kid);
+                        cr_assert_leq(k->expire_at, fake_now, "seed %u step %d: %s expired early", seed0, step, k->kid);
                 if (k->state == KEY_STATE_RETIRED)
-                        cr_assert_gt(k->expire_at, now, "seed %u step %d: %s overdue", seed0, step, k->kid);
+                        cr_assert_gt(k->expire_at, fake_now, "seed %u step %d: %s overdue", seed0, step, k->kid);
                 if (k->retire_at && !k->lost)
                         cr_assert_eq(k->expire_at - k->retire_at,
                                      ring_policy(engine_get_ring(eng, k->keyring))->token_ttl_max +
@@ -190,23 +153,24 @@ static void check_invariants(int step) {
 }
 
 static void create_ring(const char *name, KeydAlg alg) {
-        Policy p;
-        policy_init(&p, RING_ISSUER);
-        p.alg = alg;
-        p.rotation_period = S(10);
-        p.prepublish = S(4);
-        p.token_ttl_max = S(5);
-        p.default_ttl = S(5);
-        p.clock_skew = S(1);
-        RingSpec spec = { .name = name, .kind = RING_ISSUER, .owner_uid = -1, .policy = &p };
-        cr_assert_eq(engine_create_ring(eng, &spec, NULL), 0);
-        policy_done(&p);
+        create_with(name, test_policy_with(alg, S(10), S(4), S(5), S(5), S(1)));
+}
+
+/* keyd stops (or is killed: crash), starts again, reconciles and catches up; a keyring whose active key changed
+ * on the way has an exempt activation. */
+static void restart(bool crash, const Snapshot *before) {
+        eng = crash ? engine_abandon(eng) : engine_free(eng);
+        store = store_close(store);
+        open_engine();
+        cr_assert_eq(engine_reconcile(eng, NULL), 0);
+        tick();
+        exempt_active_changes(before);
 }
 
 static const char *const failpoints[] = { "generate:before-token", "generate:after-token", "apply:before-commit",
                                           "apply:after-commit", "apply:before-destroy" };
 
-Test(engine_random, invariants_hold, .timeout = 900) {
+Test(engine_random, invariants_hold, .init = setup, .fini = teardown, .timeout = 900) {
         const char *e = getenv("KEYD_TEST_SEED");
         int steps = getenv("KEYD_TEST_STEPS") ? atoi(getenv("KEYD_TEST_STEPS")) : 2500;
         unsigned crashes = 0, revocations = 0, rotations = 0, lost = 0;
@@ -214,13 +178,10 @@ Test(engine_random, invariants_hold, .timeout = 900) {
         seed0 = seed = e ? (unsigned) strtoul(e, NULL, 10) : (unsigned) time(NULL);
         cr_log_info("seed %u (KEYD_TEST_SEED=%u replays this run)", seed0, seed0);
 
-        test_token_setup(&tok);
-        hsm = test_token_open(&tok, 2);
-        cr_assert(asprintf(&db_path, "%s/keyd.db", tok.dir) >= 0);
-        open_all();
+        cr_assert_eq(engine_reconcile(eng, NULL), 0);
         create_ring("r0", KEYD_ALG_ES256);
         create_ring("r1", KEYD_ALG_EDDSA);
-        cr_assert_geq(engine_tick(eng, NULL), 0);
+        tick();
         Snapshot none = { .n = 0 };
         exempt_active_changes(&none);
         check_invariants(0);
@@ -232,8 +193,8 @@ Test(engine_random, invariants_hold, .timeout = 900) {
                 remember_active(before);
 
                 if (op < 50) {
-                        now += (usec_t) rnd(4000) * 1000; /* up to 4 s */
-                        cr_assert_geq(engine_tick(eng, NULL), 0);
+                        fake_now += (usec_t) rnd(4000) * 1000; /* up to 4 s */
+                        tick();
                 } else if (op < 60) {
                         int r = engine_rotate(eng, ring_name(ring), false, NULL, NULL);
                         cr_assert(r == 0 || r == -EBUSY || r == -ESHUTDOWN, "rotate: %s", strerror(-r));
@@ -260,7 +221,7 @@ Test(engine_random, invariants_hold, .timeout = 900) {
                         char name[16];
                         snprintf(name, sizeof name, "r%d", rings_made++);
                         create_ring(name, rnd(2) ? KEYD_ALG_ES256 : KEYD_ALG_EDDSA);
-                        cr_assert_geq(engine_tick(eng, NULL), 0);
+                        tick();
                         exempt_active_changes(before);
                 } else if (op < 80) {
                         /* The token loses an object (SoftHSM2 does not fsync), then keyd restarts. */
@@ -269,25 +230,17 @@ Test(engine_random, invariants_hold, .timeout = 900) {
                                 engine_destroy_objects(eng, k->id);
                                 lost++;
                         }
-                        eng = engine_free(eng);
-                        store = store_close(store);
-                        open_all();
-                        cr_assert_geq(engine_tick(eng, NULL), 0);
-                        exempt_active_changes(before);
+                        restart(false, before);
                 } else {
                         /* kill -9 at a failpoint during a due transition, then restart and reconcile. */
-                        now += S(6);
+                        fake_now += S(6);
                         fail_at = failpoints[rnd(ELEMENTSOF(failpoints))];
                         int r = engine_tick(eng, NULL);
                         cr_assert(r >= 0 || r == -ECANCELED);
                         fail_at = NULL;
                         if (r == -ECANCELED) {
                                 crashes++;
-                                eng = engine_abandon(eng);
-                                store = store_close(store);
-                                open_all();
-                                cr_assert_geq(engine_tick(eng, NULL), 0);
-                                exempt_active_changes(before);
+                                restart(true, before);
                         }
                 }
                 check_invariants(step);
@@ -299,10 +252,4 @@ Test(engine_random, invariants_hold, .timeout = 900) {
                     steps, crashes, revocations, rotations, lost, (unsigned long long) res.head_seq);
         cr_assert_gt(crashes, 0, "the run crashed at least once");
         cr_assert_gt(revocations, 0);
-
-        eng = engine_free(eng);
-        store = store_close(store);
-        hsm_close(hsm);
-        free(db_path);
-        test_token_teardown(&tok);
 }

@@ -58,6 +58,25 @@ static void sign_and_verify(const char *ring) {
         json_decref(jwk);
 }
 
+/* A copy of the kid of the key in state s of the keyring "default": the row it is read from changes as the key moves
+ * on. */
+static void kid_of(KeyState s, char kid[static STORE_KID_MAX + 1]) {
+        const StoreKey *k = in_state("default", s);
+        cr_assert_not_null(k, "no %s key in default", key_state_to_string(s));
+        strcpy(kid, k->kid);
+}
+
+/* The keyring "default" (ES256) after its first tick; the kids of its active and next keys copied to active and
+ * next (STORE_KID_MAX + 1 bytes each), where not NULL. */
+static void start_default(char *active, char *next) {
+        create("default", KEYD_ALG_ES256);
+        tick();
+        if (active)
+                kid_of(KEY_STATE_ACTIVE, active);
+        if (next)
+                kid_of(KEY_STATE_NEXT, next);
+}
+
 Test(engine, bootstrap_rotate_expire) {
         create("default", KEYD_ALG_ES256);
         cr_assert_eq(tick(), 1);
@@ -112,9 +131,8 @@ Test(engine, manual_rotation_respects_prepublish) {
         fake_now += S(10);
         cr_assert_eq(engine_rotate(eng, "default", false, NULL, NULL), -EBUSY, "next published 10s < 20s ago");
         fake_now += S(10);
-        const char *old = in_state("default", KEY_STATE_ACTIVE)->kid;
         char old_kid[STORE_KID_MAX + 1];
-        strcpy(old_kid, old);
+        kid_of(KEY_STATE_ACTIVE, old_kid);
         cr_assert_eq(engine_rotate(eng, "default", false, "operator", NULL), 0);
         cr_assert_str_neq(in_state("default", KEY_STATE_ACTIVE)->kid, old_kid);
         cr_assert_eq(engine_rotate(eng, "default", false, NULL, NULL), -EBUSY, "the new next is brand new");
@@ -124,11 +142,8 @@ Test(engine, manual_rotation_respects_prepublish) {
 }
 
 Test(engine, revoke_active_promotes_next) {
-        create("default", KEYD_ALG_ES256);
-        tick();
         char a[STORE_KID_MAX + 1], n[STORE_KID_MAX + 1];
-        strcpy(a, in_state("default", KEY_STATE_ACTIVE)->kid);
-        strcpy(n, in_state("default", KEY_STATE_NEXT)->kid);
+        start_default(a, n);
         cr_assert_eq(engine_revoke_key(eng, a, "bogus", NULL), -EINVAL);
         cr_assert_eq(engine_revoke_key(eng, "no-such-kid", "key_compromise", NULL), -ENOENT);
         cr_assert_eq(engine_revoke_key(eng, a, "key_compromise", NULL), 0);
@@ -166,19 +181,15 @@ Test(engine, revoke_active_promotes_next) {
 }
 
 Test(engine, revoke_next_and_retired) {
-        create("default", KEYD_ALG_ES256);
-        tick();
         char n[STORE_KID_MAX + 1];
-        strcpy(n, in_state("default", KEY_STATE_NEXT)->kid);
+        start_default(NULL, n);
         cr_assert_eq(engine_revoke_key(eng, n, "superseded", NULL), 0);
         cr_assert_str_neq(in_state("default", KEY_STATE_NEXT)->kid, n, "a new standby replaces it");
         cr_assert(!jwks_has("default", n));
         fake_now += S(200);
         tick();
-        const StoreKey *r = in_state("default", KEY_STATE_RETIRED);
-        cr_assert_not_null(r);
         char rk[STORE_KID_MAX + 1];
-        strcpy(rk, r->kid);
+        kid_of(KEY_STATE_RETIRED, rk);
         cr_assert_eq(engine_revoke_key(eng, rk, "key_compromise", NULL), 0);
         cr_assert(!jwks_has("default", rk));
         cr_assert_not_null(in_state("default", KEY_STATE_ACTIVE));
@@ -218,8 +229,7 @@ Test(engine, deny_token) {
 }
 
 Test(engine, policy_alg_change_replaces_next) {
-        create("default", KEYD_ALG_ES256);
-        tick();
+        start_default(NULL, NULL);
         Policy p = test_policy(KEYD_ALG_EDDSA);
         RingSpec spec = { .name = "default", .kind = RING_ISSUER, .owner_uid = -1, .policy = &p };
         cr_assert_eq(engine_apply_config(eng, &spec, 1), 0);
@@ -238,8 +248,7 @@ Test(engine, jwks_file_written) {
         cr_assert(asprintf(&path, "%s/jwks.json", tok.dir) >= 0);
         Policy p = test_policy(KEYD_ALG_ES256);
         p.jwks_file = strdup(path);
-        RingSpec spec = { .name = "default", .kind = RING_ISSUER, .owner_uid = -1, .policy = &p };
-        cr_assert_eq(engine_create_ring(eng, &spec, NULL), 0);
+        create_with("default", p);
         tick();
         size_t len, flen;
         const char *body = ring_jwks(engine_get_ring(eng, "default"), fake_now, &len, NULL, NULL);
@@ -248,12 +257,10 @@ Test(engine, jwks_file_written) {
         cr_assert_eq(memcmp(file, body, len), 0, "the file holds exactly the served bytes");
         free(file);
         free(path);
-        policy_done(&p);
 }
 
 Test(engine, etag_changes_with_keys) {
-        create("default", KEYD_ALG_ES256);
-        tick();
+        start_default(NULL, NULL);
         const char *etag;
         ring_jwks(engine_get_ring(eng, "default"), fake_now, NULL, &etag, NULL);
         char before[JWKS_ETAG_MAX];
@@ -309,8 +316,7 @@ static char *instance(void) {
 }
 
 Test(engine, reconcile_orphan_destroyed) {
-        create("default", KEYD_ALG_ES256);
-        tick();
+        start_default(NULL, NULL);
         /* A crash between keygen and the row's commit: the id was recorded before the object was made. */
         make_object(1, instance(), true);
         cr_assert_eq(count_private_objects(), 3);
@@ -329,8 +335,7 @@ Test(engine, reconcile_orphan_destroyed) {
 /* A second installation on the same token (another database), or this database restored from a backup: objects
  * keyd cannot prove are its own are never destroyed. Before, reconcile destroyed every "keyd:" object without a row. */
 Test(engine, reconcile_keeps_what_it_cannot_prove) {
-        create("default", KEYD_ALG_ES256);
-        tick();
+        start_default(NULL, NULL);
         make_object(1, "0123456789abcdef", false); /* another installation's key */
         make_object(2, instance(), false);         /* ours by label, but the database never recorded its keygen */
         const uint8_t old_id[] = { 0xbe, 0xef };   /* the label keyd wrote before installations had an id */
@@ -357,8 +362,7 @@ Test(engine, reconcile_keeps_what_it_cannot_prove) {
 
 /* More destructions than a crash leaves behind: reconcile destroys none, audits why, and keyd goes on. */
 Test(engine, reconcile_refuses_mass_destruction) {
-        create("default", KEYD_ALG_ES256);
-        tick();
+        start_default(NULL, NULL);
         for (uint8_t i = 0; i < 9; i++)
                 make_object(i, instance(), true);
         cr_assert_eq(count_private_objects(), 11);
@@ -380,10 +384,8 @@ Test(engine, reconcile_refuses_mass_destruction) {
 /* A token that lost more keys than a power cut would (the wrong token, a token restored from an old copy): nothing is
  * demoted, the keyring stays degraded (never ok) until an operator looks. */
 Test(engine, reconcile_refuses_mass_loss) {
-        create("default", KEYD_ALG_ES256);
-        tick();
         char a[STORE_KID_MAX + 1];
-        strcpy(a, in_state("default", KEY_STATE_ACTIVE)->kid);
+        start_default(a, NULL);
         (void) engine_destroy_objects(eng, in_state("default", KEY_STATE_ACTIVE)->id);
         (void) engine_destroy_objects(eng, in_state("default", KEY_STATE_NEXT)->id);
         max_destroy = 1;
@@ -398,11 +400,8 @@ Test(engine, reconcile_refuses_mass_loss) {
 }
 
 Test(engine, reconcile_lost_active_and_next) {
-        create("default", KEYD_ALG_ES256);
-        tick();
         char a[STORE_KID_MAX + 1], n[STORE_KID_MAX + 1];
-        strcpy(a, in_state("default", KEY_STATE_ACTIVE)->kid);
-        strcpy(n, in_state("default", KEY_STATE_NEXT)->kid);
+        start_default(a, n);
         /* SoftHSM2 loses the active key's object (no fsync before a power cut). */
         engine_destroy_objects(eng, in_state("default", KEY_STATE_ACTIVE)->id);
         ReconcileReport rep;
@@ -417,7 +416,7 @@ Test(engine, reconcile_lost_active_and_next) {
 
         /* Now the standby is lost. */
         char n2[STORE_KID_MAX + 1];
-        strcpy(n2, in_state("default", KEY_STATE_NEXT)->kid);
+        kid_of(KEY_STATE_NEXT, n2);
         engine_destroy_objects(eng, in_state("default", KEY_STATE_NEXT)->id);
         restart(&rep);
         cr_assert_eq(rep.keys_lost, 1);
@@ -426,8 +425,7 @@ Test(engine, reconcile_lost_active_and_next) {
 }
 
 Test(engine, reconcile_destroys_leftover_private) {
-        create("default", KEYD_ALG_ES256);
-        tick();
+        start_default(NULL, NULL);
         fake_now += S(100);
         fail_at = "apply:before-destroy";
         usec_t due;
@@ -443,8 +441,7 @@ Test(engine, reconcile_destroys_leftover_private) {
 }
 
 Test(engine, reconcile_refuses_unprotected_key) {
-        create("default", KEYD_ALG_ES256);
-        tick();
+        start_default(NULL, NULL);
         /* Replace the standby's object with an extractable key under the same id and label. */
         const StoreKey *n = in_state("default", KEY_STATE_NEXT);
         char kid[STORE_KID_MAX + 1];
@@ -477,8 +474,7 @@ static const char *const failpoints[] = { "generate:before-token", "generate:aft
                                           "apply:after-commit", "apply:before-destroy" };
 
 Test(engine, crash_at_every_point_recovers) {
-        create("default", KEYD_ALG_ES256);
-        tick();
+        start_default(NULL, NULL);
         for (size_t i = 0; i < ELEMENTSOF(failpoints); i++) {
                 fake_now += S(100);
                 fail_at = failpoints[i];
@@ -503,8 +499,7 @@ Test(engine, crash_at_every_point_recovers) {
 /* --- audit --- */
 
 Test(engine, audit_chain_and_checkpoint) {
-        create("default", KEYD_ALG_ES256);
-        tick();
+        start_default(NULL, NULL);
         for (int i = 0; i < 3; i++) {
                 fake_now += S(100);
                 tick();

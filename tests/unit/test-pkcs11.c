@@ -112,15 +112,28 @@ Test(pkcs11, rsa_bits_refused) {
         hsm_close(h);
 }
 
-Test(pkcs11, es256_2000_signatures_fixed_size, .timeout = 300) {
-        Hsm *h = test_token_open(&tok, 1);
+/* A token opened with a pool of n sessions, and an ES256 key generated in it. */
+static HsmKey *open_with_es256_key(unsigned n, Hsm **ret) {
         HsmKey *k = NULL;
+        *ret = test_token_open(&tok, n);
+        cr_assert_eq(hsm_generate(*ret, KEYD_ALG_ES256, 0, ID1, sizeof ID1, "keyd:t:1", &k), 0, "generate: %s",
+                     hsm_last_error());
+        return k;
+}
+
+static void close_with_key(Hsm *h, HsmKey *k) {
+        hsm_key_free(k);
+        hsm_close(h);
+}
+
+Test(pkcs11, es256_2000_signatures_fixed_size, .timeout = 300) {
+        Hsm *h;
+        HsmKey *k = open_with_es256_key(1, &h);
         _cleanup_pkey_ EVP_PKEY *pub = NULL;
         uint8_t sig[HSM_SIG_MAX];
         char msg[64];
         int leading_zero = 0;
 
-        cr_assert_eq(hsm_generate(h, KEYD_ALG_ES256, 0, ID1, sizeof ID1, "keyd:t:1", &k), 0);
         cr_assert_eq(hsm_key_public(k, &pub), 0);
         for (int i = 0; i < 2000; i++) {
                 int len = snprintf(msg, sizeof msg, "message %d", i);
@@ -132,18 +145,15 @@ Test(pkcs11, es256_2000_signatures_fixed_size, .timeout = 300) {
         }
         /* About 1 in 128 has r or s with a leading zero byte; they must be there and still 64 bytes long. */
         cr_assert_gt(leading_zero, 0, "no signature with a leading zero byte in r or s: padding untested");
-        hsm_key_free(k);
-        hsm_close(h);
+        close_with_key(h, k);
 }
 
 Test(pkcs11, sign_buffer_too_small) {
-        Hsm *h = test_token_open(&tok, 1);
-        HsmKey *k = NULL;
+        Hsm *h;
+        HsmKey *k = open_with_es256_key(1, &h);
         uint8_t sig[63];
-        cr_assert_eq(hsm_generate(h, KEYD_ALG_ES256, 0, ID1, sizeof ID1, "keyd:t:1", &k), 0);
         cr_assert_eq(hsm_key_sign(k, "x", 1, sig, sizeof sig), -ENOBUFS);
-        hsm_key_free(k);
-        hsm_close(h);
+        close_with_key(h, k);
 }
 
 /* Generate a deliberately extractable, non-sensitive EC key: the positive control for every probe. */
@@ -353,10 +363,9 @@ Test(pkcs11, list_and_destroy) {
 }
 
 Test(pkcs11, session_and_login_recovery) {
-        Hsm *h = test_token_open(&tok, 1);
-        HsmKey *k = NULL;
+        Hsm *h;
+        HsmKey *k = open_with_es256_key(1, &h);
         uint8_t sig[HSM_SIG_MAX];
-        cr_assert_eq(hsm_generate(h, KEYD_ALG_ES256, 0, ID1, sizeof ID1, "keyd:t:1", &k), 0);
         cr_assert_eq(hsm_key_sign(k, "a", 1, sig, sizeof sig), 64);
 
         /* The pool's session closed behind its back. */
@@ -371,8 +380,7 @@ Test(pkcs11, session_and_login_recovery) {
         k->priv = 0x7fffffff;
         cr_assert_eq(hsm_key_sign(k, "d", 1, sig, sizeof sig), 64, "sign with a stale handle: %s",
                      hsm_last_error());
-        hsm_key_free(k);
-        hsm_close(h);
+        close_with_key(h, k);
 }
 
 struct worker {
@@ -395,12 +403,11 @@ static void *sign_many(void *arg) {
 }
 
 Test(pkcs11, concurrent_signers_share_the_pool) {
-        Hsm *h = test_token_open(&tok, 2);
-        HsmKey *k = NULL;
+        Hsm *h;
+        HsmKey *k = open_with_es256_key(2, &h);
         EVP_PKEY *pub = NULL;
         pthread_t t[4];
         struct worker w[4];
-        cr_assert_eq(hsm_generate(h, KEYD_ALG_ES256, 0, ID1, sizeof ID1, "keyd:t:1", &k), 0);
         cr_assert_eq(hsm_key_public(k, &pub), 0);
         for (int i = 0; i < 4; i++) {
                 w[i] = (struct worker){ k, pub, 0 };
@@ -411,8 +418,7 @@ Test(pkcs11, concurrent_signers_share_the_pool) {
                 cr_assert_eq(w[i].failures, 0);
         }
         EVP_PKEY_free(pub);
-        hsm_key_free(k);
-        hsm_close(h);
+        close_with_key(h, k);
 }
 
 Test(pkcs11, rv_mapping) {

@@ -45,32 +45,51 @@ static void expect_set_error(const char *name, const char *value, const char *er
         policy_done(&p);
 }
 
+/* A case of a name table: a value and its name. to_string(value) is name (NULL: the value has none); from_string(name)
+ * is value (the table's invalid value: not a name). */
+typedef struct NameCase {
+        int value;
+        const char *name;
+        const char *why;
+} NameCase;
+
+/* For each case: to_string(value) is name; from_string(name) is value. */
+#define assert_to_string(to_string, ...)                                                                          \
+        do {                                                                                                      \
+                static const NameCase _cases[] = { __VA_ARGS__ };                                                 \
+                for (size_t _i = 0; _i < ELEMENTSOF(_cases); _i++) {                                              \
+                        const char *_got = to_string(_cases[_i].value);                                           \
+                        cr_assert(streq_ptr(_got, _cases[_i].name), "%s(%d) is %s, not %s %s", #to_string,        \
+                                  _cases[_i].value, _got ?: "NULL", _cases[_i].name ?: "NULL",                    \
+                                  _cases[_i].why ?: "");                                                          \
+                }                                                                                                 \
+        } while (false)
+
+#define assert_from_string(from_string, ...)                                                                      \
+        do {                                                                                                      \
+                static const NameCase _cases[] = { __VA_ARGS__ };                                                 \
+                for (size_t _i = 0; _i < ELEMENTSOF(_cases); _i++)                                                \
+                        cr_assert_eq((int) from_string(_cases[_i].name), _cases[_i].value, "%s(%s): %s",          \
+                                     #from_string, _cases[_i].name ?: "NULL", _cases[_i].why ?: "");              \
+        } while (false)
+
 Test(names, ring_kind) {
-        cr_assert_str_eq(ring_kind_to_string(RING_ISSUER), "issuer");
-        cr_assert_str_eq(ring_kind_to_string(RING_AGENT), "agent");
-        cr_assert_null(ring_kind_to_string(_RING_KIND_MAX));
-        cr_assert_null(ring_kind_to_string(_RING_KIND_INVALID));
-        cr_assert_eq(ring_kind_from_string("agent"), RING_AGENT);
-        cr_assert_eq(ring_kind_from_string("Agent"), _RING_KIND_INVALID, "names are case-sensitive");
-        cr_assert_eq(ring_kind_from_string(""), _RING_KIND_INVALID);
-        cr_assert_eq(ring_kind_from_string(NULL), _RING_KIND_INVALID);
+        assert_to_string(ring_kind_to_string, { RING_ISSUER, "issuer" }, { RING_AGENT, "agent" },
+                         { _RING_KIND_MAX, NULL }, { _RING_KIND_INVALID, NULL });
+        assert_from_string(ring_kind_from_string, { RING_AGENT, "agent" },
+                           { _RING_KIND_INVALID, "Agent", "names are case-sensitive" }, { _RING_KIND_INVALID, "" },
+                           { _RING_KIND_INVALID, NULL });
 }
 
 Test(names, tables_with_holes) {
         /* The crv table has no entry for the RSA algs: neither direction finds one. */
-        cr_assert_str_eq(keyd_alg_jwk_crv(KEYD_ALG_ES384), "P-384");
-        cr_assert_str_eq(keyd_alg_jwk_crv(KEYD_ALG_EDDSA), "Ed25519");
-        cr_assert_null(keyd_alg_jwk_crv(KEYD_ALG_RS256));
-        cr_assert_null(keyd_alg_jwk_crv(_KEYD_ALG_INVALID));
-        cr_assert_eq(keyd_alg_from_jwk_crv("P-256"), KEYD_ALG_ES256);
-        cr_assert_eq(keyd_alg_from_jwk_crv("Ed25519"), KEYD_ALG_EDDSA);
-        cr_assert_eq(keyd_alg_from_jwk_crv("RS256"), _KEYD_ALG_INVALID);
-        cr_assert_eq(keyd_alg_from_jwk_crv("P-521"), _KEYD_ALG_INVALID);
-        cr_assert_eq(keyd_alg_from_jwk_crv(NULL), _KEYD_ALG_INVALID);
-        cr_assert_eq(key_state_from_string("revoked"), KEY_STATE_REVOKED);
-        cr_assert_null(key_state_to_string(_KEY_STATE_MAX));
-        cr_assert_str_eq(jose_result_to_string(JOSE_INTERNAL), "internal");
-        cr_assert_null(jose_result_to_string(_JOSE_RESULT_MAX));
+        assert_to_string(keyd_alg_jwk_crv, { KEYD_ALG_ES384, "P-384" }, { KEYD_ALG_EDDSA, "Ed25519" },
+                         { KEYD_ALG_RS256, NULL }, { _KEYD_ALG_INVALID, NULL });
+        assert_from_string(keyd_alg_from_jwk_crv, { KEYD_ALG_ES256, "P-256" }, { KEYD_ALG_EDDSA, "Ed25519" },
+                           { _KEYD_ALG_INVALID, "RS256" }, { _KEYD_ALG_INVALID, "P-521" }, { _KEYD_ALG_INVALID, NULL });
+        assert_from_string(key_state_from_string, { KEY_STATE_REVOKED, "revoked" });
+        assert_to_string(key_state_to_string, { _KEY_STATE_MAX, NULL });
+        assert_to_string(jose_result_to_string, { JOSE_INTERNAL, "internal" }, { _JOSE_RESULT_MAX, NULL });
 }
 
 /* The JSON form: every field, in this order, '_' for '-'. */

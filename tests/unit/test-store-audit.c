@@ -478,28 +478,55 @@ static void assert_verifies(Store *s, uint64_t want_checkpoint) {
         cr_assert_eq(res.checkpoint_seq, want_checkpoint, "%s", res.message);
 }
 
-/* keyd's history: an issuer keyring, its key, some records. Returns the head seq. */
-static uint64_t issuer_history(Store *s, const Signer *k) {
-        keyring_created(s, "default", "issuer");
-        key_added(s, "default", k, true);
-        append_n(s, 5);
-        return head(s);
+/* keyd's history: an issuer keyring, its key a, some records; and b, another key (an outsider's, or the next one). */
+typedef struct History {
+        Store *s;
+        Signer a, b;
+        uint64_t head; /* the head seq after the history */
+} History;
+
+static History history_new(KeydAlg alg) {
+        History h = { .s = open_rw(), .a = signer_new(alg), .b = signer_new(KEYD_ALG_ES256) };
+        keyring_created(h.s, "default", "issuer");
+        key_added(h.s, "default", &h.a, true);
+        append_n(h.s, 5);
+        h.head = head(h.s);
+        return h;
+}
+
+static void history_done(History *h) {
+        signer_done(&h->a);
+        signer_done(&h->b);
+        store_close(h->s);
+}
+
+/* audit_verify() refuses what was done to the history, naming what; then the history is done with. */
+static void history_refused(History *h, const char *what) {
+        assert_refused(h->s, what);
+        history_done(h);
+}
+
+/* Run SQL on the checkpoints: audit_verify() refuses them, naming what, until they are restored from the table
+ * "saved"; then it verifies up to want_checkpoint again. */
+static void checkpoints_refused_until_restored(Store *s, const char *sql, const char *what, uint64_t want_checkpoint) {
+        raw_exec(sql);
+        assert_refused(s, what);
+        raw_exec("DELETE FROM audit_checkpoints; INSERT INTO audit_checkpoints SELECT * FROM saved");
+        assert_verifies(s, want_checkpoint);
 }
 
 Test(store, audit_verify_checks_every_checkpoint) {
-        Store *s = open_rw();
-        Signer a = signer_new(KEYD_ALG_ES256), b = signer_new(KEYD_ALG_ES256);
-
-        uint64_t cp1 = issuer_history(s, &a);
-        checkpoint(s, &a, cp1, 100);
-        append_n(s, 3);
-        uint64_t cp2 = head(s);
-        checkpoint(s, &a, cp2, 200);
-        key_added(s, "default", &b, true); /* a rotation: the next checkpoints are signed by the new key */
-        append_n(s, 3);
-        uint64_t cp3 = head(s);
-        checkpoint(s, &b, cp3, 200);
-        assert_verifies(s, cp3);
+        History h = history_new(KEYD_ALG_ES256);
+        uint64_t cp1 = h.head;
+        checkpoint(h.s, &h.a, cp1, 100);
+        append_n(h.s, 3);
+        uint64_t cp2 = head(h.s);
+        checkpoint(h.s, &h.a, cp2, 200);
+        key_added(h.s, "default", &h.b, true); /* a rotation: the next checkpoints are signed by the new key */
+        append_n(h.s, 3);
+        uint64_t cp3 = head(h.s);
+        checkpoint(h.s, &h.b, cp3, 200);
+        assert_verifies(h.s, cp3);
         raw_exec("CREATE TABLE saved AS SELECT * FROM audit_checkpoints");
 
         /* A bad signature on a checkpoint that is not the latest. */
@@ -509,127 +536,91 @@ Test(store, audit_verify_checks_every_checkpoint) {
                  "(CASE WHEN substr(signature, -3, 1) = 'A' THEN 'B' ELSE 'A' END) || substr(signature, -2) "
                  "WHERE seq = %" PRIu64,
                  cp2);
-        raw_exec(sql);
-        assert_refused(s, "bad signature");
-        raw_exec("DELETE FROM audit_checkpoints; INSERT INTO audit_checkpoints SELECT * FROM saved");
-        assert_verifies(s, cp3);
+        checkpoints_refused_until_restored(h.s, sql, "bad signature", cp3);
 
         /* The first checkpoint names a hash its record does not have. */
         snprintf(sql, sizeof sql,
                  "UPDATE audit_checkpoints SET hash = (SELECT hash FROM audit WHERE seq = %" PRIu64 ") WHERE seq = "
                  "%" PRIu64,
                  cp2, cp1);
-        raw_exec(sql);
-        assert_refused(s, "does not match the checkpoint");
-        raw_exec("DELETE FROM audit_checkpoints; INSERT INTO audit_checkpoints SELECT * FROM saved");
+        checkpoints_refused_until_restored(h.s, sql, "does not match the checkpoint", cp3);
 
         /* An old checkpoint whose signed content is another record's. */
         snprintf(sql, sizeof sql,
                  "UPDATE audit_checkpoints SET signature = (SELECT signature FROM audit_checkpoints WHERE seq = "
                  "%" PRIu64 ") WHERE seq = %" PRIu64,
                  cp2, cp1);
-        raw_exec(sql);
-        assert_refused(s, "signed content");
-        raw_exec("DELETE FROM audit_checkpoints; INSERT INTO audit_checkpoints SELECT * FROM saved");
-        assert_verifies(s, cp3);
-        signer_done(&a);
-        signer_done(&b);
-        store_close(s);
+        checkpoints_refused_until_restored(h.s, sql, "signed content", cp3);
+        history_done(&h);
 }
 
 Test(store, audit_verify_checkpoints_never_go_backwards) {
-        Store *s = open_rw();
-        Signer a = signer_new(KEYD_ALG_ES256);
-        uint64_t cp1 = issuer_history(s, &a);
-        checkpoint(s, &a, cp1, 300);
-        append_n(s, 2);
+        History h = history_new(KEYD_ALG_ES256);
+        checkpoint(h.s, &h.a, h.head, 300);
+        append_n(h.s, 2);
         /* Written by an outsider past the store's own refusal: a later record signed at an earlier time. */
-        checkpoint(s, &a, head(s), 200, .raw = true);
-        assert_refused(s, "went backwards");
-        signer_done(&a);
-        store_close(s);
+        checkpoint(h.s, &h.a, head(h.s), 200, .raw = true);
+        history_refused(&h, "went backwards");
+}
+
+/* b's row in the keyring (with the key.generate record keyd writes with it, if audited), then a checkpoint signed
+ * by b: of a record after it, or (early) of the head before it. audit_verify() refuses: keyd did not generate b
+ * for signing checkpoints. */
+static void b_signs_a_checkpoint(History *h, const char *ring, bool audited, bool early) {
+        key_added(h->s, ring, &h->b, audited);
+        if (!early)
+                append_n(h->s, 1);
+        checkpoint(h->s, &h->b, early ? h->head : head(h->s), 100);
+        history_refused(h, "did not generate");
 }
 
 Test(store, audit_verify_refuses_a_key_keyd_did_not_generate) {
-        Store *s = open_rw();
-        Signer a = signer_new(KEYD_ALG_ES256), outsider = signer_new(KEYD_ALG_ES256);
-        issuer_history(s, &a);
+        History h = history_new(KEYD_ALG_ES256);
         /* In the keys table of an issuer keyring, but never generated by keyd: no key.generate record. */
-        key_added(s, "default", &outsider, false);
-        append_n(s, 1);
-        checkpoint(s, &outsider, head(s), 100);
-        assert_refused(s, "did not generate");
-        signer_done(&a);
-        signer_done(&outsider);
-        store_close(s);
+        b_signs_a_checkpoint(&h, "default", false, false);
 }
 
 Test(store, audit_verify_refuses_an_agent_key) {
-        Store *s = open_rw();
-        Signer a = signer_new(KEYD_ALG_ES256), agent = signer_new(KEYD_ALG_ES256);
-        issuer_history(s, &a);
+        History h = history_new(KEYD_ALG_ES256);
         /* Generated by keyd, but in an agent keyring: its owner asks keyd to sign anything with it. */
-        keyring_created(s, "agent-1000", "agent");
-        key_added(s, "agent-1000", &agent, true);
-        append_n(s, 1);
-        checkpoint(s, &agent, head(s), 100);
-        assert_refused(s, "did not generate");
-        signer_done(&a);
-        signer_done(&agent);
-        store_close(s);
+        keyring_created(h.s, "agent-1000", "agent");
+        b_signs_a_checkpoint(&h, "agent-1000", true, false);
 }
 
 Test(store, audit_verify_refuses_a_key_generated_after_the_checkpoint) {
-        Store *s = open_rw();
-        Signer a = signer_new(KEYD_ALG_ES256), later = signer_new(KEYD_ALG_ES256);
-        uint64_t cp = issuer_history(s, &a);
-        key_added(s, "default", &later, true);
-        checkpoint(s, &later, cp, 100);
-        assert_refused(s, "did not generate");
-        signer_done(&a);
-        signer_done(&later);
-        store_close(s);
+        History h = history_new(KEYD_ALG_ES256);
+        b_signs_a_checkpoint(&h, "default", true, true);
+}
+
+/* Set a column of the key kid's row, as an outsider would. */
+static void key_row_set(const char *kid, const char *column, const char *value) {
+        char *sql;
+        cr_assert(asprintf(&sql, "UPDATE keys SET %s = '%s' WHERE kid = '%s'", column, value, kid) >= 0);
+        raw_exec(sql);
+        free(sql);
 }
 
 Test(store, audit_verify_refuses_a_swapped_jwk) {
-        Store *s = open_rw();
-        Signer a = signer_new(KEYD_ALG_ES256), outsider = signer_new(KEYD_ALG_ES256);
-        issuer_history(s, &a);
+        History h = history_new(KEYD_ALG_ES256);
         /* The row of keyd's key now holds the outsider's public key, which signs under keyd's kid. */
-        char *sql;
-        cr_assert(asprintf(&sql, "UPDATE keys SET jwk = '%s' WHERE kid = '%s'", outsider.jwk, a.kid) >= 0);
-        raw_exec(sql);
-        free(sql);
-        checkpoint(s, &outsider, head(s), 100, .kid = a.kid);
-        assert_refused(s, "thumbprint");
-        signer_done(&a);
-        signer_done(&outsider);
-        store_close(s);
+        key_row_set(h.a.kid, "jwk", h.b.jwk);
+        checkpoint(h.s, &h.b, head(h.s), 100, .kid = h.a.kid);
+        history_refused(&h, "thumbprint");
 }
 
 Test(store, audit_verify_refuses_another_typ) {
-        Store *s = open_rw();
-        Signer a = signer_new(KEYD_ALG_ES256);
+        History h = history_new(KEYD_ALG_ES256);
         /* A token keyd signed with the same key is not a checkpoint. */
-        checkpoint(s, &a, issuer_history(s, &a), 100, .typ = "JWT");
-        assert_refused(s, "typ");
-        signer_done(&a);
-        store_close(s);
+        checkpoint(h.s, &h.a, h.head, 100, .typ = "JWT");
+        history_refused(&h, "typ");
 }
 
 Test(store, audit_verify_refuses_another_alg) {
-        Store *s = open_rw();
-        Signer a = signer_new(KEYD_ALG_RS256);
-        uint64_t cp = issuer_history(s, &a);
+        History h = history_new(KEYD_ALG_RS256);
         /* keyd generated it for RS256; the row now says PS256, and so does the checkpoint. */
-        char *sql;
-        cr_assert(asprintf(&sql, "UPDATE keys SET alg = 'PS256' WHERE kid = '%s'", a.kid) >= 0);
-        raw_exec(sql);
-        free(sql);
-        checkpoint(s, &a, cp, 100, .alg = "PS256");
-        assert_refused(s, "alg");
-        signer_done(&a);
-        store_close(s);
+        key_row_set(h.a.kid, "alg", "PS256");
+        checkpoint(h.s, &h.a, h.head, 100, .alg = "PS256");
+        history_refused(&h, "alg");
 }
 
 /* ---- revoked tokens ---- */

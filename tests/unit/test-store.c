@@ -250,6 +250,18 @@ Test(store, last_error_names_the_cause) {
 
 /* ---- keyrings and keys ---- */
 
+/* Begin a synced transaction and insert the keyrings, then the keys (NULL-terminated lists, or NULL). The caller
+ * commits or rolls back. */
+static void begin_with(Store *s, StoreKeyring *const *rings, StoreKey *const *keys) {
+        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+        for (size_t i = 0; rings && rings[i]; i++)
+                cr_assert_eq(store_keyring_insert(s, rings[i]), 0, "keyring %s", rings[i]->name);
+        for (size_t i = 0; keys && keys[i]; i++)
+                cr_assert_eq(store_key_insert(s, keys[i]), 0, "key %s", keys[i]->id);
+}
+#define RINGS(...) ((StoreKeyring *const[]){ __VA_ARGS__, NULL })
+#define KEYS(...) ((StoreKey *const[]){ __VA_ARGS__, NULL })
+
 Test(store, keyring_crud) {
         Store *s = open_rw();
         StoreKeyring a = keyring("zeta", "issuer"), b = keyring("alpha", "agent"), c = keyring("mid", "issuer");
@@ -263,10 +275,7 @@ Test(store, keyring_crud) {
         store_keyring_list_free(l);
 
         b.owner_uid = 1001;
-        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
-        cr_assert_eq(store_keyring_insert(s, &a), 0);
-        cr_assert_eq(store_keyring_insert(s, &b), 0);
-        cr_assert_eq(store_keyring_insert(s, &c), 0);
+        begin_with(s, RINGS(&a, &b, &c), NULL);
         cr_assert_eq(store_keyring_insert(s, &a), -EEXIST);
         StoreKeyring bad = keyring("x", "robot");
         cr_assert_eq(store_keyring_insert(s, &bad), -EINVAL, "kind is issuer or agent");
@@ -309,8 +318,6 @@ Test(store, keyring_crud) {
         cr_assert_str_eq(got->kind, "issuer");
         cr_assert_eq(got->created_at, 1000);
         store_keyring_free(got);
-        cr_assert_null(store_keyring_free(NULL));
-        store_keyring_list_free(NULL);
         store_close(s);
 }
 
@@ -322,13 +329,7 @@ Test(store, key_crud) {
         StoreKey **l = NULL, *got = NULL;
         size_t n;
 
-        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
-        cr_assert_eq(store_keyring_insert(s, &r1), 0);
-        cr_assert_eq(store_keyring_insert(s, &r2), 0);
-        cr_assert_eq(store_key_insert(s, &k1), 0);
-        cr_assert_eq(store_key_insert(s, &k2), 0);
-        cr_assert_eq(store_key_insert(s, &k3), 0);
-        cr_assert_eq(store_key_insert(s, &k4), 0);
+        begin_with(s, RINGS(&r1, &r2), KEYS(&k1, &k2, &k3, &k4));
         StoreKey dup = key("0b", "kid-new", "r1", 1);
         cr_assert_eq(store_key_insert(s, &dup), -EEXIST, "duplicate id");
         dup = key("new", "kid-a", "r1", 1);
@@ -388,9 +389,14 @@ Test(store, key_crud) {
         cr_assert_str_eq(got->reason, "compromised");
         cr_assert(got->lost);
         store_key_free(got);
+        store_close(s);
+}
+
+Test(store, free_takes_null) {
+        cr_assert_null(store_keyring_free(NULL));
+        store_keyring_list_free(NULL);
         cr_assert_null(store_key_free(NULL));
         store_key_list_free(NULL);
-        store_close(s);
 }
 
 Test(store, list_with_an_unreadable_row_fails) {
@@ -400,10 +406,7 @@ Test(store, list_with_an_unreadable_row_fails) {
         StoreKey **l = NULL;
         size_t n = 99;
 
-        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
-        cr_assert_eq(store_keyring_insert(s, &r), 0);
-        cr_assert_eq(store_key_insert(s, &k1), 0);
-        cr_assert_eq(store_key_insert(s, &k2), 0);
+        begin_with(s, RINGS(&r), KEYS(&k1, &k2));
         cr_assert_eq(store_commit(s), 0);
         /* The second row: the first, already read, is freed with the list. */
         raw_exec("UPDATE keys SET alg = 'XS999' WHERE id = '02'");
@@ -414,24 +417,36 @@ Test(store, list_with_an_unreadable_row_fails) {
         store_close(s);
 }
 
+/* A row for each table, in the keyring "r" (an audit record with detail). */
+typedef struct Rows {
+        StoreKeyring r;
+        StoreKey k;
+        StoreRevokedToken t;
+        StoreAudit a;
+} Rows;
+
+static Rows rows_new(const char *detail) {
+        return (Rows){ .r = keyring("r", "issuer"),
+                       .k = key("01", "kid", "r", 1),
+                       .t = { .jti = (char *) "j", .exp = 10 },
+                       .a = audit("key.generate", detail) };
+}
+
 Test(store, writes_outside_a_transaction_refused) {
         Store *s = open_rw();
-        StoreKeyring r = keyring("r", "issuer");
-        StoreKey k = key("01", "kid", "r", 1);
-        StoreRevokedToken t = {.jti = (char *) "j", .exp = 10};
-        StoreAudit a = audit("key.generate", NULL);
+        Rows w = rows_new(NULL);
         char zeros[STORE_HASH_HEX + 1];
 
         memset(zeros, '0', STORE_HASH_HEX);
         zeros[STORE_HASH_HEX] = 0;
-        cr_assert_eq(store_keyring_insert(s, &r), -EINVAL);
-        cr_assert_eq(store_keyring_update(s, &r), -EINVAL);
-        cr_assert_eq(store_key_insert(s, &k), -EINVAL);
-        cr_assert_eq(store_key_update(s, &k), -EINVAL);
-        cr_assert_eq(store_revoked_token_insert(s, &t), -EINVAL);
+        cr_assert_eq(store_keyring_insert(s, &w.r), -EINVAL);
+        cr_assert_eq(store_keyring_update(s, &w.r), -EINVAL);
+        cr_assert_eq(store_key_insert(s, &w.k), -EINVAL);
+        cr_assert_eq(store_key_update(s, &w.k), -EINVAL);
+        cr_assert_eq(store_revoked_token_insert(s, &w.t), -EINVAL);
         cr_assert_eq(store_revoked_token_prune(s, 100), -EINVAL);
-        cr_assert_eq(store_audit_append(s, &a), -EINVAL);
-        cr_assert_eq(a.seq, 0, "output written on failure");
+        cr_assert_eq(store_audit_append(s, &w.a), -EINVAL);
+        cr_assert_eq(w.a.seq, 0, "output written on failure");
         cr_assert_eq(store_checkpoint_insert(s, 1, zeros, 1, "kid", "a.b.c"), -EINVAL);
         StoreKeyring *got = NULL;
         cr_assert_eq(store_keyring_get(s, "r", &got), -ENOENT, "nothing was written");
@@ -440,19 +455,14 @@ Test(store, writes_outside_a_transaction_refused) {
 
 Test(store, rollback_leaves_nothing) {
         Store *s = open_rw();
-        StoreKeyring r = keyring("r", "issuer");
-        StoreKey k = key("01", "kid", "r", 1);
-        StoreRevokedToken t = {.jti = (char *) "j", .exp = 10};
-        StoreAudit a = audit("key.generate", "{}");
+        Rows w = rows_new("{}");
         uint64_t seq = 99;
         char hash[STORE_HASH_HEX + 1];
 
-        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
-        cr_assert_eq(store_keyring_insert(s, &r), 0);
-        cr_assert_eq(store_key_insert(s, &k), 0);
-        cr_assert_eq(store_revoked_token_insert(s, &t), 0);
-        cr_assert_eq(store_audit_append(s, &a), 0);
-        cr_assert_eq(a.seq, 1);
+        begin_with(s, RINGS(&w.r), KEYS(&w.k));
+        cr_assert_eq(store_revoked_token_insert(s, &w.t), 0);
+        cr_assert_eq(store_audit_append(s, &w.a), 0);
+        cr_assert_eq(w.a.seq, 1);
         store_rollback(s);
 
         StoreKeyring *gr = NULL;
@@ -467,6 +477,72 @@ Test(store, rollback_leaves_nothing) {
 }
 
 /* ---- round trip through close and reopen ---- */
+
+/* A field of a record: its name, where it is, and its type (I64: int64_t, usec_t or uint64_t). */
+typedef enum FieldType { FIELD_STR, FIELD_CHARS, FIELD_INT, FIELD_I64, FIELD_BOOL } FieldType;
+
+typedef struct Field {
+        const char *name;
+        size_t offset;
+        FieldType type;
+} Field;
+
+#define FIELD(type, record, field) { #field, offsetof(record, field), FIELD_##type }
+
+static const Field keyring_fields[] = {
+        FIELD(STR, StoreKeyring, name),      FIELD(STR, StoreKeyring, kind),      FIELD(STR, StoreKeyring, policy),
+        FIELD(I64, StoreKeyring, owner_uid), FIELD(BOOL, StoreKeyring, disabled), FIELD(I64, StoreKeyring, created_at),
+};
+
+static const Field key_fields[] = {
+        FIELD(CHARS, StoreKey, id),       FIELD(CHARS, StoreKey, kid),      FIELD(STR, StoreKey, keyring),
+        FIELD(INT, StoreKey, alg),        FIELD(INT, StoreKey, state),      FIELD(STR, StoreKey, jwk),
+        FIELD(I64, StoreKey, created_at), FIELD(I64, StoreKey, publish_at), FIELD(I64, StoreKey, activate_at),
+        FIELD(I64, StoreKey, retire_at),  FIELD(I64, StoreKey, expire_at),  FIELD(I64, StoreKey, revoked_at),
+        FIELD(STR, StoreKey, reason),     FIELD(BOOL, StoreKey, lost),
+};
+
+static const Field audit_fields[] = {
+        FIELD(I64, StoreAudit, seq),     FIELD(I64, StoreAudit, time),        FIELD(I64, StoreAudit, uid),
+        FIELD(I64, StoreAudit, pid),     FIELD(STR, StoreAudit, comm),        FIELD(STR, StoreAudit, action),
+        FIELD(STR, StoreAudit, keyring), FIELD(STR, StoreAudit, kid),         FIELD(STR, StoreAudit, result),
+        FIELD(STR, StoreAudit, detail),  FIELD(CHARS, StoreAudit, prev_hash), FIELD(CHARS, StoreAudit, hash),
+};
+
+static const Field revoked_token_fields[] = {
+        FIELD(STR, StoreRevokedToken, jti),    FIELD(STR, StoreRevokedToken, keyring),
+        FIELD(I64, StoreRevokedToken, exp),    FIELD(I64, StoreRevokedToken, revoked_at),
+        FIELD(STR, StoreRevokedToken, reason),
+};
+
+/* A number field's value in the record. */
+static int64_t field_number(const Field *f, const void *record) {
+        const uint8_t *p = (const uint8_t *) record + f->offset;
+
+        switch (f->type) {
+        case FIELD_INT:
+                return *(const int *) p;
+        case FIELD_BOOL:
+                return *(const bool *) p;
+        default:
+                return *(const int64_t *) p;
+        }
+}
+
+/* Every field of the record read back (got) is the one of the record written (want). */
+static void assert_fields_eq(const char *what, const void *got, const void *want, const Field *fields, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                const Field *f = &fields[i];
+                const char *g = (const char *) got + f->offset, *w = (const char *) want + f->offset;
+
+                if (f->type == FIELD_STR)
+                        cr_assert(streq_ptr(*(char *const *) g, *(char *const *) w), "%s.%s", what, f->name);
+                else if (f->type == FIELD_CHARS)
+                        cr_assert_str_eq(g, w, "%s.%s", what, f->name);
+                else
+                        cr_assert_eq(field_number(f, got), field_number(f, want), "%s.%s", what, f->name);
+        }
+}
 
 Test(store, records_survive_reopen) {
         Store *s = open_rw();
@@ -492,9 +568,7 @@ Test(store, records_survive_reopen) {
                                .revoked_at = 1700000000000007,
                                .reason = (char *) "logout"};
 
-        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
-        cr_assert_eq(store_keyring_insert(s, &r), 0);
-        cr_assert_eq(store_key_insert(s, &k), 0);
+        begin_with(s, RINGS(&r), KEYS(&k));
         cr_assert_eq(store_audit_append(s, &a1), 0);
         cr_assert_eq(store_audit_append(s, &a2), 0);
         cr_assert_eq(store_revoked_token_insert(s, &t), 0);
@@ -506,30 +580,12 @@ Test(store, records_survive_reopen) {
                 cr_assert_eq(store_open(dbpath, ro ? STORE_READ_ONLY : 0, &s), 0);
                 StoreKeyring *gr;
                 cr_assert_eq(store_keyring_get(s, "agent-1001", &gr), 0);
-                cr_assert_str_eq(gr->name, r.name);
-                cr_assert_str_eq(gr->kind, r.kind);
-                cr_assert_str_eq(gr->policy, r.policy);
-                cr_assert_eq(gr->owner_uid, r.owner_uid);
-                cr_assert_eq(gr->disabled, r.disabled);
-                cr_assert_eq(gr->created_at, r.created_at);
+                assert_fields_eq("keyring", gr, &r, keyring_fields, ELEMENTSOF(keyring_fields));
                 store_keyring_free(gr);
 
                 StoreKey *gk;
                 cr_assert_eq(store_key_get(s, "a1b2c3", &gk), 0);
-                cr_assert_str_eq(gk->id, k.id);
-                cr_assert_str_eq(gk->kid, k.kid);
-                cr_assert_str_eq(gk->keyring, k.keyring);
-                cr_assert_eq(gk->alg, k.alg);
-                cr_assert_eq(gk->state, k.state);
-                cr_assert_str_eq(gk->jwk, k.jwk);
-                cr_assert_eq(gk->created_at, k.created_at);
-                cr_assert_eq(gk->publish_at, k.publish_at);
-                cr_assert_eq(gk->activate_at, k.activate_at);
-                cr_assert_eq(gk->retire_at, k.retire_at);
-                cr_assert_eq(gk->expire_at, k.expire_at);
-                cr_assert_eq(gk->revoked_at, k.revoked_at);
-                cr_assert_str_eq(gk->reason, k.reason);
-                cr_assert_eq(gk->lost, k.lost);
+                assert_fields_eq("key", gk, &k, key_fields, ELEMENTSOF(key_fields));
                 store_key_free(gk);
 
                 StoreAudit **l;
@@ -537,20 +593,8 @@ Test(store, records_survive_reopen) {
                 cr_assert_eq(store_audit_list(s, 0, 10, &l, &n), 0);
                 cr_assert_eq(n, 2);
                 const StoreAudit *want[] = {&a1, &a2};
-                for (size_t i = 0; i < 2; i++) {
-                        cr_assert_eq(l[i]->seq, want[i]->seq);
-                        cr_assert_eq(l[i]->time, want[i]->time);
-                        cr_assert_eq(l[i]->uid, want[i]->uid);
-                        cr_assert_eq(l[i]->pid, want[i]->pid);
-                        cr_assert(streq_ptr(l[i]->comm, want[i]->comm));
-                        cr_assert_str_eq(l[i]->action, want[i]->action);
-                        cr_assert(streq_ptr(l[i]->keyring, want[i]->keyring));
-                        cr_assert(streq_ptr(l[i]->kid, want[i]->kid));
-                        cr_assert_str_eq(l[i]->result, want[i]->result);
-                        cr_assert(streq_ptr(l[i]->detail, want[i]->detail));
-                        cr_assert_str_eq(l[i]->prev_hash, want[i]->prev_hash);
-                        cr_assert_str_eq(l[i]->hash, want[i]->hash);
-                }
+                for (size_t i = 0; i < 2; i++)
+                        assert_fields_eq("audit", l[i], want[i], audit_fields, ELEMENTSOF(audit_fields));
                 cr_assert_str_eq(l[1]->prev_hash, l[0]->hash);
                 store_audit_list_free(l);
                 cr_assert_eq(store_audit_verify(s, NULL), 0);
@@ -558,11 +602,7 @@ Test(store, records_survive_reopen) {
                 StoreRevokedToken **tl;
                 cr_assert_eq(store_revoked_token_list(s, &tl, &n), 0);
                 cr_assert_eq(n, 1);
-                cr_assert_str_eq(tl[0]->jti, t.jti);
-                cr_assert_str_eq(tl[0]->keyring, t.keyring);
-                cr_assert_eq(tl[0]->exp, t.exp);
-                cr_assert_eq(tl[0]->revoked_at, t.revoked_at);
-                cr_assert_str_eq(tl[0]->reason, t.reason);
+                assert_fields_eq("revoked token", tl[0], &t, revoked_token_fields, ELEMENTSOF(revoked_token_fields));
                 store_revoked_token_list_free(tl);
 
                 uint64_t seq;
@@ -589,13 +629,9 @@ Test(store, one_active_one_next_per_keyring) {
 
         a1.state = a2.state = a3.state = KEY_STATE_ACTIVE;
         n1.state = n2.state = KEY_STATE_NEXT;
-        cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
-        cr_assert_eq(store_keyring_insert(s, &r1), 0);
-        cr_assert_eq(store_keyring_insert(s, &r2), 0);
-        cr_assert_eq(store_key_insert(s, &a1), 0);
+        begin_with(s, RINGS(&r1, &r2), KEYS(&a1, &n1));
         cr_assert_eq(store_key_insert(s, &a2), -EEXIST, "a second active key in one keyring is refused");
         cr_assert_eq(store_key_insert(s, &a3), 0, "another keyring has its own active key");
-        cr_assert_eq(store_key_insert(s, &n1), 0);
         cr_assert_eq(store_key_insert(s, &n2), -EEXIST, "a second next key in one keyring is refused");
         /* Promoting next while the old active is still active is refused too: order matters in a rotation. */
         n1.state = KEY_STATE_ACTIVE;
