@@ -339,12 +339,13 @@ int engine_plan_and_apply(Engine *e, Ring *r, const Change *c, usec_t now, Lifec
                 plan->expire = NULL;
                 return rc;
         }
-        if (plan->promote && streq(c->reason, "scheduled"))
-                c = &(Change){ .actor = c->actor,
-                               .reason = ring_key_in_state(r, KEY_STATE_RETIRED) ||
-                                                         ring_key_in_state(r, KEY_STATE_REVOKED)
-                                                 ? "repair"
-                                                 : "initial" };
+        /* A scheduled pass that promotes says why: a keyring's first key, or a repair. */
+        Change promoted = { .actor = c->actor, .reason = "initial" };
+        if (plan->promote && streq(c->reason, "scheduled")) {
+                if (ring_key_in_state(r, KEY_STATE_RETIRED) || ring_key_in_state(r, KEY_STATE_REVOKED))
+                        promoted.reason = "repair";
+                c = &promoted;
+        }
         rc = apply_plan(e, r, plan, c);
         plan->expire = NULL;
         return rc < 0 ? rc : 1;
