@@ -116,8 +116,8 @@ int engine_plan_and_apply(Engine *e, Ring *r, const Change *c, usec_t now, Lifec
 int engine_tick_ring(Engine *e, Ring *r, usec_t now);
 
 /* repair.c */
-/* A keyring marked lost (RingView.signer_lost): its active and next keys searched afresh in the token, each one gone
- * demoted (audited "key.lost"), and its view reloaded. The number of keys found lost, or a negative errno. */
+/* A keyring with keys reported lost (Ring.search_lost, RingView.signer_lost): its active and next keys searched afresh
+ * in the token, each one gone demoted (audited "key.lost"), and its view reloaded. The number of keys found lost, or a negative errno. */
 int engine_demote_lost_keys(Engine *e, Ring *r);
 /* Move a key that must not sign out of next/active in one transaction with its audit record: lost (active → retired,
  * still published; next → expired) or refused (revoked). */

@@ -86,6 +86,8 @@ int engine_demote_lost_keys(Engine *e, Ring *r) {
         int lost = find_lost(e, r, ids), rc;
 
         rc = lost > 0 ? demote_lost(e, r, ids) : 0;
+        if (rc >= 0)
+                r->search_lost = false;
         /* The view again, from the store (its signer opened afresh): the keyring is no longer marked lost. */
         if (rc >= 0)
                 rc = engine_reload_ring(e, r);
@@ -105,11 +107,14 @@ int engine_repair_lost(Engine *e, const char *name, const char *kid) {
                 return 0; /* already repaired, or rotated meanwhile */
         if (find_lost(e, r, ids) == 0)
                 return 0;
-        /* Until the repair is done, the keyring cannot sign (and /healthz says so); the pass below (or, if it fails,
-         * the next one) demotes the lost keys and repairs the keyring by its policy. */
-        engine_write_lock(e);
-        r->view->signer_lost = true;
-        engine_write_unlock(e);
+        /* Until the repair is done, a keyring whose active key is gone cannot sign (and /healthz says so); the pass
+         * below (or, if it fails, the next one) demotes the lost keys and repairs the keyring by its policy. */
+        if (ids[0][0]) {
+                engine_write_lock(e);
+                r->view->signer_lost = true;
+                engine_write_unlock(e);
+        }
+        r->search_lost = true;
         rc = engine_tick_ring(e, r, engine_now(e));
         return rc < 0 ? rc : 1;
 }

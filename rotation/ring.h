@@ -52,6 +52,7 @@ struct Ring {
         ScheduleItem due;
         RingView *view;
         bool repair_pending; /* a signer found the active key gone; the loop's repair is queued */
+        bool search_lost;    /* event loop only: the next pass searches the token for lost keys and demotes them */
 };
 
 /* A keyring with an empty view. NULL when out of memory. */

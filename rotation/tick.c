@@ -36,7 +36,7 @@ int engine_tick_ring(Engine *e, Ring *r, usec_t now) {
         char why[160];
         int rc;
 
-        if (r->view->signer_lost && (rc = engine_demote_lost_keys(e, r)) < 0) {
+        if ((r->search_lost || r->view->signer_lost) && (rc = engine_demote_lost_keys(e, r)) < 0) {
                 snprintf(why, sizeof why, "the active key was lost from the token and its repair failed: %s",
                          strerror(-rc));
                 set_health(e, r, now + e->opts.retry_delay, why);
