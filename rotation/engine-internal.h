@@ -79,7 +79,6 @@ int engine_reload_ring(Engine *e, Ring *r);
 void engine_schedule(Engine *e, Ring *r, usec_t due);
 
 /* tokens.c */
-int engine_load_denied(Engine *e);
 void engine_prune_denied(Engine *e);
 
 /* keygen.c */
@@ -116,6 +115,9 @@ int engine_plan_and_apply(Engine *e, Ring *r, const Change *c, usec_t now, Lifec
 int engine_tick_ring(Engine *e, Ring *r, usec_t now);
 
 /* repair.c */
+/* The keyring's active and next keys that a fresh search of the token does not find: their ids in ids[] ("" for
+ * one that is there), and how many. */
+int engine_find_lost(Engine *e, Ring *r, char ids[2][STORE_KEY_ID_MAX + 1]);
 /* A keyring with keys reported lost (Ring.search_lost, RingView.signer_lost): its active and next keys searched afresh
  * in the token, each one gone demoted (audited "key.lost"), and its view reloaded. The number of keys found lost, or a negative errno. */
 int engine_demote_lost_keys(Engine *e, Ring *r);

@@ -287,6 +287,17 @@ void engine_schedule(Engine *e, Ring *r, usec_t due) {
         pthread_rwlock_unlock(&e->lock);
 }
 
+/* The denied tokens of the store, into the denylist verification asks. */
+static int load_denied(Engine *e) {
+        StoreRevokedToken **l = NULL;
+        size_t n = 0;
+        int rc = store_revoked_token_list(e->store, &l, &n);
+        for (size_t i = 0; rc >= 0 && i < n; i++)
+                rc = denylist_add(e->denied, l[i]->jti, l[i]->exp);
+        store_revoked_token_list_free(l);
+        return rc;
+}
+
 int engine_load(Engine *e) {
         StoreKeyring **rows = NULL;
         size_t n = 0;
@@ -319,7 +330,7 @@ int engine_load(Engine *e) {
         }
         store_keyring_list_free(rows);
         if (r >= 0)
-                r = engine_load_denied(e);
+                r = load_denied(e);
         return r;
 }
 

@@ -62,8 +62,7 @@ static int demote_lost(Engine *e, Ring *r, char ids[2][STORE_KEY_ID_MAX + 1]) {
         return 0;
 }
 
-/* The keyring's active and next keys that a fresh search of the token does not find: their ids in ids[], how many. */
-static int find_lost(Engine *e, Ring *r, char ids[2][STORE_KEY_ID_MAX + 1]) {
+int engine_find_lost(Engine *e, Ring *r, char ids[2][STORE_KEY_ID_MAX + 1]) {
         const StoreKey *live[2] = { ring_key_in_state(r, KEY_STATE_ACTIVE), ring_key_in_state(r, KEY_STATE_NEXT) };
         int lost = 0;
 
@@ -83,7 +82,7 @@ static int find_lost(Engine *e, Ring *r, char ids[2][STORE_KEY_ID_MAX + 1]) {
 
 int engine_demote_lost_keys(Engine *e, Ring *r) {
         char ids[2][STORE_KEY_ID_MAX + 1];
-        int lost = find_lost(e, r, ids), rc;
+        int lost = engine_find_lost(e, r, ids), rc;
 
         rc = lost > 0 ? demote_lost(e, r, ids) : 0;
         if (rc >= 0)
@@ -92,29 +91,4 @@ int engine_demote_lost_keys(Engine *e, Ring *r) {
         if (rc >= 0)
                 rc = engine_reload_ring(e, r);
         return rc < 0 ? rc : lost;
-}
-
-int engine_repair_lost(Engine *e, const char *name, const char *kid) {
-        Ring *r = engine_get_ring(e, name);
-        const StoreKey *active = r ? ring_key_in_state(r, KEY_STATE_ACTIVE) : NULL;
-        char ids[2][STORE_KEY_ID_MAX + 1];
-        int rc;
-
-        if (!r || r->disabled)
-                return 0;
-        __atomic_store_n(&r->repair_pending, false, __ATOMIC_RELEASE);
-        if (!active || !kid || !streq(active->kid, kid))
-                return 0; /* already repaired, or rotated meanwhile */
-        if (find_lost(e, r, ids) == 0)
-                return 0;
-        /* Until the repair is done, a keyring whose active key is gone cannot sign (and /healthz says so); the pass
-         * below (or, if it fails, the next one) demotes the lost keys and repairs the keyring by its policy. */
-        if (ids[0][0]) {
-                engine_write_lock(e);
-                r->view->signer_lost = true;
-                engine_write_unlock(e);
-        }
-        r->search_lost = true;
-        rc = engine_tick_ring(e, r, engine_now(e));
-        return rc < 0 ? rc : 1;
 }

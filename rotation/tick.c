@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The schedule's pass: every keyring that is due is planned and applied (rotation/transition.c), then told when it is
- * next due and whether it is degraded. */
+ * next due and whether it is degraded; and the same pass at once for a keyring whose signer found its key gone
+ * (engine_repair_lost(), with rotation/repair.c). */
 #include <stdio.h>
 
 #include "common/crypto-util.h"
@@ -81,4 +82,29 @@ int engine_tick(Engine *e, usec_t *ret_next_due) {
         if (ret_next_due)
                 *ret_next_due = schedule_next_due(&e->schedule);
         return changed;
+}
+
+int engine_repair_lost(Engine *e, const char *name, const char *kid) {
+        Ring *r = engine_get_ring(e, name);
+        const StoreKey *active = r ? ring_key_in_state(r, KEY_STATE_ACTIVE) : NULL;
+        char ids[2][STORE_KEY_ID_MAX + 1];
+        int rc;
+
+        if (!r || r->disabled)
+                return 0;
+        __atomic_store_n(&r->repair_pending, false, __ATOMIC_RELEASE);
+        if (!active || !kid || !streq(active->kid, kid))
+                return 0; /* already repaired, or rotated meanwhile */
+        if (engine_find_lost(e, r, ids) == 0)
+                return 0;
+        /* Until the repair is done, a keyring whose active key is gone cannot sign (and /healthz says so); the pass
+         * below (or, if it fails, the next one) demotes the lost keys and repairs the keyring by its policy. */
+        if (ids[0][0]) {
+                engine_write_lock(e);
+                r->view->signer_lost = true;
+                engine_write_unlock(e);
+        }
+        r->search_lost = true;
+        rc = engine_tick_ring(e, r, engine_now(e));
+        return rc < 0 ? rc : 1;
 }

@@ -26,16 +26,6 @@ int engine_deny_token(Engine *e, const char *jti, const char *ring, usec_t exp, 
         return denylist_add(e->denied, jti, exp);
 }
 
-int engine_load_denied(Engine *e) {
-        StoreRevokedToken **l = NULL;
-        size_t n = 0;
-        int rc = store_revoked_token_list(e->store, &l, &n);
-        for (size_t i = 0; rc >= 0 && i < n; i++)
-                rc = denylist_add(e->denied, l[i]->jti, l[i]->exp);
-        store_revoked_token_list_free(l);
-        return rc;
-}
-
 void engine_prune_denied(Engine *e) {
         usec_t now = engine_now(e);
         if (denylist_prune(e->denied, now) > 0 && store_begin(e->store, STORE_COMMITTED) >= 0) {
