@@ -6,10 +6,6 @@
 #include "common/log.h"
 #include "rotation/engine-internal.h"
 
-const Actor *engine_actor_self(void) {
-        return actor_self();
-}
-
 static usec_t real_clock(void *userdata) {
         (void) userdata;
         return now_realtime();

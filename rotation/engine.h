@@ -21,8 +21,6 @@
 typedef struct Engine Engine;
 typedef struct Ring Ring;
 
-/* keyd itself, as an actor (rotation/audit.h). */
-const Actor *engine_actor_self(void);
 
 /* A committed change, for the daemon's log. */
 typedef struct EngineEvent {

@@ -12,6 +12,13 @@ static const char *const revoke_reason_table[_REVOKE_REASON_MAX] = {
 
 DEFINE_STRING_TABLE_LOOKUP(revoke_reason, RevokeReason);
 
+StoreKey *keys_in_state(StoreKey *const *keys, size_t n, KeyState s) {
+        for (size_t i = 0; i < n; i++)
+                if (keys[i]->state == s)
+                        return keys[i];
+        return NULL;
+}
+
 usec_t lifecycle_rotation_due(const StoreKey *active, const StoreKey *next, const Policy *p) {
         usec_t a = active->activate_at + p->rotation_period, b = next->publish_at + p->prepublish;
         return MAX(a, b);

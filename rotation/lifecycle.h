@@ -32,6 +32,9 @@ static inline bool lifecycle_plan_empty(const LifecyclePlan *p) {
  * is assumed (the store enforces it); more is -EUCLEAN. */
 int lifecycle_plan(StoreKey *const *keys, size_t n, const Policy *p, bool disabled, usec_t now, LifecyclePlan *plan);
 
+/* The first of keys[0..n) in state s, or NULL. */
+StoreKey *keys_in_state(StoreKey *const *keys, size_t n, KeyState s);
+
 /* When the next scheduled rotation of a keyring with these active and next keys is due. */
 usec_t lifecycle_rotation_due(const StoreKey *active, const StoreKey *next, const Policy *p);
 

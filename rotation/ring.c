@@ -10,6 +10,7 @@
 #include "jose/jwk.h"
 #include "jose/jws.h"
 #include "rotation/engine.h"
+#include "rotation/lifecycle.h"
 #include "rotation/ring.h"
 
 Ring *ring_new(const char *name, RingKind kind, int64_t owner_uid, const Policy *policy) {
@@ -117,14 +118,11 @@ static int sign_revocations(const Ring *r, RingView *v, usec_t now) {
 
 /* The active key in the token: the current signer if the active key is the same, else opened. */
 static int view_signer(const Ring *r, Hsm *hsm, RingView *v) {
-        const StoreKey *active = NULL;
+        const StoreKey *active = keys_in_state(v->keys, v->n_keys, KEY_STATE_ACTIVE);
         uint8_t id[HSM_ID_MAX];
         size_t n;
         int rc;
 
-        for (size_t i = 0; i < v->n_keys; i++)
-                if (v->keys[i]->state == KEY_STATE_ACTIVE)
-                        active = v->keys[i];
         if (!active || r->disabled)
                 return 0;
         if (r->view && r->view->signer && !r->view->signer_lost && streq(r->view->signer_kid, active->kid)) {
@@ -284,10 +282,7 @@ StoreKey *const *ring_keys(const Ring *r, size_t *ret_n) {
 }
 
 const StoreKey *ring_key_in_state(const Ring *r, KeyState s) {
-        for (size_t i = 0; i < r->view->n_keys; i++)
-                if (r->view->keys[i]->state == s)
-                        return r->view->keys[i];
-        return NULL;
+        return keys_in_state(r->view->keys, r->view->n_keys, s);
 }
 
 const char *ring_jwks(const Ring *r, usec_t now, size_t *ret_len, const char **ret_etag, unsigned *ret_max_age) {

@@ -48,12 +48,13 @@ static json_t *public_members(const char *jwk_text) {
 
 /* The JWS header of a signature by the ring's signer: alg and kid (and with embed_jwk, the public key) set in h. */
 static int signer_header(Ring *ring, json_t *h, bool embed_jwk) {
-        const StoreKey *active = ring_key_in_state(ring, KEY_STATE_ACTIVE);
+        const StoreKey *active;
         if (json_object_set_new(h, "alg", json_string(keyd_alg_to_string(hsm_key_alg(ring->view->signer)))) < 0 ||
             json_object_set_new(h, "kid", json_string(ring->view->signer_kid)) < 0)
                 return -ENOMEM;
         if (!embed_jwk)
                 return 0;
+        active = ring_key_in_state(ring, KEY_STATE_ACTIVE);
         if (!active)
                 return -ENOKEY;
         return json_object_set_new(h, "jwk", public_members(active->jwk)) < 0 ? -ENOMEM : 0;

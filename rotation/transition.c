@@ -72,13 +72,6 @@ static void add_gone(Transition *t, const StoreKey *k) {
         memcpy(t->gone[t->n_gone++], k->id, sizeof t->gone[0]);
 }
 
-static StoreKey *key_in_state(Transition *t, KeyState s) {
-        for (size_t i = 0; i < t->n_keys; i++)
-                if (t->keys[i]->state == s)
-                        return t->keys[i];
-        return NULL;
-}
-
 static int revoke_one(Transition *t, StoreKey *k, const char *reason) {
         char *copy = strdup(reason);
         if (!copy)
@@ -121,7 +114,7 @@ static int step_revoke(Transition *t) {
 
 /* Expire: retired keys whose time has come, and a next key the policy no longer fits. */
 static void step_expire(Transition *t, const LifecyclePlan *plan) {
-        StoreKey *next = key_in_state(t, KEY_STATE_NEXT);
+        StoreKey *next = keys_in_state(t->keys, t->n_keys, KEY_STATE_NEXT);
 
         for (size_t i = 0; i < plan->n_expire; i++) {
                 t->keys[plan->expire[i]]->state = KEY_STATE_EXPIRED;
@@ -143,7 +136,8 @@ static void add_fresh(Transition *t, StoreKey *k) {
 /* Promote: the active key retires (rotation) and next, or a fresh key, becomes active; a fresh next key comes. The
  * fresh keys move into the transition. */
 static int step_promote(Transition *t, const LifecyclePlan *plan, StoreKey **fresh_active, StoreKey **fresh_next) {
-        StoreKey *active = key_in_state(t, KEY_STATE_ACTIVE), *next = key_in_state(t, KEY_STATE_NEXT);
+        StoreKey *active = keys_in_state(t->keys, t->n_keys, KEY_STATE_ACTIVE),
+                 *next = keys_in_state(t->keys, t->n_keys, KEY_STATE_NEXT);
         const Policy *p = &t->r->policy;
 
         if (plan->rotate && active) {

@@ -98,7 +98,7 @@ static void create_ring(Fixture *f, const char *name, RingKind kind, bool raw_si
         if (r < 0 && r != -ENOENT)
                 fail(r, "policy allow-raw-sign");
         spec.policy = &p;
-        r = engine_create_ring(f->engine, &spec, engine_actor_self());
+        r = engine_create_ring(f->engine, &spec, actor_self());
         if (r < 0)
                 fail(r, "create keyring %s", name);
         policy_done(&p);
