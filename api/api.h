@@ -20,7 +20,6 @@ typedef struct ApiConfig {
         const char *public_listen; /* "HOST:PORT", or NULL; ignored when public_fd >= 0 */
         int public_fd;
         const char *db_path;     /* for reading the audit log */
-        unsigned workers;        /* concurrent signers (token sessions); 0 = one per core */
         char **admin_users, **admin_groups;
         unsigned max_connections, max_connections_per_uid;
         unsigned idle_timeout;   /* seconds */

@@ -6,9 +6,21 @@
 #include "api/api-internal.h"
 #include "common/crypto-util.h"
 
+/* The token's part of /healthz: up, or down and why (keyd answers 503 for everything that signs until it is up). */
+static json_t *token_health(Engine *e, bool *ret_up) {
+        HsmHealth th;
+        hsm_health(engine_hsm(e), &th);
+        *ret_up = th.up;
+        return json_pack("{s:b, s:s?, s:{s:i, s:i, s:i, s:i}, s:I}", "up", th.up, "reason",
+                         th.up ? NULL : th.reason, "sessions", "busy", (int) th.sessions_busy, "idle",
+                         (int) th.sessions_idle, "stuck", (int) th.sessions_stuck, "max", (int) th.max_sessions,
+                         "reinits", (json_int_t) th.reinits);
+}
+
 int h_healthz(Request *rq, const char *arg, Reply *rp) {
         Engine *e = rq->api->engine;
-        json_t *degraded = json_array();
+        json_t *degraded = json_array(), *token;
+        bool token_up;
         size_t n;
         (void) arg;
 
@@ -21,9 +33,12 @@ int h_healthz(Request *rq, const char *arg, Reply *rp) {
                         json_array_append_new(degraded, json_string(ring_name(r)));
         }
         engine_read_unlock(e);
-        return reply_json(rp, MHD_HTTP_OK,
-                          json_pack("{s:s, s:I, s:o, s:s}", "status", json_array_size(degraded) ? "degraded" : "ok",
-                                    "keyrings", (json_int_t) n, "degraded", degraded, "version", KEYD_VERSION));
+        token = token_health(e, &token_up);
+        /* A load balancer takes a 503 as "send no signing traffic here": the token cannot sign. */
+        const char *status = !token_up ? "unavailable" : json_array_size(degraded) ? "degraded" : "ok";
+        return reply_json(rp, token_up ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                          json_pack("{s:s, s:I, s:o, s:o, s:s}", "status", status, "keyrings", (json_int_t) n,
+                                    "degraded", degraded, "token", token, "version", KEYD_VERSION));
 }
 
 static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...) _printf_(4, 5);

@@ -44,8 +44,10 @@ static const struct {
         { -EINVAL, MHD_HTTP_BAD_REQUEST, "bad_request", "invalid" },
         { -ECANCELED, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "keyd is stopping" },
         { -ENOKEY, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "the keyring has no usable active key" },
-        { -ETIMEDOUT, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
-          "no token session came free in time (the token is overloaded or hung)" },
+        { -ETIMEDOUT, MHD_HTTP_SERVICE_UNAVAILABLE, "token_unavailable",
+          "the token did not answer in time (it is overloaded or hung)" },
+        { -ENODEV, MHD_HTTP_SERVICE_UNAVAILABLE, "token_unavailable",
+          "the token is unavailable (see /healthz); keyd is re-initialising it" },
 };
 
 int reply_errno(Reply *rp, int r, const char *what) {

@@ -220,6 +220,8 @@ static const ConfigItem config_table[] = {
         { "token", "reconcile-max-destroy", config_parse_unsigned, offsetof(Config, reconcile_max_destroy), 1,
           100000 },
         { "token", "session-wait", config_parse_duration, offsetof(Config, session_wait), 1, 600 },
+        { "token", "max-sessions", config_parse_unsigned, offsetof(Config, max_sessions), 1, 1024 },
+        { "token", "sign-timeout", config_parse_duration, offsetof(Config, sign_timeout), 1, 600 },
         { "store", "path", config_parse_path, offsetof(Config, store_path), 0, PATH_LEN },
         { "api", "socket", config_parse_path, offsetof(Config, socket), 0, SOCKET_LEN },
         { "api", "workers", config_parse_unsigned, offsetof(Config, workers), 0, 256 },
@@ -245,6 +247,8 @@ int config_init(Config *c) {
                 .checkpoint_interval = 3600 * USEC_PER_SEC,
                 .reconcile_max_destroy = 8,
                 .session_wait = 5 * USEC_PER_SEC,
+                .max_sessions = 64,
+                .sign_timeout = 5 * USEC_PER_SEC,
         };
         if (!(c->module = strdup(KEYD_DEFAULT_MODULE)) || !(c->store_path = strdup("/var/lib/keyd/keyd.db")) ||
             !(c->socket = strdup("/run/keyd/keyd.sock")) || strv_split("root", &c->admin_users) < 0 ||

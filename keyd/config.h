@@ -25,11 +25,13 @@ typedef struct Config {
         char *softhsm2_conf; /* softhsm2-conf = PATH: exported as SOFTHSM2_CONF before the module loads */
         unsigned reconcile_max_destroy; /* reconcile-max-destroy = N (default 8): past it, reconcile destroys none */
         usec_t session_wait; /* session-wait = DURATION, 1s..600s (default 5s): a signer's longest wait for a session */
+        unsigned max_sessions; /* max-sessions = N, 1..1024 (default 64): signing sessions open at once, at most */
+        usec_t sign_timeout;   /* sign-timeout = DURATION, 1s..600s (default 5s): a signer's longest wait for the token */
         /* [store] */
         char *store_path;    /* path = PATH (default /var/lib/keyd/keyd.db) */
         /* [api] */
         char *socket;        /* socket = PATH (default /run/keyd/keyd.sock) */
-        unsigned workers;    /* workers = N, 0..256 (0 = one per core) */
+        unsigned workers;    /* workers = N, 0..256: accepted and unused (signing concurrency is max-sessions) */
         char **admin_users;  /* admin-users = root alice */
         char **admin_groups; /* admin-groups = keyd-admin */
         unsigned max_connections;         /* max-connections = N, 1..65536 (default 256) */

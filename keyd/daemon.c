@@ -51,7 +51,8 @@ typedef struct Daemon {
         AuditLog *audit;
         int lock_fd;            /* flock()ed: one keyd per database */
         sd_event *event;
-        sd_event_source *timer, *checkpoint;
+        sd_event_source *timer, *checkpoint, *health;
+        bool token_up;          /* as STATUS= last said */
 } Daemon;
 
 static void on_event(const EngineEvent *ev, void *userdata) {
@@ -86,7 +87,14 @@ static void notify_status(Daemon *d) {
 
         for (size_t i = 0; i < n; i++)
                 degraded += !ring_healthy(engine_ring_at(d->engine, i));
-        off += (size_t) snprintf(buf, sizeof buf, "STATUS=%zu keyring(s), %zu degraded", n, degraded);
+        HsmHealth th;
+        hsm_health(d->hsm, &th);
+        d->token_up = th.up;
+        if (!th.up)
+                off += (size_t) snprintf(buf, sizeof buf, "STATUS=TOKEN UNAVAILABLE (%s); ", th.reason);
+        else
+                off += (size_t) snprintf(buf, sizeof buf, "STATUS=");
+        off += (size_t) snprintf(buf + off, sizeof buf - off, "%zu keyring(s), %zu degraded", n, degraded);
         for (size_t i = 0; i < n && i < 4 && off < sizeof buf - 128; i++) {
                 Ring *r = engine_ring_at(d->engine, i);
                 const StoreKey *a = ring_key_in_state(r, KEY_STATE_ACTIVE);
@@ -158,6 +166,27 @@ static int on_checkpoint(sd_event_source *s, uint64_t usec, void *userdata) {
         Daemon *d = userdata;
         write_checkpoint(d);
         (void) sd_event_source_set_time(s, usec + (uint64_t) d->config.checkpoint_interval);
+        return 0;
+}
+
+/* The token's health, every HEALTH_INTERVAL: STATUS= says when it changes, and a token that came back is given a
+ * lifecycle pass at once (a transition that failed while it was down is retried). */
+#define HEALTH_INTERVAL (500 * USEC_PER_MSEC)
+static int on_health(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+        HsmHealth th;
+        int r = 0;
+
+        hsm_health(d->hsm, &th);
+        if (th.up != d->token_up) {
+                if (th.up)
+                        r = run_tick(d); /* says STATUS= too */
+                else
+                        notify_status(d);
+        }
+        (void) sd_event_source_set_time(s, usec + (uint64_t) HEALTH_INTERVAL);
+        if (r < 0)
+                log_warning_errno(r, "Lifecycle pass after the token came back failed: %m");
         return 0;
 }
 
@@ -320,7 +349,6 @@ static int start_api(Daemon *d) {
                 .public_listen = c->public_listen,
                 .public_fd = public_fd,
                 .db_path = c->store_path,
-                .workers = c->workers,
                 .admin_users = c->admin_users,
                 .admin_groups = c->admin_groups,
                 .max_connections = c->max_connections,
@@ -492,8 +520,9 @@ static int daemon_start(Daemon *d) {
         if (c->softhsm2_conf && setenv("SOFTHSM2_CONF", c->softhsm2_conf, 1) < 0)
                 return log_oom();
         HsmConfig hc = { .module = c->module, .uri = c->uri, .pin_file = c->pin_file,
-                         .sessions = (c->workers ? c->workers : (unsigned) sysconf(_SC_NPROCESSORS_ONLN)) + 1,
-                         .session_wait_ms = (unsigned) (c->session_wait / USEC_PER_MSEC) };
+                         .sessions = c->max_sessions,
+                         .session_wait_ms = (unsigned) (c->session_wait / USEC_PER_MSEC),
+                         .sign_timeout_ms = (unsigned) (c->sign_timeout / USEC_PER_MSEC) };
         r = hsm_open(&hc, &d->hsm);
         if (r == -EACCES)
                 return log_error_errno(r, "Cannot log in to the token %s: wrong PIN (%s). Not retrying, so that the "
@@ -541,6 +570,7 @@ static void daemon_stop(Daemon *d) {
         if (d->job_fd >= 0)
                 close(d->job_fd);
         d->checkpoint = sd_event_source_unref(d->checkpoint);
+        d->health = sd_event_source_unref(d->health);
         d->timer = sd_event_source_unref(d->timer);
         d->event = sd_event_unref(d->event);
         d->engine = engine_free(d->engine);
@@ -590,6 +620,11 @@ int daemon_run(const DaemonOptions *o) {
                                                &d);
         if (r >= 0)
                 r = sd_event_source_set_enabled(d.checkpoint, SD_EVENT_ON);
+        if (r >= 0)
+                r = sd_event_add_time_relative(d.event, &d.health, CLOCK_MONOTONIC, (uint64_t) HEALTH_INTERVAL,
+                                               50 * USEC_PER_MSEC, on_health, &d);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(d.health, SD_EVENT_ON);
         if (r >= 0) {
                 d.job_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
                 r = d.job_fd < 0 ? negative_errno() : sd_event_add_io(d.event, &d.job_source, d.job_fd, EPOLLIN, on_jobs, &d);

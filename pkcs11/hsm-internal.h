@@ -4,13 +4,15 @@
 /* The token layer's internals, shared by its .c files and by its tests. */
 #include <p11-kit/pkcs11.h>
 #include <pthread.h>
+#include <stdint.h>
+
+#include "common/macro.h"
 
 #include "pkcs11/hsm.h"
 
-typedef struct HsmSession {
-        CK_SESSION_HANDLE handle;
-        struct HsmSession *next_free;
-} HsmSession;
+typedef struct HsmJob HsmJob;
+
+#define HSM_ERROR_KINDS 64
 
 struct Hsm {
         void *dl;
@@ -18,20 +20,47 @@ struct Hsm {
         CK_SLOT_ID slot;
         char label[33];
         char serial[17];
+        char *uri;          /* to find the token again after a re-initialisation */
+        char *index_prefix; /* the label prefix of the index, to list the token again after one */
 
         /* Where the PIN comes from, kept so that a lost login can be redone. Never the PIN itself. */
         char *pin_path;
 
-        /* A session held open for the life of the Hsm: login state lives as long as any session does. */
-        CK_SESSION_HANDLE anchor;
-        pthread_mutex_t admin_lock; /* serialises the anchor session: keygen, listing, destroy, re-login */
+        /* Every call into the module holds module_lock for reading; a re-initialisation (C_Finalize + C_Initialize)
+         * takes it for writing, so that no call is ever inside the module while it is torn down. generation counts
+         * re-initialisations: sessions and object handles of an older generation are dead. */
+        pthread_rwlock_t module_lock;
+        unsigned generation;
 
-        HsmSession *sessions;
-        unsigned n_sessions;
-        HsmSession *free_list;
-        unsigned session_wait_ms;   /* how long a signer waits for a free session */
+        /* A session held open for the life of a generation: login state lives as long as any session does. */
+        CK_SESSION_HANDLE anchor;
+        pthread_mutex_t admin_lock; /* serialises the anchor session: keygen, listing, destroy, re-login; the index */
+
+        /* Signing (signer.c): jobs queued for worker threads, each of which owns one session. Workers are started
+         * on demand up to max_sessions and stop (closing their session) when idle. */
         pthread_mutex_t pool_lock;
-        pthread_cond_t pool_cond;   /* on CLOCK_MONOTONIC */
+        pthread_cond_t work_cond;    /* a job was queued, or stopping; on CLOCK_MONOTONIC */
+        pthread_cond_t workers_cond; /* a worker exited */
+        HsmJob *queue_head, *queue_tail;
+        unsigned max_sessions, n_workers, n_idle, n_busy, n_sessions, n_stuck;
+        unsigned session_wait_ms, sign_timeout_ms, idle_ms;
+        unsigned sign_us; /* moving average of the token's time per signature */
+        bool stopping, spin;
+
+        /* Health (health.c): whether the token can sign, and why not. A down token is re-initialised by the
+         * recovery thread, with backoff. */
+        pthread_mutex_t health_lock;
+        pthread_cond_t health_cond;
+        bool up, pin_rejected, recovery_stop;
+        char down_reason[160];
+        unsigned failures; /* consecutive failed signatures */
+        uint64_t reinits;
+        pthread_t recovery;
+        bool has_recovery;
+        HsmErrorCount errors[HSM_ERROR_KINDS];
+        size_t n_errors;
+        HsmObserveSign observe_sign;
+        void *observe_userdata;
 
         /* The index of keyd's objects (index.c), sorted by id; guarded by admin_lock. */
         HsmEntry *index;
@@ -45,6 +74,7 @@ struct HsmKey {
         size_t id_len;
         CK_OBJECT_HANDLE priv; /* read and replaced atomically: a stale handle is found again once */
         CK_OBJECT_HANDLE pub;  /* CK_INVALID_HANDLE if the token holds no public object */
+        unsigned generation;   /* of the module the handles belong to: after a re-initialisation, from the index */
         size_t sig_size;
         const EVP_MD *md;      /* pre-hash for ECDSA, NULL otherwise */
         CK_MECHANISM mech;
@@ -58,6 +88,8 @@ void hsm_module_unload(void *dl, CK_FUNCTION_LIST *f);
 int hsm_find_slot(CK_FUNCTION_LIST *f, const char *uri, CK_SLOT_ID *ret_slot, char **ret_pin_source);
 /* Remember rv as the calling thread's last failure and return its errno. */
 int hsm_fail(CK_RV rv);
+/* The calling thread's last failure (CKR_OK if none). */
+CK_RV hsm_last_rv(void);
 /* Copy a blank-padded PKCS#11 string into a NUL-terminated one. */
 void hsm_unpad(char *dst, const CK_UTF8CHAR *src, size_t n);
 
@@ -67,15 +99,38 @@ int hsm_login(Hsm *h);
 /* Where the PIN comes from: credential, pin file, URI pin-source, in that order. A new string. */
 int hsm_pin_path(const char *pin_file, const char *uri_pin_source, char **ret);
 
-/* pool.c */
-int hsm_pool_open(Hsm *h, unsigned n);
-void hsm_pool_close(Hsm *h);
-/* A free session, waiting at most session_wait_ms for one: NULL when none came free in time. */
-HsmSession *hsm_pool_acquire(Hsm *h);
-void hsm_pool_release(Hsm *h, HsmSession *s);
-/* After rv on session s: reopen the session and log in again if the token lost them. 1 if worth retrying. */
-int hsm_pool_recover(Hsm *h, HsmSession *s, CK_RV rv);
+/* signer.c */
+void hsm_signer_init(Hsm *h);
+/* Stop the workers; false if some are still inside the module (a hung token) after a bounded wait. */
+bool hsm_signer_stop(Hsm *h);
+/* Sign data (a digest for ECDSA) with the private object of k: a job for a worker, waited for at most
+ * sign_timeout_ms. */
+int hsm_signer_run(HsmKey *k, const void *data, size_t len, uint8_t *sig, size_t sig_size);
 
+/* health.c */
+int hsm_health_init(Hsm *h);
+void hsm_health_stop(Hsm *h);
+/* Count an error of function. */
+void hsm_count_error(Hsm *h, const char *function, CK_RV rv);
+/* A signature succeeded or failed (rv, or CKR_FUNCTION_CANCELED for a timeout): after a device-level rv or
+ * repeated failures the token is marked down and the recovery thread re-initialises it. */
+void hsm_sign_result(Hsm *h, CK_RV rv);
+/* Mark the token down (once; the first reason stays). */
+void hsm_mark_down(Hsm *h, const char *fmt, ...) _printf_(2, 3);
+bool hsm_is_up(Hsm *h);
+/* A CK_RV that says the device itself is gone or broken, rather than a session or an operation. */
+bool hsm_rv_is_device(CK_RV rv);
+/* Enter and leave the anchor session: the module lock for reading, the token up, admin_lock. hsm_admin_end() counts
+ * rv (if not CKR_OK) as an error of function, repairs the anchor session or the login after an rv that says they
+ * are lost, and marks the token down after a device-level rv. */
+int hsm_admin_begin(Hsm *h);
+void hsm_admin_end(Hsm *h, const char *function, CK_RV rv);
+/* With admin_lock held: make sure the anchor session is open and logged in (after the token lost them). */
+int hsm_anchor_repair(Hsm *h);
+
+/* objects.c, index.c: call with the module lock and admin_lock held (hsm_admin_begin()). */
+int hsm_list_locked(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n, CK_RV *ret_rv);
+int hsm_index_reload_locked(Hsm *h);
 /* index.c: call with admin_lock held. */
 int hsm_index_put(Hsm *h, const uint8_t *id, size_t id_len, const char *label, CK_OBJECT_HANDLE priv,
                   CK_OBJECT_HANDLE pub);

@@ -21,8 +21,11 @@ typedef struct HsmConfig {
         const char *module;   /* path of the PKCS#11 module (.so) */
         const char *uri;      /* RFC 7512 URI naming the token, e.g. "pkcs11:token=keyd"; may carry pin-source */
         const char *pin_file; /* optional; used when there is no systemd credential "pin" */
-        unsigned sessions;    /* size of the signing session pool; 0 means 2 */
+        unsigned sessions;        /* most signing sessions open at once (opened on demand, closed when idle); 0 means
+                                   * 64; capped by the token's own limit */
         unsigned session_wait_ms; /* how long a signer waits for a free session before -ETIMEDOUT; 0 means 5000 */
+        unsigned sign_timeout_ms; /* how long a signer waits for the token's answer before -ETIMEDOUT; 0 means 5000 */
+        unsigned idle_ms;         /* a session idle this long is closed; 0 means 30000 */
 } HsmConfig;
 
 #define HSM_ID_MAX 32     /* bytes of CKA_ID keyd uses at most */
@@ -36,6 +39,31 @@ typedef struct HsmConfig {
  * -EPERM (PIN locked). */
 int hsm_open(const HsmConfig *cfg, Hsm **ret);
 Hsm *hsm_close(Hsm *h);
+
+/* Whether the token can sign now, and why not. A token is marked down after CKR_DEVICE_ERROR, CKR_TOKEN_NOT_PRESENT,
+ * CKR_DEVICE_REMOVED or repeated failures; while it is, every call that needs it fails at once with -ENODEV, and a
+ * thread of its own re-initialises the module (C_Finalize + C_Initialize, login, the index listed again) with
+ * backoff until it answers again. */
+typedef struct HsmHealth {
+        bool up;
+        char reason[160]; /* why it is down ("" when up) */
+        unsigned sessions_busy, sessions_idle, sessions_stuck, max_sessions;
+        uint64_t reinits;
+} HsmHealth;
+void hsm_health(Hsm *h, HsmHealth *ret);
+
+/* An error the token returned, counted by function and CK_RV. */
+typedef struct HsmErrorCount {
+        const char *function;
+        unsigned long rv;
+        uint64_t count;
+} HsmErrorCount;
+/* A copy of the error counts into ret (at most n); returns how many there are. */
+size_t hsm_errors(Hsm *h, HsmErrorCount *ret, size_t n);
+
+/* Called after every signature the token made, with its wall time (for a histogram). Set before signing starts. */
+typedef void (*HsmObserveSign)(void *userdata, KeydAlg alg, double seconds);
+void hsm_set_sign_observer(Hsm *h, HsmObserveSign fn, void *userdata);
 
 /* Token label and serial of the open token (for logs and status). */
 const char *hsm_token_label(Hsm *h);
@@ -70,7 +98,11 @@ size_t hsm_key_signature_size(const HsmKey *k);
 int hsm_key_public(HsmKey *k, EVP_PKEY **ret);
 /* Sign msg for JOSE: ES256/ES384 hash with SHA-256/384 and return R‖S of fixed size; RS256 PKCS#1 v1.5 with SHA-256;
  * PS256 PSS with SHA-256, MGF1-SHA256, 32-byte salt; EdDSA pure Ed25519. sig has room for sig_size bytes; the
- * length is returned. Uses one session of the pool; reopens it and logs in again if the token lost it. */
+ * length is returned. A worker thread with a session of its own makes the signature; the caller waits for it at
+ * most sign_timeout_ms (-ETIMEDOUT: the call may still be stuck in the token, costing that worker and its session
+ * until it returns). A session whose state is unknown after an error is closed and another opened; the login is
+ * redone when the token forgot it. -ENODEV at once while the token is down; -ENOENT only when a fresh search finds
+ * the key gone. */
 int hsm_key_sign(HsmKey *k, const void *msg, size_t msg_len, uint8_t *sig, size_t sig_size);
 /* Check the private key's protection: sensitive, always sensitive, not extractable, never extractable, generated in
  * the token (CKA_LOCAL). 0 if all hold, -EPERM naming nothing secret otherwise. */

@@ -89,15 +89,15 @@ bool hsm_index_lookup(Hsm *h, const uint8_t *id, size_t id_len, CK_OBJECT_HANDLE
         return true;
 }
 
-int hsm_index_load(Hsm *h, const char *prefix) {
+int hsm_index_reload_locked(Hsm *h) {
         _cleanup_free_ HsmObject *objs = NULL;
         size_t n = 0;
+        CK_RV rv = CKR_OK;
         int r;
 
-        r = hsm_list(h, prefix, &objs, &n);
+        r = hsm_list_locked(h, h->index_prefix, &objs, &n, &rv);
         if (r < 0)
                 return r;
-        pthread_mutex_lock(&h->admin_lock);
         h->n_index = 0;
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 HsmEntry *e = index_get(h, objs[i].id, objs[i].id_len);
@@ -113,7 +113,24 @@ int hsm_index_load(Hsm *h, const char *prefix) {
         }
         if (r < 0)
                 h->n_index = 0;
-        pthread_mutex_unlock(&h->admin_lock);
+        return r;
+}
+
+int hsm_index_load(Hsm *h, const char *prefix) {
+        int r;
+
+        r = hsm_admin_begin(h);
+        if (r < 0)
+                return r;
+        hsm_clear_error();
+        char *p = strdup(prefix ?: "");
+        r = p ? 0 : -ENOMEM;
+        if (p) {
+                free(h->index_prefix);
+                h->index_prefix = p;
+                r = hsm_index_reload_locked(h);
+        }
+        hsm_admin_end(h, "C_FindObjects", r < 0 ? hsm_last_rv() : CKR_OK);
         return r;
 }
 
@@ -136,7 +153,10 @@ int hsm_key_probe(Hsm *h, const uint8_t *id, size_t id_len) {
 
         if (!id || id_len == 0 || id_len > HSM_ID_MAX)
                 return -EINVAL;
-        pthread_mutex_lock(&h->admin_lock);
+        r = hsm_admin_begin(h);
+        if (r < 0)
+                return r;
+        hsm_clear_error();
         r = hsm_find_one(h, h->anchor, CKO_PRIVATE_KEY, id, id_len, &priv);
         if (r >= 0) {
                 char label[HSM_LABEL_MAX + 1] = "";
@@ -150,7 +170,7 @@ int hsm_key_probe(Hsm *h, const uint8_t *id, size_t id_len) {
                 hsm_index_forget(h, id, id_len);
                 r = 0;
         }
-        pthread_mutex_unlock(&h->admin_lock);
+        hsm_admin_end(h, "C_FindObjects", r < 0 ? hsm_last_rv() : CKR_OK);
         return r;
 }
 

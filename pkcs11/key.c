@@ -81,7 +81,10 @@ int hsm_key_open_handles(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, 
         if (alg < 0 || alg >= _KEYD_ALG_MAX || !id || id_len == 0 || id_len > HSM_ID_MAX || priv == CK_INVALID_HANDLE)
                 return -EINVAL;
 
-        pthread_mutex_lock(&h->admin_lock);
+        r = hsm_admin_begin(h);
+        if (r < 0)
+                return r;
+        hsm_clear_error();
         r = get_ulong(h, priv, CKA_KEY_TYPE, &ktype);
         if (r >= 0 && !hsm_object_has_id(h, priv, id, id_len))
                 r = -ENOENT; /* the handle names another object now */
@@ -99,7 +102,7 @@ int hsm_key_open_handles(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, 
                                 r = -EMEDIUMTYPE;
                 }
         }
-        pthread_mutex_unlock(&h->admin_lock);
+        hsm_admin_end(h, "C_GetAttributeValue", hsm_last_rv());
         if (r < 0)
                 return r;
 
@@ -112,6 +115,7 @@ int hsm_key_open_handles(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, 
         k->id_len = id_len;
         k->priv = priv;
         k->pub = pub;
+        k->generation = __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE);
         switch (alg) {
         case KEYD_ALG_ES256:
         case KEYD_ALG_ES384:
@@ -160,13 +164,9 @@ size_t hsm_key_signature_size(const HsmKey *k) {
 }
 
 int hsm_key_sign(HsmKey *k, const void *msg, size_t msg_len, uint8_t *sig, size_t sig_size) {
-        Hsm *h = k->hsm;
         uint8_t digest[EVP_MAX_MD_SIZE];
         unsigned digest_len;
-        const void *data = msg;
-        CK_ULONG data_len = msg_len, out_len = 0;
-        CK_RV rv = CKR_GENERAL_ERROR;
-        HsmSession *s;
+        int r;
 
         hsm_clear_error();
         if (sig_size < k->sig_size)
@@ -174,42 +174,13 @@ int hsm_key_sign(HsmKey *k, const void *msg, size_t msg_len, uint8_t *sig, size_
         if (k->md) {
                 if (EVP_Digest(msg, msg_len, digest, &digest_len, k->md, NULL) != 1)
                         return -EIO;
-                data = digest;
-                data_len = digest_len;
+                msg = digest;
+                msg_len = digest_len;
         }
-
-        s = hsm_pool_acquire(h);
-        if (!s)
-                return -ETIMEDOUT; /* every session busy for session_wait_ms: the token is overloaded or hung */
-        /* At most one recovery of each kind: the session (and login), then the object handle, which a token may
-         * renumber after a new login. */
-        bool session_recovered = false, handle_recovered = false;
-        for (;;) {
-                CK_OBJECT_HANDLE priv = __atomic_load_n(&k->priv, __ATOMIC_ACQUIRE);
-                out_len = sig_size;
-                rv = h->f->C_SignInit(s->handle, &k->mech, priv);
-                if (rv == CKR_OK)
-                        rv = h->f->C_Sign(s->handle, (CK_BYTE *) data, data_len, sig, &out_len);
-                if (rv == CKR_OK)
-                        break;
-                if ((rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) && !handle_recovered) {
-                        CK_OBJECT_HANDLE fresh;
-                        handle_recovered = true;
-                        if (hsm_find_one(h, s->handle, CKO_PRIVATE_KEY, k->id, k->id_len, &fresh) < 0)
-                                break;
-                        __atomic_store_n(&k->priv, fresh, __ATOMIC_RELEASE);
-                } else if (!session_recovered && hsm_pool_recover(h, s, rv))
-                        session_recovered = true;
-                else
-                        break;
-        }
-        hsm_pool_release(h, s);
-
-        if (rv != CKR_OK)
-                return hsm_fail(rv);
-        if (out_len != k->sig_size)
+        r = hsm_signer_run(k, msg, msg_len, sig, sig_size);
+        if (r >= 0 && (size_t) r != k->sig_size)
                 return -EBADMSG; /* never hand out a signature of the wrong form */
-        return (int) out_len;
+        return r;
 }
 
 /* An EC point attribute is a DER OCTET STRING around the point; some modules give the bare point. */
@@ -297,14 +268,17 @@ int hsm_key_public(HsmKey *k, EVP_PKEY **ret) {
         CK_OBJECT_HANDLE o = k->pub != CK_INVALID_HANDLE ? k->pub : k->priv;
         int r;
 
-        pthread_mutex_lock(&h->admin_lock);
+        r = hsm_admin_begin(h);
+        if (r < 0)
+                return r;
+        hsm_clear_error();
         if (keyd_alg_is_rsa(k->alg))
                 r = public_rsa(h, o, ret);
         else if (k->pub == CK_INVALID_HANDLE)
                 r = -ENOENT;
         else
                 r = public_ec(h, o, k->alg, ret);
-        pthread_mutex_unlock(&h->admin_lock);
+        hsm_admin_end(h, "C_GetAttributeValue", hsm_last_rv());
         return r;
 }
 
@@ -319,10 +293,13 @@ int hsm_key_check_protection(HsmKey *k) {
                 { CKA_LOCAL, &local, sizeof local },
         };
         CK_RV rv;
+        int r;
 
-        pthread_mutex_lock(&h->admin_lock);
+        r = hsm_admin_begin(h);
+        if (r < 0)
+                return r;
         rv = h->f->C_GetAttributeValue(h->anchor, k->priv, a, ELEMENTSOF(a));
-        pthread_mutex_unlock(&h->admin_lock);
+        hsm_admin_end(h, "C_GetAttributeValue", rv);
         if (rv != CKR_OK)
                 return hsm_fail(rv);
         return sensitive && always && !extractable && never && local ? 0 : -EPERM;

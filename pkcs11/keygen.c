@@ -91,11 +91,13 @@ int hsm_generate(Hsm *h, KeydAlg alg, unsigned rsa_bits, const uint8_t *id, size
                 pub_tmpl[n_pub++] = (CK_ATTRIBUTE){ CKA_PUBLIC_EXPONENT, (void *) rsa_e, sizeof rsa_e };
         }
 
-        pthread_mutex_lock(&h->admin_lock);
+        int r = hsm_admin_begin(h);
+        if (r < 0)
+                return r;
         rv = h->f->C_GenerateKeyPair(h->anchor, &mech, pub_tmpl, n_pub, priv_tmpl, n_priv, &pub, &priv);
         if (rv == CKR_OK && hsm_index_put(h, id, id_len, label, priv, pub) < 0)
                 log_debug("no memory to index a new key: it will be searched for");
-        pthread_mutex_unlock(&h->admin_lock);
+        hsm_admin_end(h, "C_GenerateKeyPair", rv);
         if (rv != CKR_OK)
                 return hsm_fail(rv);
         if (!ret)

@@ -104,13 +104,19 @@ int hsm_open(const HsmConfig *cfg, Hsm **ret) {
                 return -ENOMEM;
         h->anchor = CK_INVALID_HANDLE;
         pthread_mutex_init(&h->admin_lock, NULL);
-        pthread_mutex_init(&h->pool_lock, NULL);
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&h->pool_cond, &ca);
-        pthread_condattr_destroy(&ca);
+        pthread_rwlock_init(&h->module_lock, NULL);
+        pthread_mutex_init(&h->health_lock, NULL);
+        pthread_cond_init(&h->health_cond, NULL);
+        hsm_signer_init(h);
+        h->max_sessions = cfg->sessions ?: 64;
         h->session_wait_ms = cfg->session_wait_ms ?: 5000;
+        h->sign_timeout_ms = cfg->sign_timeout_ms ?: 5000;
+        h->idle_ms = cfg->idle_ms ?: 30000;
+        h->uri = strdup(cfg->uri);
+        if (!h->uri) {
+                r = -ENOMEM;
+                goto fail;
+        }
 
         r = hsm_module_load(cfg->module, &h->dl, &h->f);
         if (r < 0)
@@ -129,6 +135,14 @@ int hsm_open(const HsmConfig *cfg, Hsm **ret) {
                 r = hsm_fail(CKR_PIN_LOCKED);
                 goto fail;
         }
+        /* The anchor takes one of the token's sessions; CK_EFFECTIVELY_INFINITE (0) and CK_UNAVAILABLE_INFORMATION
+         * set no limit. */
+        if (ti.ulMaxSessionCount != CK_EFFECTIVELY_INFINITE && ti.ulMaxSessionCount != CK_UNAVAILABLE_INFORMATION &&
+            ti.ulMaxSessionCount > 1 && h->max_sessions > ti.ulMaxSessionCount - 1) {
+                log_info("token '%s' allows %lu sessions: signing with at most %lu at once", h->label,
+                         ti.ulMaxSessionCount, ti.ulMaxSessionCount - 1);
+                h->max_sessions = (unsigned) (ti.ulMaxSessionCount - 1);
+        }
 
         r = hsm_pin_path(cfg->pin_file, uri_pin_source, &h->pin_path);
         if (r < 0)
@@ -142,7 +156,7 @@ int hsm_open(const HsmConfig *cfg, Hsm **ret) {
         r = hsm_login(h);
         if (r < 0)
                 goto fail;
-        r = hsm_pool_open(h, cfg->sessions ? cfg->sessions : 2);
+        r = hsm_health_init(h);
         if (r < 0)
                 goto fail;
         *ret = h;
@@ -155,7 +169,13 @@ fail:
 Hsm *hsm_close(Hsm *h) {
         if (!h)
                 return NULL;
-        hsm_pool_close(h);
+        hsm_health_stop(h);
+        if (!hsm_signer_stop(h)) {
+                /* A call is stuck in a hung token: finalizing the module or freeing what the call uses could crash
+                 * keyd on its way out. Leave both to the exit. */
+                log_warning("token '%s' is hung: leaving it without C_Finalize", h->label);
+                return NULL;
+        }
         if (h->f && h->anchor != CK_INVALID_HANDLE) {
                 (void) h->f->C_Logout(h->anchor);
                 (void) h->f->C_CloseSession(h->anchor);
@@ -163,8 +183,14 @@ Hsm *hsm_close(Hsm *h) {
         hsm_module_unload(h->dl, h->f);
         pthread_mutex_destroy(&h->admin_lock);
         pthread_mutex_destroy(&h->pool_lock);
-        pthread_cond_destroy(&h->pool_cond);
+        pthread_cond_destroy(&h->work_cond);
+        pthread_cond_destroy(&h->workers_cond);
+        pthread_rwlock_destroy(&h->module_lock);
+        pthread_mutex_destroy(&h->health_lock);
+        pthread_cond_destroy(&h->health_cond);
         free(h->pin_path);
+        free(h->uri);
+        free(h->index_prefix);
         free(h->index);
         free(h);
         return NULL;

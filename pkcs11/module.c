@@ -113,6 +113,10 @@ int hsm_rv_to_errno(unsigned long rv) {
         }
 }
 
+CK_RV hsm_last_rv(void) {
+        return last_rv;
+}
+
 void hsm_clear_error(void) {
         last_rv = CKR_OK;
 }

@@ -5,7 +5,7 @@
 #include "common/log.h"
 #include "pkcs11/hsm-internal.h"
 
-int hsm_list(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n) {
+int hsm_list_locked(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n, CK_RV *ret_rv) {
         HsmObject *list = NULL;
         size_t n = 0, cap = 0;
         CK_OBJECT_HANDLE batch[64];
@@ -13,12 +13,9 @@ int hsm_list(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n) {
         CK_RV rv;
         int r = 0;
 
-        pthread_mutex_lock(&h->admin_lock);
-        rv = h->f->C_FindObjectsInit(h->anchor, NULL, 0);
-        if (rv != CKR_OK) {
-                pthread_mutex_unlock(&h->admin_lock);
+        *ret_rv = rv = h->f->C_FindObjectsInit(h->anchor, NULL, 0);
+        if (rv != CKR_OK)
                 return hsm_fail(rv);
-        }
         /* Collect handles first: attribute reads are not allowed to interleave with an active search on every
          * module. */
         CK_OBJECT_HANDLE *handles = NULL;
@@ -34,8 +31,10 @@ int hsm_list(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n) {
                 n_handles += got;
         }
         (void) h->f->C_FindObjectsFinal(h->anchor);
-        if (r == 0 && rv != CKR_OK)
+        if (r == 0 && rv != CKR_OK) {
+                *ret_rv = rv;
                 r = hsm_fail(rv);
+        }
 
         for (size_t i = 0; r == 0 && i < n_handles; i++) {
                 HsmObject o = { 0 };
@@ -66,7 +65,6 @@ int hsm_list(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n) {
                 }
                 list[n++] = o;
         }
-        pthread_mutex_unlock(&h->admin_lock);
         free(handles);
         if (r < 0) {
                 free(list);
@@ -75,6 +73,16 @@ int hsm_list(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n) {
         *ret = list;
         *ret_n = n;
         return 0;
+}
+
+int hsm_list(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n) {
+        CK_RV rv = CKR_OK;
+        int r = hsm_admin_begin(h);
+        if (r < 0)
+                return r;
+        r = hsm_list_locked(h, prefix, ret, ret_n, &rv);
+        hsm_admin_end(h, "C_FindObjects", rv);
+        return r;
 }
 
 int hsm_destroy(Hsm *h, const uint8_t *id, size_t id_len) {
@@ -86,7 +94,9 @@ int hsm_destroy(Hsm *h, const uint8_t *id, size_t id_len) {
 
         if (!id || id_len == 0 || id_len > HSM_ID_MAX)
                 return -EINVAL;
-        pthread_mutex_lock(&h->admin_lock);
+        int r = hsm_admin_begin(h);
+        if (r < 0)
+                return r;
         if (hsm_index_lookup(h, id, id_len, &indexed[0], &indexed[1])) {
                 for (size_t i = 0; i < ELEMENTSOF(indexed) && rv == CKR_OK; i++) {
                         if (indexed[i] == CK_INVALID_HANDLE || !hsm_object_has_id(h, indexed[i], id, id_len))
@@ -111,7 +121,7 @@ done:
         /* Forgotten once gone: an object the token refused to destroy stays indexed. */
         if (rv == CKR_OK)
                 hsm_index_forget(h, id, id_len);
-        pthread_mutex_unlock(&h->admin_lock);
+        hsm_admin_end(h, "C_DestroyObject", rv);
         if (rv != CKR_OK)
                 return hsm_fail(rv);
         return destroyed > 0 ? destroyed : -ENOENT;
@@ -121,8 +131,9 @@ int hsm_destroy_handles(Hsm *h, unsigned long priv, unsigned long pub) {
         CK_OBJECT_HANDLE objs[2] = { priv, pub };
         int destroyed = 0;
         CK_RV rv = CKR_OK;
-
-        pthread_mutex_lock(&h->admin_lock);
+        int r = hsm_admin_begin(h);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < ELEMENTSOF(objs) && rv == CKR_OK; i++) {
                 if (objs[i] == CK_INVALID_HANDLE)
                         continue;
@@ -132,6 +143,6 @@ int hsm_destroy_handles(Hsm *h, unsigned long priv, unsigned long pub) {
                 else if (rv == CKR_OBJECT_HANDLE_INVALID)
                         rv = CKR_OK; /* already gone */
         }
-        pthread_mutex_unlock(&h->admin_lock);
+        hsm_admin_end(h, "C_DestroyObject", rv);
         return rv == CKR_OK ? destroyed : hsm_fail(rv);
 }

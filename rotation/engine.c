@@ -343,3 +343,7 @@ int engine_publish_all(Engine *e) {
 uint64_t engine_keys_lost(Engine *e) {
         return __atomic_load_n(&e->keys_lost, __ATOMIC_RELAXED);
 }
+
+Hsm *engine_hsm(Engine *e) {
+        return e->hsm;
+}

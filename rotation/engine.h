@@ -222,3 +222,5 @@ bool ring_can_sign(const Ring *r);
 bool ring_healthy(const Ring *r);
 /* Keys found lost from the token since start (at reconcile or while signing). Thread-safe. */
 uint64_t engine_keys_lost(Engine *e);
+/* The token the engine signs with (for its health and metrics; thread-safe itself). */
+Hsm *engine_hsm(Engine *e);

@@ -128,7 +128,7 @@ static void api_by_hand(Fixture *f, char **admins) {
         Api *a = calloc(1, sizeof *a);
         if (!a)
                 fail(-ENOMEM, "api");
-        a->cfg = (ApiConfig){ .socket_fd = -EBADF, .public_fd = -EBADF, .workers = 2, .max_connections = 256,
+        a->cfg = (ApiConfig){ .socket_fd = -EBADF, .public_fd = -EBADF, .max_connections = 256,
                               .max_connections_per_uid = 32, .idle_timeout = 30,
                               .dev_uid = f->user[0] ? (uid_t) -1 : getuid() };
         a->cfg.db_path = a->db_path = strdup(f->db_path);
@@ -211,7 +211,7 @@ void fixture_setup(Fixture *f, bool server) {
         }
         f->socket_path = path_in(f, "keyd.sock");
         ApiConfig ac = { .socket_path = f->socket_path, .socket_fd = -EBADF, .public_fd = -EBADF,
-                         .db_path = f->db_path, .workers = 2, .admin_users = admins, .max_connections = 256,
+                         .db_path = f->db_path, .admin_users = admins, .max_connections = 256,
                          .max_connections_per_uid = 32, .idle_timeout = 2,
                          .dev_uid = f->user[0] ? (uid_t) -1 : getuid() };
         r = api_start(&ac, f->engine, f->audit, fixture_call, f, &f->api);

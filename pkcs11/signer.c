@@ -1,0 +1,472 @@
+/* SPDX-License-Identifier: MIT */
+/* Signing: jobs for worker threads that each own one session. A network HSM answers in milliseconds but signs many
+ * at once, so concurrency is bounded by sessions (max_sessions, opened on demand, closed when idle), not by cores or
+ * request threads. A caller hands its job over and waits a bounded time: a token that never answers costs one worker
+ * and its session per stuck call, never a caller for ever. */
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/sysinfo.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/time-util.h"
+#include "pkcs11/hsm-internal.h"
+
+/* How long hsm_signer_stop() waits for workers still inside the module. */
+#define STOP_WAIT_MS 2000
+/* A token that signs in less than this (a local one: SoftHSM2 signs ES256 in ~70 µs) is waited for by polling, and
+ * an idle worker polls as long for the next job: waking a sleeping thread costs as much as the signature itself on
+ * a virtual machine. A network HSM's milliseconds are waited for asleep. */
+#define SPIN_MAX_US 250
+
+typedef enum JobState {
+        JOB_QUEUED,
+        JOB_RUNNING,
+        JOB_DONE,
+} JobState;
+
+struct HsmJob {
+        HsmJob *next;
+        /* What to sign with, copied: a caller that gives up may free its key while the job still runs. */
+        KeydAlg alg;
+        CK_MECHANISM mech;
+        CK_RSA_PKCS_PSS_PARAMS pss;
+        CK_OBJECT_HANDLE priv;
+        unsigned generation; /* of priv */
+        bool refreshed;      /* priv was found again: the caller updates its key */
+        uint8_t id[HSM_ID_MAX];
+        size_t id_len;
+        uint8_t sig[HSM_SIG_MAX];
+        CK_ULONG sig_len;
+        /* The outcome, under pool_lock. */
+        unsigned state; /* JobState; polled without the lock by a spinning caller */
+        bool abandoned;
+        CK_RV rv;
+        int result; /* 0, or -ENOENT (the key is gone), -ENODEV (the token is down) */
+        pthread_cond_t done;
+        size_t data_len;
+        uint8_t data[];
+};
+
+typedef struct Worker {
+        Hsm *h;
+        CK_SESSION_HANDLE session;
+        unsigned generation; /* of session */
+} Worker;
+
+static struct timespec deadline_in(unsigned ms) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        t.tv_sec += ms / 1000;
+        t.tv_nsec += (long) (ms % 1000) * 1000000L;
+        if (t.tv_nsec >= 1000000000L) {
+                t.tv_sec++;
+                t.tv_nsec -= 1000000000L;
+        }
+        return t;
+}
+
+static bool passed(const struct timespec *t) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+void hsm_signer_init(Hsm *h) {
+        pthread_condattr_t ca;
+        h->spin = get_nprocs() > 1; /* polling on one processor only delays the thread polled for */
+        pthread_mutex_init(&h->pool_lock, NULL);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&h->work_cond, &ca);
+        pthread_cond_init(&h->workers_cond, &ca);
+        pthread_condattr_destroy(&ca);
+}
+
+/* Forget the worker's session: closed if it belongs to this generation (a dead one's handle may be reused). Call with
+ * the module lock held. */
+static bool spin_worthwhile(Hsm *h) {
+        return h->spin && __atomic_load_n(&h->sign_us, __ATOMIC_RELAXED) < SPIN_MAX_US;
+}
+
+/* Poll *p until it is want, for at most max_us, giving the processor to any thread that wants it meanwhile. */
+static bool spin_until(const unsigned *p, unsigned want, usec_t max_us) {
+        usec_t end = now_monotonic() + MIN(max_us, (usec_t) SPIN_MAX_US);
+        do {
+                if (__atomic_load_n(p, __ATOMIC_ACQUIRE) == want)
+                        return true;
+                sched_yield();
+        } while (now_monotonic() < end);
+        return false;
+}
+
+/* Poll the queue for a job, as spin_until() does. */
+static bool spin_until_queued(Hsm *h) {
+        usec_t end = now_monotonic() + SPIN_MAX_US;
+        do {
+                if (__atomic_load_n(&h->queue_head, __ATOMIC_ACQUIRE))
+                        return true;
+                sched_yield();
+        } while (now_monotonic() < end);
+        return false;
+}
+
+static void session_drop(Worker *w) {
+        Hsm *h = w->h;
+        if (w->session == CK_INVALID_HANDLE)
+                return;
+        if (w->generation == __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE))
+                (void) h->f->C_CloseSession(w->session);
+        w->session = CK_INVALID_HANDLE;
+        __atomic_sub_fetch(&h->n_sessions, 1, __ATOMIC_RELAXED);
+}
+
+static CK_RV session_open(Worker *w) {
+        Hsm *h = w->h;
+        CK_RV rv = h->f->C_OpenSession(h->slot, CKF_SERIAL_SESSION, NULL, NULL, &w->session);
+        if (rv != CKR_OK) {
+                w->session = CK_INVALID_HANDLE;
+                hsm_count_error(h, "C_OpenSession", rv);
+                return rv;
+        }
+        w->generation = __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE);
+        __atomic_add_fetch(&h->n_sessions, 1, __ATOMIC_RELAXED);
+        return CKR_OK;
+}
+
+/* The job's key handle for this generation of the module: after a re-initialisation, from the index. */
+static void job_handle(Hsm *h, HsmJob *j, unsigned generation) {
+        CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE, pub;
+        if (j->generation == generation)
+                return;
+        pthread_mutex_lock(&h->admin_lock);
+        (void) hsm_index_lookup(h, j->id, j->id_len, &priv, &pub);
+        pthread_mutex_unlock(&h->admin_lock);
+        j->priv = priv; /* CK_INVALID_HANDLE: C_SignInit refuses it and the key is searched for */
+        j->generation = generation;
+        j->refreshed = true;
+}
+
+/* After a failed C_SignInit on a handle the token does not know: search for the key once. */
+static CK_RV find_again(Worker *w, HsmJob *j) {
+        CK_OBJECT_HANDLE fresh;
+        int r = hsm_find_one(w->h, w->session, CKO_PRIVATE_KEY, j->id, j->id_len, &fresh);
+        if (r == -ENOENT) {
+                j->result = -ENOENT;
+                return CKR_KEY_HANDLE_INVALID;
+        }
+        if (r < 0)
+                return hsm_last_rv() != CKR_OK ? hsm_last_rv() : CKR_GENERAL_ERROR;
+        pthread_mutex_lock(&w->h->admin_lock);
+        CK_OBJECT_HANDLE old_priv, pub = CK_INVALID_HANDLE;
+        if (hsm_index_lookup(w->h, j->id, j->id_len, &old_priv, &pub))
+                (void) hsm_index_put(w->h, j->id, j->id_len, NULL, fresh, pub);
+        pthread_mutex_unlock(&w->h->admin_lock);
+        j->priv = fresh;
+        j->refreshed = true;
+        return CKR_OK;
+}
+
+/* One attempt: C_SignInit + C_Sign on the worker's session. */
+static CK_RV sign_once(Worker *w, HsmJob *j, const char **ret_function) {
+        Hsm *h = w->h;
+        CK_RV rv;
+
+        j->sig_len = sizeof j->sig;
+        *ret_function = "C_SignInit";
+        rv = h->f->C_SignInit(w->session, &j->mech, j->priv);
+        if (rv != CKR_OK)
+                return rv;
+        *ret_function = "C_Sign";
+        return h->f->C_Sign(w->session, j->data, j->data_len, j->sig, &j->sig_len);
+}
+
+/* Sign, recovering once from a lost session or login and once from a stale handle. Any error leaves the session's
+ * operation state unknown (a C_Sign that failed may leave its operation active): the session is closed, and the
+ * next attempt opens another. */
+static CK_RV run_attempts(Worker *w, HsmJob *j) {
+        Hsm *h = w->h;
+        bool session_retried = false, handle_retried = false;
+        const char *function;
+        CK_RV rv;
+
+        for (;;) {
+                function = "C_OpenSession";
+                rv = w->session == CK_INVALID_HANDLE ? session_open(w) : CKR_OK;
+                if (rv == CKR_OK) {
+                        usec_t t0 = now_monotonic();
+                        rv = sign_once(w, j, &function);
+                        if (rv == CKR_OK) {
+                                usec_t took = now_monotonic() - t0;
+                                /* A moving average of the token's time per signature, for spin_worthwhile(). */
+                                unsigned avg = __atomic_load_n(&h->sign_us, __ATOMIC_RELAXED);
+                                __atomic_store_n(&h->sign_us, (unsigned) ((avg * 7 + (usec_t) MIN(took, 1000000)) / 8),
+                                                 __ATOMIC_RELAXED);
+                                if (h->observe_sign)
+                                        h->observe_sign(h->observe_userdata, j->alg, (double) took / USEC_PER_SEC);
+                                return CKR_OK;
+                        }
+                        hsm_count_error(h, function, rv);
+                }
+                if ((rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) &&
+                    streq(function, "C_SignInit") && !handle_retried) {
+                        handle_retried = true; /* nothing started: the session is as it was */
+                        rv = find_again(w, j);
+                        if (rv != CKR_OK || j->result < 0)
+                                return rv;
+                        continue;
+                }
+                session_drop(w);
+                if (hsm_rv_is_device(rv) || session_retried)
+                        return rv;
+                session_retried = true;
+                /* A lost session may mean a lost login (a token that closed every session logs everybody out). */
+                if (rv == CKR_USER_NOT_LOGGED_IN || rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED) {
+                        pthread_mutex_lock(&h->admin_lock);
+                        int r = hsm_anchor_repair(h);
+                        pthread_mutex_unlock(&h->admin_lock);
+                        if (r < 0)
+                                return rv;
+                }
+        }
+}
+
+static void run_job(Worker *w, HsmJob *j) {
+        Hsm *h = w->h;
+
+        pthread_rwlock_rdlock(&h->module_lock);
+        if (!hsm_is_up(h)) {
+                pthread_rwlock_unlock(&h->module_lock);
+                j->rv = CKR_DEVICE_REMOVED;
+                j->result = -ENODEV;
+                return;
+        }
+        unsigned generation = __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE);
+        if (w->session != CK_INVALID_HANDLE && w->generation != generation)
+                session_drop(w);
+        job_handle(h, j, generation);
+        j->rv = run_attempts(w, j);
+        pthread_rwlock_unlock(&h->module_lock);
+        if (j->result == -ENOENT)
+                return; /* the key is gone, the token is fine */
+        hsm_sign_result(h, j->rv);
+        if (j->rv != CKR_OK && hsm_rv_is_device(j->rv))
+                j->result = -ENODEV;
+}
+
+static void job_free(HsmJob *j) {
+        pthread_cond_destroy(&j->done);
+        free(j);
+}
+
+static void *worker_main(void *userdata) {
+        Worker *w = userdata;
+        Hsm *h = w->h;
+
+        pthread_mutex_lock(&h->pool_lock);
+        for (;;) {
+                struct timespec idle_until = deadline_in(h->idle_ms);
+                int r = 0;
+
+                if (!h->queue_head && spin_worthwhile(h)) {
+                        pthread_mutex_unlock(&h->pool_lock);
+                        (void) spin_until_queued(h);
+                        pthread_mutex_lock(&h->pool_lock);
+                }
+                h->n_idle++;
+                while (!h->queue_head && !h->stopping && r != ETIMEDOUT)
+                        r = pthread_cond_clockwait(&h->work_cond, &h->pool_lock, CLOCK_MONOTONIC, &idle_until);
+                h->n_idle--;
+                HsmJob *j = h->queue_head;
+                if (!j)
+                        break; /* idle long enough, or stopping */
+                h->queue_head = j->next;
+                if (!h->queue_head)
+                        h->queue_tail = NULL;
+                j->state = JOB_RUNNING;
+                h->n_busy++;
+                pthread_mutex_unlock(&h->pool_lock);
+
+                run_job(w, j);
+
+                pthread_mutex_lock(&h->pool_lock);
+                h->n_busy--;
+                __atomic_store_n(&j->state, JOB_DONE, __ATOMIC_RELEASE);
+                if (j->abandoned) {
+                        h->n_stuck--;
+                        job_free(j);
+                } else
+                        pthread_cond_signal(&j->done);
+        }
+        pthread_mutex_unlock(&h->pool_lock);
+
+        pthread_rwlock_rdlock(&h->module_lock);
+        session_drop(w);
+        pthread_rwlock_unlock(&h->module_lock);
+        free(w);
+
+        pthread_mutex_lock(&h->pool_lock);
+        h->n_workers--;
+        pthread_cond_broadcast(&h->workers_cond);
+        pthread_mutex_unlock(&h->pool_lock);
+        return NULL;
+}
+
+/* Start one more worker if the queued jobs outnumber the idle workers. Call with pool_lock held. */
+static int maybe_spawn(Hsm *h, unsigned queued) {
+        pthread_attr_t attr;
+        pthread_t t;
+        Worker *w;
+        int r;
+
+        if (queued <= h->n_idle || h->n_workers >= h->max_sessions)
+                return 0;
+        w = calloc(1, sizeof *w);
+        if (!w)
+                return -ENOMEM;
+        *w = (Worker){ .h = h, .session = CK_INVALID_HANDLE };
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        r = -pthread_create(&t, &attr, worker_main, w);
+        pthread_attr_destroy(&attr);
+        if (r < 0) {
+                free(w);
+                return r;
+        }
+        h->n_workers++;
+        return 0;
+}
+
+static HsmJob *job_new(HsmKey *k, const void *data, size_t len) {
+        pthread_condattr_t ca;
+        HsmJob *j = malloc(sizeof *j + len);
+        if (!j)
+                return NULL;
+        *j = (HsmJob){ .alg = k->alg, .mech = k->mech, .pss = k->pss, .id_len = k->id_len, .data_len = len };
+        if (k->mech.pParameter)
+                j->mech.pParameter = &j->pss;
+        j->generation = __atomic_load_n(&k->generation, __ATOMIC_ACQUIRE);
+        j->priv = __atomic_load_n(&k->priv, __ATOMIC_ACQUIRE);
+        memcpy(j->id, k->id, k->id_len);
+        memcpy(j->data, data, len);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&j->done, &ca);
+        pthread_condattr_destroy(&ca);
+        return j;
+}
+
+/* Wait for the job, at most session_wait_ms while it is queued and sign_timeout_ms in all. Call with pool_lock held;
+ * returns with it held. false: it timed out (and is no longer the caller's). */
+static bool job_wait(Hsm *h, HsmJob *j) {
+        struct timespec queued_until = deadline_in(MIN(h->session_wait_ms, h->sign_timeout_ms));
+        struct timespec until = deadline_in(h->sign_timeout_ms);
+
+        if (spin_worthwhile(h)) {
+                pthread_mutex_unlock(&h->pool_lock);
+                spin_until(&j->state, JOB_DONE, 2 * __atomic_load_n(&h->sign_us, __ATOMIC_RELAXED) + 20);
+                pthread_mutex_lock(&h->pool_lock);
+        }
+        while (j->state != JOB_DONE) {
+                const struct timespec *d = j->state == JOB_QUEUED ? &queued_until : &until;
+                if (passed(d))
+                        break;
+                (void) pthread_cond_clockwait(&j->done, &h->pool_lock, CLOCK_MONOTONIC, d);
+        }
+        if (j->state == JOB_DONE)
+                return true;
+        if (j->state == JOB_QUEUED) {
+                /* No session came free in time: take the job back out of the queue. */
+                HsmJob **p = &h->queue_head, *prev = NULL;
+                while (*p != j) {
+                        prev = *p;
+                        p = &(*p)->next;
+                }
+                *p = j->next;
+                if (h->queue_tail == j)
+                        h->queue_tail = prev;
+                j->rv = CKR_SESSION_COUNT;
+                return false;
+        }
+        /* Stuck in the token: the worker frees the job when (if) the call returns. */
+        j->abandoned = true;
+        h->n_stuck++;
+        j->rv = CKR_FUNCTION_CANCELED;
+        return false;
+}
+
+int hsm_signer_run(HsmKey *k, const void *data, size_t len, uint8_t *sig, size_t sig_size) {
+        Hsm *h = k->hsm;
+        HsmJob *j;
+        int r;
+
+        if (!hsm_is_up(h))
+                return -ENODEV;
+        j = job_new(k, data, len);
+        if (!j)
+                return -ENOMEM;
+
+        pthread_mutex_lock(&h->pool_lock);
+        if (h->stopping) {
+                pthread_mutex_unlock(&h->pool_lock);
+                job_free(j);
+                return -ECANCELED;
+        }
+        unsigned queued = 1;
+        for (HsmJob *q = h->queue_head; q; q = q->next)
+                queued++;
+        if (h->queue_tail)
+                h->queue_tail->next = j;
+        else
+                h->queue_head = j;
+        h->queue_tail = j;
+        r = maybe_spawn(h, queued);
+        if (r < 0 && h->n_workers == 0)
+                log_warning("cannot start a signing worker: %s", strerror(-r));
+        pthread_cond_signal(&h->work_cond);
+
+        if (!job_wait(h, j)) {
+                bool stuck = j->abandoned;
+                if (!stuck)
+                        job_free(j);
+                pthread_mutex_unlock(&h->pool_lock);
+                if (stuck)
+                        hsm_sign_result(h, CKR_FUNCTION_CANCELED);
+                return -ETIMEDOUT;
+        }
+        pthread_mutex_unlock(&h->pool_lock);
+
+        if (j->refreshed && j->result == 0) {
+                __atomic_store_n(&k->priv, j->priv, __ATOMIC_RELEASE);
+                __atomic_store_n(&k->generation, j->generation, __ATOMIC_RELEASE);
+        }
+        if (j->result < 0)
+                r = j->result;
+        else if (j->rv != CKR_OK)
+                r = hsm_fail(j->rv);
+        else if (j->sig_len > sig_size)
+                r = -ENOBUFS;
+        else {
+                memcpy(sig, j->sig, j->sig_len);
+                r = (int) j->sig_len;
+        }
+        job_free(j);
+        return r;
+}
+
+bool hsm_signer_stop(Hsm *h) {
+        struct timespec until = deadline_in(STOP_WAIT_MS);
+        bool all;
+
+        pthread_mutex_lock(&h->pool_lock);
+        h->stopping = true;
+        pthread_cond_broadcast(&h->work_cond);
+        while (h->n_workers > 0 && !passed(&until))
+                (void) pthread_cond_clockwait(&h->workers_cond, &h->pool_lock, CLOCK_MONOTONIC, &until);
+        all = h->n_workers == 0;
+        if (!all)
+                log_warning("%u signing call(s) still inside the token at exit", h->n_workers);
+        pthread_mutex_unlock(&h->pool_lock);
+        return all;
+}
