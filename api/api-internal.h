@@ -8,6 +8,7 @@
 
 #include "api/api.h"
 #include "api/peer.h"
+#include "common/histogram.h"
 #include "common/macro.h"
 #include "common/strmap.h"
 
@@ -22,9 +23,14 @@ typedef enum Role {
         ROLE_ADMIN,
 } Role;
 
-/* Per-route counters for /metrics. */
+/* The statuses keyd answers with, each with a request duration histogram of its own per route, and one slot for any
+ * other: memory stays bounded whatever a caller sends (metrics.c). */
+#define API_STATUS_SLOTS 18
+
+/* Per-route counters for /metrics. Zeroed is ready (histograms with the default bounds). */
 typedef struct RouteStats {
         atomic_uint_fast64_t requests, errors;
+        Histogram duration[API_STATUS_SLOTS]; /* by status: api_observe_request() */
 } RouteStats;
 
 struct Api {
@@ -54,7 +60,8 @@ struct Api {
         StrMap *public_cache;       /* public responses by path */
 
         atomic_uint_fast64_t minted, signed_jws, signed_raw, verified_ok, verified_bad, denied, audit_failures;
-        RouteStats *route_stats;
+        RouteStats *route_stats;    /* one per route (router.c) */
+        RouteStats unrouted;        /* durations of the requests that match no route (404, 405, a bad path) */
 };
 
 typedef struct Request {
@@ -64,7 +71,9 @@ typedef struct Request {
         const char *method;
         char *body;
         size_t body_len;
-        json_t *json; /* POST body, parsed */
+        json_t *json;  /* POST body, parsed */
+        usec_t start;  /* now_monotonic() at the first call of the access handler */
+        ssize_t route; /* set by api_dispatch(): the route's index, or -1 for none */
 } Request;
 
 typedef struct Reply {
@@ -127,9 +136,30 @@ size_t api_raw_reply(char *buf, size_t size, unsigned status, const char *json);
 size_t api_unescape_none(void *cls, struct MHD_Connection *conn, char *s);
 
 /* router.c */
+/* Route the request, call its handler, and fill rp; sets rq->route. */
 void api_dispatch(Request *rq, const char *url, Reply *rp);
 size_t api_n_routes(void);
 const char *api_route_name(size_t i);
+/* The route api_dispatch() would take for method and url (as sent): its index, or -1. For a request refused before
+ * it is dispatched. */
+ssize_t api_route_find(const char *method, const char *url);
+
+/* metrics.c: GET /metrics is built from one function per source of metrics (the sources[] table there), each
+ * appending its families to a MetricsText: "# HELP" and "# TYPE" once per family (metrics_family()), then its
+ * samples (metrics_append(), metrics_histogram()). Names follow Prometheus: the unit in the name, "_total" on
+ * counters. A write that fails for want of memory fails the whole reply, so sources need not check. */
+typedef struct MetricsText MetricsText;
+_printf_(2, 3) void metrics_append(MetricsText *m, const char *fmt, ...);
+/* "# HELP name help" and "# TYPE name type" (counter, gauge, histogram). */
+void metrics_family(MetricsText *m, const char *name, const char *type, const char *help);
+/* A family of one sample without labels: its HELP and TYPE lines and "name value". */
+void metrics_counter(MetricsText *m, const char *name, const char *help, uint64_t value);
+void metrics_gauge(MetricsText *m, const char *name, const char *help, uint64_t value);
+/* The samples of one series of a histogram family (histogram_render()): labels NULL, or pairs already escaped. */
+void metrics_histogram(MetricsText *m, const char *name, const char *labels, const Histogram *h);
+/* Count a request in keyd_request_duration_seconds: its route (-1: none), its status, the time since rq->start.
+ * Lock-free, called once per request when its reply is queued. */
+void api_observe_request(Api *a, const Request *rq, unsigned status);
 
 /* handlers */
 int h_keyrings_list(Request *rq, const char *arg, Reply *rp);
@@ -147,7 +177,7 @@ int h_revoke_token(Request *rq, const char *arg, Reply *rp);
 int h_audit_list(Request *rq, const char *arg, Reply *rp);
 int h_audit_verify(Request *rq, const char *arg, Reply *rp);
 int h_healthz(Request *rq, const char *arg, Reply *rp);
-int h_metrics(Request *rq, const char *arg, Reply *rp);
+int h_metrics(Request *rq, const char *arg, Reply *rp); /* metrics.c */
 
 /* public.c */
 int public_start(Api *a);

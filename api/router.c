@@ -65,10 +65,72 @@ static int match(const Route *r, const char *url, char *arg, size_t size) {
         return 1;
 }
 
+/* The route of a decoded path and method: its index (its parameter copied into arg), or -1. *ret_path_known tells
+ * whether some route has the path, under another method (405 rather than 404). */
+static ssize_t route_find(const char *method, const char *path, char *arg, size_t size, bool *ret_path_known) {
+        *ret_path_known = false;
+        for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
+                if (!match(&routes[i], path, arg, size))
+                        continue;
+                *ret_path_known = true;
+                if (streq(routes[i].method, method))
+                        return (ssize_t) i;
+        }
+        return -1;
+}
+
+ssize_t api_route_find(const char *method, const char *url) {
+        char arg[256], path[API_HEADER_MAX + 1];
+        bool path_known;
+
+        if (api_path_decode(url, strlen(url), path, sizeof path) < 0)
+                return -1;
+        return route_find(method, path, arg, sizeof arg, &path_known);
+}
+
+/* The body a route takes, parsed into rq->json: false with rp filled when it is not one. */
+static bool parse_body(Request *rq, const Route *r, Reply *rp) {
+        if (r->body) {
+                json_error_t err;
+                rq->json = rq->body ? json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &err) : NULL;
+                if (!rq->json) {
+                        reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "invalid JSON: %s",
+                                    rq->body ? err.text : "empty body");
+                        return false;
+                }
+        } else if (rq->body_len > 0 && streq(rq->method, "POST"))
+                /* Optional bodies (rotate, disable): parsed when present. */
+                rq->json = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, NULL);
+        else
+                return true;
+        if (!json_is_object(rq->json)) {
+                reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "the body must be a JSON object");
+                return false;
+        }
+        return true;
+}
+
+/* The checks every request of route i passes (its parameter, the admin role, its body), then its handler. */
+static void route_call(Request *rq, size_t i, const char *arg, Reply *rp) {
+        const Route *r = &routes[i];
+
+        if (r->suffix && streq(r->prefix, "/v1/keyrings/") && !keyring_name_valid(arg))
+                reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
+                            "invalid keyring name (1-64 of A-Z a-z 0-9 . _ -, not starting with . or -)");
+        else if (r->suffix && streq(r->prefix, "/v1/keys/") && (!*arg || strlen(arg) > STORE_KID_MAX))
+                reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "invalid kid");
+        else if (r->role == ROLE_ADMIN && !authz_admin(rq->api, rq->peer))
+                authz_deny(rq, rp, r->suffix ? arg : NULL, api_route_name(i));
+        else if (parse_body(rq, r, rp))
+                r->handler(rq, r->suffix ? arg : NULL, rp);
+}
+
 void api_dispatch(Request *rq, const char *url, Reply *rp) {
         char arg[256], path[API_HEADER_MAX + 1];
-        bool path_known = false;
+        bool path_known;
+        ssize_t i;
 
+        rq->route = -1;
         /* The path as sent (libmicrohttpd does not unescape it: see server.c), decoded strictly here. */
         int k = api_path_decode(url, strlen(url), path, sizeof path);
         if (k < 0) {
@@ -78,57 +140,18 @@ void api_dispatch(Request *rq, const char *url, Reply *rp) {
                                             "byte or invalid UTF-8)");
                 return;
         }
-        url = path;
-        for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
-                const Route *r = &routes[i];
-                if (!match(r, url, arg, sizeof arg))
-                        continue;
-                path_known = true;
-                if (!streq(r->method, rq->method))
-                        continue;
-                atomic_fetch_add(&rq->api->route_stats[i].requests, 1);
-
-                if (r->suffix && streq(r->prefix, "/v1/keyrings/") && !keyring_name_valid(arg)) {
-                        reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                    "invalid keyring name (1-64 of A-Z a-z 0-9 . _ -, not starting with . or -)");
-                } else if (r->suffix && streq(r->prefix, "/v1/keys/") && (!*arg || strlen(arg) > STORE_KID_MAX)) {
-                        reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "invalid kid");
-                } else if (r->role == ROLE_ADMIN && !authz_admin(rq->api, rq->peer)) {
-                        authz_deny(rq, rp, r->suffix ? arg : NULL, api_route_name(i));
-                } else {
-                        if (r->body) {
-                                json_error_t err;
-                                rq->json = rq->body ? json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &err)
-                                                    : NULL;
-                                if (!rq->json) {
-                                        reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "invalid JSON: %s",
-                                                    rq->body ? err.text : "empty body");
-                                        goto done;
-                                }
-                                if (!json_is_object(rq->json)) {
-                                        reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                                    "the body must be a JSON object");
-                                        goto done;
-                                }
-                        } else if (rq->body_len > 0 && streq(rq->method, "POST")) {
-                                /* Optional bodies (rotate, disable): parsed when present. */
-                                rq->json = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, NULL);
-                                if (!json_is_object(rq->json)) {
-                                        reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                                    "the body must be a JSON object");
-                                        goto done;
-                                }
-                        }
-                        r->handler(rq, r->suffix ? arg : NULL, rp);
-                }
-        done:
-                if (rp->status >= 400)
-                        atomic_fetch_add(&rq->api->route_stats[i].errors, 1);
+        i = route_find(rq->method, path, arg, sizeof arg, &path_known);
+        if (i < 0) {
+                if (path_known)
+                        reply_error(rp, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", "%s is not allowed here",
+                                    rq->method);
+                else
+                        reply_error(rp, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint");
                 return;
         }
-        if (path_known)
-                reply_error(rp, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", "%s is not allowed here",
-                            rq->method);
-        else
-                reply_error(rp, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint");
+        rq->route = i;
+        atomic_fetch_add(&rq->api->route_stats[i].requests, 1);
+        route_call(rq, (size_t) i, arg, rp);
+        if (rp->status >= 400)
+                atomic_fetch_add(&rq->api->route_stats[i].errors, 1);
 }

@@ -123,7 +123,7 @@ static void check_headers(struct MHD_Connection *conn, const char *url, Peer *pe
  * the middle of a body), our side of the stream is shut (the client reads the reply, then EOF), and libmicrohttpd
  * closes its descriptor (MHD_NO). A duplicate of it lingers a moment in accept.c, so that the client's writes of the
  * rest of its request do not fail before it has read the reply. */
-static enum MHD_Result refuse(Api *a, struct MHD_Connection *conn, Reply *rp) {
+static enum MHD_Result refuse(Api *a, struct MHD_Connection *conn, Request *rq, const char *url, Reply *rp) {
         const union MHD_ConnectionInfo *fi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         _cleanup_free_ char *body = rp->json ? json_dumps(rp->json, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
         char reply[1024];
@@ -136,6 +136,9 @@ static enum MHD_Result refuse(Api *a, struct MHD_Connection *conn, Reply *rp) {
                 if (fd >= 0)
                         accept_linger(a, fd);
         }
+        /* Timed under the route it would have gone to: a 413 on a mint is the mint's. */
+        rq->route = api_route_find(rq->method, url);
+        api_observe_request(a, rq, rp->status);
         json_decref(rp->json);
         rp->json = NULL;
         return MHD_NO;
@@ -197,13 +200,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 rq = calloc(1, sizeof *rq);
                 if (!rq)
                         return MHD_NO;
+                rq->start = now_monotonic();
+                rq->route = -1;
                 rq->api = a;
                 rq->conn = conn;
                 rq->method = method;
                 rq->peer = conn_peer(conn);
                 *con_cls = rq;
                 check_headers(conn, url, rq->peer, &rp);
-                return rp.status ? refuse(a, conn, &rp) : MHD_YES;
+                return rp.status ? refuse(a, conn, rq, url, &rp) : MHD_YES;
         }
 
         if (*upload_data_size > 0) {
@@ -212,7 +217,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 if (rq->body_len + n > API_BODY_MAX) {
                         reply_error(&rp, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
                                     "request body exceeds %d bytes", API_BODY_MAX);
-                        return refuse(a, conn, &rp);
+                        return refuse(a, conn, rq, url, &rp);
                 }
                 char *nb = realloc(rq->body, rq->body_len + n + 1);
                 if (!nb)
@@ -226,6 +231,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
         api_dispatch(rq, url, &rp);
         ret = send_reply(conn, &rp, false);
+        api_observe_request(a, rq, rp.status);
         reply_done(&rp);
         return ret;
 }

@@ -23,6 +23,7 @@ struct AuditLog {
         Pending *head, *tail;
         bool committing, closed;
         uint64_t commits;
+        Histogram commit_times; /* observed by the leader, outside the lock: lock-free */
 };
 
 #define BATCH_MAX 512
@@ -32,6 +33,7 @@ struct AuditLog {
 static unsigned commit_batch(AuditLog *l, Pending *batch) {
         StoreDurability d = STORE_COMMITTED;
         unsigned commits = 0;
+        usec_t start = now_monotonic();
         int r;
 
         for (Pending *p = batch; p; p = p->next)
@@ -43,12 +45,14 @@ static unsigned commit_batch(AuditLog *l, Pending *batch) {
         if (r >= 0)
                 r = store_commit(l->store);
         if (r >= 0) {
+                histogram_observe_since(&l->commit_times, start);
                 for (Pending *p = batch; p; p = p->next)
                         p->result = (int64_t) p->rec->seq;
                 return 1;
         }
         store_rollback(l->store);
         for (Pending *p = batch; p; p = p->next) {
+                start = now_monotonic();
                 r = store_begin(l->store, p->durability);
                 if (r >= 0)
                         r = store_audit_append(l->store, p->rec);
@@ -56,8 +60,10 @@ static unsigned commit_batch(AuditLog *l, Pending *batch) {
                         r = store_commit(l->store);
                 if (r < 0)
                         store_rollback(l->store);
-                else
+                else {
+                        histogram_observe_since(&l->commit_times, start);
                         commits++;
+                }
                 p->result = r < 0 ? r : (int64_t) p->rec->seq;
         }
         return commits;
@@ -138,6 +144,10 @@ int64_t audit_log_write(AuditLog *l, StoreAudit *rec, StoreDurability durability
         }
         pthread_mutex_unlock(&l->lock);
         return p.result;
+}
+
+const Histogram *audit_log_commit_times(AuditLog *l) {
+        return &l->commit_times;
 }
 
 uint64_t audit_log_commits(AuditLog *l) {

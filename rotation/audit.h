@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <stdarg.h>
 
+#include "common/histogram.h"
 #include "store/store.h"
 
 /* Who asked: recorded in every audit record. keyd's own actions use actor_self(). */
@@ -41,6 +42,9 @@ AuditLog *audit_log_close(AuditLog *l);
 int64_t audit_log_write(AuditLog *l, StoreAudit *rec, StoreDurability durability);
 /* How many transactions the writer committed (for tests and metrics). */
 uint64_t audit_log_commits(AuditLog *l);
+/* The time of each committed transaction, from BEGIN to the end of COMMIT (the fsync, for a synced one): what the
+ * callers of one group commit wait for. Read it with histogram_render() at any time, from any thread. */
+const Histogram *audit_log_commit_times(AuditLog *l);
 
 /* Walk the chain, then check every checkpoint in seq order: the record it names is still there with the same hash
  * (a cut tail or a rewritten record is caught) and the chain reaches at least that far; no checkpoint was signed

@@ -2,6 +2,7 @@
 /* The local API through the real socket of the real daemon, on a real token: every endpoint, its errors, and
  * authorisation across uids. */
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <openssl/hmac.h>
 #include <poll.h>
 #include <stdio.h>
@@ -249,6 +250,198 @@ Test(api, audit_health_metrics) {
         free(m);
         expect_error("GET", "/v1/nothing", NULL, 404, "not_found");
         expect_error("DELETE", "/v1/keyrings", NULL, 405, "method_not_allowed");
+}
+
+/* --- /metrics as Prometheus text --- */
+
+/* The metric name a sample line starts with: its length, 0 if it does not start with one. */
+static size_t metric_name_len(const char *s) {
+        size_t n = 0;
+        if (!(isalpha((unsigned char) s[0]) || s[0] == '_' || s[0] == ':'))
+                return 0;
+        while (isalnum((unsigned char) s[n]) || s[n] == '_' || s[n] == ':')
+                n++;
+        return n;
+}
+
+/* A label set {k="v",...} at s (values with \\ \" \n escapes): its length, 0 if it is not one. */
+static size_t label_set_len(const char *s) {
+        size_t i = 1;
+        if (s[0] != '{')
+                return 0;
+        while (s[i] != '}') {
+                size_t k = metric_name_len(s + i);
+                if (k == 0 || memchr(s + i, ':', k)) /* a label name has no ':' */
+                        return 0;
+                i += k;
+                if (s[i] != '=' || s[i + 1] != '"')
+                        return 0;
+                for (i += 2; s[i] != '"'; i++) {
+                        if (s[i] == '\\' && (s[i + 1] == '\\' || s[i + 1] == '"' || s[i + 1] == 'n'))
+                                i++;
+                        else if (s[i] == 0 || s[i] == '\n')
+                                return 0;
+                }
+                i++;
+                if (s[i] == ',')
+                        i++;
+                else if (s[i] != '}')
+                        return 0;
+        }
+        return i + 1;
+}
+
+/* The family a sample belongs to: its name, less _bucket, _sum or _count when the family is a histogram. */
+static bool sample_family(json_t *types, const char *name, size_t n, char *family, size_t size) {
+        static const char *suffixes[] = { "_bucket", "_sum", "_count" };
+        snprintf(family, size, "%.*s", (int) n, name);
+        if (json_object_get(types, family))
+                return true;
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+                size_t s = strlen(suffixes[i]);
+                if (n > s && strncmp(name + n - s, suffixes[i], s) == 0) {
+                        snprintf(family, size, "%.*s", (int) (n - s), name);
+                        if (streq_ptr(json_string_value(json_object_get(types, family)), "histogram"))
+                                return true;
+                }
+        }
+        return false;
+}
+
+/* Every line is a comment (# HELP, # TYPE once per family before its samples) or a sample "name{labels} value"
+ * whose family has a TYPE. */
+static void expect_prometheus_text(const char *text) {
+        json_t *types = json_object();
+        char line[1024], family[256], type[32];
+        size_t n;
+
+        cr_assert(*text && text[strlen(text) - 1] == '\n', "ends with a newline");
+        for (const char *l = text; *l; l += n + 1) {
+                n = strcspn(l, "\n");
+                cr_assert_lt(n, sizeof line);
+                snprintf(line, sizeof line, "%.*s", (int) n, l);
+                if (startswith(line, "# TYPE ")) {
+                        size_t k = metric_name_len(line + 7);
+                        cr_assert_gt(k, 0, "%s", line);
+                        snprintf(family, sizeof family, "%.*s", (int) k, line + 7);
+                        cr_assert_eq(sscanf(line + 7 + k, " %31s", type), 1, "%s", line);
+                        cr_assert(streq(type, "counter") || streq(type, "gauge") || streq(type, "histogram"), "%s",
+                                  line);
+                        cr_assert_null(json_object_get(types, family), "a second TYPE: %s", line);
+                        json_object_set_new(types, family, json_string(type));
+                        continue;
+                }
+                if (startswith(line, "# HELP ")) {
+                        cr_assert_gt(metric_name_len(line + 7), 0, "%s", line);
+                        continue;
+                }
+                size_t k = metric_name_len(line), j = k;
+                cr_assert_gt(k, 0, "not a sample: '%s'", line);
+                cr_assert(sample_family(types, line, k, family, sizeof family), "no TYPE before: %s", line);
+                if (line[j] == '{') {
+                        size_t s = label_set_len(line + j);
+                        cr_assert_gt(s, 0, "bad labels: %s", line);
+                        j += s;
+                }
+                cr_assert_eq(line[j], ' ', "%s", line);
+                char *end;
+                const char *value = line + j + 1;
+                double v = strtod(value, &end);
+                cr_assert(end != value && *end == 0 && v >= 0, "bad value: %s", line);
+        }
+        json_decref(types);
+}
+
+/* The value of the sample "series" (name and labels as printed), or -1 if there is none. */
+static double sample_value(const char *text, const char *series) {
+        size_t n = strlen(series);
+        for (const char *l = text; l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+                if (strncmp(l, series, n) == 0 && l[n] == ' ')
+                        return strtod(l + n + 1, NULL);
+        return -1;
+}
+
+/* One series of a histogram: its buckets cumulative (le ascending, ending with +Inf), +Inf equal to _count; returns
+ * _count. */
+static double expect_histogram(const char *text, const char *name, const char *labels) {
+        char prefix[256], series[256];
+        double last = 0, le_last = -1;
+        int buckets = 0;
+        bool inf = false;
+
+        snprintf(prefix, sizeof prefix, "%s_bucket{%s%sle=\"", name, labels, *labels ? "," : "");
+        for (const char *l = strstr(text, prefix); l; l = strstr(l + 1, prefix)) {
+                const char *le = l + strlen(prefix);
+                double count = strtod(strchr(le, ' ') + 1, NULL);
+                cr_assert(!inf, "a bucket after +Inf: %.80s", l);
+                if (startswith(le, "+Inf\""))
+                        inf = true;
+                else {
+                        double b = strtod(le, NULL);
+                        cr_assert_gt(b, le_last, "bounds ascend: %.80s", l);
+                        le_last = b;
+                }
+                cr_assert_geq(count, last, "cumulative: %.80s", l);
+                last = count;
+                buckets++;
+        }
+        cr_assert(inf && buckets > 1, "no buckets for %s{%s}:\n%s", name, labels, text);
+        snprintf(series, sizeof series, "%s_count%s%s%s", name, *labels ? "{" : "", labels, *labels ? "}" : "");
+        cr_assert_eq(sample_value(text, series), last, "%s equals the +Inf bucket", series);
+        snprintf(series, sizeof series, "%s_sum%s%s%s", name, *labels ? "{" : "", labels, *labels ? "}" : "");
+        cr_assert_geq(sample_value(text, series), 0, "%s", series);
+        return last;
+}
+
+static char *scrape(void) {
+        long st;
+        char *m = test_api_raw(sock, "GET", "/metrics", NULL, NULL, &st);
+        cr_assert_eq(st, 200, "%s", m);
+        expect_prometheus_text(m);
+        return m;
+}
+
+#define DURATION "keyd_request_duration_seconds"
+
+Test(api, metrics_histograms) {
+        free(scrape()); /* timed once its reply is queued: the next scrape shows it, and only it */
+        for (int i = 0; i < 3; i++)
+                free(mint("/v1/keyrings/default/tokens", "{\"sub\":\"a\"}"));
+        for (int i = 0; i < 2; i++)
+                expect_error("GET", "/v1/keyrings/nosuch", NULL, 404, "not_found");
+        expect_error("GET", "/v1/nothing", NULL, 404, "not_found");
+        expect_error("DELETE", "/v1/keyrings", NULL, 405, "method_not_allowed");
+        /* Refused on its headers, before it is dispatched: still its route's. */
+        char *header = malloc(9000);
+        long st;
+        memcpy(header, "X-Big: ", 7);
+        memset(header + 7, 'b', 8990);
+        header[8997] = 0;
+        free(test_api_raw(sock, "GET", "/v1/keyrings", NULL, header, &st));
+        free(header);
+        cr_assert_eq(st, 431);
+
+        char *m = scrape();
+        cr_assert_eq(expect_histogram(m, DURATION, "route=\"GET /metrics\",code=\"200\""), 1, "%s", m);
+        cr_assert_eq(expect_histogram(m, DURATION, "route=\"POST /v1/keyrings/{}/tokens\",code=\"201\""), 3);
+        cr_assert_eq(expect_histogram(m, DURATION, "route=\"GET /v1/keyrings/{}\",code=\"404\""), 2);
+        cr_assert_eq(expect_histogram(m, DURATION, "route=\"unmatched\",code=\"404\""), 1);
+        cr_assert_eq(expect_histogram(m, DURATION, "route=\"unmatched\",code=\"405\""), 1);
+        cr_assert_eq(expect_histogram(m, DURATION, "route=\"GET /v1/keyrings\",code=\"431\""), 1);
+        /* Only series that were observed are shown. */
+        cr_assert_null(strstr(m, DURATION "_count{route=\"GET /v1/keyrings\",code=\"200\"}"), "%s", m);
+        cr_assert_null(strstr(m, "code=\"other\""), "%s", m);
+        /* The existing counters are still there, with their names. */
+        cr_assert_eq(sample_value(m, "keyd_requests_total{route=\"POST /v1/keyrings/{}/tokens\"}"), 3);
+        cr_assert_eq(sample_value(m, "keyd_tokens_minted_total"), 3);
+
+        /* Each committed audit transaction is timed: the mints' at least. */
+        double commits = expect_histogram(m, "keyd_audit_commit_seconds", "");
+        cr_assert_gt(commits, 0, "%s", m);
+        cr_assert_eq(commits, sample_value(m, "keyd_audit_commits_total"), "%s", m);
+
+        cr_assert_eq(sample_value(m, "keyd_build_info{version=\"" KEYD_VERSION "\"}"), 1, "%s", m);
+        free(m);
 }
 
 /* --- bad input: each with its status and code, and nothing changes --- */

@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT */
+/* GET /metrics: the Prometheus text exposition (format 0.0.4), one function per source of metrics. To add a
+ * source, write a function that appends its families with the helpers below and add it to sources[]. */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "api/api-internal.h"
+
+/* The reply being built: a memstream, so that any write may grow it; a write that fails (no memory) leaves the
+ * stream in error, and the reply is then refused as a whole rather than sent cut short. */
+struct MetricsText {
+        FILE *f;
+        char *buf;
+        size_t len;
+};
+
+void metrics_append(MetricsText *m, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        (void) vfprintf(m->f, fmt, ap);
+        va_end(ap);
+}
+
+void metrics_family(MetricsText *m, const char *name, const char *type, const char *help) {
+        metrics_append(m, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void metrics_counter(MetricsText *m, const char *name, const char *help, uint64_t value) {
+        metrics_family(m, name, "counter", help);
+        metrics_append(m, "%s %" PRIu64 "\n", name, value);
+}
+
+void metrics_gauge(MetricsText *m, const char *name, const char *help, uint64_t value) {
+        metrics_family(m, name, "gauge", help);
+        metrics_append(m, "%s %" PRIu64 "\n", name, value);
+}
+
+void metrics_histogram(MetricsText *m, const char *name, const char *labels, const Histogram *h) {
+        (void) histogram_render(h, m->f, name, labels);
+}
+
+/* --- keyd_request_duration_seconds: by route and status --- */
+
+/* The statuses keyd answers with; anything else is counted as code="other". */
+static const unsigned status_codes[] = { 200, 201, 204, 304, 400, 401, 403, 404, 405,
+                                         409, 413, 415, 422, 429, 431, 500, 503 };
+static_assert(ELEMENTSOF(status_codes) + 1 == API_STATUS_SLOTS, "one slot per status, and one for the others");
+
+static size_t status_slot(unsigned status) {
+        for (size_t i = 0; i < ELEMENTSOF(status_codes); i++)
+                if (status_codes[i] == status)
+                        return i;
+        return API_STATUS_SLOTS - 1;
+}
+
+void api_observe_request(Api *a, const Request *rq, unsigned status) {
+        RouteStats *s = rq->route >= 0 ? &a->route_stats[rq->route] : &a->unrouted;
+        histogram_observe_since(&s->duration[status_slot(status)], rq->start);
+}
+
+/* The series of one route that have been observed (a scrape never shows thousands of empty series). Route names are
+ * the router's own ("POST /v1/keyrings/{}/tokens"): nothing in them needs escaping in a label value. */
+static void route_durations(MetricsText *m, const char *route, const RouteStats *s) {
+        char labels[128];
+
+        for (size_t i = 0; i < API_STATUS_SLOTS; i++) {
+                if (histogram_count(&s->duration[i]) == 0)
+                        continue;
+                if (i < ELEMENTSOF(status_codes))
+                        snprintf(labels, sizeof labels, "route=\"%s\",code=\"%u\"", route, status_codes[i]);
+                else
+                        snprintf(labels, sizeof labels, "route=\"%s\",code=\"other\"", route);
+                metrics_histogram(m, "keyd_request_duration_seconds", labels, &s->duration[i]);
+        }
+}
+
+/* --- the sources --- */
+
+static void metrics_keyrings(MetricsText *m, Api *a) {
+        Engine *e = a->engine;
+        size_t rings, degraded = 0, disabled = 0;
+
+        engine_read_lock(e);
+        rings = engine_n_rings(e);
+        for (size_t i = 0; i < rings; i++) {
+                degraded += ring_degraded(engine_ring_at(e, i)) != NULL;
+                disabled += ring_disabled(engine_ring_at(e, i));
+        }
+        engine_read_unlock(e);
+
+        metrics_gauge(m, "keyd_keyrings", "Keyrings.", rings);
+        metrics_gauge(m, "keyd_keyrings_degraded", "Keyrings that are degraded.", degraded);
+        metrics_gauge(m, "keyd_keyrings_disabled", "Keyrings that are disabled.", disabled);
+        metrics_counter(m, "keyd_keys_lost_total", "Keys found missing from the token (at start or while signing).",
+                        engine_keys_lost(e));
+        metrics_counter(m, "keyd_audit_events_dropped_total", "Committed audit records whose journal line was lost.",
+                        engine_events_dropped(e));
+}
+
+static void metrics_signing(MetricsText *m, Api *a) {
+        metrics_counter(m, "keyd_tokens_minted_total", "Tokens minted.", a->minted);
+        metrics_counter(m, "keyd_jws_signed_total", "JWS signed (/jws).", a->signed_jws);
+        metrics_counter(m, "keyd_data_signed_total", "Raw signatures (/sign).", a->signed_raw);
+        metrics_family(m, "keyd_verify_total", "counter", "Tokens verified, by verdict.");
+        metrics_append(m, "keyd_verify_total{valid=\"true\"} %" PRIu64 "\n", (uint64_t) a->verified_ok);
+        metrics_append(m, "keyd_verify_total{valid=\"false\"} %" PRIu64 "\n", (uint64_t) a->verified_bad);
+        metrics_counter(m, "keyd_authz_denied_total", "Requests refused for want of a role (403).", a->denied);
+}
+
+static void metrics_audit(MetricsText *m, Api *a) {
+        metrics_counter(m, "keyd_audit_failures_total",
+                        "Requests failed because their audit record could not be written.", a->audit_failures);
+        metrics_counter(m, "keyd_audit_commits_total", "Transactions committed by the audit group commit.",
+                        audit_log_commits(a->audit));
+        metrics_family(m, "keyd_audit_commit_seconds", "histogram",
+                       "Time of each audit group commit, from BEGIN to the end of COMMIT.");
+        metrics_histogram(m, "keyd_audit_commit_seconds", NULL, audit_log_commit_times(a->audit));
+}
+
+static void metrics_requests(MetricsText *m, Api *a) {
+        metrics_gauge(m, "keyd_connections", "Open connections to the API socket.", a->connections);
+        metrics_family(m, "keyd_requests_total", "counter", "Requests, by route.");
+        for (size_t i = 0; i < api_n_routes(); i++)
+                metrics_append(m, "keyd_requests_total{route=\"%s\"} %" PRIu64 "\n", api_route_name(i),
+                               (uint64_t) a->route_stats[i].requests);
+        metrics_family(m, "keyd_request_errors_total", "counter",
+                       "Requests answered with a status of 400 or more, by route.");
+        for (size_t i = 0; i < api_n_routes(); i++)
+                metrics_append(m, "keyd_request_errors_total{route=\"%s\"} %" PRIu64 "\n", api_route_name(i),
+                               (uint64_t) a->route_stats[i].errors);
+        metrics_family(m, "keyd_request_duration_seconds", "histogram",
+                       "Time from the request's headers to its reply being queued, by route and status.");
+        for (size_t i = 0; i < api_n_routes(); i++)
+                route_durations(m, api_route_name(i), &a->route_stats[i]);
+        route_durations(m, "unmatched", &a->unrouted);
+}
+
+static void metrics_build(MetricsText *m, Api *a) {
+        (void) a;
+        metrics_family(m, "keyd_build_info", "gauge", "The version of keyd running (always 1).");
+        metrics_append(m, "keyd_build_info{version=\"%s\"} 1\n", KEYD_VERSION);
+}
+
+typedef void (*MetricsSource)(MetricsText *m, Api *a);
+
+static const MetricsSource sources[] = {
+        metrics_keyrings, metrics_signing, metrics_audit, metrics_requests, metrics_build,
+};
+
+int h_metrics(Request *rq, const char *arg, Reply *rp) {
+        MetricsText m = { 0 };
+        bool failed;
+        (void) arg;
+
+        m.f = open_memstream(&m.buf, &m.len);
+        if (!m.f)
+                return reply_errno(rp, -ENOMEM, "metrics");
+        for (size_t i = 0; i < ELEMENTSOF(sources); i++)
+                sources[i](&m, rq->api);
+        failed = ferror(m.f);
+        if (fclose(m.f) != 0 || failed) {
+                free(m.buf);
+                return reply_errno(rp, -ENOMEM, "metrics");
+        }
+        rp->status = MHD_HTTP_OK;
+        rp->text = m.buf;
+        rp->content_type = "text/plain; version=0.0.4";
+        return 0;
+}
