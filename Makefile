@@ -57,6 +57,8 @@ OBJ      = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_SRCS) $(INTEG_SRCS))
 REPLAYS := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/fuzz/%-replay,$(FUZZ_SRCS))
 BENCHES := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRCS))
+# The PKCS#11 module that stands in for a network HSM in tests and benchmarks (tests/shim/p11shim.h).
+SHIM    := $(BUILD)/tests/shim/p11shim.so
 
 .PHONY: all deps check asan bench run install clean fuzz tests _check _bench format
 .DEFAULT_GOAL := all
@@ -108,7 +110,13 @@ $(BUILD)/obj/tests/fuzz/replay.o: tests/fuzz/replay.c
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -c $< -o $@
 
-tests: all $(TESTS) $(REPLAYS)
+# A module of its own, nothing of keyd's linked in: keyd's flags (KEYD_DEFAULT_MODULE is what it forwards to by
+# default), -fPIC instead of -fPIE.
+$(SHIM): tests/shim/p11shim.c tests/shim/p11shim.h
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -fPIE,$(KEYD_CFLAGS)) -fPIC -shared -o $@ $< -ldl -lpthread
+
+tests: all $(TESTS) $(REPLAYS) $(SHIM)
 
 # "make check": install what is missing, then build and run every test in a second make, so that the
 # pkg-config flags are read after the packages exist.
@@ -127,7 +135,7 @@ asan: deps
 bench: deps
 	@$(MAKE) --no-print-directory _bench
 
-_bench: all $(BENCHES)
+_bench: all $(BENCHES) $(SHIM)
 	@BUILD=$(BUILD) SOFTHSM_MODULE=$(SOFTHSM_MODULE) scripts/run-bench.sh $(BENCHES)
 
 # libFuzzer builds of the fuzz targets (clang); not part of "check", which replays the committed corpus instead.
@@ -156,7 +164,7 @@ install: all
 
 format:
 	clang-format -i $(LIB_SRCS) $(DAEMON_SRCS) keyd/main.c $(KEYCTL_SRCS) $(wildcard */*.h) $(HELPER_SRCS) $(UNIT_SRCS) \
-	  $(INTEG_SRCS) $(FUZZ_SRCS) $(BENCH_SRCS)
+	  $(INTEG_SRCS) $(FUZZ_SRCS) $(BENCH_SRCS) $(wildcard tests/shim/*.[ch])
 
 clean:
 	rm -rf build

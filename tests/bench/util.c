@@ -39,6 +39,27 @@ const char *bench_module(void) {
         return m && *m ? m : KEYD_DEFAULT_MODULE;
 }
 
+int bench_shim_module(char *ret, size_t size) {
+        char self[PATH_MAX], path[PATH_MAX + 32];
+        const char *e = getenv("KEYD_BENCH_SHIM");
+        if (e && *e)
+                snprintf(path, sizeof path, "%s", e);
+        else {
+                ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+                if (n <= 0)
+                        return -1;
+                self[n] = 0;
+                snprintf(path, sizeof path, "%s/../shim/p11shim.so", dirname(self));
+        }
+        /* keyd wants an absolute module path, and "../" in it would only puzzle a reader of its log. */
+        if (!realpath(path, self) || strlen(self) >= size) {
+                snprintf(ret, size, "%s", path);
+                return -1;
+        }
+        snprintf(ret, size, "%s", self);
+        return 0;
+}
+
 int bench_env(const char *name, double default_seconds, bool with_clients, BenchEnv *ret) {
         *ret = (BenchEnv){
                 .module = bench_module(),
@@ -333,8 +354,8 @@ static int keyd_binary(char *ret, size_t size) {
         return access(ret, X_OK);
 }
 
-int bench_write_keyd_conf(const char *dir, const char *module, const char *pin_path, const char *sock,
-                          const char *const *keyrings, char *ret, size_t size) {
+static int write_keyd_conf(const char *dir, const char *module, const char *pin_path, const char *sock,
+                           const char *extra, const char *const *keyrings, char *ret, size_t size) {
         struct passwd *pw = getpwuid(getuid());
         char *text = NULL;
         size_t len = 0;
@@ -347,12 +368,19 @@ int bench_write_keyd_conf(const char *dir, const char *module, const char *pin_p
                 "[token]\nmodule = %s\nuri = pkcs11:token=keyd-bench\npin-file = %s\n"
                 "softhsm2-conf = %s/softhsm2.conf\n\n[store]\npath = %s/keyd.db\n\n[api]\nsocket = %s\nworkers = 2\n\n",
                 module, pin_path, dir, dir, sock);
+        if (extra)
+                fprintf(f, "%s\n", extra);
         for (size_t i = 0; keyrings[i]; i++)
                 fprintf(f, "%s%ssign-users = %s\n", i > 0 ? "\n" : "", keyrings[i], pw->pw_name);
         snprintf(ret, size, "%s/keyd.conf", dir);
         r = fclose(f) == 0 ? bench_write_file(ret, text) : -1;
         free(text);
         return r;
+}
+
+int bench_write_keyd_conf(const char *dir, const char *module, const char *pin_path, const char *sock,
+                          const char *const *keyrings, char *ret, size_t size) {
+        return write_keyd_conf(dir, module, pin_path, sock, NULL, keyrings, ret, size);
 }
 
 void bench_show_log(void) {
@@ -411,6 +439,11 @@ static int daemon_start(const char *keyd, const char *config) {
 
 int bench_keyd_start(const char *name, const char *module, const char *const *keyrings, char *pin_path,
                      size_t size) {
+        return bench_keyd_start_opts(name, module, keyrings, NULL, pin_path, size);
+}
+
+int bench_keyd_start_opts(const char *name, const char *module, const char *const *keyrings,
+                          const BenchKeydOpts *opts, char *pin_path, size_t size) {
         char keyd[PATH_MAX + 16] = "", prefix[32], config[512];
 
         prog = name;
@@ -426,7 +459,8 @@ int bench_keyd_start(const char *name, const char *module, const char *const *ke
                 fprintf(stderr, "%s: cannot create a SoftHSM2 token: %m\n", prog);
                 return -1;
         }
-        if (bench_write_keyd_conf(tmpdir, module, pin_path, sock_path, keyrings, config, sizeof config) < 0)
+        if (write_keyd_conf(tmpdir, opts && opts->module ? opts->module : module, pin_path, sock_path,
+                            opts ? opts->extra : NULL, keyrings, config, sizeof config) < 0)
                 return -1;
         return daemon_start(keyd, config);
 }

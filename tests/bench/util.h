@@ -15,13 +15,16 @@
  * A bench process makes one run: the working directory, the daemon and the program name used in messages are state
  * of util.c, set by bench_token_create() or bench_keyd_start() and undone by bench_cleanup(). */
 
-#define BENCH_MAX_CLIENTS 8   /* threads or HTTP clients in one run */
+#define BENCH_MAX_CLIENTS 64  /* threads or HTTP clients in one run */
 #define BENCH_LAT_CAP 1000000 /* latencies recorded per HTTP client and run */
 
 /* ---- the environment ---- */
 
 /* $SOFTHSM_MODULE if set and not empty, else the build's default. */
 const char *bench_module(void);
+/* The PKCS#11 shim that makes the token a network HSM (tests/shim/p11shim.h): $KEYD_BENCH_SHIM, or
+ * ../shim/p11shim.so next to this executable, as an absolute path into ret; -1 if it is not there. */
+int bench_shim_module(char *ret, size_t size);
 
 /* What a bench run is told by its environment. */
 typedef struct BenchEnv {
@@ -114,6 +117,14 @@ const char *bench_dir(void);
  * process dies) and wait up to 30 s for GET /healthz to answer 200. Says on stderr what failed. */
 int bench_keyd_start(const char *name, const char *module, const char *const *keyrings, char *pin_path,
                      size_t size);
+/* What bench_keyd_start_opts() changes in keyd.conf (NULL fields: as bench_keyd_start()). */
+typedef struct BenchKeydOpts {
+        const char *module; /* keyd's [token] module, if not the one the token is made with (the shim) */
+        const char *extra;  /* sections written after [api], before the keyrings ("[token]\nmax-sessions = 64\n") */
+} BenchKeydOpts;
+/* bench_keyd_start() with opts. keyd inherits this process's environment (P11SHIM_*). */
+int bench_keyd_start_opts(const char *name, const char *module, const char *const *keyrings,
+                          const BenchKeydOpts *opts, char *pin_path, size_t size);
 /* Start keyd --config config in a child (its output appended to log_path, NOTIFY_SOCKET, LISTEN_* and JOURNAL_STREAM
  * unset, killed if this process dies): its pid, or -1. */
 pid_t bench_spawn_keyd(const char *keyd, const char *config, const char *log_path);
