@@ -50,6 +50,8 @@ UNIT_SRCS   := $(sort $(wildcard tests/unit/test-*.c))
 INTEG_SRCS  := $(sort $(wildcard tests/integration/test-*.c))
 FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz-*.c))
 BENCH_SRCS  := $(sort $(wildcard tests/bench/bench-*.c))
+# LD_PRELOAD shims that integration tests start keyd with (tests/shim/erofs.c: a file system turned read-only).
+SHIM_SRCS   := $(sort $(wildcard tests/shim/*.c))
 
 LIB     := $(BUILD)/libkeyd.a
 DLIB    := $(BUILD)/libkeyd-daemon.a
@@ -57,6 +59,7 @@ OBJ      = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_SRCS) $(INTEG_SRCS))
 REPLAYS := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/fuzz/%-replay,$(FUZZ_SRCS))
 BENCHES := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRCS))
+SHIMS   := $(patsubst tests/shim/%.c,$(BUILD)/tests/shim/%.so,$(SHIM_SRCS))
 
 .PHONY: all deps check asan bench run install clean fuzz tests _check _bench format
 .DEFAULT_GOAL := all
@@ -108,7 +111,12 @@ $(BUILD)/obj/tests/fuzz/replay.o: tests/fuzz/replay.c
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -c $< -o $@
 
-tests: all $(TESTS) $(REPLAYS)
+tests: all $(TESTS) $(REPLAYS) $(SHIMS)
+
+# Not sanitized: a preloaded library has no ASan runtime of its own (keyd is started with verify_asan_link_order=0).
+$(BUILD)/tests/shim/%.so: tests/shim/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARNINGS) -D_GNU_SOURCE -O2 -g -fPIC -shared -o $@ $< -ldl
 
 # "make check": install what is missing, then build and run every test in a second make, so that the
 # pkg-config flags are read after the packages exist.

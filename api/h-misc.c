@@ -8,7 +8,8 @@
 
 int h_healthz(Request *rq, const char *arg, Reply *rp) {
         Engine *e = rq->api->engine;
-        json_t *degraded = json_array();
+        json_t *degraded = json_array(), *o;
+        char storage[128];
         size_t n;
         (void) arg;
 
@@ -21,9 +22,15 @@ int h_healthz(Request *rq, const char *arg, Reply *rp) {
                         json_array_append_new(degraded, json_string(ring_name(r)));
         }
         engine_read_unlock(e);
-        return reply_json(rp, MHD_HTTP_OK,
-                          json_pack("{s:s, s:I, s:o, s:s}", "status", json_array_size(degraded) ? "degraded" : "ok",
-                                    "keyrings", (json_int_t) n, "degraded", degraded, "version", KEYD_VERSION));
+        o = json_pack("{s:s, s:I, s:o, s:s}", "status", json_array_size(degraded) ? "degraded" : "ok", "keyrings",
+                      (json_int_t) n, "degraded", degraded, "version", KEYD_VERSION);
+        /* A database that cannot be written fails every mint and change: not healthy, whatever the keyrings say. */
+        if (o && store_health_fault(rq->api->cfg.storage, NULL, storage, sizeof storage)) {
+                json_object_set_new(o, "status", json_string("unavailable"));
+                json_object_set_new(o, "storage", json_string(storage));
+                return reply_json(rp, MHD_HTTP_SERVICE_UNAVAILABLE, o);
+        }
+        return reply_json(rp, MHD_HTTP_OK, o);
 }
 
 static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...) _printf_(4, 5);
