@@ -50,6 +50,8 @@ UNIT_SRCS   := $(sort $(wildcard tests/unit/test-*.c))
 INTEG_SRCS  := $(sort $(wildcard tests/integration/test-*.c))
 FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz-*.c))
 BENCH_SRCS  := $(sort $(wildcard tests/bench/bench-*.c))
+# LD_PRELOAD shims that integration tests start keyd with (tests/shim/erofs.c: a file system turned read-only).
+SHIM_SRCS   := $(sort $(wildcard tests/shim/*.c))
 
 LIB     := $(BUILD)/libkeyd.a
 DLIB    := $(BUILD)/libkeyd-daemon.a
@@ -57,8 +59,10 @@ OBJ      = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_SRCS) $(INTEG_SRCS))
 REPLAYS := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/fuzz/%-replay,$(FUZZ_SRCS))
 BENCHES := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRCS))
-# The PKCS#11 module that stands in for a network HSM in tests and benchmarks (tests/shim/p11shim.h).
+# Libraries that stand in for the world in tests: a PKCS#11 module in front of SoftHSM2 for a network HSM
+# (tests/shim/p11shim.h), a preloaded library for a read-only file system (tests/shim/erofs.c).
 SHIM    := $(BUILD)/tests/shim/p11shim.so
+SHIMS   := $(patsubst tests/shim/%.c,$(BUILD)/tests/shim/%.so,$(SHIM_SRCS))
 
 .PHONY: all deps check asan bench run install clean fuzz tests _check _bench format
 .DEFAULT_GOAL := all
@@ -116,7 +120,12 @@ $(SHIM): tests/shim/p11shim.c tests/shim/p11shim.h
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -fPIE,$(KEYD_CFLAGS)) -fPIC -shared -o $@ $< -ldl -lpthread
 
-tests: all $(TESTS) $(REPLAYS) $(SHIM)
+# Not sanitized: a preloaded library has no ASan runtime of its own (keyd is started with verify_asan_link_order=0).
+$(BUILD)/tests/shim/%.so: tests/shim/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARNINGS) -D_GNU_SOURCE -O2 -g -fPIC -shared -o $@ $< -ldl
+
+tests: all $(TESTS) $(REPLAYS) $(SHIMS)
 
 # "make check": install what is missing, then build and run every test in a second make, so that the
 # pkg-config flags are read after the packages exist.

@@ -89,8 +89,11 @@ typedef int (*Handler)(Request *rq, const char *arg, Reply *rp);
 int reply_json(Reply *rp, unsigned status, json_t *body /* consumed */);
 _printf_(4, 5) int reply_error(Reply *rp, unsigned status, const char *code, const char *fmt, ...);
 /* Map an engine error to a reply: -ENOENT 404, -EEXIST/-EALREADY/-EBUSY/-ESHUTDOWN 409, -EINVAL 400,
- * -ENOKEY/-ETIMEDOUT/-ECANCELED 503, else 500. */
+ * -ENOKEY/-ETIMEDOUT/-ECANCELED 503, -ENOSPC/-ENOLCK 503 storage_unavailable, else 500. */
 int reply_errno(Reply *rp, int r, const char *what);
+/* reply_errno() for a request that had to write: a storage fault (while the database's health says so, or one only
+ * the store gives) is 503 storage_unavailable naming the cause. */
+int reply_write_errno(Request *rq, Reply *rp, int r, const char *what);
 json_t *json_time(usec_t t);
 /* A keyring as the API shows it (call with the engine read lock held). */
 json_t *ring_to_json(Ring *r);

@@ -24,6 +24,7 @@ typedef struct ApiConfig {
         unsigned max_connections, max_connections_per_uid;
         unsigned idle_timeout;   /* seconds */
         uid_t dev_uid;           /* dev mode: this uid is admin and may sign with every keyring; (uid_t) -1 if none */
+        StoreHealth *storage;    /* the database's write health (/healthz, 503 storage_unavailable), or NULL */
 } ApiConfig;
 
 int api_start(const ApiConfig *cfg, Engine *engine, AuditLog *audit, ApiLoopCall call, void *call_userdata,

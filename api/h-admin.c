@@ -55,7 +55,7 @@ int h_rotate(Request *rq, const char *name, Reply *rp) {
         c.force = json_is_true(force);
         int r = rq->api->call(rq->api->call_userdata, rotate_on_loop, &c);
         if (r < 0)
-                return reply_errno(rp, r, name);
+                return reply_write_errno(rq, rp, r, name);
         return h_keyring_show(rq, name, rp);
 }
 
@@ -70,7 +70,7 @@ int h_revoke_key(Request *rq, const char *kid, Reply *rp) {
                 return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "reason: " REVOKE_REASONS_TEXT);
         int r = rq->api->call(rq->api->call_userdata, revoke_on_loop, &c);
         if (r < 0)
-                return reply_errno(rp, r, kid);
+                return reply_write_errno(rq, rp, r, kid);
         json_t *revoked_at = json_null();
         engine_read_lock(rq->api->engine);
         Ring *rr = NULL;
@@ -89,7 +89,7 @@ int h_disable(Request *rq, const char *name, Reply *rp) {
         AdminCall c = { .name = name, .actor = api_actor(rq) };
         int r = rq->api->call(rq->api->call_userdata, disable_on_loop, &c);
         if (r < 0)
-                return reply_errno(rp, r, name);
+                return reply_write_errno(rq, rp, r, name);
         return h_keyring_show(rq, name, rp);
 }
 
@@ -124,7 +124,7 @@ int h_revoke_token(Request *rq, const char *arg, Reply *rp) {
         }
         int r = rq->api->call(rq->api->call_userdata, deny_on_loop, &c);
         if (r < 0)
-                return reply_errno(rp, r, c.name);
+                return reply_write_errno(rq, rp, r, c.name);
         return reply_json(rp, MHD_HTTP_OK,
                           json_pack("{s:s, s:I}", "jti", c.name, "exp", (json_int_t) (c.exp / USEC_PER_SEC)));
 }

@@ -107,7 +107,7 @@ int h_keyring_create(Request *rq, const char *arg, Reply *rp) {
         r = rq->api->call(rq->api->call_userdata, create_on_loop, &c);
         policy_done(&p);
         if (r < 0)
-                return reply_errno(rp, r, json_string_value(name));
+                return reply_write_errno(rq, rp, r, json_string_value(name));
         r = h_keyring_show(rq, json_string_value(name), rp);
         if (r < 0)
                 return r;

@@ -16,8 +16,9 @@ static json_t *token_health(Engine *e, bool *ret_up) {
 
 int h_healthz(Request *rq, const char *arg, Reply *rp) {
         Engine *e = rq->api->engine;
-        json_t *degraded = json_array(), *token;
-        bool token_up;
+        json_t *degraded = json_array(), *token, *o;
+        char storage[128];
+        bool token_up, storage_ok;
         size_t n;
         (void) arg;
 
@@ -31,9 +32,15 @@ int h_healthz(Request *rq, const char *arg, Reply *rp) {
         }
         engine_read_unlock(e);
         token = token_health(e, &token_up);
-        /* A load balancer takes a 503 as "send no signing traffic here": the token cannot sign. */
-        const char *status = !token_up ? "unavailable" : json_array_size(degraded) ? "degraded" : "ok";
-        return reply_json(rp, token_up ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
-                          json_pack("{s:s, s:I, s:o, s:o, s:s}", "status", status, "keyrings", (json_int_t) n,
-                                    "degraded", degraded, "token", token, "version", KEYD_VERSION));
+        /* A database that cannot be written fails every mint and change: not healthy, whatever the keyrings say. */
+        storage_ok = !store_health_fault(rq->api->cfg.storage, NULL, storage, sizeof storage);
+        /* A load balancer takes a 503 as "send no signing traffic here": the token cannot sign, or nothing minted
+         * could be audited. */
+        bool available = token_up && storage_ok;
+        const char *status = !available ? "unavailable" : json_array_size(degraded) ? "degraded" : "ok";
+        o = json_pack("{s:s, s:I, s:o, s:o, s:s}", "status", status, "keyrings", (json_int_t) n, "degraded", degraded,
+                      "token", token, "version", KEYD_VERSION);
+        if (o && !storage_ok)
+                json_object_set_new(o, "storage", json_string(storage));
+        return reply_json(rp, available ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, o);
 }

@@ -82,6 +82,23 @@ static int sign_failed(Request *rq, Reply *rp, int r, const char *name, const ch
                            strerror(-r), ckr);
 }
 
+/* The audit record of a signature could not be committed: nothing is handed out (what says what was not). A storage
+ * fault is named as such, so that a client (and its operator) can tell it from a token that cannot sign. */
+static int audit_failed(Request *rq, Reply *rp, int r, const char *what) {
+        char reason[128];
+        const char *why = NULL;
+
+        if (store_health_fault(rq->api->cfg.storage, NULL, reason, sizeof reason))
+                why = reason;
+        else if (r == -ENOSPC || r == -ENOLCK) /* only the store gives these */
+                why = store_fault_reason(r);
+        if (why)
+                return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_unavailable",
+                                   "the audit record could not be written (%s): %s", why, what);
+        return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "the audit record could not be written: %s",
+                           what);
+}
+
 static bool only_members(const json_t *o, const char *const *allowed, const char **ret_bad) {
         const char *key;
         json_t *v;
@@ -246,9 +263,9 @@ int h_mint(Request *rq, const char *name, Reply *rp) {
                                    API_TOKEN_MAX);
         if (r < 0)
                 return sign_failed(rq, rp, r, name, "token.mint");
-        if (api_audit(rq, "token.mint", name, kid, "ok", "{s:s, s:O, s:I}", "jti", jti, "sub", sub, "exp", exp) < 0)
-                return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
-                                   "the audit record could not be written: no token is issued");
+        r = api_audit(rq, "token.mint", name, kid, "ok", "{s:s, s:O, s:I}", "jti", jti, "sub", sub, "exp", exp);
+        if (r < 0)
+                return audit_failed(rq, rp, r, "no token is issued");
         atomic_fetch_add(&rq->api->minted, 1);
         return reply_json(rp, MHD_HTTP_CREATED,
                           json_pack("{s:s, s:s, s:s, s:I, s:I}", "token", token, "kid", kid, "jti", jti, "iat", now,
@@ -313,9 +330,9 @@ int h_jws(Request *rq, const char *name, Reply *rp) {
         r = engine_sign_compact(rq->api->engine, name, hdr, json_is_true(embed), payload, len, 0, &jws, kid);
         if (r < 0)
                 return sign_failed(rq, rp, r, name, "jws.sign");
-        if (api_audit(rq, "jws.sign", name, kid, "ok", "{s:I}", "bytes", (json_int_t) len) < 0)
-                return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
-                                   "the audit record could not be written: nothing is signed");
+        r = api_audit(rq, "jws.sign", name, kid, "ok", "{s:I}", "bytes", (json_int_t) len);
+        if (r < 0)
+                return audit_failed(rq, rp, r, "nothing is signed");
         atomic_fetch_add(&rq->api->signed_jws, 1);
         return reply_json(rp, MHD_HTTP_CREATED, json_pack("{s:s, s:s}", "jws", jws, "kid", kid));
 }
@@ -412,9 +429,9 @@ int h_sign(Request *rq, const char *name, Reply *rp) {
                 return sign_failed(rq, rp, r, name, "data.sign");
         if (jose_b64url_encode(sig, (size_t) r, &sig_b64) < 0)
                 return reply_errno(rp, -ENOMEM, "sign");
-        if (api_audit(rq, "data.sign", name, kid, "ok", "{s:I}", "bytes", (json_int_t) len) < 0)
-                return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
-                                   "the audit record could not be written: nothing is signed");
+        r = api_audit(rq, "data.sign", name, kid, "ok", "{s:I}", "bytes", (json_int_t) len);
+        if (r < 0)
+                return audit_failed(rq, rp, r, "nothing is signed");
         atomic_fetch_add(&rq->api->signed_raw, 1);
         return reply_json(rp, MHD_HTTP_OK,
                           json_pack("{s:s, s:s, s:s}", "signature", sig_b64, "kid", kid, "alg", keyd_alg_to_string(alg)));

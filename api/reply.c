@@ -48,6 +48,9 @@ static const struct {
           "the token did not answer in time (it is overloaded or hung)" },
         { -ENODEV, MHD_HTTP_SERVICE_UNAVAILABLE, "token_unavailable",
           "the token is unavailable (see /healthz); keyd is re-initialising it" },
+        /* Only the store gives these two (store/store.h): a storage fault, whatever else is known. */
+        { -ENOSPC, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_unavailable", "database disk is full" },
+        { -ENOLCK, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_unavailable", "database is locked by another process" },
 };
 
 int reply_errno(Reply *rp, int r, const char *what) {
@@ -56,6 +59,18 @@ int reply_errno(Reply *rp, int r, const char *what) {
                         return reply_error(rp, errno_replies[i].status, errno_replies[i].code, "%s: %s", what,
                                            errno_replies[i].message);
         return reply_error(rp, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "%s: %s", what, strerror(-r));
+}
+
+int reply_write_errno(Request *rq, Reply *rp, int r, const char *what) {
+        char reason[128];
+
+        /* -EROFS and -EIO come from the token too: they are the database's only while it is known not to take
+         * writes. */
+        if ((r == -EROFS || r == -EIO || r == -ENOSPC || r == -ENOLCK) &&
+            store_health_fault(rq->api->cfg.storage, NULL, reason, sizeof reason))
+                return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_unavailable",
+                                   "%s: %s: nothing was changed", what, reason);
+        return reply_errno(rp, r, what);
 }
 
 json_t *json_time(usec_t t) {

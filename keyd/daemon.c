@@ -49,9 +49,11 @@ typedef struct Daemon {
         Store *store;
         Engine *engine;
         AuditLog *audit;
-        int lock_fd;            /* flock()ed: one keyd per database */
+        StoreHealth *health; /* the database's write health, told by the engine's store and the audit log's */
+        bool storage_fault;  /* as the probe last logged it */
+        int lock_fd;         /* flock()ed: one keyd per database */
         sd_event *event;
-        sd_event_source *timer, *checkpoint, *health;
+        sd_event_source *timer, *checkpoint, *watch;
         bool token_up;          /* as STATUS= last said */
 } Daemon;
 
@@ -82,7 +84,7 @@ static void on_event(const EngineEvent *ev, void *userdata) {
 
 /* STATUS=: a line an operator reads in systemctl status. With thousands of keyrings, counts and the first few. */
 static void notify_status(Daemon *d) {
-        char buf[1024], when[32];
+        char buf[1024], when[32], storage[64];
         size_t n = engine_n_rings(d->engine), degraded = 0, off = 0;
 
         for (size_t i = 0; i < n; i++)
@@ -95,6 +97,8 @@ static void notify_status(Daemon *d) {
         else
                 off += (size_t) snprintf(buf, sizeof buf, "STATUS=");
         off += (size_t) snprintf(buf + off, sizeof buf - off, "%zu keyring(s), %zu degraded", n, degraded);
+        if (store_health_fault(d->health, NULL, storage, sizeof storage))
+                off += (size_t) snprintf(buf + off, sizeof buf - off, "; storage unavailable: %s", storage);
         for (size_t i = 0; i < n && i < 4 && off < sizeof buf - 128; i++) {
                 Ring *r = engine_ring_at(d->engine, i);
                 const StoreKey *a = ring_key_in_state(r, KEY_STATE_ACTIVE);
@@ -169,24 +173,50 @@ static int on_checkpoint(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-/* The token's health, every HEALTH_INTERVAL: STATUS= says when it changes, and a token that came back is given a
- * lifecycle pass at once (a transition that failed while it was down is retried). */
-#define HEALTH_INTERVAL (500 * USEC_PER_MSEC)
-static int on_health(sd_event_source *s, uint64_t usec, void *userdata) {
-        Daemon *d = userdata;
-        HsmHealth th;
-        int r = 0;
+/* While the database cannot be written, try a write (store_probe(): it never waits on a lock), so that keyd and
+ * /healthz recover by themselves once the fault is gone, whether a request comes or not. A change either way is
+ * logged and told in STATUS=. */
+static void watch_storage(Daemon *d) {
+        char reason[64];
+        bool fault = store_health_fault(d->health, NULL, reason, sizeof reason);
 
-        hsm_health(d->hsm, &th);
-        if (th.up != d->token_up) {
-                if (th.up)
-                        r = run_tick(d); /* says STATUS= too */
+        if (fault && store_probe(d->store) >= 0)
+                fault = false;
+        if (fault != d->storage_fault) {
+                d->storage_fault = fault;
+                if (fault)
+                        log_error("The database %s cannot be written: %s. Minting, signing and changes are refused "
+                                  "(503 storage_unavailable) until it can; verification and the JWKS go on.",
+                                  d->config.store_path, reason);
                 else
-                        notify_status(d);
+                        log_notice("The database %s can be written again.", d->config.store_path);
+                notify_status(d);
         }
-        (void) sd_event_source_set_time(s, usec + (uint64_t) HEALTH_INTERVAL);
+}
+
+/* The token's health: STATUS= says when it changes, and a token that came back is given a lifecycle pass at once (a
+ * transition that failed while it was down is retried). */
+static void watch_token(Daemon *d) {
+        HsmHealth th;
+        hsm_health(d->hsm, &th);
+        if (th.up == d->token_up)
+                return;
+        if (!th.up) {
+                notify_status(d);
+                return;
+        }
+        int r = run_tick(d); /* says STATUS= too */
         if (r < 0)
                 log_warning_errno(r, "Lifecycle pass after the token came back failed: %m");
+}
+
+/* The world keyd depends on, every WATCH_INTERVAL: the token and the database. */
+#define WATCH_INTERVAL (500 * USEC_PER_MSEC)
+static int on_watch(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+        watch_token(d);
+        watch_storage(d);
+        (void) sd_event_source_set_time(s, usec + (uint64_t) WATCH_INTERVAL);
         return 0;
 }
 
@@ -355,6 +385,7 @@ static int start_api(Daemon *d) {
                 .max_connections_per_uid = c->max_connections_per_uid,
                 .idle_timeout = (unsigned) (c->idle_timeout / USEC_PER_SEC),
                 .dev_uid = d->opts->dev ? getuid() : (uid_t) -1,
+                .storage = d->health,
         };
         r = api_start(&ac, d->engine, d->audit, loop_call, d, &d->api);
         if (r == -EADDRINUSE || r == -EINVAL)
@@ -539,6 +570,11 @@ static int daemon_start(Daemon *d) {
         r = audit_log_open(c->store_path, &d->audit);
         if (r < 0)
                 return log_error_errno(r, "Cannot open the audit log in %s: %m", c->store_path);
+        d->health = store_health_new();
+        if (!d->health)
+                return log_oom();
+        store_set_health(d->store, d->health);
+        audit_log_set_health(d->audit, d->health);
 
         EngineOptions eo = { .on_event = on_event, .event_userdata = d,
                              .reconcile_max_destroy = c->reconcile_max_destroy,
@@ -570,12 +606,13 @@ static void daemon_stop(Daemon *d) {
         if (d->job_fd >= 0)
                 close(d->job_fd);
         d->checkpoint = sd_event_source_unref(d->checkpoint);
-        d->health = sd_event_source_unref(d->health);
+        d->watch = sd_event_source_unref(d->watch);
         d->timer = sd_event_source_unref(d->timer);
         d->event = sd_event_unref(d->event);
         d->engine = engine_free(d->engine);
         d->audit = audit_log_close(d->audit);
         d->store = store_close(d->store);
+        d->health = store_health_free(d->health);
         d->hsm = hsm_close(d->hsm);
         if (d->lock_fd >= 0)
                 d->lock_fd = safe_close(d->lock_fd);
@@ -621,10 +658,10 @@ int daemon_run(const DaemonOptions *o) {
         if (r >= 0)
                 r = sd_event_source_set_enabled(d.checkpoint, SD_EVENT_ON);
         if (r >= 0)
-                r = sd_event_add_time_relative(d.event, &d.health, CLOCK_MONOTONIC, (uint64_t) HEALTH_INTERVAL,
-                                               50 * USEC_PER_MSEC, on_health, &d);
+                r = sd_event_add_time_relative(d.event, &d.watch, CLOCK_MONOTONIC, (uint64_t) WATCH_INTERVAL,
+                                               50 * USEC_PER_MSEC, on_watch, &d);
         if (r >= 0)
-                r = sd_event_source_set_enabled(d.health, SD_EVENT_ON);
+                r = sd_event_source_set_enabled(d.watch, SD_EVENT_ON);
         if (r >= 0) {
                 d.job_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
                 r = d.job_fd < 0 ? negative_errno() : sd_event_add_io(d.event, &d.job_source, d.job_fd, EPOLLIN, on_jobs, &d);

@@ -29,6 +29,8 @@ struct AuditLog {
 #define BATCH_MAX 512
 
 /* One transaction for the whole batch; if any record fails, each goes again alone so one bad record fails alone.
+ * Unless the database itself cannot be written (full, read-only, locked past the busy timeout): then every record
+ * fails at once, as each would alone, and no caller waits for one busy timeout per record of the batch.
  * Returns the number of transactions committed. */
 static unsigned commit_batch(AuditLog *l, Pending *batch) {
         StoreDurability d = STORE_COMMITTED;
@@ -51,6 +53,11 @@ static unsigned commit_batch(AuditLog *l, Pending *batch) {
                 return 1;
         }
         store_rollback(l->store);
+        if (r == -ENOSPC || r == -EROFS || r == -ENOLCK) {
+                for (Pending *p = batch; p; p = p->next)
+                        p->result = r;
+                return 0;
+        }
         for (Pending *p = batch; p; p = p->next) {
                 start = now_monotonic();
                 r = store_begin(l->store, p->durability);
@@ -148,6 +155,12 @@ int64_t audit_log_write(AuditLog *l, StoreAudit *rec, StoreDurability durability
 
 const Histogram *audit_log_commit_times(AuditLog *l) {
         return &l->commit_times;
+}
+
+void audit_log_set_health(AuditLog *l, StoreHealth *h) {
+        pthread_mutex_lock(&l->lock);
+        store_set_health(l->store, h);
+        pthread_mutex_unlock(&l->lock);
 }
 
 uint64_t audit_log_commits(AuditLog *l) {

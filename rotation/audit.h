@@ -40,6 +40,8 @@ int audit_log_open(const char *db_path, AuditLog **ret);
 AuditLog *audit_log_close(AuditLog *l);
 /* Returns the record's seq (> 0) or a negative errno; rec->seq/prev_hash/hash are filled on success. */
 int64_t audit_log_write(AuditLog *l, StoreAudit *rec, StoreDurability durability);
+/* Report the log's storage faults to h (store_set_health()); before any caller writes. */
+void audit_log_set_health(AuditLog *l, StoreHealth *h);
 /* How many transactions the writer committed (for tests and metrics). */
 uint64_t audit_log_commits(AuditLog *l);
 /* The time of each committed transaction, from BEGIN to the end of COMMIT (the fsync, for a synced one): what the

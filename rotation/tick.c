@@ -49,7 +49,10 @@ int engine_tick_ring(Engine *e, Ring *r, usec_t now) {
         if (rc == -ECANCELED)
                 return rc;
         if (rc < 0) {
-                snprintf(why, sizeof why, "transition failed: %s (%s)", strerror(-rc), hsm_last_error());
+                if (rc == -ENOSPC || rc == -ENOLCK) /* only the store gives these: not the token's fault */
+                        snprintf(why, sizeof why, "transition failed: %s", store_fault_reason(rc));
+                else
+                        snprintf(why, sizeof why, "transition failed: %s (%s)", strerror(-rc), hsm_last_error());
                 set_health(e, r, now + e->opts.retry_delay, rc == -EUCLEAN ? "inconsistent keys in the store" : why);
                 return rc;
         }

@@ -53,16 +53,23 @@ struct Store {
         int migrations_applied; /* by store_open(), for tests */
         sqlite3_stmt *stmts[_STORE_STMT_MAX];
         char error[256];
+        StoreHealth *health; /* told of storage faults, or NULL */
 };
 
-/* Map an SQLite (extended) result code to a negative errno and remember the connection's message. Documented
- * choices: a FOREIGN KEY violation is -ENOENT (the only references keyd writes are to a keyring or an audit record
- * that must exist), CHECK and NOT NULL violations -EINVAL, SQLITE_FULL -ENOSPC, SQLITE_CANTOPEN the OS errno. */
+/* Map an SQLite (extended) result code to a negative errno and remember the connection's message; a storage fault is
+ * reported to the Store's health. Documented choices: a FOREIGN KEY violation is -ENOENT (the only references keyd
+ * writes are to a keyring or an audit record that must exist), CHECK and NOT NULL violations -EINVAL, SQLITE_FULL
+ * -ENOSPC, SQLITE_READONLY_* -EROFS, SQLITE_BUSY/LOCKED -ENOLCK, an SQLITE_IOERR_* by the OS errno behind it (a file
+ * system full or remounted read-only by the kernel fails a write with ENOSPC or EROFS, which SQLite reports as
+ * SQLITE_IOERR_WRITE), SQLITE_CANTOPEN the OS errno. */
 int store_error(Store *s, int rc);
 /* Remember msg as the last error and return r (negative errno), for failures the store finds itself. */
 int store_error_msg(Store *s, int r, const char *msg);
 /* The errno store_error() gives rc, without a Store. */
 int store_errno_from_sqlite(int rc, int system_errno);
+/* store/health.c: record a fault (r: its errno) or clear it. NULL h is fine. */
+void store_health_set(StoreHealth *h, int r);
+void store_health_clear(StoreHealth *h);
 
 /* The cached statement for slot, prepared from sql on first use. */
 int store_prepare(Store *s, StoreStmt slot, const char *sql, sqlite3_stmt **ret);

@@ -3,11 +3,27 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "store/schema-internal.h"
 #include "store/store-internal.h"
 
 #define STORE_BUSY_TIMEOUT_MSEC 5000
+
+/* An I/O error by what the OS said: a full or read-only file system is a fault the operator can fix, and says so. */
+static int errno_from_ioerr(int rc, int system_errno) {
+        if (rc == SQLITE_IOERR_NOMEM)
+                return -ENOMEM;
+        switch (system_errno) {
+        case ENOSPC:
+        case EDQUOT:
+                return -ENOSPC;
+        case EROFS:
+                return -EROFS;
+        default:
+                return -EIO;
+        }
+}
 
 int store_errno_from_sqlite(int rc, int system_errno) {
         switch (rc) {
@@ -31,13 +47,15 @@ int store_errno_from_sqlite(int rc, int system_errno) {
         switch (rc & 0xff) {
         case SQLITE_BUSY:
         case SQLITE_LOCKED:
-                return -EBUSY;
+                return -ENOLCK;
         case SQLITE_NOMEM:
                 return -ENOMEM;
         case SQLITE_READONLY:
                 return -EROFS;
         case SQLITE_FULL:
                 return -ENOSPC;
+        case SQLITE_IOERR:
+                return errno_from_ioerr(rc, system_errno);
         case SQLITE_CANTOPEN:
                 return system_errno > 0 ? -system_errno : -EIO;
         default:
@@ -45,17 +63,59 @@ int store_errno_from_sqlite(int rc, int system_errno) {
         }
 }
 
+/* The result codes that say the database cannot be written now, for a reason outside keyd (and that may pass). */
+static bool is_storage_fault(int rc) {
+        switch (rc & 0xff) {
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+        case SQLITE_READONLY:
+        case SQLITE_FULL:
+                return true;
+        case SQLITE_IOERR:
+                return rc != SQLITE_IOERR_NOMEM;
+        default:
+                return false;
+        }
+}
+
+/* After an I/O error, sqlite3_system_errno() is often 0 or stale: the unix VFS keeps the errno of a failed write with
+ * the file (the WAL, for a commit) and reports the global errno, which later calls have overwritten. A file system
+ * that is read-only or full says so itself: ask it, so that the operator is told the cause, not "disk I/O error". */
+static int ioerr_errno(Store *s, int system_errno) {
+        const char *path = sqlite3_db_filename(s->db, "main");
+        struct statvfs sv;
+
+        if (system_errno == ENOSPC || system_errno == EDQUOT || system_errno == EROFS)
+                return system_errno;
+        if (!path || !*path || statvfs(path, &sv) < 0)
+                return system_errno;
+        if (sv.f_flag & ST_RDONLY)
+                return EROFS;
+        if (sv.f_bavail == 0)
+                return ENOSPC;
+        return system_errno;
+}
+
 int store_error(Store *s, int rc) {
-        int r = store_errno_from_sqlite(rc, sqlite3_system_errno(s->db));
+        int sys = sqlite3_system_errno(s->db);
+        if ((rc & 0xff) == SQLITE_IOERR && rc != SQLITE_IOERR_NOMEM)
+                sys = ioerr_errno(s, sys);
+        int r = store_errno_from_sqlite(rc, sys);
         if (r == 0) /* a caller's mistake: never report success for a failure */
                 r = -EIO;
         snprintf(s->error, sizeof s->error, "%s (%s)", sqlite3_errmsg(s->db), sqlite3_errstr(rc));
+        if (is_storage_fault(rc))
+                store_health_set(s->health, r);
         return r;
 }
 
 int store_error_msg(Store *s, int r, const char *msg) {
         snprintf(s->error, sizeof s->error, "%s", msg);
         return r;
+}
+
+void store_set_health(Store *s, StoreHealth *h) {
+        s->health = h;
 }
 
 const char *store_last_error(Store *s) {
@@ -355,9 +415,12 @@ int store_commit(Store *s) {
                 r = store_step_done(s, st);
                 sqlite3_reset(st);
         }
-        if (r < 0)
+        if (r < 0) {
                 store_rollback(s); /* keeps the error message: rollback does not touch s->error */
-        return r;
+                return r;
+        }
+        store_health_clear(s->health); /* a commit went through: the database can be written */
+        return 0;
 }
 
 void store_rollback(Store *s) {
@@ -371,6 +434,32 @@ void store_rollback(Store *s) {
         }
         (void) sqlite3_step(st);
         (void) sqlite3_reset(st);
+}
+
+int store_probe(Store *s) {
+        int r;
+
+        if (!s || !sqlite3_get_autocommit(s->db))
+                return -EINVAL;
+        /* Never wait on a lock here: the caller is the daemon's event loop, and it probes again soon. */
+        (void) sqlite3_busy_timeout(s->db, 0);
+        r = store_begin(s, STORE_COMMITTED);
+        if (r >= 0) {
+                char sql[64];
+                int v = store_schema_version(s);
+                if (v < 0)
+                        r = v;
+                else {
+                        snprintf(sql, sizeof sql, "PRAGMA user_version=%d", v);
+                        r = exec(s, sql);
+                }
+        }
+        if (r >= 0)
+                r = store_commit(s);
+        else
+                store_rollback(s);
+        (void) sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MSEC);
+        return r;
 }
 
 int store_migrations_applied(Store *s) {

@@ -14,8 +14,10 @@
  * A Store is one connection: use it from one thread at a time (open one per thread for concurrent readers).
  * Writes happen inside store_begin()/store_commit(); a write outside a transaction is -EINVAL. Errors are
  * negative errno: -ENOENT not found (also: a reference to a keyring or audit record that does not exist), -EEXIST
- * duplicate, -EINVAL a value the schema refuses, -EBUSY locked past the busy timeout, -ENOMEM, -EROFS writing through a
- * read-only Store, -EIO otherwise. store_last_error() has the underlying message for the caller's log line. */
+ * duplicate, -EINVAL a value the schema refuses, -ENOMEM, and the storage faults: -ENOSPC the disk is full, -EROFS
+ * the database or its file system is read-only (also: writing through a STORE_READ_ONLY Store), -ENOLCK locked by
+ * another connection past the busy timeout (never -EBUSY, which callers above use for their own conflicts), -EIO an
+ * I/O error or anything else. store_last_error() has the underlying message for the caller's log line. */
 
 typedef struct Store Store;
 
@@ -75,11 +77,30 @@ typedef struct StoreRevokedToken {
         char *reason;
 } StoreRevokedToken;
 
+/* The database's write health, shared by every Store of one database (and thread-safe): a Store attached to it
+ * reports each storage fault it meets (disk full, read-only, locked past the busy timeout, I/O error) and clears it
+ * with each commit that succeeds, so that whoever answers requests can say why writes fail without writing. */
+typedef struct StoreHealth StoreHealth;
+
+StoreHealth *store_health_new(void);
+StoreHealth *store_health_free(StoreHealth *h);
+/* True while the last write of the database failed for a storage fault: its errno into *ret_errno and the reason
+ * ("database disk is full", ...) into reason (either may be NULL). NULL h is healthy. */
+bool store_health_fault(StoreHealth *h, int *ret_errno, char *reason, size_t size);
+/* What the operator is told about a storage fault's errno (-ENOSPC, -EROFS, -ENOLCK, -EIO), or NULL for another. */
+const char *store_fault_reason(int r);
+
 /* Open (creating and migrating unless STORE_READ_ONLY) the database at path. A new file is created mode 0600.
  * -ENOENT: STORE_READ_ONLY and path does not exist (nothing is created). -EPROTONOSUPPORT: the database's schema is
  * newer than this build, or (STORE_READ_ONLY) older than this build and so not migrated yet. */
 int store_open(const char *path, StoreFlags flags, Store **ret);
 Store *store_close(Store *s);
+/* Report s's storage faults to h, and clear them on its commits (NULL: to none). */
+void store_set_health(Store *s, StoreHealth *h);
+/* Whether the database can be written now, without waiting for a lock: commits a write that changes nothing (the
+ * header's user_version, set to itself: a no-op UPDATE may write nothing at all). 0, clearing the health fault, or
+ * the fault's negative errno. -EINVAL inside a transaction. */
+int store_probe(Store *s);
 /* The message of the last failure on s (SQLite's own where SQLite failed), "" if none. Valid until the next call on s.
  * For a log line only: never parse it. */
 const char *store_last_error(Store *s);

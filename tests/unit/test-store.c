@@ -225,8 +225,13 @@ Test(store, errno_mapping) {
         cr_assert_eq(store_errno_from_sqlite(SQLITE_CONSTRAINT_UNIQUE, 0), -EEXIST);
         cr_assert_eq(store_errno_from_sqlite(SQLITE_CONSTRAINT_FOREIGNKEY, 0), -ENOENT);
         cr_assert_eq(store_errno_from_sqlite(SQLITE_CONSTRAINT_CHECK, 0), -EINVAL);
-        cr_assert_eq(store_errno_from_sqlite(SQLITE_BUSY, 0), -EBUSY);
-        cr_assert_eq(store_errno_from_sqlite(SQLITE_BUSY_SNAPSHOT, 0), -EBUSY);
+        /* Never -EBUSY: the API answers that 409 "published less than prepublish ago" for a rotation. */
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_BUSY, 0), -ENOLCK);
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_BUSY_SNAPSHOT, 0), -ENOLCK);
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_FULL, 0), -ENOSPC);
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_IOERR_WRITE, EROFS), -EROFS);
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_IOERR_WRITE, ENOSPC), -ENOSPC);
+        cr_assert_eq(store_errno_from_sqlite(SQLITE_IOERR_NOMEM, 0), -ENOMEM);
         cr_assert_eq(store_errno_from_sqlite(SQLITE_NOMEM, 0), -ENOMEM);
         cr_assert_eq(store_errno_from_sqlite(SQLITE_READONLY_DBMOVED, 0), -EROFS);
         cr_assert_eq(store_errno_from_sqlite(SQLITE_IOERR_FSYNC, 0), -EIO);
@@ -641,4 +646,39 @@ Test(store, one_active_one_next_per_keyring) {
         cr_assert_eq(store_key_update(s, &n1), 0);
         cr_assert_eq(store_commit(s), 0);
         store_close(s);
+}
+
+/* A lock held by another connection is a storage fault: reported to the health, which the probe clears once the lock
+ * is gone. The probe never waits on the lock and leaves no transaction open, the schema version as it was. */
+Test(store, health_follows_a_lock_and_the_probe) {
+        Store *s = open_rw(), *other = open_rw();
+        StoreHealth *h = store_health_new();
+        char reason[64];
+        int fault = 0;
+
+        store_set_health(s, h);
+        cr_assert_not(store_health_fault(h, NULL, NULL, 0));
+        cr_assert_eq(store_begin(other, STORE_COMMITTED), 0);
+        sqlite3_busy_timeout(store_sqlite(s), 10);
+        cr_assert_eq(store_begin(s, STORE_COMMITTED), -ENOLCK);
+        cr_assert(store_health_fault(h, &fault, reason, sizeof reason));
+        cr_assert_eq(fault, -ENOLCK);
+        cr_assert_str_eq(reason, "database is locked by another process");
+        cr_assert_eq(store_probe(s), -ENOLCK);
+        cr_assert(store_health_fault(h, NULL, NULL, 0));
+        cr_assert(sqlite3_get_autocommit(store_sqlite(s)), "no transaction left open");
+
+        store_rollback(other);
+        cr_assert_eq(store_probe(s), 0);
+        cr_assert_not(store_health_fault(h, NULL, NULL, 0));
+        cr_assert(sqlite3_get_autocommit(store_sqlite(s)));
+        cr_assert_eq(store_schema_version(s), store_schema_version_latest());
+        /* The connection works again, and a commit clears a fault too. */
+        store_health_set(h, -ENOSPC);
+        cr_assert_eq(store_begin(s, STORE_COMMITTED), 0);
+        cr_assert_eq(store_commit(s), 0);
+        cr_assert_not(store_health_fault(h, NULL, NULL, 0));
+        store_close(other);
+        store_close(s);
+        store_health_free(h);
 }
