@@ -137,6 +137,40 @@ static void metrics_requests(MetricsText *m, Api *a) {
         route_durations(m, "unmatched", &a->unrouted);
 }
 
+static void metrics_token(MetricsText *m, Api *a) {
+        Hsm *h = engine_hsm(a->engine);
+        HsmErrorCount errors[64];
+        HsmHealth th;
+        size_t n;
+
+        hsm_health(h, &th);
+        metrics_gauge(m, "keyd_token_up", "Whether the token can sign (0: down, being re-initialised).", th.up);
+        metrics_counter(m, "keyd_token_reinit_total", "Times the token's module was re-initialised after a fault.",
+                        th.reinits);
+        metrics_family(m, "keyd_pkcs11_sessions", "gauge", "Signing sessions open, by state.");
+        metrics_append(m, "keyd_pkcs11_sessions{state=\"busy\"} %u\n", th.sessions_busy);
+        metrics_append(m, "keyd_pkcs11_sessions{state=\"idle\"} %u\n", th.sessions_idle);
+        metrics_gauge(m, "keyd_pkcs11_sessions_max", "The most signing sessions keyd opens (max-sessions).",
+                      th.max_sessions);
+        metrics_gauge(m, "keyd_pkcs11_stuck_calls", "Signing calls abandoned after sign-timeout, still in the token.",
+                      th.sessions_stuck);
+        metrics_family(m, "keyd_pkcs11_errors_total", "counter", "Errors the token returned, by function and CK_RV.");
+        n = hsm_errors(h, errors, ELEMENTSOF(errors));
+        for (size_t i = 0; i < MIN(n, ELEMENTSOF(errors)); i++)
+                metrics_append(m, "keyd_pkcs11_errors_total{function=\"%s\",rv=\"%s\"} %" PRIu64 "\n",
+                               errors[i].function, hsm_rv_name(errors[i].rv), errors[i].count);
+        metrics_family(m, "keyd_pkcs11_sign_seconds", "histogram",
+                       "The token's time per signature (C_SignInit + C_Sign), by algorithm.");
+        for (KeydAlg alg = 0; alg < _KEYD_ALG_MAX; alg++) {
+                char labels[32];
+                const Histogram *t = hsm_sign_times(h, alg);
+                if (histogram_count(t) == 0)
+                        continue;
+                snprintf(labels, sizeof labels, "alg=\"%s\"", keyd_alg_to_string(alg));
+                metrics_histogram(m, "keyd_pkcs11_sign_seconds", labels, t);
+        }
+}
+
 static void metrics_build(MetricsText *m, Api *a) {
         (void) a;
         metrics_family(m, "keyd_build_info", "gauge", "The version of keyd running (always 1).");
@@ -146,7 +180,7 @@ static void metrics_build(MetricsText *m, Api *a) {
 typedef void (*MetricsSource)(MetricsText *m, Api *a);
 
 static const MetricsSource sources[] = {
-        metrics_keyrings, metrics_signing, metrics_audit, metrics_requests, metrics_build,
+        metrics_keyrings, metrics_signing, metrics_audit, metrics_requests, metrics_token, metrics_build,
 };
 
 int h_metrics(Request *rq, const char *arg, Reply *rp) {

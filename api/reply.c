@@ -47,7 +47,7 @@ static const struct {
         { -ETIMEDOUT, MHD_HTTP_SERVICE_UNAVAILABLE, "token_unavailable",
           "the token did not answer in time (it is overloaded or hung)" },
         { -ENODEV, MHD_HTTP_SERVICE_UNAVAILABLE, "token_unavailable",
-          "the token is unavailable (see /healthz); keyd is re-initialising it" },
+          "the token could not sign (see /healthz)" },
         /* Only the store gives these two (store/store.h): a storage fault, whatever else is known. */
         { -ENOSPC, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_unavailable", "database disk is full" },
         { -ENOLCK, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_unavailable", "database is locked by another process" },

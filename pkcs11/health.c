@@ -54,9 +54,8 @@ size_t hsm_errors(Hsm *h, HsmErrorCount *ret, size_t n) {
         return have;
 }
 
-void hsm_set_sign_observer(Hsm *h, HsmObserveSign fn, void *userdata) {
-        h->observe_sign = fn;
-        h->observe_userdata = userdata;
+const Histogram *hsm_sign_times(Hsm *h, KeydAlg alg) {
+        return &h->sign_times[alg];
 }
 
 bool hsm_is_up(Hsm *h) {

@@ -59,8 +59,7 @@ struct Hsm {
         bool has_recovery;
         HsmErrorCount errors[HSM_ERROR_KINDS];
         size_t n_errors;
-        HsmObserveSign observe_sign;
-        void *observe_userdata;
+        Histogram sign_times[_KEYD_ALG_MAX];
 
         /* The index of keyd's objects (index.c), sorted by id; guarded by admin_lock. */
         HsmEntry *index;

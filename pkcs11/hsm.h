@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "common/alg.h"
+#include "common/histogram.h"
 
 /* The token layer: one PKCS#11 token, logged in once, with a pool of sessions for signing and cached object handles
  * so that the signing path never searches the token. Private keys are generated in the token, sensitive and never
@@ -61,9 +62,8 @@ typedef struct HsmErrorCount {
 /* A copy of the error counts into ret (at most n); returns how many there are. */
 size_t hsm_errors(Hsm *h, HsmErrorCount *ret, size_t n);
 
-/* Called after every signature the token made, with its wall time (for a histogram). Set before signing starts. */
-typedef void (*HsmObserveSign)(void *userdata, KeydAlg alg, double seconds);
-void hsm_set_sign_observer(Hsm *h, HsmObserveSign fn, void *userdata);
+/* The token's time per signature (C_SignInit + C_Sign, wall time), by algorithm. */
+const Histogram *hsm_sign_times(Hsm *h, KeydAlg alg);
 
 /* Token label and serial of the open token (for logs and status). */
 const char *hsm_token_label(Hsm *h);
@@ -101,8 +101,8 @@ int hsm_key_public(HsmKey *k, EVP_PKEY **ret);
  * length is returned. A worker thread with a session of its own makes the signature; the caller waits for it at
  * most sign_timeout_ms (-ETIMEDOUT: the call may still be stuck in the token, costing that worker and its session
  * until it returns). A session whose state is unknown after an error is closed and another opened; the login is
- * redone when the token forgot it. -ENODEV at once while the token is down; -ENOENT only when a fresh search finds
- * the key gone. */
+ * redone when the token forgot it. -ENODEV when the token could not sign (at once while it is down; hsm_last_error()
+ * names the CK_RV); -ENOENT only when a fresh search finds the key gone. */
 int hsm_key_sign(HsmKey *k, const void *msg, size_t msg_len, uint8_t *sig, size_t sig_size);
 /* Check the private key's protection: sensitive, always sensitive, not extractable, never extractable, generated in
  * the token (CKA_LOCAL). 0 if all hold, -EPERM naming nothing secret otherwise. */

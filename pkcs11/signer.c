@@ -203,8 +203,7 @@ static CK_RV run_attempts(Worker *w, HsmJob *j) {
                                 unsigned avg = __atomic_load_n(&h->sign_us, __ATOMIC_RELAXED);
                                 __atomic_store_n(&h->sign_us, (unsigned) ((avg * 7 + (usec_t) MIN(took, 1000000)) / 8),
                                                  __ATOMIC_RELAXED);
-                                if (h->observe_sign)
-                                        h->observe_sign(h->observe_userdata, j->alg, (double) took / USEC_PER_SEC);
+                                histogram_observe(&h->sign_times[j->alg], took);
                                 return CKR_OK;
                         }
                         hsm_count_error(h, function, rv);
@@ -441,10 +440,12 @@ int hsm_signer_run(HsmKey *k, const void *data, size_t len, uint8_t *sig, size_t
                 __atomic_store_n(&k->priv, j->priv, __ATOMIC_RELEASE);
                 __atomic_store_n(&k->generation, j->generation, __ATOMIC_RELEASE);
         }
-        if (j->result < 0)
-                r = j->result;
-        else if (j->rv != CKR_OK)
-                r = hsm_fail(j->rv);
+        if (j->rv != CKR_OK) {
+                /* Whatever the token said, for the caller the token could not sign (or the key is gone): the CK_RV
+                 * is for the logs. */
+                (void) hsm_fail(j->rv);
+                r = j->result < 0 ? j->result : -ENODEV;
+        }
         else if (j->sig_len > sig_size)
                 r = -ENOBUFS;
         else {

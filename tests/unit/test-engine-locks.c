@@ -2,6 +2,7 @@
 /* The engine's locking contract (rotation/engine-internal.h) and what it keeps: no token operation under the write
  * lock, verification without the engine lock, signers that give up, the short JWKS max-age after a revocation kept
  * across a restart, and every audit event of a transaction told. */
+#include "tests/helpers/test-shim.h"
 #include "tests/unit/engine-fixture.h"
 
 TestSuite(contract, .init = setup, .fini = teardown, .timeout = 240);
@@ -110,7 +111,7 @@ Test(contract, denylist_answers_while_the_engine_is_locked) {
         cr_assert_eq(engine_token_denied(eng, "jti-2"), 0);
 }
 
-/* --- a signer waits for a token session for a bounded time, and the event loop is never held up for ever --- */
+/* --- a signer waits for the token a bounded time, and the event loop is never held up for ever --- */
 
 static void *sign_once(void *arg) {
         uint8_t sig[HSM_SIG_MAX];
@@ -118,22 +119,32 @@ static void *sign_once(void *arg) {
         return (void *) (intptr_t) engine_sign(eng, "default", "x", 1, sig, sizeof sig, NULL, NULL);
 }
 
-Test(contract, signer_gives_up_when_no_session_comes_free) {
+Test(contract, signer_gives_up_on_a_hung_token) {
+        TestShim shim;
         pthread_t t;
         void *result = NULL;
 
+        /* The same token, behind the shim. */
+        close_engine();
+        hsm_close(hsm);
+        test_shim_use(&shim, &tok);
+        hsm = test_token_open(&tok, 2);
+        open_engine();
         create("default", KEYD_ALG_ES256);
         tick();
-        hsm->session_wait_ms = 300;
-        unsigned max = hsm->max_sessions;
-        hsm->max_sessions = 0; /* as if every session were busy: no worker can be started */
+        cr_assert_gt((intptr_t) sign_once(NULL), 0);
+
+        hsm->sign_timeout_ms = 300;
+        test_shim_set_hang(&shim, true);
         /* A signer holds the read lock while it waits; a rotation needs the write lock. Both finish. */
         cr_assert_eq(pthread_create(&t, NULL, sign_once, NULL), 0);
+        cr_assert(test_shim_wait_hung(&shim, 1, 10000), "the signature is stuck in the token");
         cr_assert_eq(engine_rotate(eng, "default", true, "test", NULL), 0);
         cr_assert_eq(pthread_join(t, &result), 0);
         cr_assert_eq((intptr_t) result, -ETIMEDOUT, "the signer gave up: %s", strerror(-(int) (intptr_t) result));
-        hsm->max_sessions = max;
-        cr_assert_gt((intptr_t) sign_once(NULL), 0, "a free session signs again");
+        test_shim_set_hang(&shim, false);
+        cr_assert_gt((intptr_t) sign_once(NULL), 0, "the token signs again");
+        test_shim_teardown(&shim);
 }
 
 /* --- the short max-age after a revocation is derived from the keys, so a restart keeps it --- */
