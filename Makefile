@@ -170,6 +170,7 @@ install: all
 	sed -i 's|/usr/sbin/keyd|$(SBINDIR)/keyd|' $(DESTDIR)$(UNITDIR)/keyd.service
 	install -Dm0644 systemd/keyd.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/keyd.conf
 	install -Dm0644 systemd/keyd.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/keyd.conf
+	install -Dm0644 systemd/keyd-network-hsm.conf $(DESTDIR)$(PREFIX)/share/keyd/keyd-network-hsm.conf
 
 format:
 	clang-format -i $(LIB_SRCS) $(DAEMON_SRCS) keyd/main.c $(KEYCTL_SRCS) $(wildcard */*.h) $(HELPER_SRCS) $(UNIT_SRCS) \

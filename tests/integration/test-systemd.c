@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* systemd integration without systemd as PID 1: the units verify and rate 2.0 or lower, keyd starts from sockets
- * passed by systemd-socket-activate (named "api" and "public") with its PIN from a credential directory, and the
- * sysusers.d and tmpfiles.d files apply. */
+/* systemd integration without systemd as PID 1: the units verify and rate 2.0 or lower, also with the network-HSM
+ * drop-in applied, keyd starts from sockets passed by systemd-socket-activate (named "api" and "public") with its
+ * PIN from a credential directory, and the sysusers.d and tmpfiles.d files apply. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -53,6 +53,73 @@ Test(systemd, units_verify_and_rate_safe) {
         char *unit = test_read_file(cmd, NULL);
         cr_assert(strstr(unit, "Type=notify") && strstr(unit, "LoadCredential=pin:") && strstr(unit, "WatchdogSec="));
         free(unit);
+        test_rmrf(dir);
+        free(dir);
+}
+
+/* The line of systemd-analyze security's table for a setting ("PrivateNetwork="), as a new string, or NULL. */
+static char *security_line(const char *out, const char *setting) {
+        for (const char *l = out; *l;) {
+                const char *end = strchrnul(l, '\n'), *s = strstr(l, setting);
+                if (s && s < end && s[-1] == ' ')
+                        return strndup(l, end - l);
+                l = *end ? end + 1 : end;
+        }
+        return NULL;
+}
+
+/* systemd/keyd-network-hsm.conf, as shipped (with its placeholder address), in keyd.service.d/ next to the unit: the
+ * unit still verifies, with no complaint about the drop-in, and still rates 2.0 or lower (0.6 without the drop-in,
+ * 1.3 with it with systemd 252: host network, Internet sockets, an allow list), with the network open and the rest
+ * of the hardening in place. */
+Test(systemd, network_hsm_dropin_verifies_and_rates_safe) {
+        char *dir = stage_units(), cmd[4096], out[32768];
+        snprintf(cmd, sizeof cmd,
+                 "mkdir %s/keyd.service.d && cp %s/systemd/keyd-network-hsm.conf %s/keyd.service.d/network-hsm.conf "
+                 "2>&1",
+                 dir, test_srcdir(), dir);
+        cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+
+        snprintf(cmd, sizeof cmd,
+                 "systemd-analyze verify --man=no %s/keyd.service %s/keyd.socket %s/keyd-public.socket 2>&1", dir, dir,
+                 dir);
+        cr_assert_eq(run(cmd, out, sizeof out), 0, "systemd-analyze verify:\n%s", out);
+        /* verify exits 0 on an unknown key or a bad value: it only warns, naming the file. */
+        cr_assert_null(strstr(out, "network-hsm.conf"), "systemd-analyze verify warns about the drop-in:\n%s", out);
+
+        snprintf(cmd, sizeof cmd, "systemd-analyze security --offline=true %s/keyd.service 2>&1", dir);
+        run(cmd, out, sizeof out);
+        const char *e = strstr(out, "Overall exposure level for keyd.service: ");
+        cr_assert_not_null(e, "%s", out);
+        double level = atof(e + strlen("Overall exposure level for keyd.service: "));
+        cr_assert_leq(level, 2.0, "exposure %.1f > 2.0 with the drop-in", level);
+        cr_assert_geq(level, 0.7, "exposure %.1f: the drop-in was not applied (the unit alone rates 0.6)", level);
+        cr_log_info("systemd-analyze security with the network-HSM drop-in: exposure %.1f", level);
+
+        /* The drop-in took effect: the network is open, to Internet sockets only, behind an IP allow list. */
+        struct {
+                const char *setting, *mark;
+        } expect[] = {
+                { "PrivateNetwork=", "\u2717" },                          /* the host's network */
+                { "RestrictAddressFamilies=~AF_(INET|INET6)", "\u2717" }, /* TCP to the HSM */
+                { "RestrictAddressFamilies=~AF_NETLINK", "\u2713" },      /* still no netlink */
+                { "RestrictAddressFamilies=~AF_PACKET", "\u2713" },
+                { "IPAddressDeny=", "\u2717" },  /* deny any, with an allow list */
+                { "PrivateDevices=", "\u2713" }, /* the rest is unchanged */
+                { "ProtectSystem=", "\u2713" },
+                { "NoNewPrivileges=", "\u2713" },
+                { "SystemCallFilter=~@privileged", "\u2713" },
+        };
+        for (size_t i = 0; i < sizeof expect / sizeof *expect; i++) {
+                char *l = security_line(out, expect[i].setting);
+                cr_assert_not_null(l, "no line for %s in:\n%s", expect[i].setting, out);
+                cr_assert(strncmp(l, expect[i].mark, strlen(expect[i].mark)) == 0, "%s", l);
+                free(l);
+        }
+        char *l = security_line(out, "IPAddressDeny=");
+        cr_assert_not_null(strstr(l, "allow list with"), "IPAddressDeny=any with IPAddressAllow= (an allow list): %s",
+                           l);
+        free(l);
         test_rmrf(dir);
         free(dir);
 }
