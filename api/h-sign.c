@@ -76,10 +76,10 @@ static int sign_failed(Request *rq, Reply *rp, int r, const char *name, const ch
                 return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
                                    "keyring %s has no active key that may sign (%s)", name,
                                    r == -ESHUTDOWN ? "disabled" : "missing or revoked");
-        if (r == -ETIMEDOUT)
+        if (r == -ETIMEDOUT || r == -ECANCELED)
                 return reply_errno(rp, r, "sign");
-        return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "the token could not sign: %s (%s)",
-                           strerror(-r), ckr);
+        return reply_error(rp, MHD_HTTP_SERVICE_UNAVAILABLE, "token_unavailable",
+                           "the token could not sign: %s (%s); see /healthz", strerror(-r), ckr);
 }
 
 /* The audit record of a signature could not be committed: nothing is handed out (what says what was not). A storage

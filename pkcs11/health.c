@@ -158,8 +158,38 @@ void hsm_admin_end(Hsm *h, const char *function, CK_RV rv) {
         pthread_rwlock_unlock(&h->module_lock);
 }
 
+/* One signature with one of keyd's keys on the anchor session: a token that logs in but cannot sign is not back.
+ * Nothing to sign with (no key yet): the login has to do. */
+static int probe_sign_locked(Hsm *h) {
+        static const uint8_t data[32];
+        uint8_t sig[HSM_SIG_MAX];
+        CK_ULONG sig_len = sizeof sig;
+        CK_KEY_TYPE type;
+        CK_ATTRIBUTE a = { CKA_KEY_TYPE, &type, sizeof type };
+        CK_MECHANISM mech = { 0 };
+        CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE;
+        CK_RV rv;
+
+        for (size_t i = 0; i < h->n_index && priv == CK_INVALID_HANDLE; i++)
+                priv = h->index[i].priv;
+        if (priv == CK_INVALID_HANDLE)
+                return 0;
+        rv = h->f->C_GetAttributeValue(h->anchor, priv, &a, 1);
+        if (rv != CKR_OK)
+                return hsm_fail(rv);
+        mech.mechanism = type == CKK_RSA ? CKM_SHA256_RSA_PKCS : type == CKK_EC ? CKM_ECDSA : CKM_EDDSA;
+        rv = h->f->C_SignInit(h->anchor, &mech, priv);
+        if (rv == CKR_OK)
+                rv = h->f->C_Sign(h->anchor, (CK_BYTE *) data, sizeof data, sig, &sig_len);
+        if (rv != CKR_OK) {
+                hsm_count_error(h, "C_Sign", rv);
+                return hsm_fail(rv);
+        }
+        return 0;
+}
+
 /* C_Finalize + C_Initialize, the token found again by its URI, logged in, the index listed again. With the module
- * lock held for writing: no other thread is inside the module. */
+ * lock held for writing: no other thread is inside the module. Back only when it signs again. */
 static int reinit_locked(Hsm *h) {
         CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
         CK_TOKEN_INFO ti;
@@ -185,7 +215,10 @@ static int reinit_locked(Hsm *h) {
         r = hsm_anchor_repair(h);
         if (r < 0)
                 return r;
-        return h->index_prefix ? hsm_index_reload_locked(h) : 0;
+        r = h->index_prefix ? hsm_index_reload_locked(h) : 0;
+        if (r < 0)
+                return r;
+        return probe_sign_locked(h);
 }
 
 static int reinit(Hsm *h) {

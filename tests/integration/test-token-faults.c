@@ -136,6 +136,10 @@ static void verify_all(const char *active_kid) {
         }
 }
 
+static bool hsm_rv_is_device_level(unsigned long rv) {
+        return rv == CKR_DEVICE_ERROR || rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT;
+}
+
 /* A fault that takes the token down until it clears: 503 token_unavailable at once, /healthz 503 with the reason,
  * verify and JWKS from memory; back by itself, re-initialised. */
 static void token_down_and_back(P11ShimFunction fn, unsigned long rv, const char *reason) {
@@ -145,6 +149,9 @@ static void token_down_and_back(P11ShimFunction fn, unsigned long rv, const char
 
         test_shim_fault(&shim, fn, rv, -1);
         expect_mint(503, "token_unavailable");
+        if (!hsm_rv_is_device_level(rv))
+                for (int i = 0; i < 2; i++)
+                        expect_mint(503, "token_unavailable"); /* down after three in a row */
         expect_down(reason);
         for (int i = 0; i < 5; i++)
                 expect_mint(503, "token_unavailable"); /* at once: no queue */
