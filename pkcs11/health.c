@@ -76,12 +76,33 @@ void hsm_mark_down(Hsm *h, const char *fmt, ...) {
         pthread_mutex_unlock(&h->health_lock);
 }
 
+/* An error about one key or one request (its type, mechanism, data), not about the token: one bad key must not take
+ * every keyring down. */
+static bool rv_is_per_key(CK_RV rv) {
+        switch (rv) {
+        case CKR_KEY_HANDLE_INVALID:
+        case CKR_KEY_TYPE_INCONSISTENT:
+        case CKR_KEY_FUNCTION_NOT_PERMITTED:
+        case CKR_KEY_SIZE_RANGE:
+        case CKR_MECHANISM_INVALID:
+        case CKR_MECHANISM_PARAM_INVALID:
+        case CKR_DATA_INVALID:
+        case CKR_DATA_LEN_RANGE:
+        case CKR_OBJECT_HANDLE_INVALID:
+                return true;
+        default:
+                return false;
+        }
+}
+
 void hsm_sign_result(Hsm *h, CK_RV rv) {
         if (rv == CKR_OK) {
                 if (__atomic_load_n(&h->failures, __ATOMIC_RELAXED) != 0)
                         __atomic_store_n(&h->failures, 0, __ATOMIC_RELAXED);
                 return;
         }
+        if (rv_is_per_key(rv))
+                return;
         if (hsm_rv_is_device(rv)) {
                 hsm_mark_down(h, "%s", hsm_rv_name(rv));
                 return;
@@ -100,16 +121,24 @@ void hsm_health(Hsm *h, HsmHealth *ret) {
         ret->reinits = h->reinits;
         pthread_mutex_unlock(&h->health_lock);
         pthread_mutex_lock(&h->pool_lock);
+        unsigned open = __atomic_load_n(&h->n_sessions, __ATOMIC_RELAXED);
         ret->sessions_busy = h->n_busy;
-        ret->sessions_idle = h->n_sessions - MIN(h->n_sessions, h->n_busy);
+        ret->sessions_idle = open - MIN(open, h->n_busy);
         ret->sessions_stuck = h->n_stuck;
         ret->max_sessions = h->max_sessions;
         pthread_mutex_unlock(&h->pool_lock);
 }
 
+bool hsm_session_logged_in(Hsm *h, CK_SESSION_HANDLE s) {
+        CK_SESSION_INFO info;
+        return h->f->C_GetSessionInfo(s, &info) == CKR_OK &&
+               (info.state == CKS_RW_USER_FUNCTIONS || info.state == CKS_RO_USER_FUNCTIONS);
+}
+
 int hsm_anchor_repair(Hsm *h) {
         CK_SESSION_INFO info;
         CK_RV rv = h->anchor != CK_INVALID_HANDLE ? h->f->C_GetSessionInfo(h->anchor, &info) : CKR_SESSION_CLOSED;
+        bool reopened = rv != CKR_OK;
 
         if (rv != CKR_OK) {
                 if (h->anchor != CK_INVALID_HANDLE)
@@ -126,17 +155,23 @@ int hsm_anchor_repair(Hsm *h) {
         }
         if (info.state == CKS_RW_USER_FUNCTIONS || info.state == CKS_RO_USER_FUNCTIONS)
                 return 0;
-        if (h->pin_rejected)
+        if (__atomic_load_n(&h->pin_rejected, __ATOMIC_ACQUIRE))
                 return -EACCES; /* never try a rejected PIN again: keyd must not lock the token */
-        log_info("token '%s' forgot the login: logging in again", h->label);
+        if (!reopened)
+                log_info("token '%s' forgot the login: logging in again", h->label);
         int r = hsm_login(h);
         if (r == -EACCES || r == -EPERM)
-                h->pin_rejected = true;
+                __atomic_store_n(&h->pin_rejected, true, __ATOMIC_RELEASE);
         return r;
 }
 
 int hsm_admin_begin(Hsm *h) {
-        pthread_rwlock_rdlock(&h->module_lock);
+        /* Never wait for a re-initialisation (it may hang in the token): down is down, at once. */
+        if (!hsm_is_up(h))
+                return -ENODEV;
+        struct timespec until = deadline_in(h->sign_timeout_ms);
+        if (pthread_rwlock_clockrdlock(&h->module_lock, CLOCK_MONOTONIC, &until) != 0)
+                return -ENODEV;
         if (!hsm_is_up(h)) {
                 pthread_rwlock_unlock(&h->module_lock);
                 return -ENODEV;
@@ -158,32 +193,39 @@ void hsm_admin_end(Hsm *h, const char *function, CK_RV rv) {
         pthread_rwlock_unlock(&h->module_lock);
 }
 
-/* One signature with one of keyd's keys on the anchor session: a token that logs in but cannot sign is not back.
- * Nothing to sign with (no key yet): the login has to do. */
+/* One signature with one of keyd's keys (the first few in the index) on the anchor session: a token that logs in but
+ * cannot sign is not back. An error about one key (its type, a mechanism it refuses) tries the next; nothing to sign
+ * with (no key yet): the login has to do. */
+#define PROBE_KEYS 3
 static int probe_sign_locked(Hsm *h) {
         static const uint8_t data[32];
-        uint8_t sig[HSM_SIG_MAX];
-        CK_ULONG sig_len = sizeof sig;
-        CK_KEY_TYPE type;
-        CK_ATTRIBUTE a = { CKA_KEY_TYPE, &type, sizeof type };
-        CK_MECHANISM mech = { 0 };
-        CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE;
-        CK_RV rv;
+        CK_OBJECT_HANDLE keys[PROBE_KEYS];
+        size_t n = 0;
 
-        for (size_t i = 0; i < h->n_index && priv == CK_INVALID_HANDLE; i++)
-                priv = h->index[i].priv;
-        if (priv == CK_INVALID_HANDLE)
-                return 0;
-        rv = h->f->C_GetAttributeValue(h->anchor, priv, &a, 1);
-        if (rv != CKR_OK)
-                return hsm_fail(rv);
-        mech.mechanism = type == CKK_RSA ? CKM_SHA256_RSA_PKCS : type == CKK_EC ? CKM_ECDSA : CKM_EDDSA;
-        rv = h->f->C_SignInit(h->anchor, &mech, priv);
-        if (rv == CKR_OK)
-                rv = h->f->C_Sign(h->anchor, (CK_BYTE *) data, sizeof data, sig, &sig_len);
-        if (rv != CKR_OK) {
+        pthread_mutex_lock(&h->index_lock);
+        for (size_t i = 0; i < h->n_index && n < PROBE_KEYS; i++)
+                if (h->index[i].priv != CK_INVALID_HANDLE)
+                        keys[n++] = h->index[i].priv;
+        pthread_mutex_unlock(&h->index_lock);
+
+        for (size_t i = 0; i < n; i++) {
+                uint8_t sig[HSM_SIG_MAX];
+                CK_ULONG sig_len = sizeof sig;
+                CK_KEY_TYPE type;
+                CK_ATTRIBUTE a = { CKA_KEY_TYPE, &type, sizeof type };
+                CK_MECHANISM mech = { 0 };
+                CK_RV rv = h->f->C_GetAttributeValue(h->anchor, keys[i], &a, 1);
+                if (rv == CKR_OK) {
+                        mech.mechanism = type == CKK_RSA ? CKM_SHA256_RSA_PKCS : type == CKK_EC ? CKM_ECDSA : CKM_EDDSA;
+                        rv = h->f->C_SignInit(h->anchor, &mech, keys[i]);
+                        if (rv == CKR_OK)
+                                rv = h->f->C_Sign(h->anchor, (CK_BYTE *) data, sizeof data, sig, &sig_len);
+                }
+                if (rv == CKR_OK)
+                        return 0;
                 hsm_count_error(h, "C_Sign", rv);
-                return hsm_fail(rv);
+                if (!rv_is_per_key(rv))
+                        return hsm_fail(rv);
         }
         return 0;
 }
@@ -215,7 +257,14 @@ static int reinit_locked(Hsm *h) {
         r = hsm_anchor_repair(h);
         if (r < 0)
                 return r;
-        r = h->index_prefix ? hsm_index_reload_locked(h) : 0;
+        if (h->index_prefix)
+                r = hsm_index_reload_locked(h);
+        else {
+                /* Never listed: its handles died with the old generation; keys are searched for again. */
+                pthread_mutex_lock(&h->index_lock);
+                h->n_index = 0;
+                pthread_mutex_unlock(&h->index_lock);
+        }
         if (r < 0)
                 return r;
         return probe_sign_locked(h);
@@ -247,11 +296,11 @@ static void *recovery_thread(void *userdata) {
                 if (h->recovery_stop)
                         break;
                 pthread_mutex_unlock(&h->health_lock);
-                int r = h->pin_rejected ? -EACCES : reinit(h);
+                int r = __atomic_load_n(&h->pin_rejected, __ATOMIC_ACQUIRE) ? -EACCES : reinit(h);
                 pthread_mutex_lock(&h->health_lock);
                 if (r >= 0) {
                         h->reinits++;
-                        h->failures = 0;
+                        __atomic_store_n(&h->failures, 0, __ATOMIC_RELAXED);
                         __atomic_store_n(&h->up, true, __ATOMIC_RELEASE);
                         log_info("token '%s' is up again (re-initialised)", h->label);
                         backoff = BACKOFF_MIN_MS;
@@ -279,13 +328,21 @@ int hsm_health_init(Hsm *h) {
         return r;
 }
 
-void hsm_health_stop(Hsm *h) {
+bool hsm_health_stop(Hsm *h) {
+        struct timespec until;
         if (!h->has_recovery)
-                return;
+                return true;
         pthread_mutex_lock(&h->health_lock);
         h->recovery_stop = true;
         pthread_cond_broadcast(&h->health_cond);
         pthread_mutex_unlock(&h->health_lock);
-        pthread_join(h->recovery, NULL);
+        /* A re-initialisation stuck in a hung token never returns: bounded, as for stuck signers. */
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 2;
+        if (pthread_timedjoin_np(h->recovery, NULL, &until) != 0) {
+                log_warning("token '%s': its re-initialisation is stuck in the token at exit", h->label);
+                return false;
+        }
         h->has_recovery = false;
+        return true;
 }

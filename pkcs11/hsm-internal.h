@@ -42,7 +42,7 @@ struct Hsm {
         pthread_cond_t work_cond;    /* a job was queued, or stopping; on CLOCK_MONOTONIC */
         pthread_cond_t workers_cond; /* a worker exited */
         HsmJob *queue_head, *queue_tail;
-        unsigned max_sessions, n_workers, n_idle, n_busy, n_sessions, n_stuck;
+        unsigned max_sessions, n_workers, n_idle, n_spinning, n_busy, n_sessions, n_stuck;
         unsigned session_wait_ms, sign_timeout_ms, idle_ms;
         unsigned sign_us; /* moving average of the token's time per signature */
         bool stopping, spin;
@@ -61,7 +61,9 @@ struct Hsm {
         size_t n_errors;
         Histogram sign_times[_KEYD_ALG_MAX];
 
-        /* The index of keyd's objects (index.c), sorted by id; guarded by admin_lock. */
+        /* The index of keyd's objects (index.c), sorted by id; guarded by index_lock, which is never held across a
+         * call into the module (a signer looking up a handle never waits for a keygen). */
+        pthread_mutex_t index_lock;
         HsmEntry *index;
         size_t n_index, cap_index;
 };
@@ -108,7 +110,8 @@ int hsm_signer_run(HsmKey *k, const void *data, size_t len, uint8_t *sig, size_t
 
 /* health.c */
 int hsm_health_init(Hsm *h);
-void hsm_health_stop(Hsm *h);
+/* Stop the recovery thread; false if it is stuck in a hung token after a bounded wait. */
+bool hsm_health_stop(Hsm *h);
 /* Count an error of function. */
 void hsm_count_error(Hsm *h, const char *function, CK_RV rv);
 /* A signature succeeded or failed (rv, or CKR_FUNCTION_CANCELED for a timeout): after a device-level rv or
@@ -126,11 +129,16 @@ int hsm_admin_begin(Hsm *h);
 void hsm_admin_end(Hsm *h, const char *function, CK_RV rv);
 /* With admin_lock held: make sure the anchor session is open and logged in (after the token lost them). */
 int hsm_anchor_repair(Hsm *h);
+/* Whether session s is logged in (a search in a session that is not finds no private object). */
+bool hsm_session_logged_in(Hsm *h, CK_SESSION_HANDLE s);
+/* The key's object handles in this generation of the module: after a re-initialisation, from the index (and k is
+ * updated). With the module lock held. */
+void hsm_key_current(HsmKey *k, CK_OBJECT_HANDLE *ret_priv, CK_OBJECT_HANDLE *ret_pub);
 
 /* objects.c, index.c: call with the module lock and admin_lock held (hsm_admin_begin()). */
 int hsm_list_locked(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n, CK_RV *ret_rv);
 int hsm_index_reload_locked(Hsm *h);
-/* index.c: call with admin_lock held. */
+/* index.c: each takes index_lock. */
 int hsm_index_put(Hsm *h, const uint8_t *id, size_t id_len, const char *label, CK_OBJECT_HANDLE priv,
                   CK_OBJECT_HANDLE pub);
 bool hsm_index_lookup(Hsm *h, const uint8_t *id, size_t id_len, CK_OBJECT_HANDLE *ret_priv,

@@ -15,7 +15,7 @@ static int entry_cmp(const uint8_t *id, size_t id_len, const HsmEntry *e) {
         return memcmp(id, e->id, id_len);
 }
 
-/* The position of id in the sorted index: where it is (*ret_found) or where it goes. Call with admin_lock held. */
+/* The position of id in the sorted index: where it is (*ret_found) or where it goes. Call with index_lock held. */
 static size_t index_find(const Hsm *h, const uint8_t *id, size_t id_len, bool *ret_found) {
         size_t lo = 0, hi = h->n_index;
         while (lo < hi) {
@@ -34,7 +34,7 @@ static size_t index_find(const Hsm *h, const uint8_t *id, size_t id_len, bool *r
         return lo;
 }
 
-/* The entry for id, made if there is none. Call with admin_lock held. */
+/* The entry for id, made if there is none. Call with index_lock held. */
 static HsmEntry *index_get(Hsm *h, const uint8_t *id, size_t id_len) {
         bool found;
         size_t i = index_find(h, id, id_len, &found);
@@ -60,33 +60,39 @@ static HsmEntry *index_get(Hsm *h, const uint8_t *id, size_t id_len) {
 
 void hsm_index_forget(Hsm *h, const uint8_t *id, size_t id_len) {
         bool found;
+        pthread_mutex_lock(&h->index_lock);
         size_t i = index_find(h, id, id_len, &found);
-        if (!found)
-                return;
-        memmove(h->index + i, h->index + i + 1, (h->n_index - i - 1) * sizeof *h->index);
-        h->n_index--;
+        if (found) {
+                memmove(h->index + i, h->index + i + 1, (h->n_index - i - 1) * sizeof *h->index);
+                h->n_index--;
+        }
+        pthread_mutex_unlock(&h->index_lock);
 }
 
 int hsm_index_put(Hsm *h, const uint8_t *id, size_t id_len, const char *label, CK_OBJECT_HANDLE priv,
                   CK_OBJECT_HANDLE pub) {
+        pthread_mutex_lock(&h->index_lock);
         HsmEntry *e = index_get(h, id, id_len);
-        if (!e)
-                return -ENOMEM;
-        if (label && *label)
-                snprintf(e->label, sizeof e->label, "%s", label);
-        e->priv = priv;
-        e->pub = pub;
-        return 0;
+        if (e) {
+                if (label && *label)
+                        snprintf(e->label, sizeof e->label, "%s", label);
+                e->priv = priv;
+                e->pub = pub;
+        }
+        pthread_mutex_unlock(&h->index_lock);
+        return e ? 0 : -ENOMEM;
 }
 
 bool hsm_index_lookup(Hsm *h, const uint8_t *id, size_t id_len, CK_OBJECT_HANDLE *ret_priv, CK_OBJECT_HANDLE *ret_pub) {
         bool found;
+        pthread_mutex_lock(&h->index_lock);
         size_t i = index_find(h, id, id_len, &found);
-        if (!found)
-                return false;
-        *ret_priv = h->index[i].priv;
-        *ret_pub = h->index[i].pub;
-        return true;
+        if (found) {
+                *ret_priv = h->index[i].priv;
+                *ret_pub = h->index[i].pub;
+        }
+        pthread_mutex_unlock(&h->index_lock);
+        return found;
 }
 
 int hsm_index_reload_locked(Hsm *h) {
@@ -98,6 +104,7 @@ int hsm_index_reload_locked(Hsm *h) {
         r = hsm_list_locked(h, h->index_prefix, &objs, &n, &rv);
         if (r < 0)
                 return r;
+        pthread_mutex_lock(&h->index_lock);
         h->n_index = 0;
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 HsmEntry *e = index_get(h, objs[i].id, objs[i].id_len);
@@ -113,6 +120,7 @@ int hsm_index_reload_locked(Hsm *h) {
         }
         if (r < 0)
                 h->n_index = 0;
+        pthread_mutex_unlock(&h->index_lock);
         return r;
 }
 
@@ -135,12 +143,12 @@ int hsm_index_load(Hsm *h, const char *prefix) {
 }
 
 int hsm_index_list(Hsm *h, HsmEntry **ret, size_t *ret_n) {
-        pthread_mutex_lock(&h->admin_lock);
+        pthread_mutex_lock(&h->index_lock);
         HsmEntry *copy = calloc(h->n_index + 1, sizeof *copy);
         if (copy && h->n_index > 0)
                 memcpy(copy, h->index, h->n_index * sizeof *copy);
         *ret_n = h->n_index;
-        pthread_mutex_unlock(&h->admin_lock);
+        pthread_mutex_unlock(&h->index_lock);
         if (!copy)
                 return -ENOMEM;
         *ret = copy;
@@ -157,7 +165,10 @@ int hsm_key_probe(Hsm *h, const uint8_t *id, size_t id_len) {
         if (r < 0)
                 return r;
         hsm_clear_error();
-        r = hsm_find_one(h, h->anchor, CKO_PRIVATE_KEY, id, id_len, &priv);
+        /* A search in a session nobody is logged in to finds no private object: never call a key gone for that. */
+        r = hsm_anchor_repair(h);
+        if (r >= 0)
+                r = hsm_find_one(h, h->anchor, CKO_PRIVATE_KEY, id, id_len, &priv);
         if (r >= 0) {
                 char label[HSM_LABEL_MAX + 1] = "";
                 CK_ATTRIBUTE a = { CKA_LABEL, label, HSM_LABEL_MAX };
@@ -180,9 +191,7 @@ int hsm_key_open(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, HsmKey *
 
         if (!id || id_len == 0 || id_len > HSM_ID_MAX)
                 return -EINVAL;
-        pthread_mutex_lock(&h->admin_lock);
         bool indexed = hsm_index_lookup(h, id, id_len, &priv, &pub) && priv != CK_INVALID_HANDLE;
-        pthread_mutex_unlock(&h->admin_lock);
         if (indexed) {
                 r = hsm_key_open_handles(h, alg, id, id_len, priv, pub, ret);
                 if (r != -ENOENT && r != -EINVAL)
@@ -194,8 +203,6 @@ int hsm_key_open(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, HsmKey *
                 return r;
         if (r == 0)
                 return -ENOENT;
-        pthread_mutex_lock(&h->admin_lock);
         (void) hsm_index_lookup(h, id, id_len, &priv, &pub);
-        pthread_mutex_unlock(&h->admin_lock);
         return hsm_key_open_handles(h, alg, id, id_len, priv, pub, ret);
 }

@@ -102,6 +102,8 @@ int hsm_key_open_handles(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, 
                                 r = -EMEDIUMTYPE;
                 }
         }
+        /* The generation the handles were checked in: read before a re-initialisation can come between. */
+        unsigned generation = __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE);
         hsm_admin_end(h, "C_GetAttributeValue", hsm_last_rv());
         if (r < 0)
                 return r;
@@ -115,7 +117,7 @@ int hsm_key_open_handles(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, 
         k->id_len = id_len;
         k->priv = priv;
         k->pub = pub;
-        k->generation = __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE);
+        k->generation = generation;
         switch (alg) {
         case KEYD_ALG_ES256:
         case KEYD_ALG_ES384:
@@ -141,6 +143,28 @@ int hsm_key_open_handles(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, 
         }
         *ret = k;
         return 0;
+}
+
+void hsm_key_current(HsmKey *k, CK_OBJECT_HANDLE *ret_priv, CK_OBJECT_HANDLE *ret_pub) {
+        Hsm *h = k->hsm;
+        unsigned generation = __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE);
+        CK_OBJECT_HANDLE priv, pub;
+        bool current;
+
+        pthread_mutex_lock(&h->pool_lock); /* the handles and their generation are a pair (signer.c) */
+        current = k->generation == generation;
+        priv = k->priv;
+        pub = k->pub;
+        pthread_mutex_unlock(&h->pool_lock);
+        if (!current && hsm_index_lookup(h, k->id, k->id_len, &priv, &pub)) {
+                pthread_mutex_lock(&h->pool_lock);
+                __atomic_store_n(&k->priv, priv, __ATOMIC_RELEASE);
+                k->pub = pub;
+                k->generation = generation;
+                pthread_mutex_unlock(&h->pool_lock);
+        }
+        *ret_priv = priv;
+        *ret_pub = pub;
 }
 
 void hsm_key_handles(const HsmKey *k, unsigned long *ret_priv, unsigned long *ret_pub) {
@@ -264,17 +288,19 @@ static int public_rsa(Hsm *h, CK_OBJECT_HANDLE o, EVP_PKEY **ret) {
 
 int hsm_key_public(HsmKey *k, EVP_PKEY **ret) {
         Hsm *h = k->hsm;
-        /* RSA private keys carry the public attributes too; EC and Ed25519 need the public object. */
-        CK_OBJECT_HANDLE o = k->pub != CK_INVALID_HANDLE ? k->pub : k->priv;
+        CK_OBJECT_HANDLE priv, pub, o;
         int r;
 
         r = hsm_admin_begin(h);
         if (r < 0)
                 return r;
         hsm_clear_error();
+        hsm_key_current(k, &priv, &pub);
+        /* RSA private keys carry the public attributes too; EC and Ed25519 need the public object. */
+        o = pub != CK_INVALID_HANDLE ? pub : priv;
         if (keyd_alg_is_rsa(k->alg))
                 r = public_rsa(h, o, ret);
-        else if (k->pub == CK_INVALID_HANDLE)
+        else if (pub == CK_INVALID_HANDLE)
                 r = -ENOENT;
         else
                 r = public_ec(h, o, k->alg, ret);
@@ -295,10 +321,12 @@ int hsm_key_check_protection(HsmKey *k) {
         CK_RV rv;
         int r;
 
+        CK_OBJECT_HANDLE priv, pub;
         r = hsm_admin_begin(h);
         if (r < 0)
                 return r;
-        rv = h->f->C_GetAttributeValue(h->anchor, k->priv, a, ELEMENTSOF(a));
+        hsm_key_current(k, &priv, &pub);
+        rv = h->f->C_GetAttributeValue(h->anchor, priv, a, ELEMENTSOF(a));
         hsm_admin_end(h, "C_GetAttributeValue", rv);
         if (rv != CKR_OK)
                 return hsm_fail(rv);

@@ -104,6 +104,7 @@ int hsm_open(const HsmConfig *cfg, Hsm **ret) {
                 return -ENOMEM;
         h->anchor = CK_INVALID_HANDLE;
         pthread_mutex_init(&h->admin_lock, NULL);
+        pthread_mutex_init(&h->index_lock, NULL);
         pthread_rwlock_init(&h->module_lock, NULL);
         pthread_mutex_init(&h->health_lock, NULL);
         pthread_cond_init(&h->health_cond, NULL);
@@ -169,8 +170,8 @@ fail:
 Hsm *hsm_close(Hsm *h) {
         if (!h)
                 return NULL;
-        hsm_health_stop(h);
-        if (!hsm_signer_stop(h)) {
+        bool recovery_stopped = hsm_health_stop(h);
+        if (!hsm_signer_stop(h) || !recovery_stopped) {
                 /* A call is stuck in a hung token: finalizing the module or freeing what the call uses could crash
                  * keyd on its way out. Leave both to the exit. */
                 log_warning("token '%s' is hung: leaving it without C_Finalize", h->label);
@@ -182,6 +183,7 @@ Hsm *hsm_close(Hsm *h) {
         }
         hsm_module_unload(h->dl, h->f);
         pthread_mutex_destroy(&h->admin_lock);
+        pthread_mutex_destroy(&h->index_lock);
         pthread_mutex_destroy(&h->pool_lock);
         pthread_cond_destroy(&h->work_cond);
         pthread_cond_destroy(&h->workers_cond);

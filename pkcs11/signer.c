@@ -140,29 +140,29 @@ static void job_handle(Hsm *h, HsmJob *j, unsigned generation) {
         CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE, pub;
         if (j->generation == generation)
                 return;
-        pthread_mutex_lock(&h->admin_lock);
         (void) hsm_index_lookup(h, j->id, j->id_len, &priv, &pub);
-        pthread_mutex_unlock(&h->admin_lock);
         j->priv = priv; /* CK_INVALID_HANDLE: C_SignInit refuses it and the key is searched for */
         j->generation = generation;
         j->refreshed = true;
 }
 
-/* After a failed C_SignInit on a handle the token does not know: search for the key once. */
+/* After a failed C_SignInit on a handle the token does not know: search for the key once. A token that forgot the
+ * login invalidates every handle of a private object and hides them all from a search: that is a lost login, never a
+ * lost key. */
 static CK_RV find_again(Worker *w, HsmJob *j) {
         CK_OBJECT_HANDLE fresh;
         int r = hsm_find_one(w->h, w->session, CKO_PRIVATE_KEY, j->id, j->id_len, &fresh);
+        if (r == -ENOENT && !hsm_session_logged_in(w->h, w->session))
+                return CKR_USER_NOT_LOGGED_IN;
         if (r == -ENOENT) {
                 j->result = -ENOENT;
                 return CKR_KEY_HANDLE_INVALID;
         }
         if (r < 0)
                 return hsm_last_rv() != CKR_OK ? hsm_last_rv() : CKR_GENERAL_ERROR;
-        pthread_mutex_lock(&w->h->admin_lock);
         CK_OBJECT_HANDLE old_priv, pub = CK_INVALID_HANDLE;
         if (hsm_index_lookup(w->h, j->id, j->id_len, &old_priv, &pub))
                 (void) hsm_index_put(w->h, j->id, j->id_len, NULL, fresh, pub);
-        pthread_mutex_unlock(&w->h->admin_lock);
         j->priv = fresh;
         j->refreshed = true;
         return CKR_OK;
@@ -211,10 +211,12 @@ static CK_RV run_attempts(Worker *w, HsmJob *j) {
                 if ((rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) &&
                     streq(function, "C_SignInit") && !handle_retried) {
                         handle_retried = true; /* nothing started: the session is as it was */
+                        function = "C_FindObjects";
                         rv = find_again(w, j);
-                        if (rv != CKR_OK || j->result < 0)
+                        if (j->result < 0)
                                 return rv;
-                        continue;
+                        if (rv == CKR_OK)
+                                continue;
                 }
                 session_drop(w);
                 if (hsm_rv_is_device(rv) || session_retried)
@@ -227,6 +229,7 @@ static CK_RV run_attempts(Worker *w, HsmJob *j) {
                         pthread_mutex_unlock(&h->admin_lock);
                         if (r < 0)
                                 return rv;
+                        handle_retried = false; /* a new login may renumber the private objects: find it again */
                 }
         }
 }
@@ -234,6 +237,7 @@ static CK_RV run_attempts(Worker *w, HsmJob *j) {
 static void run_job(Worker *w, HsmJob *j) {
         Hsm *h = w->h;
 
+        hsm_clear_error();
         pthread_rwlock_rdlock(&h->module_lock);
         if (!hsm_is_up(h)) {
                 pthread_rwlock_unlock(&h->module_lock);
@@ -259,6 +263,8 @@ static void job_free(HsmJob *j) {
         free(j);
 }
 
+static int maybe_spawn(Hsm *h, unsigned queued);
+
 static void *worker_main(void *userdata) {
         Worker *w = userdata;
         Hsm *h = w->h;
@@ -269,9 +275,11 @@ static void *worker_main(void *userdata) {
                 int r = 0;
 
                 if (!h->queue_head && spin_worthwhile(h)) {
+                        h->n_spinning++; /* counts as idle: no worker is started for a job this one will take */
                         pthread_mutex_unlock(&h->pool_lock);
                         (void) spin_until_queued(h);
                         pthread_mutex_lock(&h->pool_lock);
+                        h->n_spinning--;
                 }
                 h->n_idle++;
                 while (!h->queue_head && !h->stopping && r != ETIMEDOUT)
@@ -283,7 +291,7 @@ static void *worker_main(void *userdata) {
                 h->queue_head = j->next;
                 if (!h->queue_head)
                         h->queue_tail = NULL;
-                j->state = JOB_RUNNING;
+                __atomic_store_n(&j->state, JOB_RUNNING, __ATOMIC_RELAXED);
                 h->n_busy++;
                 pthread_mutex_unlock(&h->pool_lock);
 
@@ -307,6 +315,13 @@ static void *worker_main(void *userdata) {
 
         pthread_mutex_lock(&h->pool_lock);
         h->n_workers--;
+        /* A job queued while this worker was on its way out found every worker taken: start one for it. */
+        if (h->queue_head && !h->stopping) {
+                unsigned queued = 0;
+                for (HsmJob *q = h->queue_head; q; q = q->next)
+                        queued++;
+                (void) maybe_spawn(h, queued);
+        }
         pthread_cond_broadcast(&h->workers_cond);
         pthread_mutex_unlock(&h->pool_lock);
         return NULL;
@@ -319,7 +334,7 @@ static int maybe_spawn(Hsm *h, unsigned queued) {
         Worker *w;
         int r;
 
-        if (queued <= h->n_idle || h->n_workers >= h->max_sessions)
+        if (queued <= h->n_idle + h->n_spinning || h->n_workers >= h->max_sessions)
                 return 0;
         w = calloc(1, sizeof *w);
         if (!w)
@@ -345,8 +360,6 @@ static HsmJob *job_new(HsmKey *k, const void *data, size_t len) {
         *j = (HsmJob){ .alg = k->alg, .mech = k->mech, .pss = k->pss, .id_len = k->id_len, .data_len = len };
         if (k->mech.pParameter)
                 j->mech.pParameter = &j->pss;
-        j->generation = __atomic_load_n(&k->generation, __ATOMIC_ACQUIRE);
-        j->priv = __atomic_load_n(&k->priv, __ATOMIC_ACQUIRE);
         memcpy(j->id, k->id, k->id_len);
         memcpy(j->data, data, len);
         pthread_condattr_init(&ca);
@@ -412,6 +425,9 @@ int hsm_signer_run(HsmKey *k, const void *data, size_t len, uint8_t *sig, size_t
                 job_free(j);
                 return -ECANCELED;
         }
+        /* The key's handle and its generation, read (and written back below) as a pair under the lock. */
+        j->priv = k->priv;
+        j->generation = k->generation;
         unsigned queued = 1;
         for (HsmJob *q = h->queue_head; q; q = q->next)
                 queued++;
@@ -427,19 +443,20 @@ int hsm_signer_run(HsmKey *k, const void *data, size_t len, uint8_t *sig, size_t
 
         if (!job_wait(h, j)) {
                 bool stuck = j->abandoned;
+                CK_RV rv = j->rv;
                 if (!stuck)
                         job_free(j);
                 pthread_mutex_unlock(&h->pool_lock);
                 if (stuck)
                         hsm_sign_result(h, CKR_FUNCTION_CANCELED);
+                (void) hsm_fail(rv); /* for the audit record and the log: why there is no signature */
                 return -ETIMEDOUT;
         }
-        pthread_mutex_unlock(&h->pool_lock);
-
         if (j->refreshed && j->result == 0) {
                 __atomic_store_n(&k->priv, j->priv, __ATOMIC_RELEASE);
-                __atomic_store_n(&k->generation, j->generation, __ATOMIC_RELEASE);
+                k->generation = j->generation;
         }
+        pthread_mutex_unlock(&h->pool_lock);
         if (j->rv != CKR_OK) {
                 /* Whatever the token said, for the caller the token could not sign (or the key is gone): the CK_RV
                  * is for the logs. */

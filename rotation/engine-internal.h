@@ -7,9 +7,10 @@
  * revoke, disable, deny, config, checkpoint). Signers (engine_sign, engine_sign_compact) and readers
  * (engine_lookup_key, engine_token_denied, the ring_* readers under engine_read_lock) run on the API's threads.
  *
- * Locks, in the only order they may nest:  engine (Engine.lock, a rwlock)  →  pool (Hsm pool_lock)  →  admin (Hsm
- * admin_lock). A signer holds the engine's read lock while it waits for a token session (bounded: HsmConfig
- * session_wait_ms, then -ETIMEDOUT) and signs. The denylist has a lock of its own and nests in none.
+ * Locks, in the only order they may nest:  engine (Engine.lock, a rwlock)  →  the token layer's own (Hsm pool_lock;
+ * module_lock → admin_lock → health_lock: pkcs11/hsm-internal.h). A signer holds the engine's read lock while it
+ * waits for a signing worker and the token's answer (bounded: HsmConfig session_wait_ms and sign_timeout_ms, then
+ * -ETIMEDOUT). The denylist has a lock of its own and nests in none.
  *
  * The event loop takes the write lock only to swap prepared state in: no token operation (sign, keygen, open,
  * destroy) and no wait for one ever runs under it. A keyring's new view (its keys, signer, JWKS, signed revocation

@@ -94,6 +94,8 @@ Test(config, defaults) {
         cr_assert_null(c.pin_file);
         cr_assert_null(c.softhsm2_conf);
         cr_assert_eq(c.session_wait, 5 * USEC_PER_SEC);
+        cr_assert_eq(c.max_sessions, 64);
+        cr_assert_eq(c.sign_timeout, 5 * USEC_PER_SEC);
         assert_default_store_api_audit(&c);
         cr_assert_null(c.public_listen);
         cr_assert_eq(c.n_keyrings, 0);
@@ -135,6 +137,8 @@ Test(config, good_several_keyrings) {
         cr_assert_str_eq(c.uri, "pkcs11:token=keyd;manufacturer=SoftHSM%20project", "';' without a blank before it");
         cr_assert_str_eq(c.pin_file, "/run/keyd/pin");
         cr_assert_str_eq(c.softhsm2_conf, "/etc/softhsm/softhsm2.conf");
+        cr_assert_eq(c.max_sessions, 16);
+        cr_assert_eq(c.sign_timeout, 2 * USEC_PER_SEC);
         cr_assert_str_eq(c.store_path, "/srv/keyd/keyd.db", "an indented key is a key, not a continuation");
         cr_assert_str_eq(c.socket, "/run/keyd/api.sock");
         cr_assert_eq(c.workers, 8);
@@ -320,6 +324,12 @@ Test(config, key_before_any_section) {
         EXPECT_ERRORS("bad-no-section.conf",
                       "bad-no-section.conf:2: key 'module' before any section (put it under its [section])",
                       "bad-no-section.conf:3: key 'uri' before any section (put it under its [section])");
+}
+
+Test(config, bad_token_limits) {
+        EXPECT_ERRORS("bad-token.conf",
+                      "bad-token.conf:3: max-sessions: bad number '2000' (a whole number between 1 and 1024)",
+                      "bad-token.conf:4: sign-timeout: bad duration '11m' (between 1s and 600s)");
 }
 
 Test(config, bad_duration) {

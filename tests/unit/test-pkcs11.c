@@ -379,6 +379,66 @@ Test(pkcs11, session_and_login_recovery) {
         close_with_key(h, k);
 }
 
+/* The whole application logged out behind keyd's back (a network HSM's login timeout, a failover). */
+static void logout(Hsm *h) {
+        CK_SESSION_HANDLE s;
+        cr_assert_eq(h->f->C_OpenSession(h->slot, CKF_SERIAL_SESSION, NULL, NULL, &s), CKR_OK);
+        cr_assert_eq(h->f->C_Logout(s), CKR_OK);
+        (void) h->f->C_CloseSession(s);
+}
+
+/* A token that forgot the login invalidates the handles of private objects and hides them from a search. Before the
+ * fix the signer and the probe took that for a key gone from the token (-ENOENT), and the engine demoted the active
+ * key as lost. */
+Test(pkcs11, a_lost_login_is_never_a_lost_key) {
+        Hsm *h;
+        HsmKey *k = open_with_es256_key(2, &h), *k2 = NULL;
+        uint8_t sig[HSM_SIG_MAX];
+
+        cr_assert_eq(hsm_key_sign(k, "a", 1, sig, sizeof sig), 64);
+        logout(h);
+        cr_assert_eq(hsm_key_probe(h, ID1, sizeof ID1), 1, "the key is there: %s", hsm_last_error());
+        logout(h);
+        cr_assert_eq(hsm_key_sign(k, "b", 1, sig, sizeof sig), 64, "sign after a lost login: %s", hsm_last_error());
+        logout(h);
+        cr_assert_eq(hsm_key_open(h, KEYD_ALG_ES256, ID1, sizeof ID1, &k2), 0, "open: %s", hsm_last_error());
+        cr_assert_eq(hsm_key_sign(k2, "c", 1, sig, sizeof sig), 64);
+        hsm_key_free(k2);
+        close_with_key(h, k);
+}
+
+/* One signer after another on a fast token: the worker that signed waits for the next job, and no other is started
+ * for it (before the fix a polling worker did not count as idle, and each signature could start one more). */
+Test(pkcs11, one_signer_one_session) {
+        Hsm *h;
+        HsmKey *k = open_with_es256_key(8, &h);
+        uint8_t sig[HSM_SIG_MAX];
+        HsmHealth th;
+
+        for (int i = 0; i < 300; i++)
+                cr_assert_eq(hsm_key_sign(k, "x", 1, sig, sizeof sig), 64);
+        hsm_health(h, &th);
+        cr_assert_eq(th.sessions_busy + th.sessions_idle, 1, "%u sessions for one signer",
+                     th.sessions_busy + th.sessions_idle);
+        close_with_key(h, k);
+}
+
+/* A worker idle long enough leaves, while the next signer queues its job: with one session allowed, before the fix
+ * that job found every worker taken and waited out session-wait for nothing. */
+Test(pkcs11, a_leaving_worker_strands_no_signer) {
+        Hsm *h;
+        HsmKey *k = open_with_es256_key(1, &h);
+        uint8_t sig[HSM_SIG_MAX];
+        int timed_out = 0;
+
+        h->idle_ms = 1;
+        h->session_wait_ms = 100;
+        for (int i = 0; i < 2000; i++)
+                timed_out += hsm_key_sign(k, "x", 1, sig, sizeof sig) == -ETIMEDOUT;
+        cr_assert_eq(timed_out, 0, "%d signatures waited for a worker that never came", timed_out);
+        close_with_key(h, k);
+}
+
 struct worker {
         HsmKey *key;
         EVP_PKEY *pub;

@@ -3,6 +3,7 @@
  * token's state after a fault is the point. What keyd then does about a fault is the token layer's business and its
  * own tests': here only the first failure, the token's state and the shim's counters are checked. */
 #include <criterion/criterion.h>
+#include <unistd.h>
 #include <dlfcn.h>
 #include <p11-kit/pkcs11.h>
 #include <pthread.h>
@@ -224,6 +225,37 @@ Test(shim, hang_blocks_sign_until_released) {
         pthread_join(t, NULL);
         cr_assert_eq(result, 64, "released, the sign goes on: %d", result);
         cr_assert_eq(test_shim_get(&shim, hung), 0);
+}
+
+/* The token goes down, and its re-initialisation hangs in the token (the probe signature): no other call waits for
+ * it. Before the fix every admin call (a probe, a listing) queued behind the stuck re-initialisation, and so did the
+ * event loop. */
+Test(shim, a_hung_recovery_holds_up_no_caller) {
+        HsmHealth th;
+        HsmObject *objs = NULL;
+        size_t n = 0;
+
+        cr_assert_eq(hsm_index_load(hsm, "keyd:"), 0); /* as keyd does at start: the recovery probes with its keys */
+        /* Gone: down, and every re-initialisation fails; then back, but hanging: the next one's probe signature
+         * hangs in the token. */
+        test_shim_fault(&shim, P11SHIM_FN_ALL, CKR_TOKEN_NOT_PRESENT, -1);
+        cr_assert_eq(sign(), -ENODEV);
+        test_shim_set_hang(&shim, true);
+        test_shim_clear_fault(&shim);
+        cr_assert(test_shim_wait_hung(&shim, 1, 30000), "the recovery's probe signature hangs");
+        cr_assert_eq(hsm_key_probe(hsm, ID1, sizeof ID1), -ENODEV, "down: at once, not after the recovery");
+        cr_assert_eq(hsm_list(hsm, "keyd:", &objs, &n), -ENODEV);
+        cr_assert_eq(sign(), -ENODEV);
+        hsm_health(hsm, &th);
+        cr_assert(!th.up);
+
+        test_shim_set_hang(&shim, false);
+        for (int i = 0; i < 3000 && !th.up; i++) {
+                usleep(10 * 1000);
+                hsm_health(hsm, &th);
+        }
+        cr_assert(th.up, "back once the token answers: %s", th.reason);
+        cr_assert_eq(sign(), 64);
 }
 
 /* Loading: the shim refuses a control it cannot trust, rather than run a test without its faults. */
