@@ -102,6 +102,20 @@ static void expect_down(const char *in_reason) {
                 cr_assert(strstr(reason, in_reason), "the reason names %s: %s", in_reason, reason);
 }
 
+/* The value of one sample in /metrics ("keyd_token_up", "keyd_pkcs11_errors_total{function=...}"), -1 if absent. */
+static double metric(const char *sample) {
+        long status = 0;
+        char *text = test_api_raw(sock, "GET", "/metrics", NULL, NULL, &status);
+        double v = -1;
+        cr_assert_eq(status, 200);
+        size_t n = strlen(sample);
+        for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+                if (strncmp(p, sample, n) == 0 && p[n] == ' ')
+                        v = strtod(p + n + 1, NULL);
+        free(text);
+        return v;
+}
+
 /* Verify and JWKS answer from memory while the token cannot sign. */
 static void expect_verify_and_jwks_work(void) {
         cr_assert_gt(n_minted, 0);
@@ -158,10 +172,19 @@ static void token_down_and_back(P11ShimFunction fn, unsigned long rv, const char
         expect_verify_and_jwks_work();
         cr_assert(test_daemon_wait_notify(&d, "TOKEN UNAVAILABLE", 5000, NULL, 0), "STATUS= says so");
         json_decref(test_api_expect(sock, "GET", "/v1/keyrings/default", NULL, 200));
+        cr_assert_eq(metric("keyd_token_up"), 0);
+        char errors[128];
+        snprintf(errors, sizeof errors, "keyd_pkcs11_errors_total{function=\"%s\",rv=\"%s\"}",
+                 fn == P11SHIM_FN_SIGN_INIT || fn == P11SHIM_FN_ALL ? "C_SignInit" : "C_Sign", reason);
+        if (strncmp(reason, "CKR_", 4) == 0)
+                cr_assert_geq(metric(errors), 1, "%s is counted", errors);
 
         test_shim_clear_fault(&shim);
         expect_recovery();
         cr_assert_gt(test_shim_calls(&shim, P11SHIM_FN_INITIALIZE), inits, "the module was initialised again");
+        cr_assert_eq(metric("keyd_token_up"), 1);
+        cr_assert_geq(metric("keyd_token_reinit_total"), 1);
+        cr_assert_geq(metric("keyd_pkcs11_sign_seconds_count{alg=\"ES256\"}"), 3);
         for (int i = 0; i < 3; i++)
                 expect_mint(201, NULL);
         verify_all(kid);
