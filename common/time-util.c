@@ -20,6 +20,18 @@ usec_t now_monotonic(void) {
         return clock_usec(CLOCK_MONOTONIC);
 }
 
+struct timespec monotonic_in_ms(unsigned ms) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        t.tv_sec += ms / 1000;
+        t.tv_nsec += (long) (ms % 1000) * 1000000L;
+        if (t.tv_nsec >= 1000000000L) {
+                t.tv_sec++;
+                t.tv_nsec -= 1000000000L;
+        }
+        return t;
+}
+
 int parse_uint64(const char *s, uint64_t max, uint64_t *ret) {
         uint64_t v = 0;
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 
 /* Times in keyd are microseconds since the epoch (wall clock) unless a name says otherwise. */
 typedef int64_t usec_t;
@@ -13,6 +14,8 @@ typedef int64_t usec_t;
 
 usec_t now_realtime(void);
 usec_t now_monotonic(void);
+/* CLOCK_MONOTONIC ms milliseconds from now, as the deadline of a timed wait on a condition or lock set to that clock. */
+struct timespec monotonic_in_ms(unsigned ms);
 
 /* Parse a duration: a whole number followed by one of s, m, h, d ("90s", "10m", "24h", "7d"), or a bare number of
  * seconds. The result must be between one second and ten years. Returns 0 or -EINVAL / -ERANGE. */

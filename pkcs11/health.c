@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/time-util.h"
 #include "pkcs11/hsm-internal.h"
 
 /* Failed signatures in a row that mark the token down, whatever their CK_RV. */
@@ -16,18 +17,6 @@
 #define BACKOFF_MAX_MS 1000
 /* How long a re-initialisation waits for calls still inside the module (a hung token) before it backs off. */
 #define REINIT_WAIT_MS 1000
-
-static struct timespec deadline_in(unsigned ms) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        t.tv_sec += ms / 1000;
-        t.tv_nsec += (long) (ms % 1000) * 1000000L;
-        if (t.tv_nsec >= 1000000000L) {
-                t.tv_sec++;
-                t.tv_nsec -= 1000000000L;
-        }
-        return t;
-}
 
 bool hsm_rv_is_device(CK_RV rv) {
         return rv == CKR_DEVICE_ERROR || rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ||
@@ -169,7 +158,7 @@ int hsm_admin_begin(Hsm *h) {
         /* Never wait for a re-initialisation (it may hang in the token): down is down, at once. */
         if (!hsm_is_up(h))
                 return -ENODEV;
-        struct timespec until = deadline_in(h->sign_timeout_ms);
+        struct timespec until = monotonic_in_ms(h->sign_timeout_ms);
         if (pthread_rwlock_clockrdlock(&h->module_lock, CLOCK_MONOTONIC, &until) != 0)
                 return -ENODEV;
         if (!hsm_is_up(h)) {
@@ -271,7 +260,7 @@ static int reinit_locked(Hsm *h) {
 }
 
 static int reinit(Hsm *h) {
-        struct timespec deadline = deadline_in(REINIT_WAIT_MS);
+        struct timespec deadline = monotonic_in_ms(REINIT_WAIT_MS);
         int r;
 
         /* A call stuck in a hung token holds the module lock: wait a bounded time for it, then back off. */
@@ -311,7 +300,7 @@ static void *recovery_thread(void *userdata) {
                                  "the token rejected the PIN after re-initialisation; fix the PIN and restart keyd");
                 log_debug("re-initialising token '%s': %s (%s); next try in %u ms", h->label, strerror(-r),
                           hsm_last_error(), backoff);
-                struct timespec until = deadline_in(backoff);
+                struct timespec until = monotonic_in_ms(backoff);
                 while (!h->recovery_stop && pthread_cond_clockwait(&h->health_cond, &h->health_lock, CLOCK_MONOTONIC,
                                                               &until) == 0)
                         ;

@@ -55,18 +55,6 @@ typedef struct Worker {
         unsigned generation; /* of session */
 } Worker;
 
-static struct timespec deadline_in(unsigned ms) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        t.tv_sec += ms / 1000;
-        t.tv_nsec += (long) (ms % 1000) * 1000000L;
-        if (t.tv_nsec >= 1000000000L) {
-                t.tv_sec++;
-                t.tv_nsec -= 1000000000L;
-        }
-        return t;
-}
-
 static bool passed(const struct timespec *t) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -271,7 +259,7 @@ static void *worker_main(void *userdata) {
 
         pthread_mutex_lock(&h->pool_lock);
         for (;;) {
-                struct timespec idle_until = deadline_in(h->idle_ms);
+                struct timespec idle_until = monotonic_in_ms(h->idle_ms);
                 int r = 0;
 
                 if (!h->queue_head && spin_worthwhile(h)) {
@@ -372,8 +360,8 @@ static HsmJob *job_new(HsmKey *k, const void *data, size_t len) {
 /* Wait for the job, at most session_wait_ms while it is queued and sign_timeout_ms in all. Call with pool_lock held;
  * returns with it held. false: it timed out (and is no longer the caller's). */
 static bool job_wait(Hsm *h, HsmJob *j) {
-        struct timespec queued_until = deadline_in(MIN(h->session_wait_ms, h->sign_timeout_ms));
-        struct timespec until = deadline_in(h->sign_timeout_ms);
+        struct timespec queued_until = monotonic_in_ms(MIN(h->session_wait_ms, h->sign_timeout_ms));
+        struct timespec until = monotonic_in_ms(h->sign_timeout_ms);
 
         if (spin_worthwhile(h)) {
                 pthread_mutex_unlock(&h->pool_lock);
@@ -474,7 +462,7 @@ int hsm_signer_run(HsmKey *k, const void *data, size_t len, uint8_t *sig, size_t
 }
 
 bool hsm_signer_stop(Hsm *h) {
-        struct timespec until = deadline_in(STOP_WAIT_MS);
+        struct timespec until = monotonic_in_ms(STOP_WAIT_MS);
         bool all;
 
         pthread_mutex_lock(&h->pool_lock);

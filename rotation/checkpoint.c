@@ -239,7 +239,7 @@ static int verify_one(Store *s, const StoreCheckpoint *cp, const Generated *g, K
                         return verdict(res, 0,
                                        "the stored public key of %s has another thumbprint (%s): its JWK was replaced",
                                        cp->kid, tp);
-                memcpy(cache->kid, cp->kid, sizeof cache->kid);
+                snprintf(cache->kid, sizeof cache->kid, "%s", cp->kid); /* cp->kid is as long as it is */
         }
         if (g->alg >= 0 && cache->alg != g->alg)
                 return verdict(res, 0, "the stored alg of key %s is %s, but keyd generated it for %s", cp->kid,
