@@ -45,7 +45,8 @@ struct Hsm {
         unsigned max_sessions, n_workers, n_idle, n_spinning, n_busy, n_sessions, n_stuck;
         unsigned session_wait_ms, sign_timeout_ms, idle_ms;
         unsigned sign_us; /* moving average of the token's time per signature */
-        bool stopping, spin;
+        bool stopping;
+        unsigned n_cpus, n_polling; /* threads polling (signer.c: poll_begin()) */
 
         /* Health (health.c): whether the token can sign, and why not. A down token is re-initialised by the
          * recovery thread, with backoff. */

@@ -63,7 +63,7 @@ static bool passed(const struct timespec *t) {
 
 void hsm_signer_init(Hsm *h) {
         pthread_condattr_t ca;
-        h->spin = get_nprocs() > 1; /* polling on one processor only delays the thread polled for */
+        h->n_cpus = (unsigned) MAX(get_nprocs(), 1);
         pthread_mutex_init(&h->pool_lock, NULL);
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -74,30 +74,45 @@ void hsm_signer_init(Hsm *h) {
 
 /* Forget the worker's session: closed if it belongs to this generation (a dead one's handle may be reused). Call with
  * the module lock held. */
-static bool spin_worthwhile(Hsm *h) {
-        return h->spin && __atomic_load_n(&h->sign_us, __ATOMIC_RELAXED) < SPIN_MAX_US;
+/* Whether this thread may poll now: the token is fast, and fewer threads than processors but one poll already (a
+ * poll that takes the processor from the thread it waits for only delays it; on one processor never). Paired with
+ * poll_end(). */
+static bool poll_begin(Hsm *h) {
+        if (h->n_cpus < 2 || __atomic_load_n(&h->sign_us, __ATOMIC_RELAXED) >= SPIN_MAX_US)
+                return false;
+        if (__atomic_fetch_add(&h->n_polling, 1, __ATOMIC_ACQ_REL) < h->n_cpus - 1)
+                return true;
+        __atomic_sub_fetch(&h->n_polling, 1, __ATOMIC_ACQ_REL);
+        return false;
 }
 
-/* Poll *p until it is want, for at most max_us, giving the processor to any thread that wants it meanwhile. */
-static bool spin_until(const unsigned *p, unsigned want, usec_t max_us) {
+static void poll_end(Hsm *h) {
+        __atomic_sub_fetch(&h->n_polling, 1, __ATOMIC_ACQ_REL);
+}
+
+/* Poll until ready(arg), for at most max_us: a short burst of pause instructions first (a hand-over between two
+ * cores that are both awake takes a fraction of a microsecond, a system call more), then the processor to any thread
+ * that wants it, between looks. */
+static bool poll_until(bool (*ready)(const void *arg), const void *arg, usec_t max_us) {
         usec_t end = now_monotonic() + MIN(max_us, (usec_t) SPIN_MAX_US);
         do {
-                if (__atomic_load_n(p, __ATOMIC_ACQUIRE) == want)
-                        return true;
+                for (unsigned i = 0; i < 64; i++) {
+                        if (ready(arg))
+                                return true;
+                        __builtin_ia32_pause();
+                }
                 sched_yield();
         } while (now_monotonic() < end);
-        return false;
+        return ready(arg);
 }
 
-/* Poll the queue for a job, as spin_until() does. */
-static bool spin_until_queued(Hsm *h) {
-        usec_t end = now_monotonic() + SPIN_MAX_US;
-        do {
-                if (__atomic_load_n(&h->queue_head, __ATOMIC_ACQUIRE))
-                        return true;
-                sched_yield();
-        } while (now_monotonic() < end);
-        return false;
+static bool job_done(const void *arg) {
+        return __atomic_load_n((const unsigned *) arg, __ATOMIC_ACQUIRE) == JOB_DONE;
+}
+
+static bool job_queued(const void *arg) {
+        const Hsm *h = arg;
+        return __atomic_load_n(&h->queue_head, __ATOMIC_ACQUIRE) != NULL;
 }
 
 static void session_drop(Worker *w) {
@@ -187,7 +202,7 @@ static CK_RV run_attempts(Worker *w, HsmJob *j) {
                         rv = sign_once(w, j, &function);
                         if (rv == CKR_OK) {
                                 usec_t took = now_monotonic() - t0;
-                                /* A moving average of the token's time per signature, for spin_worthwhile(). */
+                                /* A moving average of the token's time per signature, for poll_begin(). */
                                 unsigned avg = __atomic_load_n(&h->sign_us, __ATOMIC_RELAXED);
                                 __atomic_store_n(&h->sign_us, (unsigned) ((avg * 7 + (usec_t) MIN(took, 1000000)) / 8),
                                                  __ATOMIC_RELAXED);
@@ -262,10 +277,11 @@ static void *worker_main(void *userdata) {
                 struct timespec idle_until = monotonic_in_ms(h->idle_ms);
                 int r = 0;
 
-                if (!h->queue_head && spin_worthwhile(h)) {
+                if (!h->queue_head && poll_begin(h)) {
                         h->n_spinning++; /* counts as idle: no worker is started for a job this one will take */
                         pthread_mutex_unlock(&h->pool_lock);
-                        (void) spin_until_queued(h);
+                        (void) poll_until(job_queued, h, SPIN_MAX_US);
+                        poll_end(h);
                         pthread_mutex_lock(&h->pool_lock);
                         h->n_spinning--;
                 }
@@ -363,9 +379,10 @@ static bool job_wait(Hsm *h, HsmJob *j) {
         struct timespec queued_until = monotonic_in_ms(MIN(h->session_wait_ms, h->sign_timeout_ms));
         struct timespec until = monotonic_in_ms(h->sign_timeout_ms);
 
-        if (spin_worthwhile(h)) {
+        if (poll_begin(h)) {
                 pthread_mutex_unlock(&h->pool_lock);
-                spin_until(&j->state, JOB_DONE, 2 * __atomic_load_n(&h->sign_us, __ATOMIC_RELAXED) + 20);
+                (void) poll_until(job_done, &j->state, 2 * __atomic_load_n(&h->sign_us, __ATOMIC_RELAXED) + 20);
+                poll_end(h);
                 pthread_mutex_lock(&h->pool_lock);
         }
         while (j->state != JOB_DONE) {

@@ -188,13 +188,14 @@ Test(shim, token_not_present_fails_everything_until_cleared) {
         uint64_t injected = test_shim_get(&shim, faults_injected);
         cr_assert_geq(injected, 2);
 
-        /* A module initialised again (as a recovering keyd does) finds no token either. */
-        uint64_t inits = test_shim_calls(&shim, P11SHIM_FN_INITIALIZE),
-                 finals = test_shim_calls(&shim, P11SHIM_FN_FINALIZE);
+        /* A module initialised again (as a recovering keyd does) finds no token either. The token layer's own
+         * recovery finalizes and initialises the module meanwhile, until it is closed: count from then on. */
         hsm_key_free(key);
         key = NULL;
+        uint64_t finals = test_shim_calls(&shim, P11SHIM_FN_FINALIZE);
         hsm = hsm_close(hsm);
-        cr_assert_eq(test_shim_calls(&shim, P11SHIM_FN_FINALIZE), finals + 1);
+        cr_assert_gt(test_shim_calls(&shim, P11SHIM_FN_FINALIZE), finals, "closing finalizes the module");
+        uint64_t inits = test_shim_calls(&shim, P11SHIM_FN_INITIALIZE);
         HsmConfig cfg = { .module = tok.module, .uri = tok.uri, .pin_file = tok.pin_file, .sessions = 2 };
         cr_assert_eq(hsm_open(&cfg, &hsm), -ENODEV);
         cr_assert_eq(test_shim_calls(&shim, P11SHIM_FN_INITIALIZE), inits + 1);
