@@ -638,7 +638,7 @@ int main(void) {
 
         BenchRawSign raw_es = { .hsm = h, .key = key_es }, raw_agent = { .hsm = h, .key = key_agent };
         printf("# " NAME ": keyd's own CPU per request beyond the token's signature or OpenSSL's verify (SPEC §10)\n"
-               "# %d round(s) x %.2gs per measurement, %d keep-alive clients (raw: %d threads), alternating; keyd "
+               "# %d round(s) x %.3gs per measurement, %d keep-alive clients (raw: %d threads), alternating; keyd "
                "CPU from /proc/PID/stat\n",
                env.rounds, seconds, CLIENTS, CLIENTS);
         fflush(stdout);
@@ -769,7 +769,7 @@ int main(void) {
         bool flood_ok = drop <= TARGET_FLOOD_DROP;
         missed = missed || !flood_ok;
         printf("\n# flood: mint rate with %d clients alone vs while %d clients GET the public JWKS, %d round(s) x "
-               "%.2gs, alternating\n",
+               "%.3gs, alternating\n",
                CLIENTS, flood_n, env.rounds, seconds);
         printf("mint alone %.0f/s; flood clients at nice 19: %.0f/s (%+.1f%%, flood %.0f req/s); target: at most "
                "10%% lower: %s\n",
