@@ -185,8 +185,9 @@ static double db_bytes(long *ret_audit) {
                 goto out;
         sqlite3_busy_timeout(db, 5000);
         (void) sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-        if (sqlite3_prepare_v2(db, "SELECT (SELECT page_count FROM pragma_page_count), "
-                                   "(SELECT page_size FROM pragma_page_size), (SELECT count(*) FROM audit)",
+        if (sqlite3_prepare_v2(db,
+                               "SELECT (SELECT page_count FROM pragma_page_count), "
+                               "(SELECT page_size FROM pragma_page_size), (SELECT count(*) FROM audit)",
                                -1, &st, NULL) != SQLITE_OK ||
             sqlite3_step(st) != SQLITE_ROW)
                 goto out;
@@ -239,7 +240,7 @@ static int verify_prepare(Verify *v) {
         snprintf(path, sizeof path, "/v1/keyrings/%s/jwks", v->ring);
         if (!v->token || !(jwks = bench_http_json("GET", path, NULL, 200)))
                 goto out;
-        json_array_foreach(json_object_get(jwks, "keys"), i, k) {
+        json_array_foreach (json_object_get(jwks, "keys"), i, k) {
                 const char *x = json_string_value(json_object_get(k, "kid"));
                 if (x && strcmp(x, kid) == 0 && !v->pkey && jose_jwk_to_pkey(k, &v->pkey) < 0)
                         goto out;
@@ -370,7 +371,8 @@ static int nginx_start(Nginx *n, const char *bin, const char *path, const char *
                  "  access_log off;\n  server_tokens off;\n"
                  "  client_body_temp_path %s/body;\n  proxy_temp_path %s/proxy;\n  fastcgi_temp_path %s/fastcgi;\n"
                  "  uwsgi_temp_path %s/uwsgi;\n  scgi_temp_path %s/scgi;\n"
-                 "  keepalive_requests 1000000000;\n  keepalive_timeout 60s;\n  open_file_cache max=16 inactive=60s;\n  open_file_cache_valid 60s;\n"
+                 "  keepalive_requests 1000000000;\n  keepalive_timeout 60s;\n  open_file_cache max=16 inactive=60s;\n "
+                 " open_file_cache_valid 60s;\n"
                  "  types { }\n  default_type \"%s\";\n"
                  "  server {\n    listen %s;\n    root %s/www;\n"
                  "    location = %s { add_header Cache-Control \"%s\"; }\n  }\n}\n",
@@ -599,35 +601,61 @@ int main(void) {
         /* The rows, in the order they run in a round. */
         size_t nr = 0;
         Row *mint = &rows[nr++];
-        *mint = (Row){ .name = "mint ES256 (POST tokens)", .want_status = 201, .want_text = "\"token\":",
-                       .base = BASE_SIGN_ES, .target = TARGET_MINT_US, .counts = true };
+        *mint = (Row){ .name = "mint ES256 (POST tokens)",
+                       .want_status = 201,
+                       .want_text = "\"token\":",
+                       .base = BASE_SIGN_ES,
+                       .target = TARGET_MINT_US,
+                       .counts = true };
         mint->req = bench_http_request("POST", "/v1/keyrings/es/tokens", MINT_BODY, &mint->req_len);
-        rows[nr] = (Row){ .name = "jws ES256 (agent, POST jws)", .want_status = 201, .want_text = "\"jws\":",
-                          .base = BASE_SIGN_AGENT, .target = TARGET_MINT_US };
+        rows[nr] = (Row){ .name = "jws ES256 (agent, POST jws)",
+                          .want_status = 201,
+                          .want_text = "\"jws\":",
+                          .base = BASE_SIGN_AGENT,
+                          .target = TARGET_MINT_US };
         rows[nr].req = bench_http_request("POST", "/v1/keyrings/agent/jws", JWS_BODY, &rows[nr].req_len);
         nr++;
-        rows[nr] = (Row){ .name = "sign ES256 (agent, POST sign)", .want_status = 200, .want_text = "\"signature\":",
-                          .base = BASE_SIGN_AGENT, .target = TARGET_MINT_US };
+        rows[nr] = (Row){ .name = "sign ES256 (agent, POST sign)",
+                          .want_status = 200,
+                          .want_text = "\"signature\":",
+                          .base = BASE_SIGN_AGENT,
+                          .target = TARGET_MINT_US };
         rows[nr].req = bench_http_request("POST", "/v1/keyrings/agent/sign", SIGN_BODY, &rows[nr].req_len);
         nr++;
         for (int i = 0; i < 2; i++, nr++) {
-                rows[nr] = (Row){ .name = i == 0 ? "verify ES256" : "verify RS256", .want_status = 200,
-                                  .want_text = "\"valid\":true", .base = i == 0 ? BASE_VERIFY_ES : BASE_VERIFY_RS,
-                                  .target = TARGET_VERIFY_US, .counts = true };
+                rows[nr] = (Row){ .name = i == 0 ? "verify ES256" : "verify RS256",
+                                  .want_status = 200,
+                                  .want_text = "\"valid\":true",
+                                  .base = i == 0 ? BASE_VERIFY_ES : BASE_VERIFY_RS,
+                                  .target = TARGET_VERIFY_US,
+                                  .counts = true };
                 rows[nr].req = strdup(vs[i].req);
                 rows[nr].req_len = vs[i].req_len;
         }
-        rows[nr] = (Row){ .name = "JWKS GET, socket (200)", .want_status = 200, .want_text = "\"keys\"",
-                          .base = -1, .target = TARGET_JWKS_US, .counts = true };
+        rows[nr] = (Row){ .name = "JWKS GET, socket (200)",
+                          .want_status = 200,
+                          .want_text = "\"keys\"",
+                          .base = -1,
+                          .target = TARGET_JWKS_US,
+                          .counts = true };
         rows[nr].req = get_request("/v1/keyrings/es/jwks", NULL, &rows[nr].req_len);
         nr++;
         Row *pub200 = &rows[nr++];
-        *pub200 = (Row){ .name = "JWKS GET, public (200)", .addr = pub_addr, .want_status = 200,
-                         .want_text = "\"keys\"", .base = -1, .target = TARGET_JWKS_US, .counts = true };
+        *pub200 = (Row){ .name = "JWKS GET, public (200)",
+                         .addr = pub_addr,
+                         .want_status = 200,
+                         .want_text = "\"keys\"",
+                         .base = -1,
+                         .target = TARGET_JWKS_US,
+                         .counts = true };
         pub200->req = get_request("/.well-known/jwks.json", NULL, &pub200->req_len);
         Row *pub304 = &rows[nr++];
-        *pub304 = (Row){ .name = "JWKS GET, public (304)", .addr = pub_addr, .want_status = 304, .base = -1,
-                         .target = TARGET_JWKS_US, .counts = true };
+        *pub304 = (Row){ .name = "JWKS GET, public (304)",
+                         .addr = pub_addr,
+                         .want_status = 304,
+                         .base = -1,
+                         .target = TARGET_JWKS_US,
+                         .counts = true };
         pub304->req = get_request("/.well-known/jwks.json", etag, &pub304->req_len);
         flood_req = get_request("/.well-known/jwks.json", NULL, &flood_len);
         for (size_t i = 0; i < nr; i++)
@@ -650,11 +678,11 @@ int main(void) {
                     bench_run_threads(bench_raw_sign_worker, &raw_agent, CLIENTS, seconds, BENCH_LAT_CAP,
                                       &base[BASE_SIGN_AGENT]) < 0 ||
                     run_row(&rows[1], seconds, NULL) < 0 || run_row(&rows[2], seconds, NULL) < 0 ||
-                    bench_run_threads(openssl_worker, &vs[0], CLIENTS, seconds, BENCH_LAT_CAP,
-                                      &base[BASE_VERIFY_ES]) < 0 ||
+                    bench_run_threads(openssl_worker, &vs[0], CLIENTS, seconds, BENCH_LAT_CAP, &base[BASE_VERIFY_ES]) <
+                            0 ||
                     run_row(&rows[3], seconds, NULL) < 0 ||
-                    bench_run_threads(openssl_worker, &vs[1], CLIENTS, seconds, BENCH_LAT_CAP,
-                                      &base[BASE_VERIFY_RS]) < 0 ||
+                    bench_run_threads(openssl_worker, &vs[1], CLIENTS, seconds, BENCH_LAT_CAP, &base[BASE_VERIFY_RS]) <
+                            0 ||
                     run_row(&rows[4], seconds, NULL) < 0 || run_row(&rows[5], seconds, NULL) < 0 ||
                     run_row(pub200, seconds, NULL) < 0)
                         goto fail;
@@ -742,8 +770,12 @@ int main(void) {
                         goto fail;
                 for (int v = 0; v < 2; v++) {
                         pthread_t t;
-                        Flood f = { .addr = pub_addr, .req = flood_req, .req_len = flood_len, .clients = flood_n,
-                                    .nice = v == 0 ? 19 : 0, .seconds = seconds + 0.6 };
+                        Flood f = { .addr = pub_addr,
+                                    .req = flood_req,
+                                    .req_len = flood_len,
+                                    .clients = flood_n,
+                                    .nice = v == 0 ? 19 : 0,
+                                    .seconds = seconds + 0.6 };
                         Row fl = *mint;
                         fl.res = (BenchResult){ 0 };
                         if (pthread_create(&t, NULL, flood_thread, &f) != 0)
