@@ -141,7 +141,9 @@ asan: deps
 	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 KEYD_TEST_STEPS=1000 \
 	 $(MAKE) --no-print-directory BUILD=build/asan SAN=1 CFLAGS="-O1 -g" _check
 
-bench: deps
+# The benchmarks also need nginx (bench-cost's baseline): "deps.sh bench" installs it, "make check" does not.
+bench:
+	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory _bench
 
 _bench: all $(BENCHES) $(SHIM)

@@ -190,10 +190,18 @@ static enum MHD_Result reply_plain(struct MHD_Connection *conn, unsigned status,
 static enum MHD_Result on_public(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                  const char *version, const char *upload_data, size_t *upload_data_size,
                                  void **con_cls) {
+        static char headers_read; /* *con_cls once the first call has returned */
         Api *a = cls;
         char path[1024];
-        (void) version, (void) upload_data, (void) con_cls;
+        (void) version, (void) upload_data;
 
+        /* Answer on the second call, once the request is read in full: libmicrohttpd closes the connection after a
+         * response queued on the first call (it might have a body still to come), and verifiers and caches that
+         * keep the connection alive would pay a TCP handshake per GET. */
+        if (!*con_cls) {
+                *con_cls = &headers_read;
+                return MHD_YES;
+        }
         if (*upload_data_size > 0)
                 return MHD_NO; /* nothing here takes a body */
         /* Strictly, as on the local API (path.c): "/.well-known/jwks.json%00x" is not the JWKS. */

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Install every Debian package keyd's build, tests and benchmarks need. Idempotent: does nothing when all are there.
+# Install every Debian package keyd's build and tests need; "deps.sh bench" also those only the benchmarks need
+# (make bench). Idempotent: does nothing when all are there.
 set -eu
 
 PACKAGES="
@@ -9,6 +10,12 @@ libinih-dev libsystemd-dev systemd libcurl4-openssl-dev curl
 softhsm2 libsofthsm2 opensc libengine-pkcs11-openssl
 libcriterion-dev
 "
+# Only for "make bench": bench-cost serves the same JWKS bytes with nginx (1 worker) as a baseline. "make check"
+# (and CI) never needs them.
+BENCH_PACKAGES="
+nginx-light
+"
+[ "${1:-}" = bench ] && PACKAGES="$PACKAGES $BENCH_PACKAGES"
 
 missing=""
 for p in $PACKAGES; do

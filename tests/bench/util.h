@@ -139,6 +139,11 @@ int bench_softhsm_conf(const char *dir);
  * each followed by "sign-users = USER\n" for the current user. Its path in ret; 0 or -1. */
 int bench_write_keyd_conf(const char *dir, const char *module, const char *pin_path, const char *sock,
                           const char *const *keyrings, char *ret, size_t size);
+/* The CPU time (user + system) process pid has used, every thread included (from /proc/PID/stat), in seconds; 0 if it
+ * cannot be read. */
+double bench_pid_cpu(pid_t pid);
+/* This run's keyd, 0 if none. */
+pid_t bench_keyd_pid(void);
 /* The last 20 lines of keyd's output, to stderr. */
 void bench_show_log(void);
 /* Stop keyd (SIGTERM, SIGKILL after 10 s) and remove the working directory. */
@@ -154,11 +159,13 @@ typedef struct BenchConn {
 } BenchConn;
 #define BENCH_CONN_INIT { .fd = -1 }
 
-/* Connect to sock (NULL: this run's keyd). */
+/* Connect to sock: NULL for this run's keyd, a path for a Unix socket, "IPV4:PORT" for TCP (the public listener,
+ * nginx). */
 int bench_conn_open(BenchConn *c, const char *sock);
 /* Close and free the buffer; the BenchConn can be opened again. */
 void bench_conn_close(BenchConn *c);
-/* Write a prebuilt request, read one reply: the status and the body (in c->buf, valid until the next call). */
+/* Write a prebuilt request, read one reply: the status and the body (in c->buf, valid until the next call; the
+ * head is at c->buf). A reply needs a Content-Length, but for 304 and 204. */
 int bench_conn_roundtrip(BenchConn *c, const char *req, size_t req_len, int *ret_status, const char **ret_body,
                          size_t *ret_len);
 
@@ -175,3 +182,6 @@ json_t *bench_http_json(const char *method, const char *path, const char *body, 
  * BENCH_LAT_CAP of each client) and the CPU of this process and keyd to acc. -1 if a client failed. */
 int bench_run_http(const char *req, size_t req_len, int want_status, const char *want_text, int clients,
                    double seconds, BenchResult *acc);
+/* bench_run_http() to addr (as bench_conn_open() takes it); keyd's CPU is added to acc whatever addr is. */
+int bench_run_http_to(const char *addr, const char *req, size_t req_len, int want_status, const char *want_text,
+                      int clients, double seconds, BenchResult *acc);

@@ -777,6 +777,9 @@ Test(api, public_jwks_etag_304) {
         body = test_http_get(url, NULL, &st, &headers);
         cr_assert_eq(st, 200);
         cr_assert(strcasestr(headers, "cache-control: public, max-age=300") != NULL, "%s", headers);
+        /* Verifiers and caches keep the connection: no handshake per GET (libmicrohttpd closes after a response
+         * queued before the request is read in full). */
+        cr_assert(strcasestr(headers, "connection: close") == NULL, "the public listener keeps alive: %s", headers);
         char *e1 = etag_of(headers);
         free(body), free(headers);
         /* The public listener decodes its path strictly too: an escaped NUL does not cut it to the JWKS's path. */
