@@ -56,9 +56,9 @@ int audit_record_build(AuditRecord *r, const Actor *a, usec_t time, const char *
         if (detail_fmt) {
                 _cleanup_json_ json_t *detail = json_vpack_ex(NULL, 0, detail_fmt, ap);
                 /* Strings in detail are UTF-8 already: jansson refuses anything else. */
-                r->owned[0] = detail ? json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-                if (!r->owned[0])
+                if (!detail || store_audit_detail_dump(detail, &r->owned[0]) < 0)
                         return -ENOMEM;
+                r->rec.detail_canonical = true;
         }
         r->rec.time = time;
         r->rec.uid = a->uid;

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* The audit chain: every record carries the hash of the one before it, so that a changed, removed or inserted record
  * breaks the chain at that point; checkpoints sign the head so that a cut tail is found too. */
+#include <inttypes.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <stdio.h>
 
 #include "common/crypto-util.h"
 #include "common/hex.h"
+#include "common/utf8.h"
 #include "store/store-internal.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(StoreAudit *, store_audit_free);
@@ -57,12 +60,115 @@ static int dump_append(const char *buf, size_t n, void *userdata) {
         return 0;
 }
 
+int store_audit_detail_dump(const json_t *detail, char **ret) {
+        DumpBuffer b = { 0 };
+
+        if (!json_is_object(detail) || !ret)
+                return -EINVAL;
+        if (json_dump_callback(detail, dump_append, &b, JSON_COMPACT | JSON_SORT_KEYS) < 0 || b.failed ||
+            dump_append("", 1, &b) < 0) {
+                free(b.text);
+                return -ENOMEM;
+        }
+        *ret = b.text;
+        return 0;
+}
+
+/* A string as jansson's json_dump_callback() writes it (without JSON_ENSURE_ASCII or JSON_ESCAPE_SLASH): '"', '\\' and
+ * the control characters escaped, all else (valid UTF-8) as it is; null for NULL. -EINVAL if s is not UTF-8 (jansson
+ * refuses it too). */
+static int put_string(DumpBuffer *b, const char *s) {
+        const char *run;
+        size_t n;
+
+        if (!s)
+                return dump_append("null", 4, b);
+        n = strlen(s);
+        if (!utf8_valid(s, n))
+                return -EINVAL;
+        (void) dump_append("\"", 1, b);
+        run = s;
+        for (const char *p = s; *p; p++) {
+                unsigned char c = (unsigned char) *p;
+                char esc[8];
+                const char *t = esc;
+
+                if (c != '"' && c != '\\' && c >= 0x20)
+                        continue;
+                (void) dump_append(run, (size_t) (p - run), b);
+                switch (c) {
+                case '"':
+                        t = "\\\"";
+                        break;
+                case '\\':
+                        t = "\\\\";
+                        break;
+                case '\b':
+                        t = "\\b";
+                        break;
+                case '\f':
+                        t = "\\f";
+                        break;
+                case '\n':
+                        t = "\\n";
+                        break;
+                case '\r':
+                        t = "\\r";
+                        break;
+                case '\t':
+                        t = "\\t";
+                        break;
+                default:
+                        snprintf(esc, sizeof esc, "\\u%04X", c); /* as jansson writes it: upper case */
+                }
+                (void) dump_append(t, strlen(t), b);
+                run = p + 1;
+        }
+        (void) dump_append(run, (size_t) (s + n - run), b);
+        return dump_append("\"", 1, b);
+}
+
+static int put_member(DumpBuffer *b, const char *name_and_colon, const char *s) {
+        int r = dump_append(name_and_colon, strlen(name_and_colon), b);
+        return r < 0 ? r : put_string(b, s);
+}
+
+static int put_integer(DumpBuffer *b, const char *name_and_colon, int64_t v) {
+        char buf[64];
+        int n = snprintf(buf, sizeof buf, "%s%" PRId64, name_and_colon, v);
+        return dump_append(buf, (size_t) n, b);
+}
+
+/* store_audit_canonical() of a record whose detail is canonical already (detail_canonical): the same text, written
+ * directly (members in sorted order, as JSON_SORT_KEYS has them) with the detail as it is. */
+static int canonical_direct(const StoreAudit *rec, char **ret) {
+        DumpBuffer b = { 0 };
+        int r;
+
+        if ((r = put_member(&b, "{\"action\":", rec->action)) < 0 ||
+            (r = put_member(&b, ",\"comm\":", rec->comm)) < 0 || (r = dump_append(",\"detail\":", 10, &b)) < 0 ||
+            (r = dump_append(rec->detail, strlen(rec->detail), &b)) < 0 ||
+            (r = put_member(&b, ",\"keyring\":", rec->keyring)) < 0 ||
+            (r = put_member(&b, ",\"kid\":", rec->kid)) < 0 || (r = put_integer(&b, ",\"pid\":", rec->pid)) < 0 ||
+            (r = put_member(&b, ",\"result\":", rec->result)) < 0 ||
+            (r = put_integer(&b, ",\"seq\":", (int64_t) rec->seq)) < 0 ||
+            (r = put_integer(&b, ",\"time\":", (int64_t) rec->time)) < 0 ||
+            (r = put_integer(&b, ",\"uid\":", rec->uid)) < 0 || (r = dump_append("}", 2, &b)) < 0) {
+                free(b.text);
+                return r == -EINVAL ? -EINVAL : -ENOMEM;
+        }
+        *ret = b.text;
+        return 0;
+}
+
 int store_audit_canonical(const StoreAudit *rec, char **ret) {
         _cleanup_json_ json_t *o = NULL;
         json_t *detail;
 
         if (!rec || !ret || rec->seq > INT64_MAX)
                 return -EINVAL;
+        if (rec->detail && rec->detail_canonical && rec->detail[0] == '{')
+                return canonical_direct(rec, ret);
         if (rec->detail) {
                 detail = json_loads(rec->detail, JSON_REJECT_DUPLICATES, NULL);
                 if (!json_is_object(detail)) {

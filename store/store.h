@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "common/alg.h"
 #include "common/time-util.h"
 
@@ -67,6 +69,9 @@ typedef struct StoreAudit {
         char *detail;            /* JSON object text, may be NULL */
         char prev_hash[STORE_HASH_HEX + 1];
         char hash[STORE_HASH_HEX + 1];
+        /* detail is json_dumps() of an object with JSON_COMPACT | JSON_SORT_KEYS (audit_record_build() makes it so):
+         * the canonical form takes it as it is, without parsing and writing it again. Never set for a stored row. */
+        bool detail_canonical;
 } StoreAudit;
 
 typedef struct StoreRevokedToken {
@@ -149,6 +154,8 @@ void store_revoked_token_list_free(StoreRevokedToken **l);
  * record's fields {seq,time,uid,pid,comm,action,keyring,kid,result,detail} as compact JSON with sorted keys (detail
  * embedded as JSON, absent members null). Writes seq, prev_hash and hash back into *rec. */
 int store_audit_append(Store *s, StoreAudit *rec);
+/* A detail object as a StoreAudit with detail_canonical takes it (a failure to write any part of it fails it all). */
+int store_audit_detail_dump(const json_t *detail, char **ret);
 /* Records with seq > after, ascending, at most limit. NULL-terminated array. */
 int store_audit_list(Store *s, uint64_t after, size_t limit, StoreAudit ***ret, size_t *ret_n);
 /* The last record's seq and hash (seq 0 and 64 '0' when empty). */

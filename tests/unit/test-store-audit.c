@@ -234,6 +234,89 @@ Test(store, audit_append_out_of_memory_never_breaks_the_chain) {
         store_close(s);
 }
 
+Test(store, audit_append_out_of_memory_never_breaks_the_chain_canonical_detail) {
+        /* The same with a detail made by store_audit_detail_dump(), which the canonical form takes as it is. */
+        Store *s = open_rw();
+        void *frame;
+        (void) backtrace(&frame, 1);
+        json_set_alloc_funcs(failing_malloc, free);
+        bool fired = true;
+        for (unsigned long nth = 1; fired && nth < 10000; nth++) {
+                StoreAudit a = audit("keyring.create", "{\"kind\":\"issuer\",\"policy\":{\"alg\":\"ES256\","
+                                                       "\"rotation_period\":\"1d\",\"sign_users\":[\"root\"]}}");
+                a.detail_canonical = true;
+                cr_assert_eq(store_begin(s, STORE_SYNCED), 0);
+                json_allocs = 0;
+                json_fail_at = nth;
+                int r = store_audit_append(s, &a);
+                fired = json_allocs >= nth;
+                json_fail_at = 0;
+                if (r >= 0)
+                        cr_assert_eq(store_commit(s), 0);
+                else
+                        store_rollback(s);
+                uint64_t bad = 0;
+                cr_assert_eq(store_audit_verify(s, &bad), 0,
+                             "allocation %lu: append returned %d and record %" PRIu64 " does not verify", nth, r, bad);
+        }
+        json_set_alloc_funcs(malloc, free);
+        store_close(s);
+}
+
+Test(store, audit_canonical_detail_taken_as_it_is_is_the_same_text) {
+        /* A detail written by store_audit_detail_dump() is spliced into the canonical form without being parsed
+         * again: the text must be the one the parsing path (verification's) makes from the stored row. */
+        static const char *const details[] = {
+                "{}",
+                "{\"jti\":\"AbC-_x\",\"sub\":\"agent-1\",\"exp\":1700000900}",
+                "{\"z\":1,\"a\":{\"y\":[1,2,{\"b\":null,\"a\":true}],\"x\":false},\"m\":"
+                "\"\\u00e9\\u2028\\ud83d\\ude00\"}",
+                "{\"ctl\":\"\\u0001\\b\\f\\n\\r\\t\\u001f\\u007f \\\" \\\\ /\",\"neg\":-9223372036854775807}",
+                "{\"r\":0.1,\"big\":1e300,\"small\":-2.5e-300,\"i\":0}",
+        };
+        static const char *const comms[] = { NULL, "gateway", "a\"b\\c\n",
+                                             "\x01\x1f\x7f\b\f\r\t/\xc3\xa9\xf0\x9f\x98\x80" };
+        for (size_t i = 0; i < ELEMENTSOF(details); i++)
+                for (size_t j = 0; j < ELEMENTSOF(comms); j++) {
+                        json_t *o = json_loads(details[i], JSON_REJECT_DUPLICATES, NULL);
+                        char *d = NULL, *fast = NULL, *slow = NULL;
+                        cr_assert_not_null(o, "%s", details[i]);
+                        cr_assert_eq(store_audit_detail_dump(o, &d), 0);
+                        json_decref(o);
+                        StoreAudit a = { .seq = 7 + i,
+                                         .time = 1700000000123456,
+                                         .uid = (int64_t) j - 1,
+                                         .pid = 42,
+                                         .comm = (char *) comms[j],
+                                         .action = (char *) "token.mint",
+                                         .keyring = j ? (char *) comms[j] : NULL,
+                                         .kid = (char *) "k\u00e9",
+                                         .result = (char *) "ok",
+                                         .detail = d };
+                        cr_assert_eq(store_audit_canonical(&a, &slow), 0);
+                        a.detail_canonical = true;
+                        cr_assert_eq(store_audit_canonical(&a, &fast), 0);
+                        cr_assert_str_eq(fast, slow, "%s", details[i]);
+                        free(d);
+                        free(fast);
+                        free(slow);
+                }
+        StoreAudit bad = { .seq = 1,
+                           .action = (char *) "x",
+                           .result = (char *) "ok",
+                           .comm = (char *) "bad\xff",
+                           .detail = (char *) "{}",
+                           .detail_canonical = true };
+        char *c = NULL;
+        cr_assert_eq(store_audit_canonical(&bad, &c), -EINVAL, "not UTF-8");
+        cr_assert_null(c);
+        json_t *arr = json_array();
+        char *d = NULL;
+        cr_assert_eq(store_audit_detail_dump(arr, &d), -EINVAL, "only an object");
+        cr_assert_null(d);
+        json_decref(arr);
+}
+
 Test(store, audit_detail_must_be_an_object) {
         static const char *const bad[] = {"[1]", "3", "\"x\"", "null", "not json", "{\"a\":1,\"a\":2}", "{\"a\":"};
         Store *s = open_rw();
