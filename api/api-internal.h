@@ -95,8 +95,35 @@ int reply_errno(Reply *rp, int r, const char *what);
  * the store gives) is 503 storage_unavailable naming the cause. */
 int reply_write_errno(Request *rq, Reply *rp, int r, const char *what);
 json_t *json_time(usec_t t);
-/* A keyring as the API shows it (call with the engine read lock held). */
-json_t *ring_to_json(Ring *r);
+/* What the API shows of a keyring, copied under the engine's read lock (ring_copy()) so that its JSON is built
+ * (ring_copy_to_json()) after the lock is released. */
+typedef struct KeyCopy {
+        char kid[STORE_KID_MAX + 1];
+        KeydAlg alg;
+        KeyState state;
+        usec_t created_at, publish_at, activate_at, retire_at, expire_at, revoked_at;
+        char *reason; /* owned, may be NULL */
+        bool lost;
+} KeyCopy;
+
+typedef struct RingCopy {
+        char name[KEYRING_NAME_MAX + 1];
+        RingKind kind;
+        int64_t owner_uid;
+        Policy policy; /* owned (policy_copy()) when has_policy */
+        bool has_policy;
+        bool disabled;
+        char *degraded; /* owned, NULL when healthy */
+        usec_t next_due;
+        KeyCopy *keys;
+        size_t n_keys;
+} RingCopy;
+
+/* Call with the engine read lock held. 0 or -ENOMEM (nothing to free then). */
+int ring_copy(Ring *r, RingCopy *ret);
+void ring_copy_done(RingCopy *c);
+/* The keyring as the API shows it (RING in docs/API.md); NULL for want of memory. No lock needed. */
+json_t *ring_copy_to_json(const RingCopy *c);
 Actor api_actor(const Request *rq);
 
 /* audit.c */
@@ -137,6 +164,15 @@ size_t api_raw_reply(char *buf, size_t size, unsigned status, const char *json);
 /* MHD_OPTION_UNESCAPE_CALLBACK for both listeners: leave the path as sent, for api_path_decode() (path.h) to decode
  * strictly; libmicrohttpd's own unescaping would end it at "%00" and split it at "%2F". */
 size_t api_unescape_none(void *cls, struct MHD_Connection *conn, char *s);
+
+/* query.c: the query parameters of a request (taken as sent, not decoded). */
+/* Refuse (400 bad_request, rp filled, -EINVAL) a parameter not in allowed (NULL-terminated), one given twice, or one
+ * without "=value"; 0 when every parameter is allowed and given at most once. */
+int api_query_check(Request *rq, const char *const *allowed, Reply *rp);
+/* A parameter as a decimal integer ≤ max (def when absent): 0, or -EINVAL. */
+int api_query_uint(Request *rq, const char *key, uint64_t def, uint64_t max, uint64_t *ret);
+/* A parameter's value as sent, or NULL when absent. */
+const char *api_query_get(Request *rq, const char *key);
 
 /* router.c */
 /* Route the request, call its handler, and fill rp; sets rq->route. */

@@ -129,15 +129,6 @@ int h_revoke_token(Request *rq, const char *arg, Reply *rp) {
                           json_pack("{s:s, s:I}", "jti", c.name, "exp", (json_int_t) (c.exp / USEC_PER_SEC)));
 }
 
-static int query_uint(Request *rq, const char *key, uint64_t def, uint64_t max, uint64_t *ret) {
-        const char *v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
-        if (!v) {
-                *ret = def;
-                return 0;
-        }
-        return parse_uint64(v, max, ret);
-}
-
 int h_audit_list(Request *rq, const char *arg, Reply *rp) {
         uint64_t after, limit;
         Store *s = NULL;
@@ -146,8 +137,11 @@ int h_audit_list(Request *rq, const char *arg, Reply *rp) {
         json_t *list;
         (void) arg;
 
-        if (query_uint(rq, "after", 0, INT64_MAX, &after) < 0 || query_uint(rq, "limit", 100, 1000, &limit) < 0 ||
-            limit == 0)
+        static const char *const params[] = { "after", "limit", NULL };
+        if (api_query_check(rq, params, rp) < 0)
+                return -EINVAL;
+        if (api_query_uint(rq, "after", 0, INT64_MAX, &after) < 0 ||
+            api_query_uint(rq, "limit", 100, 1000, &limit) < 0 || limit == 0)
                 return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
                                    "after: a sequence number; limit: 1 to 1000");
         int r = store_open(rq->api->cfg.db_path, STORE_READ_ONLY, &s);

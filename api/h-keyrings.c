@@ -3,30 +3,95 @@
 #include "api/api-internal.h"
 #include "common/crypto-util.h"
 
+/* GET /v1/keyrings pages through the keyrings in name order (the engine keeps them sorted by strcmp). A page is
+ * copied in batches of LIST_BATCH keyrings, each under the read lock for a moment, and its JSON is built without it:
+ * with thousands of keyrings a list never holds the lock for long. Between batches the walk goes on from the last
+ * name copied, so a keyring created meanwhile is neither skipped before nor listed twice. */
+#define LIST_DEFAULT 100
+#define LIST_MAX 1000
+#define LIST_BATCH 64
+
+/* The index of the first keyring whose name sorts after name (read lock held). */
+static size_t ring_index_after(Engine *e, const char *name) {
+        size_t lo = 0, hi = engine_n_rings(e);
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(ring_name(engine_ring_at(e, mid)), name) <= 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
 int h_keyrings_list(Request *rq, const char *arg, Reply *rp) {
+        static const char *const params[] = { "after", "limit", NULL };
         Engine *e = rq->api->engine;
-        json_t *list = json_array();
+        const char *after;
+        RingCopy *page = NULL;
+        size_t n = 0;
+        uint64_t limit;
+        bool more = false;
+        json_t *list = NULL;
+        int r = 0;
         (void) arg;
 
-        if (!list)
+        if (api_query_check(rq, params, rp) < 0)
+                return -EINVAL;
+        if (api_query_uint(rq, "limit", LIST_DEFAULT, LIST_MAX, &limit) < 0 || limit == 0)
+                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "limit: an integer from 1 to %d",
+                                   LIST_MAX);
+        after = api_query_get(rq, "after");
+        if (after && !keyring_name_valid(after))
+                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                   "after: a keyring name (1-64 of A-Z a-z 0-9 . _ -, not starting with . or -)");
+
+        page = calloc(limit, sizeof *page);
+        if (!page)
                 return reply_errno(rp, -ENOMEM, "keyrings");
-        engine_read_lock(e);
-        for (size_t i = 0; i < engine_n_rings(e); i++)
-                json_array_append_new(list, ring_to_json(engine_ring_at(e, i)));
-        engine_read_unlock(e);
-        return reply_json(rp, MHD_HTTP_OK, json_pack("{s:o}", "keyrings", list));
+        while (n < limit && r >= 0) {
+                const char *from = n > 0 ? page[n - 1].name : after;
+                engine_read_lock(e);
+                size_t i = from ? ring_index_after(e, from) : 0,
+                       end = MIN(engine_n_rings(e), i + MIN((size_t) LIST_BATCH, (size_t) limit - n));
+                for (; i < end && r >= 0; i++)
+                        if ((r = ring_copy(engine_ring_at(e, i), &page[n])) >= 0)
+                                n++;
+                more = i < engine_n_rings(e);
+                engine_read_unlock(e);
+                if (!more)
+                        break;
+        }
+        if (r >= 0 && !(list = json_array()))
+                r = -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                if (json_array_append_new(list, ring_copy_to_json(&page[i])) < 0)
+                        r = -ENOMEM;
+        json_t *next = r >= 0 && more && n > 0 ? json_string(page[n - 1].name) : json_null();
+        for (size_t i = 0; i < n; i++)
+                ring_copy_done(&page[i]);
+        free(page);
+        if (r < 0) {
+                json_decref(list);
+                json_decref(next);
+                return reply_errno(rp, r, "keyrings");
+        }
+        return reply_json(rp, MHD_HTTP_OK, json_pack("{s:o, s:o}", "keyrings", list, "next", next));
 }
 
 int h_keyring_show(Request *rq, const char *name, Reply *rp) {
         Engine *e = rq->api->engine;
-        json_t *o = NULL;
+        RingCopy c;
+        int k = -ENOENT;
         engine_read_lock(e);
         Ring *r = engine_get_ring(e, name);
         if (r)
-                o = ring_to_json(r);
+                k = ring_copy(r, &c);
         engine_read_unlock(e);
-        if (!r)
-                return reply_errno(rp, -ENOENT, name);
+        if (k < 0)
+                return reply_errno(rp, k, name);
+        json_t *o = ring_copy_to_json(&c);
+        ring_copy_done(&c);
         return reply_json(rp, MHD_HTTP_OK, o);
 }
 

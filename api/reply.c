@@ -78,7 +78,7 @@ json_t *json_time(usec_t t) {
         return t > 0 ? json_string(format_rfc3339(buf, sizeof buf, t)) : json_null();
 }
 
-static json_t *key_to_json(const StoreKey *k) {
+static json_t *key_to_json(const KeyCopy *k) {
         return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s?, s:b}", "kid", k->kid, "alg",
                          keyd_alg_to_string(k->alg), "state", key_state_to_string(k->state), "created_at",
                          json_time(k->created_at), "publish_at", json_time(k->publish_at), "activate_at",
@@ -87,23 +87,75 @@ static json_t *key_to_json(const StoreKey *k) {
                          k->lost);
 }
 
-json_t *ring_to_json(Ring *r) {
-        json_t *policy = NULL, *keys = json_array(), *o;
-        size_t n;
-        StoreKey *const *k = ring_keys(r, &n);
+void ring_copy_done(RingCopy *c) {
+        if (!c)
+                return;
+        for (size_t i = 0; i < c->n_keys; i++)
+                free(c->keys[i].reason);
+        free(c->keys);
+        free(c->degraded);
+        if (c->has_policy)
+                policy_done(&c->policy);
+        *c = (RingCopy){ 0 };
+}
 
-        if (!keys || policy_to_json(ring_policy(r), &policy) < 0) {
+int ring_copy(Ring *r, RingCopy *ret) {
+        RingCopy c = { .kind = ring_kind(r), .owner_uid = ring_owner_uid(r), .disabled = ring_disabled(r),
+                       .next_due = ring_next_due(r) };
+        StoreKey *const *k = ring_keys(r, &c.n_keys);
+
+        (void) snprintf(c.name, sizeof c.name, "%s", ring_name(r));
+        if (policy_copy(ring_policy(r), &c.policy) < 0) {
+                c.n_keys = 0;
+                return -ENOMEM;
+        }
+        c.has_policy = true;
+        if (ring_degraded(r) && !(c.degraded = strdup(ring_degraded(r)))) {
+                c.n_keys = 0;
+                ring_copy_done(&c);
+                return -ENOMEM;
+        }
+        c.keys = calloc(c.n_keys ?: 1, sizeof *c.keys);
+        if (!c.keys) {
+                c.n_keys = 0;
+                ring_copy_done(&c);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < c.n_keys; i++) {
+                KeyCopy *d = &c.keys[i];
+                (void) snprintf(d->kid, sizeof d->kid, "%s", k[i]->kid);
+                d->alg = k[i]->alg;
+                d->state = k[i]->state;
+                d->created_at = k[i]->created_at;
+                d->publish_at = k[i]->publish_at;
+                d->activate_at = k[i]->activate_at;
+                d->retire_at = k[i]->retire_at;
+                d->expire_at = k[i]->expire_at;
+                d->revoked_at = k[i]->revoked_at;
+                d->lost = k[i]->lost;
+                if (k[i]->reason && !(d->reason = strdup(k[i]->reason))) {
+                        ring_copy_done(&c);
+                        return -ENOMEM;
+                }
+        }
+        *ret = c;
+        return 0;
+}
+
+json_t *ring_copy_to_json(const RingCopy *c) {
+        json_t *policy = NULL, *keys = json_array();
+
+        if (!keys || policy_to_json(&c->policy, &policy) < 0) {
                 json_decref(keys);
                 return NULL;
         }
-        for (size_t i = 0; i < n; i++)
-                json_array_append_new(keys, key_to_json(k[i]));
-        o = json_pack("{s:s, s:s, s:o, s:o, s:b, s:s?, s:o, s:o}", "name", ring_name(r), "kind",
-                      ring_kind_to_string(ring_kind(r)), "owner_uid",
-                      ring_owner_uid(r) >= 0 ? json_integer(ring_owner_uid(r)) : json_null(), "policy", policy,
-                      "disabled", ring_disabled(r), "degraded", ring_degraded(r), "next_transition",
-                      json_time(ring_next_due(r) == USEC_INFINITY ? 0 : ring_next_due(r)), "keys", keys);
-        return o;
+        for (size_t i = 0; i < c->n_keys; i++)
+                json_array_append_new(keys, key_to_json(&c->keys[i]));
+        return json_pack("{s:s, s:s, s:o, s:o, s:b, s:s?, s:o, s:o}", "name", c->name, "kind",
+                         ring_kind_to_string(c->kind), "owner_uid",
+                         c->owner_uid >= 0 ? json_integer(c->owner_uid) : json_null(), "policy", policy, "disabled",
+                         c->disabled, "degraded", c->degraded, "next_transition",
+                         json_time(c->next_due == USEC_INFINITY ? 0 : c->next_due), "keys", keys);
 }
 
 Actor api_actor(const Request *rq) {

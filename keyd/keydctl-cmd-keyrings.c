@@ -69,8 +69,61 @@ static int show_keyrings(_unused_ const Ctl *c, _unused_ const char *name, const
         return 0;
 }
 
+/* Every keyring, page after page of GET /v1/keyrings (KEYRINGS_PAGE at a time, following "next" until it is null or
+ * absent: a keyd that does not page sends them all with no "next"): *ret is {"keyrings": [...]}, as one reply. */
+#define KEYRINGS_PAGE 1000
+
+static int fetch_keyrings(Ctl *c, json_t **ret) {
+        _cleanup_json_ json_t *all = json_array();
+        _cleanup_free_ char *after = NULL;
+        char path[128];
+        int r;
+
+        if (!all)
+                return OOM();
+        for (;;) {
+                _cleanup_json_ json_t *reply = NULL;
+                const json_t *rings, *next;
+                if (after)
+                        (void) snprintf(path, sizeof path, "/v1/keyrings?after=%s&limit=%u", after, KEYRINGS_PAGE);
+                else
+                        (void) snprintf(path, sizeof path, "/v1/keyrings?limit=%u", KEYRINGS_PAGE);
+                r = ctl_call(c, "GET", path, NULL, &reply);
+                if (r < 0)
+                        return r;
+                rings = json_object_get(reply, "keyrings");
+                next = json_object_get(reply, "next");
+                if (!json_is_array(rings))
+                        return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"keyrings\" list");
+                if (json_array_extend(all, (json_t *) rings) < 0)
+                        return OOM();
+                if (!next || json_is_null(next))
+                        break;
+                /* A name that does not move forward (or is not one) would page for ever. */
+                if (!json_is_string(next) || !keyring_name_valid(json_string_value(next)) ||
+                    json_array_size(rings) == 0 || (after && strcmp(json_string_value(next), after) <= 0))
+                        return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has an invalid \"next\"");
+                free(after);
+                if (!(after = strdup(json_string_value(next))))
+                        return OOM();
+        }
+        *ret = json_pack("{s:O}", "keyrings", all);
+        return *ret ? 0 : OOM();
+}
+
 int verb_keyrings(Ctl *c, const Verb *v, int argc, char **argv) {
-        return ctl_simple_call(c, v, argc, argv, "GET", "/v1/keyrings", show_keyrings);
+        _cleanup_json_ json_t *reply = NULL;
+        int r = ctl_parse_plain(c, v, argc, argv, 0, 0);
+        if (r != CTL_PARSED)
+                return r > 0 ? 0 : r;
+        r = fetch_keyrings(c, &reply);
+        if (r < 0)
+                return r;
+        if (c->json) {
+                print_json(reply);
+                return 0;
+        }
+        return show_keyrings(c, NULL, reply);
 }
 
 static void print_policy(const json_t *policy) {
@@ -334,11 +387,9 @@ int verb_plan(Ctl *c, const Verb *v, int argc, char **argv) {
                 }
         if (r != CTL_PARSED)
                 return r > 0 ? 0 : r;
-        r = ctl_call(c, "GET", "/v1/keyrings", NULL, &reply);
+        r = fetch_keyrings(c, &reply);
         if (r < 0)
                 return r;
-        if (!json_is_array(json_object_get(reply, "keyrings")))
-                return ctl_error(KEYDCTL_ERR_UNREACHABLE, "keyd's reply has no \"keyrings\" list");
         now = fixed ? (int64_t) fixed : now_realtime() / USEC_PER_SEC;
         r = plan_compute(reply, now, now + (int64_t) hours * 3600, &plan);
         if (r < 0)

@@ -6,6 +6,7 @@
 #include <openssl/hmac.h>
 #include <poll.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -180,6 +181,105 @@ Test(api, keyrings_create_list_show_jwks) {
         json_decref(j);
         expect_error("GET", "/v1/keyrings/agent-42/jwks", NULL, 404, "not_found");
         expect_error("GET", "/v1/keyrings/nope", NULL, 404, "not_found");
+}
+
+/* GET /v1/keyrings in pages: 25 keyrings ("default", "gw" and 23 agents), 10 at a time, each exactly once and in
+ * name order; "next" names the last of a page while there are more, null after the last. */
+static json_t *keyrings_page(const char *query, size_t want_n, const char *want_next) {
+        char path[256];
+        snprintf(path, sizeof path, "/v1/keyrings%s", query);
+        json_t *j = call("GET", path, NULL, 200), *rings = json_object_get(j, "keyrings"),
+               *next = json_object_get(j, "next");
+        cr_assert(json_is_array(rings), "%s: no keyrings list", path);
+        cr_assert_eq(json_array_size(rings), want_n, "%s: %zu keyrings, expected %zu", path, json_array_size(rings),
+                     want_n);
+        cr_assert_not_null(next, "%s: no \"next\" member", path);
+        if (want_next)
+                cr_assert_str_eq(json_string_value(next), want_next, "%s", path);
+        else
+                cr_assert(json_is_null(next), "%s: next is not null", path);
+        return j;
+}
+
+Test(api, keyrings_pages) {
+        char body[128], name[32];
+        for (int i = 0; i < 23; i++) {
+                snprintf(body, sizeof body, "{\"name\":\"page-%02d\",\"kind\":\"agent\",\"owner_uid\":1000}", i);
+                long st = 0;
+                char msg[4096];
+                /* keyd sends STATUS= after each creation: read them, or its notify socket fills up and blocks it. */
+                while (recv(d.notify_fd, msg, sizeof msg, MSG_DONTWAIT) > 0)
+                        ;
+                json_decref(test_api(sock, "POST", "/v1/keyrings", body, &st));
+                if (st != 201) {
+                        char log[4096];
+                        cr_assert_fail("POST /v1/keyrings %s: %ld; keyd's log:\n%s", body, st,
+                                       test_file_tail(d.log, log, sizeof log));
+                }
+        }
+        /* Every keyring in one page (the default limit is 100): the order to compare with. */
+        json_t *all = keyrings_page("", 25, NULL), *ring;
+        const char *names[25];
+        size_t i, seen = 0;
+        json_array_foreach(json_object_get(all, "keyrings"), i, ring) {
+                names[i] = json_string_value(json_object_get(ring, "name"));
+                cr_assert(i == 0 || strcmp(names[i - 1], names[i]) < 0, "not in name order: %s, %s", names[i - 1],
+                          names[i]);
+        }
+
+        /* limit=10: 10, 10, 5, each keyring once, in order, with the items of the one-page list. */
+        char query[128] = "?limit=10";
+        for (int page = 0; page < 3; page++) {
+                size_t want = page < 2 ? 10 : 5;
+                json_t *j = keyrings_page(query, want, page < 2 ? names[seen + want - 1] : NULL);
+                json_array_foreach(json_object_get(j, "keyrings"), i, ring) {
+                        cr_assert_str_eq(json_string_value(json_object_get(ring, "name")), names[seen]);
+                        cr_assert(json_equal(ring, json_array_get(json_object_get(all, "keyrings"), seen)),
+                                  "%s differs between pages and one list", names[seen]);
+                        seen++;
+                }
+                if (page < 2)
+                        snprintf(query, sizeof query, "?after=%s&limit=10",
+                                 json_string_value(json_object_get(j, "next")));
+                json_decref(j);
+        }
+        cr_assert_eq(seen, 25);
+
+        /* after the last: an empty page; after a name that is not a keyring: from the next one on (exclusive). */
+        snprintf(query, sizeof query, "?after=%s", names[24]);
+        json_decref(keyrings_page(query, 0, NULL));
+        snprintf(query, sizeof query, "?limit=1&after=%s", names[24]);
+        json_decref(keyrings_page(query, 0, NULL));
+        json_decref(keyrings_page("?limit=25", 25, NULL));
+        json_decref(keyrings_page("?limit=24", 24, names[23]));
+        json_decref(keyrings_page("?limit=1000", 25, NULL));
+        json_decref(keyrings_page("?limit=1", 1, names[0]));
+        snprintf(name, sizeof name, "%s0", names[4]); /* after names[4], before names[5] */
+        snprintf(query, sizeof query, "?after=%s&limit=2", name);
+        json_t *j = keyrings_page(query, 2, names[6]);
+        cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(j, "keyrings"), 0), "name")),
+                         names[5]);
+        json_decref(j);
+        json_decref(all);
+
+        /* Bad values, unknown and repeated parameters: 400. */
+        static const char *const bad[] = {
+                "?limit=0",         "?limit=1001",           "?limit=-1",       "?limit=abc",   "?limit=",
+                "?limit=1x",        "?limit=99999999999999999999",              "?after=",      "?after=.x",
+                "?after=-x",        "?after=a%2Fb",          "?after=a/b",      "?after",       "?limit",
+                "?bogus=1",         "?limit=10&limit=10",    "?after=a&after=b", "?limit=10&x=", "?LIMIT=10",
+        };
+        for (i = 0; i < ELEMENTSOF(bad); i++) {
+                snprintf(query, sizeof query, "/v1/keyrings%s", bad[i]);
+                expect_error("GET", query, NULL, 400, "bad_request");
+        }
+        test_api_expect_error(sock, "GET", "/v1/keyrings?limit=0", NULL, 400, "bad_request", "limit");
+        test_api_expect_error(sock, "GET", "/v1/keyrings?after=.x", NULL, 400, "bad_request", "after");
+        test_api_expect_error(sock, "GET", "/v1/keyrings?bogus=1", NULL, 400, "bad_request", "unknown query parameter");
+        test_api_expect_error(sock, "GET", "/v1/keyrings?limit=1&limit=2", NULL, 400, "bad_request", "more than once");
+        /* The audit log's parameters are checked the same way. */
+        expect_error("GET", "/v1/audit?after=0&bogus=1", NULL, 400, "bad_request");
+        expect_error("GET", "/v1/audit?limit=1&limit=2", NULL, 400, "bad_request");
 }
 
 Test(api, rotate_revoke_disable_deny) {

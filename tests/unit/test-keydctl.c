@@ -120,7 +120,7 @@ Test(keydctl, timeout) {
 }
 
 Test(keydctl, reply_size_cap) {
-        SERVE({ "GET /v1/keyrings", "@big" });
+        SERVE({ "GET /v1/keyrings?limit=1000", "@big" });
         ASSERT_FAILS(3, "larger than 16 MiB", "keyrings");
 }
 
@@ -135,15 +135,45 @@ Test(keydctl, status) {
 }
 
 Test(keydctl, keyrings_table_and_json) {
-        SERVE({ "GET /v1/keyrings", "keyrings.http" });
+        /* A reply without "next" (a keyd that does not page) is every keyring. */
+        SERVE({ "GET /v1/keyrings?limit=1000", "keyrings.http" });
         Run r = RUN("keyrings");
         assert_status(&r, 0);
         assert_output(&r, "keyrings.out");
         cr_assert_str_empty(r.err);
-        cr_assert_str_eq(request(0), "GET /v1/keyrings");
+        cr_assert_str_eq(request(0), "GET /v1/keyrings?limit=1000");
         run_done(&r);
 
         ASSERT_RUN_JSON(0, "keyrings.http", "--json", "keyrings");
+}
+
+/* keydctl keyrings and plan follow "next" from page to page: the same table, the same JSON and the same plan as from
+ * one reply with every keyring. */
+Test(keydctl, keyrings_pages) {
+        SERVE({ "GET /v1/keyrings?limit=1000", "keyrings-page1.http" },
+              { "GET /v1/keyrings?after=agent-build-42&limit=1000", "keyrings-page2.http" });
+        Run r = RUN("keyrings");
+        assert_status(&r, 0);
+        assert_output(&r, "keyrings.out");
+        cr_assert_str_empty(r.err);
+        cr_assert_str_eq(request(0), "GET /v1/keyrings?limit=1000");
+        cr_assert_str_eq(request(1), "GET /v1/keyrings?after=agent-build-42&limit=1000");
+        cr_assert_eq(srv.n, 2, "one request per page, no more");
+        run_done(&r);
+
+        ASSERT_RUN_JSON(0, "keyrings.http", "--json", "keyrings");
+
+        r = RUN("plan", "--now", NOW);
+        assert_status(&r, 0);
+        assert_output(&r, "plan-24h.out");
+        run_done(&r);
+}
+
+/* A "next" that does not move forward would page for ever: keydctl stops with exit 3. */
+Test(keydctl, keyrings_pages_must_advance) {
+        SERVE({ "GET /v1/keyrings?limit=1000", "keyrings-page1.http" },
+              { "GET /v1/keyrings?after=agent-build-42&limit=1000", "keyrings-page1.http" });
+        ASSERT_FAILS(3, "invalid \"next\"", "keyrings");
 }
 
 Test(keydctl, keyring_show) {
@@ -172,7 +202,7 @@ Test(keydctl, keyring_create) {
 }
 
 Test(keydctl, plan) {
-        SERVE({ "GET /v1/keyrings", "keyrings.http" });
+        SERVE({ "GET /v1/keyrings?limit=1000", "keyrings.http" });
         Run r = RUN("plan", "--now", NOW);
         assert_status(&r, 0);
         assert_output(&r, "plan-24h.out");
@@ -287,7 +317,8 @@ Test(keydctl, refusals_exit_1) {
 }
 
 Test(keydctl, server_failures_exit_3) {
-        SERVE({ "GET /v1/keyrings", "not-json.http" }, { "POST /v1/keyrings/default/tokens", "error-500.http" });
+        SERVE({ "GET /v1/keyrings?limit=1000", "not-json.http" },
+              { "POST /v1/keyrings/default/tokens", "error-500.http" });
         ASSERT_FAILS(3, "is not JSON", "keyrings");
         ASSERT_RUN(3, NULL, "keydctl: cannot write the audit record (internal)\n", "mint", "default", "--sub", "a");
 }
