@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The public listener (SPEC §5): JWKS, OIDC discovery, the revocation list and health, nothing that signs or
- * administers. Responses are built once per key change (cached by path, keyed on the ETag and max-age) and handed
- * to every request that asks, with 304 for a matching If-None-Match. */
+ * administers. Responses are built once per key change (cached by path, keyed on the ETag and max-age): the 200 with
+ * its body and headers and the 304 with its ETag, handed as they are to every request that asks. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -12,7 +12,8 @@
 #include "rotation/jwks.h"
 
 typedef struct Cached {
-        struct MHD_Response *resp;
+        struct MHD_Response *resp;         /* 200, with the body */
+        struct MHD_Response *not_modified; /* 304 for a matching If-None-Match: built with resp, never per request */
         char etag[JWKS_ETAG_MAX];    /* of this document */
         char version[JWKS_ETAG_MAX]; /* the keyring's JWKS ETag it was built from */
         unsigned max_age;
@@ -28,7 +29,10 @@ void public_cache_free(void *p) {
 static void cached_free(void *p) {
         Cached *c = p;
         if (c) {
-                MHD_destroy_response(c->resp);
+                if (c->resp)
+                        MHD_destroy_response(c->resp);
+                if (c->not_modified)
+                        MHD_destroy_response(c->not_modified);
                 free(c);
         }
 }
@@ -57,6 +61,18 @@ static struct MHD_Response *make_response(const char *body, size_t len, const ch
         (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, cc);
         (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
         (void) MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+        return resp;
+}
+
+/* The 304 of a document: its ETag and Cache-Control, no body. */
+static struct MHD_Response *make_not_modified(const char *etag, unsigned max_age) {
+        char cc[64];
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+                return NULL;
+        snprintf(cc, sizeof cc, "public, max-age=%u", max_age);
+        (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+        (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, cc);
         return resp;
 }
 
@@ -116,8 +132,9 @@ static Cached *build_doc(Ring *r, const char *path, const char *version, unsigne
         if (!c)
                 return NULL;
         c->resp = make_response(body, len, type, etag, max_age);
-        if (!c->resp) {
-                free(c);
+        c->not_modified = make_not_modified(etag, max_age);
+        if (!c->resp || !c->not_modified) {
+                cached_free(c);
                 return NULL;
         }
         memcpy(c->etag, etag, sizeof etag);
@@ -162,18 +179,12 @@ static enum MHD_Result serve(Api *a, struct MHD_Connection *conn, const char *pa
                 return reply_plain(conn, MHD_HTTP_NOT_FOUND,
                                    "{\"error\":\"not_found\",\"message\":\"no such document\"}\n");
         }
-        if (inm && (streq(inm, c->etag) || streq(inm, "*"))) {
-                char cc[64];
-                struct MHD_Response *nm = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
-                snprintf(cc, sizeof cc, "public, max-age=%u", c->max_age);
-                (void) MHD_add_response_header(nm, MHD_HTTP_HEADER_ETAG, c->etag);
-                (void) MHD_add_response_header(nm, MHD_HTTP_HEADER_CACHE_CONTROL, cc);
-                pthread_mutex_unlock(&a->lock);
-                ret = MHD_queue_response(conn, MHD_HTTP_NOT_MODIFIED, nm);
-                MHD_destroy_response(nm);
-                return ret;
-        }
-        ret = MHD_queue_response(conn, MHD_HTTP_OK, c->resp);
+        /* Both answers were built with the document: a request only queues one (under the cache lock, so that it
+         * cannot be replaced meanwhile). */
+        if (inm && (streq(inm, c->etag) || streq(inm, "*")))
+                ret = MHD_queue_response(conn, MHD_HTTP_NOT_MODIFIED, c->not_modified);
+        else
+                ret = MHD_queue_response(conn, MHD_HTTP_OK, c->resp);
         pthread_mutex_unlock(&a->lock);
         return ret;
 }
@@ -190,20 +201,22 @@ static enum MHD_Result reply_plain(struct MHD_Connection *conn, unsigned status,
 static enum MHD_Result on_public(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                  const char *version, const char *upload_data, size_t *upload_data_size,
                                  void **con_cls) {
-        static char headers_read; /* *con_cls once the first call has returned */
+        static char headers_seen;
         Api *a = cls;
         char path[1024];
         (void) version, (void) upload_data;
 
-        /* Answer on the second call, once the request is read in full: libmicrohttpd closes the connection after a
-         * response queued on the first call (it might have a body still to come), and verifiers and caches that
-         * keep the connection alive would pay a TCP handshake per GET. */
-        if (!*con_cls) {
-                *con_cls = &headers_read;
-                return MHD_YES;
-        }
         if (*upload_data_size > 0)
                 return MHD_NO; /* nothing here takes a body */
+        /* Answer on the second call, once the request is read in full: libmicrohttpd closes the connection after a
+         * response queued with the headers (it cannot know that no body follows), and a verifier polling the JWKS
+         * would pay a new TCP connection for every request. A request that announces a body is answered at once, and
+         * its connection closed, as before: nothing here reads one. */
+        if (!*con_cls && !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH) &&
+            !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+                *con_cls = &headers_seen;
+                return MHD_YES;
+        }
         /* Strictly, as on the local API (path.c): "/.well-known/jwks.json%00x" is not the JWKS. */
         if (api_path_decode(url, strlen(url), path, sizeof path) < 0)
                 return reply_plain(conn, MHD_HTTP_BAD_REQUEST,

@@ -312,6 +312,9 @@ size_t api_unescape_none(void *cls, struct MHD_Connection *conn, char *s) {
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
         char buf[512];
         (void) cls;
+        /* libmicrohttpd logs on every reply on a Unix socket (its TCP_NODELAY is refused): format only what is kept. */
+        if (log_get_max_level() < LOG_DEBUG)
+                return;
         vsnprintf(buf, sizeof buf, fmt, ap);
         log_debug("microhttpd: %s", buf);
 }

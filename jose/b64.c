@@ -8,18 +8,27 @@
 static const char b64url_alphabet[64] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* The 6-bit value of a base64url character, or -1 for anything else ('+', '/', '=', white space, NUL, ...). */
-static int b64url_value(unsigned char c) {
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == '-')
-                return 62;
-        if (c == '_')
-                return 63;
-        return -1;
+static const int8_t b64url_values[256] = {
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1,
+        52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1,
+        -1,  0,  1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12, 13, 14,
+        15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, 63,
+        -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+        41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
+
+static inline int b64url_value(unsigned char c) {
+        return b64url_values[c];
 }
 
 size_t jose_b64url_encode_to(const void *data, size_t n, char *out) {
@@ -70,11 +79,32 @@ static bool b64url_valid(const char *s, size_t len) {
         return true;
 }
 
+/* Decode s[0..len), already checked with b64url_valid(), into out: whole groups of four characters, then the tail. */
+static size_t b64url_decode_valid(const char *s, size_t len, uint8_t *o) {
+        const unsigned char *p = (const unsigned char *) s;
+        size_t n = 0, i = 0;
+
+        for (; i + 4 <= len; i += 4) {
+                uint32_t v = (uint32_t) b64url_values[p[i]] << 18 | (uint32_t) b64url_values[p[i + 1]] << 12 |
+                             (uint32_t) b64url_values[p[i + 2]] << 6 | (uint32_t) b64url_values[p[i + 3]];
+                o[n++] = (uint8_t) (v >> 16);
+                o[n++] = (uint8_t) (v >> 8);
+                o[n++] = (uint8_t) v;
+        }
+        if (len - i == 2) {
+                uint32_t v = (uint32_t) b64url_values[p[i]] << 6 | (uint32_t) b64url_values[p[i + 1]];
+                o[n++] = (uint8_t) (v >> 4);
+        } else if (len - i == 3) {
+                uint32_t v = (uint32_t) b64url_values[p[i]] << 12 | (uint32_t) b64url_values[p[i + 1]] << 6 |
+                             (uint32_t) b64url_values[p[i + 2]];
+                o[n++] = (uint8_t) (v >> 10);
+                o[n++] = (uint8_t) (v >> 2);
+        }
+        return n;
+}
+
 int jose_b64url_decode_to(const char *s, size_t len, void *out, size_t outsz, size_t *ret_len) {
-        uint8_t *o = out;
-        size_t n = 0;
-        uint32_t acc = 0;
-        unsigned bits = 0;
+        size_t n;
 
         if (!s && len > 0)
                 return -EINVAL;
@@ -82,16 +112,7 @@ int jose_b64url_decode_to(const char *s, size_t len, void *out, size_t outsz, si
                 return -EINVAL;
         if (jose_b64url_decoded_max(len) > outsz)
                 return -ENOBUFS;
-
-        for (size_t i = 0; i < len; i++) {
-                acc = acc << 6 | (uint32_t) b64url_value((unsigned char) s[i]);
-                bits += 6;
-                if (bits >= 8) {
-                        bits -= 8;
-                        o[n++] = (uint8_t) (acc >> bits);
-                        acc &= (1u << bits) - 1;
-                }
-        }
+        n = b64url_decode_valid(s, len, out);
         if (ret_len)
                 *ret_len = n;
         return 0;
@@ -100,7 +121,6 @@ int jose_b64url_decode_to(const char *s, size_t len, void *out, size_t outsz, si
 int jose_b64url_decode(const char *s, size_t len, void **ret, size_t *ret_len) {
         size_t max = jose_b64url_decoded_max(len), n;
         uint8_t *buf;
-        int r;
 
         if (!s && len > 0)
                 return -EINVAL;
@@ -109,11 +129,7 @@ int jose_b64url_decode(const char *s, size_t len, void **ret, size_t *ret_len) {
         buf = malloc(max + 1);
         if (!buf)
                 return -ENOMEM;
-        r = jose_b64url_decode_to(s, len, buf, max, &n);
-        if (r < 0) {
-                free(buf);
-                return r;
-        }
+        n = b64url_decode_valid(s, len, buf);
         buf[n] = 0;
         *ret = buf;
         if (ret_len)

@@ -65,6 +65,21 @@ JoseResult jose_verify_signature(KeydAlg alg, EVP_PKEY *pkey, const void *msg, s
  * jose_verify_signature() over the signing input. */
 JoseResult jose_jws_verify(const JoseJws *jws, EVP_PKEY *pkey, KeydAlg key_alg);
 
+/* A public key prepared once for many verifications (the digest fetched, an EVP_PKEY_CTX set up for alg, the key
+ * checked against alg once): the same results as jose_verify_signature() and jose_jws_verify(), without their
+ * per-call set-up. Reference-counted; safe to use from many threads at once. jose_verifier_new() takes a reference
+ * to pkey; -ENOMEM or -EINVAL. A key that does not fit alg still gives a verifier, whose every answer is
+ * JOSE_UNSUPPORTED_ALG (as jose_verify_signature() answers). */
+typedef struct JoseVerifier JoseVerifier;
+int jose_verifier_new(EVP_PKEY *pkey, KeydAlg alg, JoseVerifier **ret);
+JoseVerifier *jose_verifier_ref(JoseVerifier *v);
+JoseVerifier *jose_verifier_unref(JoseVerifier *v);
+EVP_PKEY *jose_verifier_pkey(const JoseVerifier *v);
+/* jose_verify_signature() with the verifier's key and alg. */
+JoseResult jose_verifier_verify(JoseVerifier *v, const void *msg, size_t msg_len, const void *sig, size_t sig_len);
+/* jose_jws_verify() with the verifier's key and alg. */
+JoseResult jose_jws_verify_with(const JoseJws *jws, JoseVerifier *v);
+
 /* Checks of a JWT claims set (RFC 7519 §4.1) after the signature verified. */
 typedef struct JoseClaimsCheck {
         int64_t now;            /* seconds since the epoch */

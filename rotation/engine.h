@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "jose/jws.h"
 #include "pkcs11/hsm.h"
 #include "rotation/audit.h"
 #include "rotation/policy.h"
@@ -182,7 +183,7 @@ typedef struct KeyLookup {
         char issuer[POLICY_STRING_MAX + 1];  /* the keyring's issuer, "" when it has none */
         KeydAlg alg;
         KeyState state;
-        EVP_PKEY *pkey; /* a reference: EVP_PKEY_free() it */
+        JoseVerifier *verifier; /* the key prepared for verification, a reference: jose_verifier_unref() it */
 } KeyLookup;
 
 /* -ENOENT if no key in memory (next, active, retired or revoked) has this kid. */

@@ -62,7 +62,7 @@ RingView *ring_view_free(RingView *v) {
         if (!v)
                 return NULL;
         for (size_t i = 0; v->refs && i < v->n_keys; i++)
-                EVP_PKEY_free(v->refs[i].pkey);
+                jose_verifier_unref(v->refs[i].verifier);
         free(v->refs);
         store_key_list_free(v->keys);
         store_key_list_free(v->expired);
@@ -173,9 +173,12 @@ int ring_view_build(const Ring *r, Hsm *hsm, StoreKey **keys, size_t n, usec_t n
         }
         for (size_t i = 0; i < k; i++) {
                 _cleanup_json_ json_t *jwk = json_loads(keys[i]->jwk, 0, NULL);
+                EVP_PKEY *pkey = NULL;
                 v->refs[i] = (KeyRef){ .ring = (Ring *) r, .key = keys[i] };
-                if (!jwk || jose_jwk_to_pkey(jwk, &v->refs[i].pkey) < 0)
+                if (!jwk || jose_jwk_to_pkey(jwk, &pkey) < 0 ||
+                    jose_verifier_new(pkey, keys[i]->alg, &v->refs[i].verifier) < 0)
                         log_debug("keyring %s: key %s has an unreadable JWK", r->name, keys[i]->kid);
+                EVP_PKEY_free(pkey);
                 if (keys[i]->state == KEY_STATE_REVOKED)
                         v->last_revocation = MAX(v->last_revocation, keys[i]->revoked_at);
         }

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 
 #include "common/strmap.h"
+#include "jose/jws.h"
 #include "pkcs11/hsm.h"
 #include "rotation/jwks.h"
 #include "rotation/policy.h"
@@ -19,11 +20,12 @@
  * signing the revocation list are token operations) and swapped in whole under the write lock. */
 typedef struct Ring Ring;
 
-/* A key in memory, indexed by kid for verification: its keyring, its row, its public key ready for EVP. */
+/* A key in memory, indexed by kid for verification: its keyring, its row, its public key prepared for verification
+ * (parsed and set up once, when the view is built; NULL if its JWK is unreadable). */
 typedef struct KeyRef {
         Ring *ring;
         StoreKey *key;
-        EVP_PKEY *pkey;
+        JoseVerifier *verifier;
 } KeyRef;
 
 typedef struct RingView {

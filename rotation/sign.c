@@ -116,13 +116,13 @@ int engine_lookup_key(Engine *e, const char *kid, KeyLookup *ret) {
         int r = -ENOENT;
         pthread_rwlock_rdlock(&e->lock);
         KeyRef *ref = kid ? strmap_get(e->kids, kid) : NULL;
-        if (ref && ref->pkey && EVP_PKEY_up_ref(ref->pkey) == 1) {
+        if (ref && ref->verifier) {
                 snprintf(ret->keyring, sizeof ret->keyring, "%s", ref->ring->name);
                 ret->kind = ref->ring->kind;
                 snprintf(ret->issuer, sizeof ret->issuer, "%s", ref->ring->policy.issuer ?: "");
                 ret->alg = ref->key->alg;
                 ret->state = ref->key->state;
-                ret->pkey = ref->pkey;
+                ret->verifier = jose_verifier_ref(ref->verifier);
                 r = 0;
         }
         pthread_rwlock_unlock(&e->lock);

@@ -10,7 +10,7 @@
  * API is N clients, each a keep-alive HTTP/1.1 connection to keyd's socket writing a prebuilt POST /v1/verify
  * {"token": T} and reading the reply (Content-Length); a request counts when its 200 {"valid":true,...} is read.
  * For reference, "jose" is keyd's own verification code run in this process on N threads (jose_jws_parse,
- * jose_jws_verify, jose_jws_claims, jose_claims_check): what the daemon does minus HTTP, JSON and the key lookup.
+ * jose_jws_verify_with on the key prepared once, jose_jws_claims, jose_claims_check): what the daemon does minus HTTP, JSON and the key lookup.
  * Rounds alternate raw, jose and API; the ratio is API / raw.
  *
  * Environment: KEYD_BENCH_SECONDS (per round, default 2), KEYD_BENCH_ROUNDS (default 2), KEYD_BENCH_CLIENTS
@@ -39,6 +39,7 @@ typedef struct Subject {
         KeydAlg alg;
         char *token;           /* compact JWS */
         EVP_PKEY *pkey;        /* its public key, from the JWKS */
+        JoseVerifier *verifier; /* pkey prepared once, as keyd keeps each key in memory */
         uint8_t *sig;          /* what EVP_DigestVerify takes: DER for ECDSA, the raw signature for RSA */
         size_t sig_len, input_len;
         char *req;             /* POST /v1/verify */
@@ -47,6 +48,7 @@ typedef struct Subject {
 
 static void subject_done(Subject *s) {
         free(s->token);
+        jose_verifier_unref(s->verifier);
         EVP_PKEY_free(s->pkey);
         free(s->sig);
         free(s->req);
@@ -84,6 +86,8 @@ static int subject_prepare(Subject *s) {
                 fprintf(stderr, "bench-verify: kid %s is not in the JWKS of %s\n", kid, s->ring);
                 goto out;
         }
+        if (jose_verifier_new(s->pkey, s->alg, &s->verifier) < 0)
+                goto out;
         dot = strrchr(s->token, '.');
         if (!dot || jose_b64url_decode(dot + 1, strlen(dot + 1), &sig, &sig_len) < 0)
                 goto out;
@@ -156,7 +160,7 @@ static bool verify_jose(const Subject *s) {
         json_t *claims = NULL;
         JoseResult res = jose_jws_parse(s->token, strlen(s->token), &jws);
         if (res == JOSE_OK)
-                res = jose_jws_verify(jws, s->pkey, s->alg);
+                res = jose_jws_verify_with(jws, s->verifier);
         if (res == JOSE_OK)
                 res = jose_jws_claims(jws, &claims);
         if (res == JOSE_OK) {

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* The local API through the real socket of the real daemon, on a real token: every endpoint, its errors, and
  * authorisation across uids. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <ctype.h>
 #include <openssl/hmac.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -868,6 +870,53 @@ static char *etag_of(const char *headers) {
         cr_assert_not_null(e, "%s", headers);
         e += 7;
         return strndup(e, strcspn(e, "\r\n"));
+}
+
+/* One reply read from fd (headers, then Content-Length bytes of body), into buf; its length. */
+static size_t read_reply(int fd, char *buf, size_t size) {
+        size_t got = 0;
+        for (;;) {
+                ssize_t n = read(fd, buf + got, size - 1 - got);
+                cr_assert_gt(n, 0, "the connection was closed before the reply was read");
+                got += (size_t) n;
+                buf[got] = 0;
+                char *end = strstr(buf, "\r\n\r\n"), *cl = strcasestr(buf, "content-length:");
+                if (end && (!cl || got >= (size_t) (end + 4 - buf) + strtoul(cl + 15, NULL, 10)))
+                        return got;
+                cr_assert_lt(got, size - 1);
+        }
+}
+
+/* The public listener keeps a connection for the next request: a JWKS poller does not pay a new connection each
+ * time. A request that announces a body is still answered. */
+Test(api, public_keep_alive) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) public_port) };
+        char buf[8192], req[256], etag[128] = "";
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr), 1);
+        cr_assert_eq(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0);
+        const char *get = "GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\n\r\n";
+        cr_assert_eq(write(fd, get, strlen(get)), (ssize_t) strlen(get));
+        read_reply(fd, buf, sizeof buf);
+        cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+        cr_assert(strcasestr(buf, "connection: close") == NULL, "%s", buf);
+        char *e = strcasestr(buf, "etag: ");
+        cr_assert_not_null(e);
+        cr_assert_eq(sscanf(e + 6, "%127[^\r]", etag), 1);
+
+        snprintf(req, sizeof req, "GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n\r\n", etag);
+        cr_assert_eq(write(fd, req, strlen(req)), (ssize_t) strlen(req));
+        read_reply(fd, buf, sizeof buf);
+        cr_assert(strncmp(buf, "HTTP/1.1 304", 12) == 0, "the same connection answers again: %s", buf);
+        cr_assert(strcasestr(buf, etag) != NULL, "%s", buf);
+
+        const char *with_body = "GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc";
+        cr_assert_eq(write(fd, with_body, strlen(with_body)), (ssize_t) strlen(with_body));
+        read_reply(fd, buf, sizeof buf);
+        cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+        close(fd);
 }
 
 Test(api, public_jwks_etag_304) {
