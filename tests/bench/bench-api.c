@@ -44,34 +44,6 @@
 #define NET_TOKEN_US_MAX 1000000
 #define NET_SESSIONS_MAX 1024
 
-/* ---- the active key of the keyring, as keyd's store names it ---- */
-
-static int find_active_key(Hsm *h, const char *kid, HsmKey **ret) {
-        char db[512];
-        Store *s = NULL;
-        StoreKey **keys = NULL;
-        size_t n = 0;
-        uint8_t id[HSM_ID_MAX];
-        size_t id_len = 0;
-        int r = -ENOENT;
-
-        snprintf(db, sizeof db, "%s/keyd.db", bench_dir());
-        if (store_open(db, STORE_READ_ONLY, &s) < 0)
-                return -EIO;
-        if (store_key_list(s, RING, &keys, &n) < 0) {
-                store_close(s);
-                return -EIO;
-        }
-        for (size_t i = 0; i < n; i++)
-                if (keys[i]->state == KEY_STATE_ACTIVE && strcmp(keys[i]->kid, kid) == 0)
-                        r = hex_decode(keys[i]->id, id, sizeof id, &id_len);
-        store_key_list_free(keys);
-        store_close(s);
-        if (r < 0)
-                return r;
-        return hsm_key_open(h, KEYD_ALG_ES256, id, id_len, ret);
-}
-
 /* An integer from the environment in [0, max], or def if not set; -1 after a message if it is something else. */
 static long env_long(const char *name, long def, long max) {
         const char *s = getenv(name);
@@ -194,7 +166,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench-api: hsm_open: %s\n", hsm_last_error());
                 goto out;
         }
-        if (find_active_key(h, json_string_value(json_object_get(j, "kid")), &k) < 0) {
+        if (bench_open_active_key(h, RING, json_string_value(json_object_get(j, "kid")), &k) < 0) {
                 fprintf(stderr, "bench-api: cannot find the keyring's active key in the token: %s\n",
                         hsm_last_error());
                 goto out;

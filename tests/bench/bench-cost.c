@@ -144,30 +144,6 @@ static char *get_request(const char *path, const char *etag, size_t *ret_len) {
         return s;
 }
 
-/* The active key of keyring ring whose kid is kid, opened in this process's session of the token. */
-static int find_active_key(Hsm *h, const char *ring, const char *kid, HsmKey **ret) {
-        char db[512];
-        Store *s = NULL;
-        StoreKey **keys = NULL;
-        size_t n = 0, id_len = 0;
-        uint8_t id[HSM_ID_MAX];
-        int r = -ENOENT;
-
-        snprintf(db, sizeof db, "%s/keyd.db", bench_dir());
-        if (store_open(db, STORE_READ_ONLY, &s) < 0)
-                return -EIO;
-        if (store_key_list(s, ring, &keys, &n) < 0) {
-                store_close(s);
-                return -EIO;
-        }
-        for (size_t i = 0; i < n; i++)
-                if (keys[i]->state == KEY_STATE_ACTIVE && strcmp(keys[i]->kid, kid) == 0)
-                        r = hex_decode(keys[i]->id, id, sizeof id, &id_len);
-        store_key_list_free(keys);
-        store_close(s);
-        return r < 0 ? r : hsm_key_open(h, KEYD_ALG_ES256, id, id_len, ret);
-}
-
 /* ---- the database ---- */
 
 /* Checkpoint keyd's database (TRUNCATE) and return its size: page_count x page_size plus the WAL file; also the
@@ -560,8 +536,8 @@ int main(void) {
                 fprintf(stderr, NAME ": hsm_open: %s\n", hsm_last_error());
                 goto out;
         }
-        if (find_active_key(h, "es", json_string_value(json_object_get(j_es, "kid")), &key_es) < 0 ||
-            find_active_key(h, "agent", json_string_value(json_object_get(j_agent, "kid")), &key_agent) < 0) {
+        if (bench_open_active_key(h, "es", json_string_value(json_object_get(j_es, "kid")), &key_es) < 0 ||
+            bench_open_active_key(h, "agent", json_string_value(json_object_get(j_agent, "kid")), &key_agent) < 0) {
                 fprintf(stderr, NAME ": cannot find the keyrings' active keys in the token: %s\n", hsm_last_error());
                 goto out;
         }

@@ -26,6 +26,7 @@
 
 #include "common/hex.h"
 #include "pkcs11/hsm-internal.h"
+#include "store/store.h"
 #include "tests/bench/util.h"
 
 /* The state of the run. */
@@ -712,4 +713,27 @@ int bench_run_http_to(const char *addr, const char *req, size_t req_len, int wan
         pthread_barrier_destroy(&start);
         free(r);
         return rc;
+}
+
+int bench_open_active_key(Hsm *h, const char *ring, const char *kid, HsmKey **ret) {
+        char db[512];
+        Store *s = NULL;
+        StoreKey **keys = NULL;
+        size_t n = 0, id_len = 0;
+        uint8_t id[HSM_ID_MAX];
+        int r = -ENOENT;
+
+        snprintf(db, sizeof db, "%s/keyd.db", bench_dir());
+        if (store_open(db, STORE_READ_ONLY, &s) < 0)
+                return -EIO;
+        if (store_key_list(s, ring, &keys, &n) < 0) {
+                store_close(s);
+                return -EIO;
+        }
+        for (size_t i = 0; i < n; i++)
+                if (keys[i]->state == KEY_STATE_ACTIVE && strcmp(keys[i]->kid, kid) == 0)
+                        r = hex_decode(keys[i]->id, id, sizeof id, &id_len);
+        store_key_list_free(keys);
+        store_close(s);
+        return r < 0 ? r : hsm_key_open(h, KEYD_ALG_ES256, id, id_len, ret);
 }

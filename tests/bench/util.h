@@ -185,3 +185,7 @@ int bench_run_http(const char *req, size_t req_len, int want_status, const char 
 /* bench_run_http() to addr (as bench_conn_open() takes it); keyd's CPU is added to acc whatever addr is. */
 int bench_run_http_to(const char *addr, const char *req, size_t req_len, int want_status, const char *want_text,
                       int clients, double seconds, BenchResult *acc);
+
+/* The active ES256 key of keyring ring whose kid is kid (as keyd's store names it in the bench's database), opened in
+ * this process's session of the token. */
+int bench_open_active_key(Hsm *h, const char *ring, const char *kid, HsmKey **ret);
