@@ -11,6 +11,7 @@
 #include "pkcs11/hsm.h"
 
 typedef struct HsmJob HsmJob;
+typedef struct HsmWorker HsmWorker;
 
 #define HSM_ERROR_KINDS 64
 
@@ -37,12 +38,12 @@ struct Hsm {
         pthread_mutex_t admin_lock; /* serialises the anchor session: keygen, listing, destroy, re-login; the index */
 
         /* Signing (signer.c): jobs queued for worker threads, each of which owns one session. Workers are started
-         * on demand up to max_sessions and stop (closing their session) when idle. */
+         * on demand up to max_sessions; an idle one closes its session and waits on without it. */
         pthread_mutex_t pool_lock;
         pthread_cond_t work_cond;    /* a job was queued, or stopping; on CLOCK_MONOTONIC */
-        pthread_cond_t workers_cond; /* a worker exited */
         HsmJob *queue_head, *queue_tail;
-        unsigned max_sessions, n_workers, n_idle, n_spinning, n_busy, n_sessions, n_stuck;
+        HsmWorker **workers; /* every worker started, joined at hsm_close() */
+        unsigned max_sessions, n_workers, cap_workers, n_idle, n_spinning, n_busy, n_sessions, n_stuck;
         unsigned session_wait_ms, sign_timeout_ms, idle_ms;
         unsigned sign_us; /* moving average of the token's time per signature */
         bool stopping;

@@ -186,7 +186,6 @@ Hsm *hsm_close(Hsm *h) {
         pthread_mutex_destroy(&h->index_lock);
         pthread_mutex_destroy(&h->pool_lock);
         pthread_cond_destroy(&h->work_cond);
-        pthread_cond_destroy(&h->workers_cond);
         pthread_rwlock_destroy(&h->module_lock);
         pthread_mutex_destroy(&h->health_lock);
         pthread_cond_destroy(&h->health_cond);

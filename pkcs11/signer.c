@@ -49,11 +49,13 @@ struct HsmJob {
         uint8_t data[];
 };
 
-typedef struct Worker {
+struct HsmWorker {
         Hsm *h;
+        pthread_t thread;
         CK_SESSION_HANDLE session;
         unsigned generation; /* of session */
-} Worker;
+};
+typedef struct HsmWorker Worker;
 
 static bool passed(const struct timespec *t) {
         struct timespec now;
@@ -68,7 +70,6 @@ void hsm_signer_init(Hsm *h) {
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&h->work_cond, &ca);
-        pthread_cond_init(&h->workers_cond, &ca);
         pthread_condattr_destroy(&ca);
 }
 
@@ -266,7 +267,12 @@ static void job_free(HsmJob *j) {
         free(j);
 }
 
-static int maybe_spawn(Hsm *h, unsigned queued);
+/* Close the worker's session, if it has one (the thread stays: keyd joins every thread it starts). */
+static void worker_close_session(Worker *w) {
+        pthread_rwlock_rdlock(&w->h->module_lock);
+        session_drop(w);
+        pthread_rwlock_unlock(&w->h->module_lock);
+}
 
 static void *worker_main(void *userdata) {
         Worker *w = userdata;
@@ -290,8 +296,15 @@ static void *worker_main(void *userdata) {
                         r = pthread_cond_clockwait(&h->work_cond, &h->pool_lock, CLOCK_MONOTONIC, &idle_until);
                 h->n_idle--;
                 HsmJob *j = h->queue_head;
-                if (!j)
-                        break; /* idle long enough, or stopping */
+                if (!j && h->stopping)
+                        break;
+                if (!j) {
+                        /* Idle long enough: give the token its session back, and wait on without one. */
+                        pthread_mutex_unlock(&h->pool_lock);
+                        worker_close_session(w);
+                        pthread_mutex_lock(&h->pool_lock);
+                        continue;
+                }
                 h->queue_head = j->next;
                 if (!h->queue_head)
                         h->queue_tail = NULL;
@@ -311,48 +324,35 @@ static void *worker_main(void *userdata) {
                         pthread_cond_signal(&j->done);
         }
         pthread_mutex_unlock(&h->pool_lock);
-
-        pthread_rwlock_rdlock(&h->module_lock);
-        session_drop(w);
-        pthread_rwlock_unlock(&h->module_lock);
-        free(w);
-
-        pthread_mutex_lock(&h->pool_lock);
-        h->n_workers--;
-        /* A job queued while this worker was on its way out found every worker taken: start one for it. */
-        if (h->queue_head && !h->stopping) {
-                unsigned queued = 0;
-                for (HsmJob *q = h->queue_head; q; q = q->next)
-                        queued++;
-                (void) maybe_spawn(h, queued);
-        }
-        pthread_cond_broadcast(&h->workers_cond);
-        pthread_mutex_unlock(&h->pool_lock);
+        worker_close_session(w);
         return NULL;
 }
 
 /* Start one more worker if the queued jobs outnumber the idle workers. Call with pool_lock held. */
 static int maybe_spawn(Hsm *h, unsigned queued) {
-        pthread_attr_t attr;
-        pthread_t t;
         Worker *w;
         int r;
 
         if (queued <= h->n_idle + h->n_spinning || h->n_workers >= h->max_sessions)
                 return 0;
+        if (h->n_workers == h->cap_workers) {
+                unsigned cap = h->cap_workers ? 2 * h->cap_workers : 8;
+                Worker **n = reallocarray(h->workers, cap, sizeof *n);
+                if (!n)
+                        return -ENOMEM;
+                h->workers = n;
+                h->cap_workers = cap;
+        }
         w = calloc(1, sizeof *w);
         if (!w)
                 return -ENOMEM;
         *w = (Worker){ .h = h, .session = CK_INVALID_HANDLE };
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        r = -pthread_create(&t, &attr, worker_main, w);
-        pthread_attr_destroy(&attr);
+        r = -pthread_create(&w->thread, NULL, worker_main, w);
         if (r < 0) {
                 free(w);
                 return r;
         }
-        h->n_workers++;
+        h->workers[h->n_workers++] = w;
         return 0;
 }
 
@@ -479,17 +479,34 @@ int hsm_signer_run(HsmKey *k, const void *data, size_t len, uint8_t *sig, size_t
 }
 
 bool hsm_signer_stop(Hsm *h) {
-        struct timespec until = monotonic_in_ms(STOP_WAIT_MS);
-        bool all;
+        struct timespec until;
+        unsigned n, stuck = 0;
 
         pthread_mutex_lock(&h->pool_lock);
         h->stopping = true;
         pthread_cond_broadcast(&h->work_cond);
-        while (h->n_workers > 0 && !passed(&until))
-                (void) pthread_cond_clockwait(&h->workers_cond, &h->pool_lock, CLOCK_MONOTONIC, &until);
-        all = h->n_workers == 0;
-        if (!all)
-                log_warning("%u signing call(s) still inside the token at exit", h->n_workers);
+        n = h->n_workers;
         pthread_mutex_unlock(&h->pool_lock);
-        return all;
+
+        /* Every thread keyd starts is joined before the module is finalized and the process exits: a thread still
+         * running its exit (OpenSSL's thread-local clean-up in the module) while exit() tears the libraries down
+         * crashes. A worker stuck in a hung token is left, and so is everything it uses. */
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += STOP_WAIT_MS / 1000;
+        for (unsigned i = 0; i < n; i++) {
+                if (pthread_timedjoin_np(h->workers[i]->thread, NULL, &until) != 0) {
+                        stuck++;
+                        continue;
+                }
+                free(h->workers[i]);
+                h->workers[i] = NULL;
+        }
+        if (stuck > 0) {
+                log_warning("%u signing call(s) still inside the token at exit", stuck);
+                return false;
+        }
+        free(h->workers);
+        h->workers = NULL;
+        h->n_workers = h->cap_workers = 0;
+        return true;
 }

@@ -423,9 +423,9 @@ Test(pkcs11, one_signer_one_session) {
         close_with_key(h, k);
 }
 
-/* A worker idle long enough leaves, while the next signer queues its job: with one session allowed, before the fix
- * that job found every worker taken and waited out session-wait for nothing. */
-Test(pkcs11, a_leaving_worker_strands_no_signer) {
+/* A worker idle long enough gives its session back while the next signer queues its job: with one session allowed,
+ * no job ever waits out session-wait for a worker (one that left for good, before, could strand it). */
+Test(pkcs11, an_idle_worker_strands_no_signer) {
         Hsm *h;
         HsmKey *k = open_with_es256_key(1, &h);
         uint8_t sig[HSM_SIG_MAX];
