@@ -5,10 +5,14 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <threads.h>
+#include <unistd.h>
 
 #include "api/api-internal.h"
 #include "api/path.h"
 #include "common/crypto-util.h"
+#include "common/log.h"
 #include "rotation/jwks.h"
 
 typedef struct Cached {
@@ -198,6 +202,21 @@ static enum MHD_Result reply_plain(struct MHD_Connection *conn, unsigned status,
         return ret;
 }
 
+/* The public listener's threads give way to signing: a flood of JWKS requests from the network must not slow the
+ * local socket's mints (on a 2-core host, two busy threads at the same priority take half of its time). Linux keeps
+ * a nice value per thread; an unprivileged process may always lower its own priority, and the unit allows just this
+ * call (SystemCallFilter=setpriority after ~@resources). Where it fails, the thread runs on at its priority. */
+#define PUBLIC_NICE 19
+
+static void give_way(void) {
+        static thread_local bool lowered;
+        if (lowered)
+                return;
+        lowered = true;
+        if (setpriority(PRIO_PROCESS, (id_t) gettid(), PUBLIC_NICE) < 0)
+                log_debug_errno(errno, "public listener: cannot lower the thread's priority: %m");
+}
+
 static enum MHD_Result on_public(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                  const char *version, const char *upload_data, size_t *upload_data_size,
                                  void **con_cls) {
@@ -205,6 +224,8 @@ static enum MHD_Result on_public(void *cls, struct MHD_Connection *conn, const c
         Api *a = cls;
         char path[1024];
         (void) version, (void) upload_data;
+
+        give_way();
 
         if (*upload_data_size > 0)
                 return MHD_NO; /* nothing here takes a body */

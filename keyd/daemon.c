@@ -54,6 +54,7 @@ typedef struct Daemon {
         int lock_fd;         /* flock()ed: one keyd per database */
         sd_event *event;
         sd_event_source *timer, *checkpoint, *watch;
+        char last_status[1024]; /* the last STATUS= sent */
         bool token_up;          /* as STATUS= last said */
 } Daemon;
 
@@ -108,6 +109,11 @@ static void notify_status(Daemon *d) {
                                          a ? a->kid : "-",
                                          due == USEC_INFINITY ? "never" : format_rfc3339(when, sizeof when, due));
         }
+        /* Only a change: the service manager keeps the last STATUS= anyway, and each message is a datagram that
+         * blocks the loop while the manager's queue is full. */
+        if (streq(buf, d->last_status))
+                return;
+        snprintf(d->last_status, sizeof d->last_status, "%s", buf);
         (void) sd_notify(0, buf);
 }
 

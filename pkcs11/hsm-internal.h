@@ -143,6 +143,11 @@ int hsm_index_reload_locked(Hsm *h);
 /* index.c: each takes index_lock. */
 int hsm_index_put(Hsm *h, const uint8_t *id, size_t id_len, const char *label, CK_OBJECT_HANDLE priv,
                   CK_OBJECT_HANDLE pub);
+/* The CKK_* of alg's keys. */
+CK_KEY_TYPE hsm_alg_key_type(KeydAlg alg);
+/* hsm_key_open_handles() from what a listing read in generation (hsm_list()): no call to the token. */
+int hsm_key_from_facts(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, CK_OBJECT_HANDLE priv,
+                       CK_OBJECT_HANDLE pub, const HsmKeyFacts *f, unsigned generation, HsmKey **ret);
 bool hsm_index_lookup(Hsm *h, const uint8_t *id, size_t id_len, CK_OBJECT_HANDLE *ret_priv,
                       CK_OBJECT_HANDLE *ret_pub);
 void hsm_index_forget(Hsm *h, const uint8_t *id, size_t id_len);

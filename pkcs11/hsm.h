@@ -107,6 +107,20 @@ int hsm_key_sign(HsmKey *k, const void *msg, size_t msg_len, uint8_t *sig, size_
 /* Check the private key's protection: sensitive, always sensitive, not extractable, never extractable, generated in
  * the token (CKA_LOCAL). 0 if all hold, -EPERM naming nothing secret otherwise. */
 int hsm_key_check_protection(HsmKey *k);
+/* Whether the key with this id may sign for alg: 0; -ENOENT no private object, -EMEDIUMTYPE a key of another type,
+ * -EPERM its protection fails (hsm_key_check_protection()). From what the listing read when it is still current,
+ * else from the token. */
+int hsm_key_check(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len);
+
+/* What hsm_list() read of a private key along with its id and label, in the same call: enough to open it and to check
+ * it (hsm_key_open(), hsm_key_check()) without another call to the token while its handle lives. A SoftHSM2 token
+ * re-reads an object's file at every call, so that a start with 10,000 keyrings is mostly such calls. */
+typedef struct HsmKeyFacts {
+        bool known;             /* every field below was read */
+        bool protected_ok;      /* sensitive, always sensitive, not extractable, never extractable, local */
+        unsigned long key_type; /* CKK_* */
+        size_t modulus_len;     /* RSA: bytes of the modulus without leading zeros; 0 for other keys */
+} HsmKeyFacts;
 
 /* An object found by hsm_list(). */
 typedef struct HsmObject {
@@ -115,6 +129,7 @@ typedef struct HsmObject {
         size_t id_len;
         bool is_private; /* private key (else public key or other) */
         unsigned long handle;
+        HsmKeyFacts facts; /* private keys only */
 } HsmObject;
 
 /* Every object whose label starts with prefix (e.g. "keyd:"), private and public. *ret is a new array. */
@@ -128,6 +143,8 @@ typedef struct HsmEntry {
         size_t id_len;
         char label[HSM_LABEL_MAX + 1];
         unsigned long priv, pub; /* 0: no such object */
+        HsmKeyFacts facts;       /* of priv, as the listing read it (not known after a keygen or a search) */
+        unsigned generation;     /* of the module the listing read facts in: they hold only while it lives */
 } HsmEntry;
 
 int hsm_index_load(Hsm *h, const char *prefix);

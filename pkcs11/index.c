@@ -78,9 +78,29 @@ int hsm_index_put(Hsm *h, const uint8_t *id, size_t id_len, const char *label, C
                         snprintf(e->label, sizeof e->label, "%s", label);
                 e->priv = priv;
                 e->pub = pub;
+                e->facts = (HsmKeyFacts){ 0 }; /* of other handles */
         }
         pthread_mutex_unlock(&h->index_lock);
         return e ? 0 : -ENOMEM;
+}
+
+/* A copy of id's entry, if the index has one. */
+static bool index_entry(Hsm *h, const uint8_t *id, size_t id_len, HsmEntry *ret) {
+        bool found;
+        pthread_mutex_lock(&h->index_lock);
+        size_t i = index_find(h, id, id_len, &found);
+        if (found)
+                *ret = h->index[i];
+        pthread_mutex_unlock(&h->index_lock);
+        return found;
+}
+
+/* The listing's facts of e's private key, if they were read in the module that lives now. */
+static const HsmKeyFacts *current_facts(Hsm *h, const HsmEntry *e) {
+        if (e->priv == CK_INVALID_HANDLE || !e->facts.known ||
+            e->generation != __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE))
+                return NULL;
+        return &e->facts;
 }
 
 bool hsm_index_lookup(Hsm *h, const uint8_t *id, size_t id_len, CK_OBJECT_HANDLE *ret_priv, CK_OBJECT_HANDLE *ret_pub) {
@@ -101,6 +121,8 @@ int hsm_index_reload_locked(Hsm *h) {
         CK_RV rv = CKR_OK;
         int r;
 
+        /* Called with the module held (hsm_admin_begin() or the re-initialisation): the generation stays. */
+        unsigned generation = __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE);
         r = hsm_list_locked(h, h->index_prefix, &objs, &n, &rv);
         if (r < 0)
                 return r;
@@ -113,9 +135,11 @@ int hsm_index_reload_locked(Hsm *h) {
                         break;
                 }
                 snprintf(e->label, sizeof e->label, "%s", objs[i].label);
-                if (objs[i].is_private)
+                if (objs[i].is_private) {
                         e->priv = objs[i].handle;
-                else
+                        e->facts = objs[i].facts;
+                        e->generation = generation;
+                } else
                         e->pub = objs[i].handle;
         }
         if (r < 0)
@@ -191,9 +215,13 @@ int hsm_key_open(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, HsmKey *
 
         if (!id || id_len == 0 || id_len > HSM_ID_MAX)
                 return -EINVAL;
-        bool indexed = hsm_index_lookup(h, id, id_len, &priv, &pub) && priv != CK_INVALID_HANDLE;
+        HsmEntry e;
+        bool indexed = index_entry(h, id, id_len, &e) && e.priv != CK_INVALID_HANDLE;
         if (indexed) {
-                r = hsm_key_open_handles(h, alg, id, id_len, priv, pub, ret);
+                const HsmKeyFacts *f = current_facts(h, &e);
+                if (f)
+                        return hsm_key_from_facts(h, alg, id, id_len, e.priv, e.pub, f, e.generation, ret);
+                r = hsm_key_open_handles(h, alg, id, id_len, e.priv, e.pub, ret);
                 if (r != -ENOENT && r != -EINVAL)
                         return r;
                 log_debug("token object handles went stale: searching the token for the key");
@@ -205,4 +233,26 @@ int hsm_key_open(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, HsmKey *
                 return -ENOENT;
         (void) hsm_index_lookup(h, id, id_len, &priv, &pub);
         return hsm_key_open_handles(h, alg, id, id_len, priv, pub, ret);
+}
+
+int hsm_key_check(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len) {
+        HsmEntry e;
+        HsmKey *k = NULL;
+        int r;
+
+        if (alg < 0 || alg >= _KEYD_ALG_MAX || !id || id_len == 0 || id_len > HSM_ID_MAX)
+                return -EINVAL;
+        if (index_entry(h, id, id_len, &e)) {
+                const HsmKeyFacts *f = current_facts(h, &e);
+                if (f) {
+                        if (f->key_type != hsm_alg_key_type(alg))
+                                return -EMEDIUMTYPE;
+                        return f->protected_ok ? 0 : -EPERM;
+                }
+        }
+        r = hsm_key_open(h, alg, id, id_len, &k);
+        if (r >= 0)
+                r = hsm_key_check_protection(k);
+        hsm_key_free(k);
+        return r;
 }

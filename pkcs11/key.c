@@ -67,47 +67,23 @@ bool hsm_object_has_id(Hsm *h, CK_OBJECT_HANDLE o, const uint8_t *id, size_t id_
                memcmp(got, id, id_len) == 0;
 }
 
-static CK_KEY_TYPE alg_key_type(KeydAlg alg) {
+CK_KEY_TYPE hsm_alg_key_type(KeydAlg alg) {
         return keyd_alg_is_ec(alg) ? CKK_EC : keyd_alg_is_rsa(alg) ? CKK_RSA : CKK_EC_EDWARDS;
 }
 
-int hsm_key_open_handles(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, unsigned long priv,
-                         unsigned long pub, HsmKey **ret) {
-        CK_ULONG ktype;
+/* The HsmKey for handles whose key type (and RSA modulus size) are known: -EMEDIUMTYPE if they do not fit alg. */
+static int key_new(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, CK_OBJECT_HANDLE priv,
+                   CK_OBJECT_HANDLE pub, CK_KEY_TYPE ktype, size_t modulus_len, unsigned generation, HsmKey **ret) {
         size_t sig_size = 0;
         HsmKey *k;
-        int r;
 
-        if (alg < 0 || alg >= _KEYD_ALG_MAX || !id || id_len == 0 || id_len > HSM_ID_MAX || priv == CK_INVALID_HANDLE)
-                return -EINVAL;
-
-        r = hsm_admin_begin(h);
-        if (r < 0)
-                return r;
-        hsm_clear_error();
-        r = get_ulong(h, priv, CKA_KEY_TYPE, &ktype);
-        if (r >= 0 && !hsm_object_has_id(h, priv, id, id_len))
-                r = -ENOENT; /* the handle names another object now */
-        if (r >= 0 && ktype != alg_key_type(alg))
-                r = -EMEDIUMTYPE;
-        if (r >= 0 && keyd_alg_is_rsa(alg)) {
-                _cleanup_free_ uint8_t *mod = NULL;
-                size_t n;
-                r = get_bytes(h, priv, CKA_MODULUS, &mod, &n);
-                if (r >= 0) {
-                        while (n > 0 && mod[0] == 0 && n--)
-                                memmove(mod, mod + 1, n);
-                        sig_size = n;
-                        if (sig_size > HSM_SIG_MAX || !keyd_rsa_bits_valid((unsigned) sig_size * 8))
-                                r = -EMEDIUMTYPE;
-                }
+        if (ktype != hsm_alg_key_type(alg))
+                return -EMEDIUMTYPE;
+        if (keyd_alg_is_rsa(alg)) {
+                sig_size = modulus_len;
+                if (sig_size > HSM_SIG_MAX || !keyd_rsa_bits_valid((unsigned) sig_size * 8))
+                        return -EMEDIUMTYPE;
         }
-        /* The generation the handles were checked in: read before a re-initialisation can come between. */
-        unsigned generation = __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE);
-        hsm_admin_end(h, "C_GetAttributeValue", hsm_last_rv());
-        if (r < 0)
-                return r;
-
         k = calloc(1, sizeof *k);
         if (!k)
                 return -ENOMEM;
@@ -143,6 +119,47 @@ int hsm_key_open_handles(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, 
         }
         *ret = k;
         return 0;
+}
+
+int hsm_key_open_handles(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, unsigned long priv,
+                         unsigned long pub, HsmKey **ret) {
+        CK_ULONG ktype;
+        size_t modulus_len = 0;
+        int r;
+
+        if (alg < 0 || alg >= _KEYD_ALG_MAX || !id || id_len == 0 || id_len > HSM_ID_MAX || priv == CK_INVALID_HANDLE)
+                return -EINVAL;
+
+        r = hsm_admin_begin(h);
+        if (r < 0)
+                return r;
+        hsm_clear_error();
+        r = get_ulong(h, priv, CKA_KEY_TYPE, &ktype);
+        if (r >= 0 && !hsm_object_has_id(h, priv, id, id_len))
+                r = -ENOENT; /* the handle names another object now */
+        if (r >= 0 && ktype == CKK_RSA) {
+                _cleanup_free_ uint8_t *mod = NULL;
+                size_t n;
+                r = get_bytes(h, priv, CKA_MODULUS, &mod, &n);
+                if (r >= 0) {
+                        while (n > 0 && mod[0] == 0 && n--)
+                                memmove(mod, mod + 1, n);
+                        modulus_len = n;
+                }
+        }
+        /* The generation the handles were checked in: read before a re-initialisation can come between. */
+        unsigned generation = __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE);
+        hsm_admin_end(h, "C_GetAttributeValue", hsm_last_rv());
+        if (r < 0)
+                return r;
+        return key_new(h, alg, id, id_len, priv, pub, ktype, modulus_len, generation, ret);
+}
+
+int hsm_key_from_facts(Hsm *h, KeydAlg alg, const uint8_t *id, size_t id_len, CK_OBJECT_HANDLE priv,
+                       CK_OBJECT_HANDLE pub, const HsmKeyFacts *f, unsigned generation, HsmKey **ret) {
+        if (alg < 0 || alg >= _KEYD_ALG_MAX || !id || id_len == 0 || id_len > HSM_ID_MAX || priv == CK_INVALID_HANDLE)
+                return -EINVAL;
+        return key_new(h, alg, id, id_len, priv, pub, f->key_type, f->modulus_len, generation, ret);
 }
 
 void hsm_key_current(HsmKey *k, CK_OBJECT_HANDLE *ret_priv, CK_OBJECT_HANDLE *ret_pub) {

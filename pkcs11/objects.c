@@ -5,6 +5,65 @@
 #include "common/log.h"
 #include "pkcs11/hsm-internal.h"
 
+/* The facts of a private key from the template read_object() filled: known only if every one was there. */
+static void read_facts(HsmObject *o, const CK_ATTRIBUTE *a, size_t n, const uint8_t *modulus) {
+        const CK_BBOOL *b[5];
+        for (size_t i = 0; i < n; i++)
+                if (a[i].ulValueLen == CK_UNAVAILABLE_INFORMATION && a[i].type != CKA_MODULUS)
+                        return;
+        for (size_t i = 0; i < 5; i++)
+                b[i] = a[4 + i].pValue; /* CKA_SENSITIVE .. CKA_LOCAL, in read_object()'s order */
+        o->facts.key_type = *(const CK_ULONG *) a[3].pValue;
+        o->facts.protected_ok = *b[0] && *b[1] && !*b[2] && *b[3] && *b[4];
+        if (o->facts.key_type == CKK_RSA) {
+                size_t len = a[9].ulValueLen;
+                if (len == CK_UNAVAILABLE_INFORMATION || len == 0)
+                        return;
+                while (len > 0 && *modulus == 0)
+                        modulus++, len--;
+                o->facts.modulus_len = len;
+        }
+        o->facts.known = true;
+}
+
+/* One object's class, label and id, and for a private key its facts, in one call: a token may re-read the object at
+ * every call (SoftHSM2 opens its file), and a start lists every object. Attributes a public key lacks make the call
+ * answer CKR_ATTRIBUTE_TYPE_INVALID with the others filled in (PKCS#11 §5.7); a token that does otherwise is asked
+ * again for the three that every object has. false: not an object of keyd's. */
+static bool read_object(Hsm *h, HsmObject *o) {
+        CK_OBJECT_CLASS cls = 0;
+        CK_ULONG ktype = 0;
+        CK_BBOOL sensitive = 0, always = 0, extractable = 1, never = 0, local = 0;
+        uint8_t modulus[HSM_SIG_MAX + 1];
+        CK_ATTRIBUTE a[] = {
+                { CKA_CLASS, &cls, sizeof cls },
+                { CKA_LABEL, o->label, HSM_LABEL_MAX },
+                { CKA_ID, o->id, sizeof o->id },
+                { CKA_KEY_TYPE, &ktype, sizeof ktype },
+                { CKA_SENSITIVE, &sensitive, sizeof sensitive },
+                { CKA_ALWAYS_SENSITIVE, &always, sizeof always },
+                { CKA_EXTRACTABLE, &extractable, sizeof extractable },
+                { CKA_NEVER_EXTRACTABLE, &never, sizeof never },
+                { CKA_LOCAL, &local, sizeof local },
+                { CKA_MODULUS, modulus, sizeof modulus },
+        };
+        CK_RV rv = h->f->C_GetAttributeValue(h->anchor, o->handle, a, ELEMENTSOF(a));
+        bool filled = (rv == CKR_OK || rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_SENSITIVE) &&
+                      a[0].ulValueLen == sizeof cls && a[1].ulValueLen <= HSM_LABEL_MAX &&
+                      a[2].ulValueLen <= sizeof o->id;
+        if (!filled) {
+                /* Only the three every object has (the call as before the facts). */
+                if (h->f->C_GetAttributeValue(h->anchor, o->handle, a, 3) != CKR_OK)
+                        return false;
+        }
+        o->label[a[1].ulValueLen] = 0;
+        o->id_len = a[2].ulValueLen;
+        o->is_private = cls == CKO_PRIVATE_KEY;
+        if (filled && o->is_private)
+                read_facts(o, a, ELEMENTSOF(a), modulus);
+        return true;
+}
+
 int hsm_list_locked(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n, CK_RV *ret_rv) {
         HsmObject *list = NULL;
         size_t n = 0, cap = 0;
@@ -37,20 +96,10 @@ int hsm_list_locked(Hsm *h, const char *prefix, HsmObject **ret, size_t *ret_n, 
         }
 
         for (size_t i = 0; r == 0 && i < n_handles; i++) {
-                HsmObject o = { 0 };
-                CK_OBJECT_CLASS cls = 0;
-                CK_ATTRIBUTE a[] = {
-                        { CKA_CLASS, &cls, sizeof cls },
-                        { CKA_LABEL, o.label, HSM_LABEL_MAX },
-                        { CKA_ID, o.id, sizeof o.id },
-                };
+                HsmObject o = { .handle = handles[i] };
                 /* Objects with labels or ids longer than keyd writes are not keyd's: skip them. */
-                if (h->f->C_GetAttributeValue(h->anchor, handles[i], a, ELEMENTSOF(a)) != CKR_OK)
+                if (!read_object(h, &o))
                         continue;
-                o.label[a[1].ulValueLen] = 0;
-                o.id_len = a[2].ulValueLen;
-                o.is_private = cls == CKO_PRIVATE_KEY;
-                o.handle = handles[i];
                 if (prefix && !startswith(o.label, prefix))
                         continue;
                 if (n == cap) {

@@ -294,6 +294,67 @@ static int load_denied(Engine *e) {
         return rc;
 }
 
+typedef struct KeyAt {
+        StoreKey *key;
+        size_t pos; /* in the store's order (by time), kept within a keyring */
+} KeyAt;
+
+static int key_at_cmp(const void *a, const void *b) {
+        const KeyAt *x = a, *y = b;
+        int c = strcmp(x->key->keyring, y->key->keyring);
+        return c != 0 ? c : x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Every keyring's view from one query of every key row (one query per keyring costs a read transaction each, at
+ * 10,000 keyrings a good part of the start). e->rings is in name order, and so are the keys once sorted. */
+static int load_views(Engine *e) {
+        StoreKey **all = NULL;
+        _cleanup_free_ KeyAt *at = NULL;
+        size_t n = 0, i = 0;
+        int r;
+
+        r = store_key_list(e->store, NULL, &all, &n);
+        if (r < 0)
+                return r;
+        at = calloc(n + 1, sizeof *at);
+        if (!at) {
+                store_key_list_free(all);
+                return -ENOMEM;
+        }
+        for (size_t j = 0; j < n; j++)
+                at[j] = (KeyAt){ all[j], j };
+        free(all); /* the rows now belong to at[] */
+        qsort(at, n, sizeof *at, key_at_cmp);
+
+        for (size_t x = 0; x < e->n_rings; x++) {
+                Ring *ring = e->rings[x];
+                for (; i < n && strcmp(at[i].key->keyring, ring->name) < 0; i++)
+                        at[i].key = store_key_free(at[i].key); /* a row without its keyring: not loaded */
+                size_t m = 0;
+                while (i + m < n && streq(at[i + m].key->keyring, ring->name))
+                        m++;
+                StoreKey **keys = calloc(m + 1, sizeof *keys);
+                if (!keys) {
+                        r = -ENOMEM;
+                        break;
+                }
+                for (size_t j = 0; j < m; j++, i++) {
+                        keys[j] = at[i].key;
+                        at[i].key = NULL;
+                }
+                RingView *v = NULL;
+                int signer_error;
+                r = ring_view_build(ring, e->hsm, keys, m, engine_now(e), !e->opts.read_only, &v, &signer_error);
+                if (r >= 0)
+                        r = engine_swap_view(e, ring, v, 0);
+                if (r < 0)
+                        break;
+        }
+        for (size_t j = 0; j < n; j++)
+                store_key_free(at[j].key);
+        return r;
+}
+
 int engine_load(Engine *e) {
         StoreKeyring **rows = NULL;
         size_t n = 0;
@@ -320,11 +381,10 @@ int engine_load(Engine *e) {
                         ring_free(ring);
                         break;
                 }
-                r = engine_reload_ring(e, ring);
-                if (r < 0)
-                        break;
         }
         store_keyring_list_free(rows);
+        if (r >= 0)
+                r = load_views(e);
         if (r >= 0)
                 r = load_denied(e);
         return r;

@@ -121,15 +121,11 @@ static int list_found(Engine *e, Found **ret, size_t *ret_n) {
 static int check_live(Engine *e, const StoreKey *k, const Found *f) {
         if (!f || !f->has_private)
                 return RECONCILE_KEY_LOST;
-        HsmKey *hk = NULL;
         uint8_t id[HSM_ID_MAX];
         size_t n;
         int r = ring_key_token_id(k, id, &n);
         if (r >= 0)
-                r = hsm_key_open(e->hsm, k->alg, id, n, &hk);
-        if (r >= 0)
-                r = hsm_key_check_protection(hk);
-        hsm_key_free(hk);
+                r = hsm_key_check(e->hsm, k->alg, id, n);
         if (r == -EPERM || r == -EMEDIUMTYPE)
                 return RECONCILE_KEY_REFUSED;
         return r == -ENOENT ? RECONCILE_KEY_LOST : r;
@@ -386,11 +382,16 @@ int engine_reconcile(Engine *e, ReconcileReport *ret) {
                         p.rep.keys_lost--;
         }
 
-        /* The keyrings in memory now follow the store again; each is due for a lifecycle pass. */
-        for (size_t i = 0; i < e->n_rings; i++) {
-                (void) engine_reload_ring(e, e->rings[i]);
-                engine_schedule(e, e->rings[i], engine_now(e));
+        /* The keyrings whose keys the reconcile marked follow the store again (the others' views are as loaded);
+         * each keyring is due for a lifecycle pass. */
+        for (size_t i = 0; i < p.rep.n_items; i++) {
+                const ReconcileItem *it = &p.rep.items[i];
+                Ring *ring = it->keyring[0] ? engine_get_ring(e, it->keyring) : NULL;
+                if (ring)
+                        (void) engine_reload_ring(e, ring);
         }
+        for (size_t i = 0; i < e->n_rings; i++)
+                engine_schedule(e, e->rings[i], engine_now(e));
         reconcile_report_done(&p.rep);
         if (ret)
                 *ret = p.rep;

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <openssl/hmac.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -977,4 +978,55 @@ Test(api, public_jwks_etag_304) {
         body = test_http_get(url, NULL, &st, NULL);
         cr_assert_eq(st, 404, "nothing that signs is reachable on the public listener");
         free(body), free(e1), free(e2), free(e3), free(kid);
+}
+
+/* The nice values of keyd's threads: how many run at nice 19 and how many at 0 (/proc/PID/task/TID/stat, field 19). */
+static void thread_nices(pid_t pid, int *ret_low, int *ret_normal) {
+        char path[512], buf[1024];
+        snprintf(path, sizeof path, "/proc/%d/task", (int) pid);
+        DIR *dir = opendir(path);
+        struct dirent *de;
+        *ret_low = *ret_normal = 0;
+        cr_assert_not_null(dir);
+        while ((de = readdir(dir))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof path, "/proc/%d/task/%s/stat", (int) pid, de->d_name);
+                FILE *f = fopen(path, "re");
+                if (!f)
+                        continue; /* the thread left */
+                size_t n = fread(buf, 1, sizeof buf - 1, f);
+                fclose(f);
+                buf[n] = 0;
+                const char *p = strrchr(buf, ')');
+                long nice = -100;
+                /* After "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+                 * cutime cstime priority nice. */
+                cr_assert(p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %ld",
+                                      &nice) == 1);
+                if (nice == 19)
+                        (*ret_low)++;
+                else if (nice == 0)
+                        (*ret_normal)++;
+        }
+        closedir(dir);
+}
+
+/* The public listener's threads give way to signing (nice 19), and only they: a JWKS flood from the network takes
+ * what signing leaves of the processors. */
+Test(api, public_threads_give_way) {
+        char url[128];
+        long st;
+        int low, normal;
+
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/.well-known/jwks.json", public_port);
+        for (int i = 0; i < 8; i++) {
+                free(test_http_get(url, NULL, &st, NULL));
+                cr_assert_eq(st, 200);
+        }
+        json_decref(call("POST", "/v1/keyrings/default/tokens", "{\"sub\":\"agent-1\"}", 201));
+        thread_nices(d.pid, &low, &normal);
+        cr_assert_geq(low, 1, "a public listener thread runs at nice 19");
+        cr_assert_leq(low, 2, "only the public listener's two threads: %d", low);
+        cr_assert_geq(normal, 3, "the main loop, the local API and signing stay at nice 0: %d", normal);
 }

@@ -4,6 +4,8 @@
  * caller gets while the fault lasts, what /healthz says, that keyd comes back by itself once the fault clears, and
  * that every token minted across it verifies with the key that was active. */
 #include <criterion/criterion.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <p11-kit/pkcs11.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -322,4 +324,39 @@ Test(faults, slow_keygen_during_rotation) {
         for (size_t i = 0; i < n_minted; i++)
                 test_api_expect_valid(sock, minted[i].token, NULL);
         free(kid);
+}
+
+/* A start with many keyrings costs the token one read per object: the listing reads each object's class, label, id
+ * and, for a private key, what opening and checking it needs, in one C_GetAttributeValue; opening the active keys
+ * and the reconcile's checks read nothing more (a SoftHSM2 token opens an object's file at every call, and 10,000
+ * keyrings are 40,000 objects). Before, every key cost five more calls. */
+Test(faults, a_start_reads_each_object_once) {
+        enum { AGENTS = 12 };
+        char body[128], config[PATH_MAX];
+        long status = 0;
+
+        for (int i = 0; i < AGENTS; i++) {
+                snprintf(body, sizeof body, "{\"name\":\"agent-%d\",\"kind\":\"agent\",\"owner_uid\":0}", i);
+                json_decref(test_api(sock, "POST", "/v1/keyrings", body, &status));
+                cr_assert_eq(status, 201, "creating agent-%d: %ld", i, status);
+        }
+        test_daemon_stop_clean(&d);
+        test_daemon_done(&d);
+
+        /* Counting from here: the restart. */
+        for (int fn = 0; fn < _P11SHIM_FN_MAX; fn++)
+                __atomic_store_n(&shim.ctl->calls[fn], 0, __ATOMIC_RELEASE);
+        snprintf(config, sizeof config, "%s/keyd.conf", tok.dir);
+        test_daemon_start_ready(&d, &tok, config);
+        uint64_t objects = 4 * (AGENTS + 1); /* two keys per keyring, a private and a public object each */
+        uint64_t reads = test_shim_calls(&shim, P11SHIM_FN_GET_ATTRIBUTE_VALUE);
+        /* The slack: the login's and the checkpoint's few calls, not one per key. */
+        cr_assert_leq(reads, objects + 8, "%" PRIu64 " attribute reads for %" PRIu64 " objects", reads, objects);
+        cr_assert_eq(test_shim_calls(&shim, P11SHIM_FN_FIND_OBJECTS_INIT), 1, "one search: the listing");
+
+        /* And every keyring signs with what the listing read. */
+        expect_mint(201, NULL);
+        snprintf(body, sizeof body, "/v1/keyrings/agent-%d/sign", AGENTS - 1);
+        json_decref(test_api(sock, "POST", body, "{\"data\":\"aGVsbG8\"}", &status));
+        cr_assert_eq(status, 200, "agent-%d signs after the restart: %ld", AGENTS - 1, status);
 }
