@@ -47,6 +47,13 @@ struct Hsm {
         unsigned session_wait_ms, sign_timeout_ms, idle_ms;
         unsigned sign_us; /* moving average of the token's time per signature */
         bool stopping;
+        /* Signing in the caller's thread (HSM_SIGN_IN_CALLER): sessions on a stack of free ones, opened on demand up
+         * to max_sessions; a caller waits at most session_wait_ms for one. No worker is started. */
+        bool sign_in_caller;
+        HsmWorker **callers;      /* every session holder made, freed at hsm_close() */
+        HsmWorker **callers_free; /* the ones no caller holds */
+        unsigned n_callers, n_callers_free;
+        pthread_cond_t caller_cond; /* a holder came free, or stopping; on CLOCK_MONOTONIC */
         unsigned n_cpus, n_polling; /* threads polling (signer.c: poll_begin()) */
 
         /* Health (health.c): whether the token can sign, and why not. A down token is re-initialised by the

@@ -18,6 +18,17 @@
 typedef struct Hsm Hsm;
 typedef struct HsmKey HsmKey;
 
+/* Where a signature is made. In a signing worker, the caller waits at most sign_timeout_ms: a token across a network
+ * that never answers costs a worker, never a caller. In the caller's own thread, with a session of its own, there is
+ * no hand-off between threads (on a small machine, two thread wake-ups cost as much as a SoftHSM2 signature) and no
+ * bound on the wait: only for a token in this process that cannot hang on a network. AUTO: the caller's thread for
+ * SoftHSM2 (the module's file is libsofthsm2.so), workers for every other module. */
+typedef enum HsmSignIn {
+        HSM_SIGN_IN_AUTO,
+        HSM_SIGN_IN_WORKERS,
+        HSM_SIGN_IN_CALLER,
+} HsmSignIn;
+
 typedef struct HsmConfig {
         const char *module;   /* path of the PKCS#11 module (.so) */
         const char *uri;      /* RFC 7512 URI naming the token, e.g. "pkcs11:token=keyd"; may carry pin-source */
@@ -27,6 +38,7 @@ typedef struct HsmConfig {
         unsigned session_wait_ms; /* how long a signer waits for a free session before -ETIMEDOUT; 0 means 5000 */
         unsigned sign_timeout_ms; /* how long a signer waits for the token's answer before -ETIMEDOUT; 0 means 5000 */
         unsigned idle_ms;         /* a session idle this long is closed; 0 means 30000 */
+        HsmSignIn sign_in;        /* where C_Sign runs; HSM_SIGN_IN_AUTO by default */
 } HsmConfig;
 
 #define HSM_ID_MAX 32     /* bytes of CKA_ID keyd uses at most */

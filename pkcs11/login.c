@@ -113,6 +113,11 @@ int hsm_open(const HsmConfig *cfg, Hsm **ret) {
         h->session_wait_ms = cfg->session_wait_ms ?: 5000;
         h->sign_timeout_ms = cfg->sign_timeout_ms ?: 5000;
         h->idle_ms = cfg->idle_ms ?: 30000;
+        if (cfg->sign_in == HSM_SIGN_IN_AUTO) {
+                const char *base = strrchr(cfg->module, '/');
+                h->sign_in_caller = streq(base ? base + 1 : cfg->module, "libsofthsm2.so");
+        } else
+                h->sign_in_caller = cfg->sign_in == HSM_SIGN_IN_CALLER;
         h->uri = strdup(cfg->uri);
         if (!h->uri) {
                 r = -ENOMEM;
@@ -186,6 +191,7 @@ Hsm *hsm_close(Hsm *h) {
         pthread_mutex_destroy(&h->index_lock);
         pthread_mutex_destroy(&h->pool_lock);
         pthread_cond_destroy(&h->work_cond);
+        pthread_cond_destroy(&h->caller_cond);
         pthread_rwlock_destroy(&h->module_lock);
         pthread_mutex_destroy(&h->health_lock);
         pthread_cond_destroy(&h->health_cond);

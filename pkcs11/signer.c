@@ -2,7 +2,8 @@
 /* Signing: jobs for worker threads that each own one session. A network HSM answers in milliseconds but signs many
  * at once, so concurrency is bounded by sessions (max_sessions, opened on demand, closed when idle), not by cores or
  * request threads. A caller hands its job over and waits a bounded time: a token that never answers costs one worker
- * and its session per stuck call, never a caller for ever. */
+ * and its session per stuck call, never a caller for ever. A token in this process (SoftHSM2) is signed with in the
+ * caller's own thread instead, on a session taken from a stack of free ones (HSM_SIGN_IN_CALLER). */
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/sysinfo.h>
@@ -70,6 +71,7 @@ void hsm_signer_init(Hsm *h) {
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&h->work_cond, &ca);
+        pthread_cond_init(&h->caller_cond, &ca);
         pthread_condattr_destroy(&ca);
 }
 
@@ -413,6 +415,87 @@ static bool job_wait(Hsm *h, HsmJob *j) {
         return false;
 }
 
+/* The job's outcome for the caller, and the job freed. */
+static int job_result(HsmJob *j, uint8_t *sig, size_t sig_size) {
+        int r;
+        if (j->rv != CKR_OK) {
+                /* Whatever the token said, for the caller the token could not sign (or the key is gone): the CK_RV
+                 * is for the logs. */
+                (void) hsm_fail(j->rv);
+                r = j->result < 0 ? j->result : -ENODEV;
+        } else if (j->sig_len > sig_size)
+                r = -ENOBUFS;
+        else {
+                memcpy(sig, j->sig, j->sig_len);
+                r = (int) j->sig_len;
+        }
+        job_free(j);
+        return r;
+}
+
+/* A session holder for a caller that signs in its own thread: a free one, a new one while fewer than max_sessions
+ * exist, or the first to come free within session_wait_ms. Call with pool_lock held. NULL: none in time (or
+ * stopping, or out of memory). */
+static Worker *caller_take(Hsm *h) {
+        struct timespec until = monotonic_in_ms(MIN(h->session_wait_ms, h->sign_timeout_ms));
+        for (;;) {
+                if (h->stopping)
+                        return NULL;
+                if (h->n_callers_free > 0)
+                        return h->callers_free[--h->n_callers_free];
+                if (h->n_callers < h->max_sessions) {
+                        Worker **all = reallocarray(h->callers, h->n_callers + 1, sizeof *all);
+                        Worker **free_list = all ? reallocarray(h->callers_free, h->n_callers + 1, sizeof *all) : NULL;
+                        Worker *w = free_list ? calloc(1, sizeof *w) : NULL;
+                        if (all)
+                                h->callers = all;
+                        if (free_list)
+                                h->callers_free = free_list;
+                        if (!w)
+                                return NULL;
+                        *w = (Worker){ .h = h, .session = CK_INVALID_HANDLE };
+                        h->callers[h->n_callers++] = w;
+                        return w;
+                }
+                if (passed(&until))
+                        return NULL;
+                (void) pthread_cond_clockwait(&h->caller_cond, &h->pool_lock, CLOCK_MONOTONIC, &until);
+        }
+}
+
+/* Sign in the caller's thread (h->sign_in_caller): the same attempts a worker makes, on a session of the caller's
+ * for the call. */
+static int sign_in_caller(Hsm *h, HsmKey *k, HsmJob *j, uint8_t *sig, size_t sig_size) {
+        pthread_mutex_lock(&h->pool_lock);
+        Worker *w = caller_take(h);
+        if (!w) {
+                bool stopping = h->stopping;
+                pthread_mutex_unlock(&h->pool_lock);
+                job_free(j);
+                if (stopping)
+                        return -ECANCELED;
+                (void) hsm_fail(CKR_SESSION_COUNT); /* for the audit record and the log */
+                return -ETIMEDOUT;
+        }
+        j->priv = k->priv;
+        j->generation = k->generation;
+        h->n_busy++;
+        pthread_mutex_unlock(&h->pool_lock);
+
+        run_job(w, j);
+
+        pthread_mutex_lock(&h->pool_lock);
+        h->n_busy--;
+        h->callers_free[h->n_callers_free++] = w;
+        pthread_cond_signal(&h->caller_cond);
+        if (j->refreshed && j->result == 0) {
+                __atomic_store_n(&k->priv, j->priv, __ATOMIC_RELEASE);
+                k->generation = j->generation;
+        }
+        pthread_mutex_unlock(&h->pool_lock);
+        return job_result(j, sig, sig_size);
+}
+
 int hsm_signer_run(HsmKey *k, const void *data, size_t len, uint8_t *sig, size_t sig_size) {
         Hsm *h = k->hsm;
         HsmJob *j;
@@ -423,6 +506,8 @@ int hsm_signer_run(HsmKey *k, const void *data, size_t len, uint8_t *sig, size_t
         j = job_new(k, data, len);
         if (!j)
                 return -ENOMEM;
+        if (h->sign_in_caller)
+                return sign_in_caller(h, k, j, sig, sig_size);
 
         pthread_mutex_lock(&h->pool_lock);
         if (h->stopping) {
@@ -462,20 +547,7 @@ int hsm_signer_run(HsmKey *k, const void *data, size_t len, uint8_t *sig, size_t
                 k->generation = j->generation;
         }
         pthread_mutex_unlock(&h->pool_lock);
-        if (j->rv != CKR_OK) {
-                /* Whatever the token said, for the caller the token could not sign (or the key is gone): the CK_RV
-                 * is for the logs. */
-                (void) hsm_fail(j->rv);
-                r = j->result < 0 ? j->result : -ENODEV;
-        }
-        else if (j->sig_len > sig_size)
-                r = -ENOBUFS;
-        else {
-                memcpy(sig, j->sig, j->sig_len);
-                r = (int) j->sig_len;
-        }
-        job_free(j);
-        return r;
+        return job_result(j, sig, sig_size);
 }
 
 bool hsm_signer_stop(Hsm *h) {
@@ -485,6 +557,7 @@ bool hsm_signer_stop(Hsm *h) {
         pthread_mutex_lock(&h->pool_lock);
         h->stopping = true;
         pthread_cond_broadcast(&h->work_cond);
+        pthread_cond_broadcast(&h->caller_cond);
         n = h->n_workers;
         pthread_mutex_unlock(&h->pool_lock);
 
@@ -508,5 +581,24 @@ bool hsm_signer_stop(Hsm *h) {
         free(h->workers);
         h->workers = NULL;
         h->n_workers = h->cap_workers = 0;
+
+        /* The callers' sessions: by now nobody signs (the API stopped first), so that every holder is free. One that
+         * is not (a caller still inside the token) is left, with everything it uses, as a stuck worker is. */
+        pthread_mutex_lock(&h->pool_lock);
+        bool callers_done = h->n_callers_free == h->n_callers;
+        pthread_mutex_unlock(&h->pool_lock);
+        if (!callers_done) {
+                log_warning("%u signing call(s) of callers still inside the token at exit",
+                            h->n_callers - h->n_callers_free);
+                return false;
+        }
+        for (unsigned i = 0; i < h->n_callers; i++) {
+                worker_close_session(h->callers[i]);
+                free(h->callers[i]);
+        }
+        free(h->callers);
+        free(h->callers_free);
+        h->callers = h->callers_free = NULL;
+        h->n_callers = h->n_callers_free = 0;
         return true;
 }

@@ -415,6 +415,7 @@ Test(pkcs11, one_signer_one_session) {
         uint8_t sig[HSM_SIG_MAX];
         HsmHealth th;
 
+        h->sign_in_caller = false; /* the workers, as for a network HSM */
         for (int i = 0; i < 300; i++)
                 cr_assert_eq(hsm_key_sign(k, "x", 1, sig, sizeof sig), 64);
         hsm_health(h, &th);
@@ -431,6 +432,7 @@ Test(pkcs11, an_idle_worker_strands_no_signer) {
         uint8_t sig[HSM_SIG_MAX];
         int timed_out = 0;
 
+        h->sign_in_caller = false; /* the workers, as for a network HSM */
         h->idle_ms = 1;
         h->session_wait_ms = 100;
         for (int i = 0; i < 2000; i++)
@@ -475,6 +477,45 @@ Test(pkcs11, concurrent_signers_share_the_pool) {
         }
         EVP_PKEY_free(pub);
         close_with_key(h, k);
+}
+
+/* SoftHSM2 signs in the caller's thread: no worker thread is started, four callers share the two sessions allowed
+ * (waiting for one to come free), every signature verifies, and a signer never waits out session-wait while the
+ * others take turns. The same with the workers, for a network HSM's module. */
+static void signers_share(bool in_caller) {
+        Hsm *h;
+        HsmKey *k = open_with_es256_key(2, &h);
+        EVP_PKEY *pub = NULL;
+        pthread_t t[4];
+        struct worker w[4];
+        HsmHealth th;
+
+        cr_assert(h->sign_in_caller, "SoftHSM2 (libsofthsm2.so) signs in the caller's thread by default");
+        h->sign_in_caller = in_caller;
+        cr_assert_eq(hsm_key_public(k, &pub), 0);
+        for (int i = 0; i < 4; i++) {
+                w[i] = (struct worker){ k, pub, 0 };
+                cr_assert_eq(pthread_create(&t[i], NULL, sign_many, &w[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+                pthread_join(t[i], NULL);
+                cr_assert_eq(w[i].failures, 0, "signer %d: %d failures (%s)", i, w[i].failures, hsm_last_error());
+        }
+        hsm_health(h, &th);
+        cr_assert_leq(th.sessions_busy + th.sessions_idle, 2, "at most max-sessions sessions: %u",
+                      th.sessions_busy + th.sessions_idle);
+        cr_assert_eq(th.sessions_busy, 0);
+        cr_assert_eq(h->n_workers, in_caller ? 0 : 2, "%u worker threads", h->n_workers);
+        EVP_PKEY_free(pub);
+        close_with_key(h, k);
+}
+
+Test(pkcs11, signers_share_sessions_in_their_threads) {
+        signers_share(true);
+}
+
+Test(pkcs11, signers_share_sessions_through_workers) {
+        signers_share(false);
 }
 
 Test(pkcs11, rv_mapping) {
