@@ -105,7 +105,8 @@ int parse_duration_explain(const char *s, usec_t *ret, const char **ret_error) {
         for (const char *p = s; *p;) {
                 size_t n = strspn(p, "0123456789"), i;
                 const char *u = p + n;
-                uint64_t v = 0;
+                char num[24];
+                uint64_t v;
 
                 for (i = 0; i < ELEMENTSOF(parse_units) && *u != parse_units[i].suffix; i++)
                         ;
@@ -125,12 +126,13 @@ int parse_duration_explain(const char *s, usec_t *ret, const char **ret_error) {
                 if (i < allowed)
                         return duration_fail(ret_error, -EINVAL,
                                              "units go from the largest to the smallest, each once: w, d, h, m, s");
-                for (const char *d = p; d < u; d++) {
-                        unsigned digit = (unsigned) (*d - '0');
-                        if (v > ((uint64_t) (DURATION_MAX / parse_units[i].factor) - digit) / 10)
-                                return duration_fail(ret_error, -ERANGE, DURATION_TOO_LONG);
-                        v = v * 10 + digit;
-                }
+                /* Digits only, at least one: parse_uint64() can only find the number too large. */
+                if (n >= sizeof num)
+                        return duration_fail(ret_error, -ERANGE, DURATION_TOO_LONG);
+                memcpy(num, p, n);
+                num[n] = 0;
+                if (parse_uint64(num, (uint64_t) (DURATION_MAX / parse_units[i].factor), &v) < 0)
+                        return duration_fail(ret_error, -ERANGE, DURATION_TOO_LONG);
                 total += (usec_t) v * parse_units[i].factor; /* both ≤ DURATION_MAX: the sum cannot overflow */
                 if (total > DURATION_MAX)
                         return duration_fail(ret_error, -ERANGE, DURATION_TOO_LONG);
