@@ -233,6 +233,10 @@ static int check_pin(const char *path, const Config *c) {
         return r;
 }
 
+static int first_error(int ret, int r) {
+        return ret < 0 ? ret : r;
+}
+
 static bool lookup_missing(void) {
         /* getpwnam(3): "not found" is a NULL with errno 0 or one of these, depending on the NSS module. */
         return errno == 0 || errno == ENOENT || errno == ESRCH || errno == EBADF || errno == EPERM;
@@ -245,20 +249,17 @@ static int check_names(const char *path, unsigned line, const char *key, char *c
         int ret = 0;
 
         for (char *const *n = names; n && *n; n++) {
-                bool found;
-                int r = 0;
+                const char *hint = (*n)[strspn(*n, "0123456789")] ? "" : " (the list takes names, not ids)";
+                int r;
 
                 errno = 0;
-                found = groups ? getgrnam(*n) != NULL : getpwnam(*n) != NULL;
-                if (found)
+                if (groups ? getgrnam(*n) != NULL : getpwnam(*n) != NULL)
                         continue;
-                if (!lookup_missing())
-                        r = check_failed(negative_errno(), path, line, "%s: cannot look up %s '%s': %m", key, what, *n);
+                if (lookup_missing())
+                        r = check_failed(-ESRCH, path, line, "%s: no %s '%s' on this system%s", key, what, *n, hint);
                 else
-                        r = check_failed(-ESRCH, path, line, "%s: no %s '%s' on this system%s", key, what, *n,
-                                         (*n)[strspn(*n, "0123456789")] ? "" : " (the list takes names, not ids)");
-                if (ret == 0)
-                        ret = r;
+                        r = check_failed(negative_errno(), path, line, "%s: cannot look up %s '%s': %m", key, what, *n);
+                ret = first_error(ret, r);
         }
         return ret;
 }
@@ -266,33 +267,22 @@ static int check_names(const char *path, unsigned line, const char *key, char *c
 /* What keyd would trip over only once it starts, for a file without errors. The users and groups checked are those
  * the file names: the defaults (root, keyd-admin) come with the package. Returns the first problem's error. */
 static int check_environment(const char *path, const Config *c) {
-        static const struct {
-                const char *key;
-                bool groups;
-        } lists[] = { { "sign-users", false }, { "sign-groups", true } };
-        int ret, r;
+        unsigned users = config_line(c, "api", "admin-users"), groups = config_line(c, "api", "admin-groups");
+        int ret;
 
         ret = check_module(path, c);
-        r = check_pin(path, c);
-        if (ret == 0)
-                ret = r;
-        if (config_line(c, "api", "admin-users") > 0)
-                r = check_names(path, config_line(c, "api", "admin-users"), "admin-users", c->admin_users, false);
-        if (ret == 0)
-                ret = r;
-        if (config_line(c, "api", "admin-groups") > 0)
-                r = check_names(path, config_line(c, "api", "admin-groups"), "admin-groups", c->admin_groups, true);
-        if (ret == 0)
-                ret = r;
-        for (size_t i = 0; i < c->n_keyrings; i++)
-                for (size_t j = 0; j < ELEMENTSOF(lists); j++) {
-                        const ConfigKeyring *k = &c->keyrings[i];
-                        r = check_names(path, config_keyring_line(k, lists[j].key), lists[j].key,
-                                        lists[j].groups ? k->policy.sign_groups : k->policy.sign_users,
-                                        lists[j].groups);
-                        if (ret == 0)
-                                ret = r;
-                }
+        ret = first_error(ret, check_pin(path, c));
+        if (users > 0)
+                ret = first_error(ret, check_names(path, users, "admin-users", c->admin_users, false));
+        if (groups > 0)
+                ret = first_error(ret, check_names(path, groups, "admin-groups", c->admin_groups, true));
+        for (size_t i = 0; i < c->n_keyrings; i++) {
+                const ConfigKeyring *k = &c->keyrings[i];
+                ret = first_error(ret, check_names(path, config_keyring_line(k, "sign-users"), "sign-users",
+                                                   k->policy.sign_users, false));
+                ret = first_error(ret, check_names(path, config_keyring_line(k, "sign-groups"), "sign-groups",
+                                                   k->policy.sign_groups, true));
+        }
         return ret;
 }
 
