@@ -61,37 +61,92 @@ static const struct {
 
 #define DURATION_MAX (3650LL * 86400 * USEC_PER_SEC)
 
-int parse_duration(const char *s, usec_t *ret) {
-        char num[24];
-        usec_t factor = USEC_PER_SEC;
-        uint64_t v;
-        size_t n;
-        int r;
+/* What parse_duration() reads, largest first. format_duration() keeps to units[] (no weeks), so that what it wrote
+ * before still reads the same and older readers of its output still understand it. */
+static const struct {
+        char suffix;
+        usec_t factor;
+} parse_units[] = {
+        { 'w', 7 * 86400 * USEC_PER_SEC },
+        { 'd', 86400 * USEC_PER_SEC },
+        { 'h', 3600 * USEC_PER_SEC },
+        { 'm', 60 * USEC_PER_SEC },
+        { 's', USEC_PER_SEC },
+};
 
-        if (!s)
-                return -EINVAL;
-        n = strlen(s);
-        if (n == 0 || n >= sizeof num)
-                return -EINVAL;
-        memcpy(num, s, n + 1);
-        if (!isdigit((unsigned char) num[n - 1])) {
-                bool found = false;
-                for (size_t i = 0; i < ELEMENTSOF(units); i++)
-                        if (num[n - 1] == units[i].suffix) {
-                                factor = units[i].factor;
-                                found = true;
-                        }
-                if (!found)
-                        return -EINVAL;
-                num[--n] = 0;
+static int duration_fail(const char **ret_error, int r, const char *msg) {
+        *ret_error = msg;
+        return r;
+}
+
+#define DURATION_TOO_LONG "longer than 3650d"
+
+int parse_duration_explain(const char *s, usec_t *ret, const char **ret_error) {
+        const char *dummy;
+        size_t allowed = 0; /* parse_units[allowed] is the largest unit that may come next */
+        usec_t total = 0;
+
+        if (!ret_error)
+                ret_error = &dummy;
+        if (!s || !*s)
+                return duration_fail(ret_error, -EINVAL, "empty: write a duration such as 90s, 1h30m or 2d12h");
+
+        /* A bare number is seconds, as it always was. */
+        if (!s[strspn(s, "0123456789")]) {
+                uint64_t v;
+                if (parse_uint64(s, (uint64_t) (DURATION_MAX / USEC_PER_SEC), &v) < 0)
+                        return duration_fail(ret_error, -ERANGE, DURATION_TOO_LONG);
+                if (v == 0)
+                        return duration_fail(ret_error, -ERANGE, "zero: at least 1s");
+                *ret = (usec_t) v * USEC_PER_SEC;
+                return 0;
         }
-        r = parse_uint64(num, (uint64_t) (DURATION_MAX / factor), &v);
-        if (r < 0)
-                return r;
-        if (v == 0)
-                return -ERANGE;
-        *ret = (usec_t) v * factor;
+
+        for (const char *p = s; *p;) {
+                size_t n = strspn(p, "0123456789"), i;
+                const char *u = p + n;
+                char num[24];
+                uint64_t v;
+
+                for (i = 0; i < ELEMENTSOF(parse_units) && *u != parse_units[i].suffix; i++)
+                        ;
+                if (n == 0)
+                        return duration_fail(ret_error, -EINVAL,
+                                             i < ELEMENTSOF(parse_units)
+                                                     ? "a unit without a number before it: write 1h, not h"
+                                                     : "only whole numbers and units: no sign, fraction or blank");
+                if (!*u)
+                        return duration_fail(ret_error, -EINVAL, "the last number has no unit: write 1h30m, not 1h30");
+                if (i == ELEMENTSOF(parse_units))
+                        return duration_fail(ret_error, -EINVAL,
+                                             isalpha((unsigned char) *u)
+                                                     ? "unknown unit: w, d, h, m or s, in lower case"
+                                                     : "only whole numbers and units: no sign, fraction or blank");
+                /* One way to write each duration: "1h1h" or "30m1h" is more likely a slip than meant. */
+                if (i < allowed)
+                        return duration_fail(ret_error, -EINVAL,
+                                             "units go from the largest to the smallest, each once: w, d, h, m, s");
+                /* Digits only, at least one: parse_uint64() can only find the number too large. */
+                if (n >= sizeof num)
+                        return duration_fail(ret_error, -ERANGE, DURATION_TOO_LONG);
+                memcpy(num, p, n);
+                num[n] = 0;
+                if (parse_uint64(num, (uint64_t) (DURATION_MAX / parse_units[i].factor), &v) < 0)
+                        return duration_fail(ret_error, -ERANGE, DURATION_TOO_LONG);
+                total += (usec_t) v * parse_units[i].factor; /* both ≤ DURATION_MAX: the sum cannot overflow */
+                if (total > DURATION_MAX)
+                        return duration_fail(ret_error, -ERANGE, DURATION_TOO_LONG);
+                allowed = i + 1;
+                p = u + 1;
+        }
+        if (total == 0)
+                return duration_fail(ret_error, -ERANGE, "zero: at least 1s");
+        *ret = total;
         return 0;
+}
+
+int parse_duration(const char *s, usec_t *ret) {
+        return parse_duration_explain(s, ret, NULL);
 }
 
 char *format_duration(char *buf, size_t size, usec_t d) {

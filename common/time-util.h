@@ -17,9 +17,15 @@ usec_t now_monotonic(void);
 /* CLOCK_MONOTONIC ms milliseconds from now, as the deadline of a timed wait on a condition or lock set to that clock. */
 struct timespec monotonic_in_ms(unsigned ms);
 
-/* Parse a duration: a whole number followed by one of s, m, h, d ("90s", "10m", "24h", "7d"), or a bare number of
- * seconds. The result must be between one second and ten years. Returns 0 or -EINVAL / -ERANGE. */
+/* Parse a duration: whole numbers each followed by a unit, w (7 days), d, h, m or s, from the largest unit to the
+ * smallest and each unit at most once ("90s", "1h30m", "2d12h", "1w"), or a bare number of seconds ("300"). The total
+ * must be between one second and ten years (3650d). Returns 0, -EINVAL (not a duration) or -ERANGE (zero, or longer
+ * than ten years); *ret is written only on success. */
 int parse_duration(const char *s, usec_t *ret);
+/* parse_duration(), and on failure *ret_error (if not NULL) points at a static message that says what is wrong and
+ * how to write it, for a person ("the last number has no unit: write 1h30m, not 1h30"), without parentheses so that
+ * it fits inside a message's own. */
+int parse_duration_explain(const char *s, usec_t *ret, const char **ret_error);
 /* Format a duration the way parse_duration() reads it, in the largest unit that divides it ("24h", "90s"). */
 char *format_duration(char *buf, size_t size, usec_t d);
 /* RFC 3339 UTC with second precision ("2026-11-23T04:16:38Z"); returns buf. */

@@ -2,18 +2,19 @@
 /* keyd.conf: libinih splits the lines, one table maps [section] key to a parser and a field of Config, and
  * [keyring NAME] sections fill a Policy through policy_set(). Every error is collected, with its line. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <ini.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <strings.h>
 #include <sys/un.h>
 
 #include "common/macro.h"
 #include "common/strv.h"
 #include "keyd/config.h"
 
-#define DURATION_EXPECTED "a whole number with s, m, h or d, between 1s and 3650d"
 #define UID_MAX_VALID ((uint64_t) UINT32_MAX - 1) /* (uid_t) -1 is "no uid" */
 
 typedef struct ConfigItem ConfigItem;
@@ -59,7 +60,6 @@ typedef struct Parser {
         size_t n_pending;
         ConfigError *errors;
         size_t n_errors;
-        uint64_t seen; /* bit i: config_table[i] appeared (valid or not) */
 } Parser;
 
 /* vasprintf() into *ret (NULL when out of memory): -EINVAL, the error a parser returns with its message, or -ENOMEM. */
@@ -160,9 +160,10 @@ static int config_parse_unsigned(const ConfigItem *i, const char *value, void *f
 
 /* A duration; with max, between min and max seconds. */
 static int config_parse_duration(const ConfigItem *i, const char *value, void *field, char **ret_error) {
+        const char *why;
         usec_t *u = field;
-        if (parse_duration(value, u) < 0)
-                return bad_value(ret_error, i->key, "duration", value, DURATION_EXPECTED);
+        if (parse_duration_explain(value, u, &why) < 0)
+                return bad_value(ret_error, i->key, "duration", value, why);
         if (i->max > 0 && (*u < (usec_t) i->min * USEC_PER_SEC || *u > (usec_t) i->max * USEC_PER_SEC))
                 return errorf(ret_error, "%s: bad duration '%s' (between %llus and %llus)", i->key, value,
                               (unsigned long long) i->min, (unsigned long long) i->max);
@@ -236,7 +237,7 @@ static const ConfigItem config_table[] = {
         { "audit", "anchor-file", config_parse_path, offsetof(Config, anchor_file), 0, PATH_LEN },
 };
 
-_Static_assert(ELEMENTSOF(config_table) <= 64, "Parser.seen is a 64-bit mask");
+_Static_assert(ELEMENTSOF(config_table) <= CONFIG_FIXED_KEYS_MAX, "Config.key_lines has a line for each key");
 
 int config_init(Config *c) {
         *c = (Config){
@@ -270,8 +271,12 @@ void config_done(Config *c) {
                         free(*(char **) field);
         }
         for (size_t i = 0; i < c->n_keyrings; i++) {
-                free(c->keyrings[i].name);
-                policy_done(&c->keyrings[i].policy);
+                ConfigKeyring *k = &c->keyrings[i];
+                free(k->name);
+                policy_done(&k->policy);
+                for (size_t j = 0; j < k->n_key_lines; j++)
+                        free(k->key_lines[j].key);
+                free(k->key_lines);
         }
         free(c->keyrings);
         *c = (Config){};
@@ -285,6 +290,138 @@ static void pending_clear(Parser *p) {
         free(p->pending);
         p->pending = NULL;
         p->n_pending = 0;
+}
+
+#define NAME_LEN_MAX 64 /* keyd's own section and key names are shorter */
+
+/* Optimal string alignment distance (Levenshtein with swaps of neighbours) between what the file says, a, and one of
+ * keyd's names, b, ignoring case: "sokcet" is one edit from "socket", "API" none from "api". */
+static size_t edit_distance(const char *a, const char *b) {
+        size_t rows[3][NAME_LEN_MAX + 1], *before = rows[0], *prev = rows[1], *cur = rows[2];
+        size_t n = strlen(a), m = strlen(b);
+
+        if (m > NAME_LEN_MAX)
+                return SIZE_MAX;
+        for (size_t j = 0; j <= m; j++)
+                prev[j] = j;
+        for (size_t i = 1; i <= n; i++) {
+                int x = tolower((unsigned char) a[i - 1]);
+                cur[0] = i;
+                for (size_t j = 1; j <= m; j++) {
+                        int y = tolower((unsigned char) b[j - 1]);
+                        size_t d = MIN(MIN(prev[j] + 1, cur[j - 1] + 1), prev[j - 1] + (x != y));
+                        if (i > 1 && j > 1 && x == tolower((unsigned char) b[j - 2]) &&
+                            tolower((unsigned char) a[i - 2]) == y)
+                                d = MIN(d, before[j - 2] + 1);
+                        cur[j] = d;
+                }
+                size_t *t = before;
+                before = prev;
+                prev = cur;
+                cur = t;
+        }
+        return prev[m];
+}
+
+/* The one of names that typed is most likely a slip for: the nearest within a few edits (fewer for short words, so
+ * that one is not "corrected" into an unrelated name), else the only name it is the start of ("rotation" for
+ * "rotation-period"). NULL when none is close: then the message suggests nothing rather than something wrong. */
+static const char *nearest_name(const char *typed, const char *const *names, size_t n) {
+        size_t len = strlen(typed), limit = len < 3 ? 0 : len < 5 ? 1 : len < 9 ? 2 : 3;
+        size_t best = SIZE_MAX, n_prefixed = 0;
+        const char *found = NULL, *prefixed = NULL;
+
+        for (size_t i = 0; i < n; i++) {
+                size_t d = edit_distance(typed, names[i]);
+                if (d < best) {
+                        best = d;
+                        found = names[i];
+                }
+                if (len >= 4 && strncasecmp(names[i], typed, len) == 0) {
+                        prefixed = names[i];
+                        n_prefixed++;
+                }
+        }
+        if (best <= limit)
+                return found;
+        return n_prefixed == 1 ? prefixed : NULL;
+}
+
+/* The section of a fixed key ("token" for "module"), NULL if no fixed section has it. */
+static const char *fixed_section_of(const char *key) {
+        for (size_t i = 0; i < ELEMENTSOF(config_table); i++)
+                if (streq(config_table[i].key, key))
+                        return config_table[i].section;
+        return NULL;
+}
+
+static void unknown_fixed_key(Parser *p, const char *key) {
+        const char *names[CONFIG_FIXED_KEYS_MAX], *near;
+        size_t n = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(config_table); i++)
+                if (streq(config_table[i].section, p->section))
+                        names[n++] = config_table[i].key;
+        near = nearest_name(key, names, n);
+        if (near)
+                add_error(p, p->line, "unknown key '%s' in [%s] (did you mean '%s'?)", key, p->section, near);
+        else
+                add_error(p, p->line, "unknown key '%s' in [%s]", key, p->section);
+}
+
+/* The keys of a [keyring] section are kind, owner-uid and the policy's: its JSON names with '-' for '_' (the policy
+ * has no list of its names, and its JSON form is made from its table). */
+#define KEYRING_KEYS_MAX 48
+static void unknown_keyring_key(Parser *p, unsigned line, const char *key, const char *ring) {
+        char buf[KEYRING_KEYS_MAX][NAME_LEN_MAX + 1];
+        const char *names[KEYRING_KEYS_MAX] = { "kind", "owner-uid" }, *name, *near;
+        _cleanup_(json_decrefp) json_t *o = NULL;
+        size_t n = 2;
+        Policy pol;
+        json_t *v;
+        int r;
+
+        policy_init(&pol, RING_ISSUER);
+        r = policy_to_json(&pol, &o);
+        policy_done(&pol);
+        if (r >= 0) /* else out of memory: the message goes without a suggestion */
+                json_object_foreach(o, name, v) {
+                        if (n == KEYRING_KEYS_MAX)
+                                break;
+                        snprintf(buf[n], sizeof buf[n], "%s", name);
+                        for (char *c = buf[n]; *c; c++)
+                                if (*c == '_')
+                                        *c = '-';
+                        names[n] = buf[n];
+                        n++;
+                }
+        near = nearest_name(key, names, n);
+        if (near)
+                add_error(p, line, "unknown key '%s' in [keyring %s] (did you mean '%s'?)", key, ring, near);
+        else
+                add_error(p, line, "unknown key '%s' in [keyring %s]", key, ring);
+}
+
+static void unknown_section(Parser *p, const char *name) {
+        static const char *const sections[] = { "token", "store", "api", "public", "audit", "keyring" };
+        size_t n = strcspn(name, " \t");
+        const char *rest = name + n + strspn(name + n, " \t"), *near;
+        _cleanup_free_ char *word = strndup(name, n);
+
+        if (!word) {
+                p->r = -ENOMEM;
+                return;
+        }
+        near = nearest_name(word, sections, ELEMENTSOF(sections));
+        if (near && streq(near, "keyring"))
+                add_error(p, p->line, "unknown section [%s] (did you mean [keyring %s]?)", name, *rest ? rest : "NAME");
+        else if (near && !*rest)
+                add_error(p, p->line, "unknown section [%s] (did you mean [%s]?)", name, near);
+        else
+                add_error(p, p->line,
+                          "unknown section [%s] (expected [token], [store], [api], [public], [audit] or "
+                          "[keyring NAME])",
+                          name);
 }
 
 /* policy_set()'s messages are "what (expected)" or "expected": put the key and the value in. */
@@ -312,8 +449,15 @@ static void keyring_finish(Parser *p) {
                 }
                 r = policy_set(&k->policy, e->key, e->value, &err);
                 if (r == -ENOENT)
-                        add_error(p, e->line, "unknown key '%s' in [keyring %s]", e->key, k->name);
-                else if (r == -EINVAL)
+                        unknown_keyring_key(p, e->line, e->key, k->name);
+                else if (r == -EINVAL && startswith(err, "bad duration")) {
+                        /* policy_set() read it with parse_duration() and says only what a duration is: say what is
+                         * wrong with this one. */
+                        const char *why = err;
+                        usec_t ignored;
+                        (void) parse_duration_explain(e->value, &ignored, &why);
+                        add_error(p, e->line, "%s: bad duration '%s' (%s)", e->key, e->value, why);
+                } else if (r == -EINVAL)
                         policy_error(p, e->line, e->key, e->value, err);
                 else if (r < 0)
                         p->r = r;
@@ -378,9 +522,7 @@ static void section_begin(Parser *p, const char *name) {
                         p->kind = SECTION_FIXED;
                         return;
                 }
-        add_error(p, p->line, "unknown section [%s] (expected [token], [store], [api], [public], [audit] or "
-                              "[keyring NAME])",
-                  name);
+        unknown_section(p, name);
 }
 
 /* "[NAME]" with only a comment after it: begins the section and returns true; false if malformed. */
@@ -460,6 +602,27 @@ static char *config_reader(char *str, int num, void *stream) {
         return str;
 }
 
+/* Remember where key was set in the keyring's section (the last time, as its value is the last one). */
+static int keyring_key_line_set(ConfigKeyring *k, const char *key, unsigned line) {
+        ConfigKeyLine *l;
+
+        for (size_t i = 0; i < k->n_key_lines; i++)
+                if (streq(k->key_lines[i].key, key)) {
+                        k->key_lines[i].line = line;
+                        return 0;
+                }
+        l = realloc(k->key_lines, (k->n_key_lines + 1) * sizeof(ConfigKeyLine));
+        if (!l)
+                return -ENOMEM;
+        k->key_lines = l;
+        l += k->n_key_lines;
+        *l = (ConfigKeyLine){ .key = strdup(key), .line = line };
+        if (!l->key)
+                return -ENOMEM;
+        k->n_key_lines++;
+        return 0;
+}
+
 static int config_handler(void *user, const char *section, const char *name, const char *value) {
         Parser *p = user;
         (void) section; /* ours: the reader saw the header */
@@ -467,9 +630,14 @@ static int config_handler(void *user, const char *section, const char *name, con
         if (p->r < 0)
                 return 1;
         switch (p->kind) {
-        case SECTION_NONE:
-                add_error(p, p->line, "key '%s' before any section (put it under its [section])", name);
+        case SECTION_NONE: {
+                const char *home = fixed_section_of(name);
+                if (home)
+                        add_error(p, p->line, "key '%s' before any section (put it under [%s])", name, home);
+                else
+                        add_error(p, p->line, "key '%s' before any section (put it under its [section])", name);
                 return 1;
+        }
         case SECTION_IGNORED:
                 return 1;
         case SECTION_FIXED:
@@ -480,7 +648,7 @@ static int config_handler(void *user, const char *section, const char *name, con
 
                         if (!streq(it->section, p->section) || !streq(it->key, name))
                                 continue;
-                        p->seen |= UINT64_C(1) << i;
+                        p->config->key_lines[i] = p->line;
                         r = it->parse(it, value, (uint8_t *) p->config + it->offset, &err);
                         if (r == -EINVAL)
                                 add_error(p, p->line, "%s", err);
@@ -488,13 +656,17 @@ static int config_handler(void *user, const char *section, const char *name, con
                                 p->r = r;
                         return 1;
                 }
-                add_error(p, p->line, "unknown key '%s' in [%s]", name, p->section);
+                unknown_fixed_key(p, name);
                 return 1;
         case SECTION_KEYRING:
                 break;
         }
 
         ConfigKeyring *k = &p->config->keyrings[p->ring];
+        if (keyring_key_line_set(k, name, p->line) < 0) {
+                p->r = -ENOMEM;
+                return 1;
+        }
         if (streq(name, "kind")) {
                 RingKind kind = ring_kind_from_string(value);
                 if (kind < 0)
@@ -567,7 +739,7 @@ int config_load(const char *path, Config *c, char ***ret_errors) {
                         add_error(&p, (unsigned) r, "syntax error");
         }
         for (size_t i = 0; i < ELEMENTSOF(config_table) && p.r >= 0; i++)
-                if (config_table[i].required && !(p.seen & (UINT64_C(1) << i)))
+                if (config_table[i].required && c->key_lines[i] == 0)
                         add_error(&p, 0, "[%s] %s is required", config_table[i].section, config_table[i].key);
         if (p.r < 0)
                 return p.r;
@@ -584,4 +756,45 @@ int config_load(const char *path, Config *c, char ***ret_errors) {
                 list[i] = TAKE_PTR(p.errors[i].text);
         *ret_errors = list;
         return -EINVAL;
+}
+
+unsigned config_line(const Config *c, const char *section, const char *key) {
+        for (size_t i = 0; i < ELEMENTSOF(config_table); i++)
+                if (streq(config_table[i].section, section) && streq(config_table[i].key, key))
+                        return c->key_lines[i];
+        return 0;
+}
+
+unsigned config_keyring_line(const ConfigKeyring *k, const char *key) {
+        for (size_t i = 0; i < k->n_key_lines; i++)
+                if (streq(k->key_lines[i].key, key))
+                        return k->key_lines[i].line;
+        return 0;
+}
+
+int config_removed_keyrings(const Config *old, const Config *fresh, char ***ret) {
+        char **l = NULL;
+        size_t n = 0;
+
+        for (size_t i = 0; i < old->n_keyrings; i++) {
+                bool kept = false;
+                for (size_t j = 0; j < fresh->n_keyrings && !kept; j++)
+                        kept = streq(old->keyrings[i].name, fresh->keyrings[j].name);
+                if (kept)
+                        continue;
+                char **m = realloc(l, (n + 2) * sizeof(char *));
+                if (!m) {
+                        strv_free(l);
+                        return -ENOMEM;
+                }
+                l = m;
+                l[n + 1] = NULL;
+                if (!(l[n] = strdup(old->keyrings[i].name))) {
+                        strv_free(l);
+                        return -ENOMEM;
+                }
+                n++;
+        }
+        *ret = l;
+        return 0;
 }

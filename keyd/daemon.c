@@ -13,6 +13,7 @@
 
 #include "api/api.h"
 #include "common/log.h"
+#include "common/strv.h"
 #include "keyd/config.h"
 #include "keyd/daemon.h"
 #include "pkcs11/hsm.h"
@@ -468,6 +469,15 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
                 log_error_errno(r, "Reload failed: %m; keeping the running configuration.");
                 config_done(&fresh);
         } else {
+                /* The engine keeps a keyring whose section is gone (it cannot tell it from one created through the
+                 * API): say so, rather than let an operator believe it went with its section. */
+                char **removed = NULL;
+                (void) config_removed_keyrings(&d->config, &fresh, &removed);
+                for (char **n = removed; n && *n; n++)
+                        log_warning("keyring %s: removed from %s, but kept: it goes on rotating and signing under "
+                                    "its last policy ('keydctl disable %s' retires it).",
+                                    *n, d->opts->config_path, *n);
+                strv_free(removed);
                 config_done(&d->config);
                 d->config = fresh;
                 if (d->api)

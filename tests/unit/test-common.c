@@ -20,13 +20,73 @@ Test(duration, units) {
 
 Test(duration, refused) {
         usec_t d = 42;
-        const char *bad[] = { "", "s", "0s", "0", "-1s", "+1s", " 1s", "1s ", "1.5h", "1w", "1ss", "h1",
-                              "99999999999999999999d", "3651d", "0x10s" };
+        const char *bad[] = { "", "s", "0s", "0", "-1s", "+1s", " 1s", "1s ", "1.5h", "1ss", "h1",
+                              "99999999999999999999d", "3651d", "0x10s", "1h30", "h", "1h 30m", "30m1h", "1h1h",
+                              "1d1w", "0h0m", "1W", "522w", "3650d1s", "1h-30m", "1h30m " };
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
                 cr_assert_lt(parse_duration(bad[i], &d), 0, "'%s' should be refused", bad[i]);
                 cr_assert_eq(d, 42, "'%s' wrote the output on failure", bad[i]);
         }
         cr_assert_lt(parse_duration(NULL, &d), 0);
+}
+
+/* Several units in one duration, largest first, and weeks. */
+Test(duration, compound) {
+        static const struct {
+                const char *text;
+                usec_t value;
+        } good[] = {
+                { "1h30m", 90 * 60 * USEC_PER_SEC },
+                { "90s", 90 * USEC_PER_SEC },
+                { "1w", 7 * 86400 * USEC_PER_SEC },
+                { "2d12h", 60 * 3600 * USEC_PER_SEC },
+                { "1w2d3h4m5s", ((9 * 24 + 3) * 3600 + 4 * 60 + 5) * USEC_PER_SEC },
+                { "1h0m", 3600 * USEC_PER_SEC },
+                { "0h1s", USEC_PER_SEC },
+                { "521w3d", 3650LL * 86400 * USEC_PER_SEC },
+                { "3649d23h59m60s", 3650LL * 86400 * USEC_PER_SEC },
+                { "0001m", 60 * USEC_PER_SEC },
+                { "315360000", 3650LL * 86400 * USEC_PER_SEC },
+        };
+        for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+                usec_t d = 0;
+                cr_assert_eq(parse_duration(good[i].text, &d), 0, "'%s' refused", good[i].text);
+                cr_assert_eq(d, good[i].value, "'%s': %lld", good[i].text, (long long) d);
+        }
+}
+
+/* What is wrong, said for a person; -EINVAL for what is not a duration, -ERANGE for zero and too long. */
+Test(duration, explained) {
+        static const struct {
+                const char *text;
+                int r;
+                const char *why;
+        } bad[] = {
+                { "1h30", -EINVAL, "the last number has no unit: write 1h30m, not 1h30" },
+                { "h", -EINVAL, "a unit without a number before it: write 1h, not h" },
+                { "1ss", -EINVAL, "a unit without a number before it: write 1h, not h" },
+                { "10x", -EINVAL, "unknown unit: w, d, h, m or s, in lower case" },
+                { "1H", -EINVAL, "unknown unit: w, d, h, m or s, in lower case" },
+                { "30m1h", -EINVAL, "units go from the largest to the smallest, each once: w, d, h, m, s" },
+                { "1m1m", -EINVAL, "units go from the largest to the smallest, each once: w, d, h, m, s" },
+                { "1.5h", -EINVAL, "only whole numbers and units: no sign, fraction or blank" },
+                { "-1s", -EINVAL, "only whole numbers and units: no sign, fraction or blank" },
+                { "", -EINVAL, "empty: write a duration such as 90s, 1h30m or 2d12h" },
+                { "0s", -ERANGE, "zero: at least 1s" },
+                { "0", -ERANGE, "zero: at least 1s" },
+                { "99999999999999999999999h", -ERANGE, "longer than 3650d" },
+                { "18446744073709551615s", -ERANGE, "longer than 3650d" },
+                { "3650d1s", -ERANGE, "longer than 3650d" },
+                { "522w", -ERANGE, "longer than 3650d" },
+                { "315360001", -ERANGE, "longer than 3650d" },
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                const char *why = NULL;
+                usec_t d = 42;
+                cr_assert_eq(parse_duration_explain(bad[i].text, &d, &why), bad[i].r, "'%s'", bad[i].text);
+                cr_assert_str_eq(why, bad[i].why, "'%s'", bad[i].text);
+                cr_assert_eq(d, 42);
+        }
 }
 
 Test(duration, format_round_trips) {
@@ -42,6 +102,8 @@ Test(duration, format_round_trips) {
         }
         cr_assert_str_eq(format_duration(buf, sizeof buf, 3600 * USEC_PER_SEC), "1h");
         cr_assert_str_eq(format_duration(buf, sizeof buf, 90 * USEC_PER_SEC), "90s");
+        cr_assert_str_eq(format_duration(buf, sizeof buf, 7 * 86400 * USEC_PER_SEC), "7d", "no weeks in the output");
+        cr_assert_str_eq(format_duration(buf, sizeof buf, 5400 * USEC_PER_SEC), "90m", "one unit, as before");
 }
 
 Test(uint64, range) {

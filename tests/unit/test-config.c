@@ -308,22 +308,54 @@ Test(config, malformed_lines) {
 
 Test(config, unknown_section) {
 #define EXPECTED_SECTIONS "(expected [token], [store], [api], [public], [audit] or [keyring NAME])"
-        EXPECT_ERRORS("bad-unknown-section.conf",
-                      "bad-unknown-section.conf:4: unknown section [tokens] " EXPECTED_SECTIONS,
-                      "bad-unknown-section.conf:8: unknown section [keyrings default] " EXPECTED_SECTIONS,
-                      "bad-unknown-section.conf:9: unknown section [API] " EXPECTED_SECTIONS);
+        EXPECT_ERRORS(
+                "bad-unknown-section.conf",
+                "bad-unknown-section.conf:4: unknown section [tokens] (did you mean [token]?)",
+                "bad-unknown-section.conf:8: unknown section [keyrings default] (did you mean [keyring default]?)",
+                "bad-unknown-section.conf:9: unknown section [API] (did you mean [api]?)");
 }
 
 Test(config, unknown_key) {
-        EXPECT_ERRORS("bad-unknown-key.conf", "bad-unknown-key.conf:5: unknown key 'sokcet' in [api]",
-                      "bad-unknown-key.conf:8: unknown key 'rotation' in [keyring default]",
+        EXPECT_ERRORS("bad-unknown-key.conf",
+                      "bad-unknown-key.conf:5: unknown key 'sokcet' in [api] (did you mean 'socket'?)",
+                      "bad-unknown-key.conf:8: unknown key 'rotation' in [keyring default] (did you mean "
+                      "'rotation-period'?)",
                       "bad-unknown-key.conf:9: unknown key 'path' in [keyring default]");
+}
+
+/* The nearest known name for a slip (a letter missing, swapped or wrong, '_' for '-', case, a name cut short), and
+ * none for what is not close to any: still an error, the file is refused. */
+Test(config, did_you_mean) {
+        EXPECT_ERRORS("bad-did-you-mean.conf",
+                      "bad-did-you-mean.conf:3: unknown key 'pin_file' in [token] (did you mean 'pin-file'?)",
+                      "bad-did-you-mean.conf:4: unknown key 'modul' in [token] (did you mean 'module'?)",
+                      "bad-did-you-mean.conf:6: unknown section [stroe] (did you mean [store]?)",
+                      "bad-did-you-mean.conf:8: unknown section [Audit] (did you mean [audit]?)",
+                      "bad-did-you-mean.conf:10: unknown key 'rotaton-period' in [keyring default] (did you mean "
+                      "'rotation-period'?)",
+                      "bad-did-you-mean.conf:11: unknown key 'prepublsh' in [keyring default] (did you mean "
+                      "'prepublish'?)",
+                      "bad-did-you-mean.conf:12: unknown key 'Alg' in [keyring default] (did you mean 'alg'?)",
+                      "bad-did-you-mean.conf:13: unknown key 'sign-user' in [keyring default] (did you mean "
+                      "'sign-users'?)",
+                      "bad-did-you-mean.conf:14: unknown key 'colour' in [keyring default]",
+                      "bad-did-you-mean.conf:15: unknown key 'owner_uid' in [keyring default] (did you mean "
+                      "'owner-uid'?)",
+                      "bad-did-you-mean.conf:16: unknown section [keyrnig second] (did you mean [keyring second]?)",
+                      "bad-did-you-mean.conf:18: unknown key 'admin-user' in [api] (did you mean 'admin-users'?)",
+                      "bad-did-you-mean.conf:19: unknown key 'max-connection' in [api] (did you mean "
+                      "'max-connections'?)",
+                      "bad-did-you-mean.conf:20: unknown key 'socekt' in [api] (did you mean 'socket'?)",
+                      "bad-did-you-mean.conf:22: unknown key 'listen-address' in [public]",
+                      "bad-did-you-mean.conf:23: unknown section [tokens] (did you mean [token]?)",
+                      "bad-did-you-mean.conf:25: unknown key 'checkpoint' in [audit] (did you mean "
+                      "'checkpoint-interval'?)");
 }
 
 Test(config, key_before_any_section) {
         EXPECT_ERRORS("bad-no-section.conf",
-                      "bad-no-section.conf:2: key 'module' before any section (put it under its [section])",
-                      "bad-no-section.conf:3: key 'uri' before any section (put it under its [section])");
+                      "bad-no-section.conf:2: key 'module' before any section (put it under [token])",
+                      "bad-no-section.conf:3: key 'uri' before any section (put it under [token])");
 }
 
 Test(config, bad_token_limits) {
@@ -332,16 +364,42 @@ Test(config, bad_token_limits) {
                       "bad-token.conf:4: sign-timeout: bad duration '11m' (between 1s and 600s)");
 }
 
+/* Each bad duration says what is wrong with it, in [token], [api], [audit] and [keyring] sections alike; the ranges
+ * of the keys that have one are as they were. */
 Test(config, bad_duration) {
-#define EXPECTED_DURATION "(a whole number with s, m, h or d, between 1s and 3650d)"
-        EXPECT_ERRORS("bad-duration.conf", "bad-duration.conf:3: session-wait: bad duration '11m' (between 1s and 600s)",
-                      "bad-duration.conf:6: idle-timeout: bad duration '10x' " EXPECTED_DURATION,
-                      "bad-duration.conf:9: rotation-period: bad duration '10x' " EXPECTED_DURATION,
-                      "bad-duration.conf:10: prepublish: bad duration '0s' " EXPECTED_DURATION,
-                      "bad-duration.conf:11: token-ttl-max: bad duration '-1s' " EXPECTED_DURATION,
-                      "bad-duration.conf:12: default-ttl: bad duration '1.5h' " EXPECTED_DURATION,
-                      "bad-duration.conf:13: clock-skew: bad duration '' " EXPECTED_DURATION,
-                      "bad-duration.conf:16: checkpoint-interval: bad duration '1w' " EXPECTED_DURATION);
+#define UNKNOWN_UNIT "(unknown unit: w, d, h, m or s, in lower case)"
+#define NOT_A_NUMBER "(only whole numbers and units: no sign, fraction or blank)"
+        EXPECT_ERRORS("bad-duration.conf",
+                      "bad-duration.conf:3: session-wait: bad duration '11m' (between 1s and 600s)",
+                      "bad-duration.conf:6: idle-timeout: bad duration '10x' " UNKNOWN_UNIT,
+                      "bad-duration.conf:9: rotation-period: bad duration '10x' " UNKNOWN_UNIT,
+                      "bad-duration.conf:10: prepublish: bad duration '0s' (zero: at least 1s)",
+                      "bad-duration.conf:11: token-ttl-max: bad duration '-1s' " NOT_A_NUMBER,
+                      "bad-duration.conf:12: default-ttl: bad duration '1.5h' " NOT_A_NUMBER,
+                      "bad-duration.conf:13: clock-skew: bad duration '' (empty: write a duration such as 90s, 1h30m "
+                      "or 2d12h)",
+                      "bad-duration.conf:16: checkpoint-interval: bad duration '1h30' (the last number has no unit: "
+                      "write 1h30m, not 1h30)",
+                      "bad-duration.conf:19: rotation-period: bad duration 'h' (a unit without a number before it: "
+                      "write 1h, not h)",
+                      "bad-duration.conf:20: prepublish: bad duration '99999999999999999999d' (longer than 3650d)",
+                      "bad-duration.conf:21: token-ttl-max: bad duration '30m1h' (units go from the largest to the "
+                      "smallest, each once: w, d, h, m, s)",
+                      "bad-duration.conf:22: default-ttl: bad duration '3651d' (longer than 3650d)",
+                      "bad-duration.conf:25: sign-timeout: bad duration '10m1s' (between 1s and 600s)");
+}
+
+/* 1h30m, 2d12h, 1w: several units, and weeks, wherever keyd.conf takes a duration. */
+Test(config, compound_durations) {
+        Config c;
+        load_good("good-durations.conf", &c);
+        cr_assert_eq(c.session_wait, 90 * S);
+        cr_assert_eq(c.sign_timeout, 600 * S, "10m is the top of sign-timeout's range");
+        cr_assert_eq(c.idle_timeout, 90 * M);
+        cr_assert_eq(c.checkpoint_interval, 7 * 24 * H);
+        assert_policy_times(&find_ring(&c, "default")->policy, 60 * H, 90 * M, 90 * M, 45 * M + 30 * S, 90 * S);
+        assert_policy_times(&find_ring(&c, "weekly")->policy, 14 * 24 * H, 8 * 24 * H, 24 * H, 300 * S, 60 * S);
+        config_done(&c);
 }
 
 Test(config, bad_alg) {
@@ -456,10 +514,10 @@ Test(config, line_too_long) {
 /* Every error of the file, sorted by line even when found later (a keyring's values are read at its end). */
 Test(config, several_errors_in_line_order) {
         EXPECT_ERRORS("bad-many.conf", "bad-many.conf:2: module: bad path 'softhsm.so' (an absolute path)",
-                      "bad-many.conf:6: unknown key 'sokcet' in [api]",
+                      "bad-many.conf:6: unknown key 'sokcet' in [api] (did you mean 'socket'?)",
                       "bad-many.conf:7: workers: bad number 'many' (a whole number between 0 and 256)",
                       "bad-many.conf:10: alg: unknown alg 'HS256' " EXPECTED_ALGS,
-                      "bad-many.conf:11: rotation-period: bad duration '10x' " EXPECTED_DURATION,
+                      "bad-many.conf:11: rotation-period: bad duration '10x' " UNKNOWN_UNIT,
                       "bad-many.conf:12: kind: bad value 'robot' (issuer or agent)",
                       "bad-many.conf:13: owner-uid: only agent keyrings have an owner ([keyring default] is an "
                       "issuer)",
@@ -499,4 +557,45 @@ Test(config, man_page_example) {
         cr_assert_eq(find_ring(&c, "agent-build-42")->owner_uid, 1042);
         cr_assert_not(find_ring(&c, "agent-build-42")->policy.publish);
         config_done(&c);
+}
+
+/* Where each key was set, for --check-config's messages; 0 for a default. */
+Test(config, key_lines) {
+        Config c;
+        load_good("spec-example.conf", &c);
+        cr_assert_eq(config_line(&c, "token", "uri"), 3);
+        cr_assert_eq(config_line(&c, "token", "pin-file"), 4);
+        cr_assert_eq(config_line(&c, "api", "admin-users"), 12);
+        cr_assert_eq(config_line(&c, "api", "max-connections"), 0, "not in the file: the default");
+        cr_assert_eq(config_line(&c, "store", "uri"), 0, "uri is in [token]");
+        const ConfigKeyring *k = find_ring(&c, "default");
+        cr_assert_eq(config_keyring_line(k, "kind"), 19);
+        cr_assert_eq(config_keyring_line(k, "sign-users"), 27);
+        cr_assert_eq(config_keyring_line(k, "sign-groups"), 28);
+        cr_assert_eq(config_keyring_line(k, "owner-uid"), 0);
+        config_done(&c);
+
+        load_good("good-several.conf", &c);
+        k = find_ring(&c, "agent-7");
+        cr_assert_gt(config_keyring_line(k, "owner-uid"), k->line);
+        config_done(&c);
+}
+
+/* SIGHUP names the keyrings whose section is gone (the engine keeps them). */
+Test(config, removed_keyrings) {
+        Config before, after;
+        char **removed = (char **) 1;
+
+        load_good("good-several.conf", &before);
+        load_good("spec-example.conf", &after);
+        cr_assert_eq(config_removed_keyrings(&before, &after, &removed), 0);
+        ASSERT_STRV(removed, "legacy.rsa", "agent-7", "agent-8");
+        strv_free(removed);
+
+        cr_assert_eq(config_removed_keyrings(&after, &before, &removed), 0);
+        cr_assert_null(removed, "nothing removed: default is in both");
+        cr_assert_eq(config_removed_keyrings(&before, &before, &removed), 0);
+        cr_assert_null(removed);
+        config_done(&before);
+        config_done(&after);
 }
