@@ -14,6 +14,7 @@
 #include "common/macro.h"
 #include "common/strv.h"
 #include "keyd/config.h"
+#include "pkcs11/hsm.h"
 
 #define UID_MAX_VALID ((uint64_t) UINT32_MAX - 1) /* (uid_t) -1 is "no uid" */
 
@@ -158,6 +159,18 @@ static int config_parse_unsigned(const ConfigItem *i, const char *value, void *f
         return 0;
 }
 
+/* Where signatures are made (HsmSignIn). */
+static int config_parse_sign_in(const ConfigItem *i, const char *value, void *field, char **ret_error) {
+        static const char *const names[] = { [HSM_SIGN_IN_AUTO] = "auto", [HSM_SIGN_IN_WORKERS] = "workers",
+                                             [HSM_SIGN_IN_CALLER] = "caller" };
+        for (unsigned n = 0; n < ELEMENTSOF(names); n++)
+                if (streq(value, names[n])) {
+                        *(unsigned *) field = n;
+                        return 0;
+                }
+        return bad_value(ret_error, i->key, "value", value, "auto, caller or workers");
+}
+
 /* A duration; with max, between min and max seconds. */
 static int config_parse_duration(const ConfigItem *i, const char *value, void *field, char **ret_error) {
         const char *why;
@@ -223,6 +236,7 @@ static const ConfigItem config_table[] = {
         { "token", "session-wait", config_parse_duration, offsetof(Config, session_wait), 1, 600 },
         { "token", "max-sessions", config_parse_unsigned, offsetof(Config, max_sessions), 1, 1024 },
         { "token", "sign-timeout", config_parse_duration, offsetof(Config, sign_timeout), 1, 600 },
+        { "token", "sign-in", config_parse_sign_in, offsetof(Config, sign_in), 0, 0 },
         { "store", "path", config_parse_path, offsetof(Config, store_path), 0, PATH_LEN },
         { "api", "socket", config_parse_path, offsetof(Config, socket), 0, SOCKET_LEN },
         { "api", "workers", config_parse_unsigned, offsetof(Config, workers), 0, 256 },

@@ -37,6 +37,7 @@ typedef struct Config {
         usec_t session_wait; /* session-wait = DURATION, 1s..600s (default 5s): a signer's longest wait for a session */
         unsigned max_sessions; /* max-sessions = N, 1..1024 (default 64): signing sessions open at once, at most */
         usec_t sign_timeout;   /* sign-timeout = DURATION, 1s..600s (default 5s): a signer's longest wait for the token */
+        unsigned sign_in;      /* sign-in = auto | caller | workers (HsmSignIn; default auto) */
         /* [store] */
         char *store_path;    /* path = PATH (default /var/lib/keyd/keyd.db) */
         /* [api] */

@@ -567,7 +567,7 @@ static int daemon_start(Daemon *d) {
         if (c->softhsm2_conf && setenv("SOFTHSM2_CONF", c->softhsm2_conf, 1) < 0)
                 return log_oom();
         HsmConfig hc = { .module = c->module, .uri = c->uri, .pin_file = c->pin_file,
-                         .sessions = c->max_sessions,
+                         .sessions = c->max_sessions, .sign_in = (HsmSignIn) c->sign_in,
                          .session_wait_ms = (unsigned) (c->session_wait / USEC_PER_MSEC),
                          .sign_timeout_ms = (unsigned) (c->sign_timeout / USEC_PER_MSEC) };
         r = hsm_open(&hc, &d->hsm);

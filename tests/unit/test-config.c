@@ -6,6 +6,7 @@
 #include "common/macro.h"
 #include "common/strv.h"
 #include "keyd/config.h"
+#include "pkcs11/hsm.h"
 #include "tests/helpers/test-util.h"
 
 #define H (3600 * USEC_PER_SEC)
@@ -96,6 +97,7 @@ Test(config, defaults) {
         cr_assert_eq(c.session_wait, 5 * USEC_PER_SEC);
         cr_assert_eq(c.max_sessions, 64);
         cr_assert_eq(c.sign_timeout, 5 * USEC_PER_SEC);
+        cr_assert_eq(c.sign_in, HSM_SIGN_IN_AUTO);
         assert_default_store_api_audit(&c);
         cr_assert_null(c.public_listen);
         cr_assert_eq(c.n_keyrings, 0);
@@ -139,6 +141,7 @@ Test(config, good_several_keyrings) {
         cr_assert_str_eq(c.softhsm2_conf, "/etc/softhsm/softhsm2.conf");
         cr_assert_eq(c.max_sessions, 16);
         cr_assert_eq(c.sign_timeout, 2 * USEC_PER_SEC);
+        cr_assert_eq(c.sign_in, HSM_SIGN_IN_WORKERS);
         cr_assert_str_eq(c.store_path, "/srv/keyd/keyd.db", "an indented key is a key, not a continuation");
         cr_assert_str_eq(c.socket, "/run/keyd/api.sock");
         cr_assert_eq(c.workers, 8);
@@ -361,7 +364,8 @@ Test(config, key_before_any_section) {
 Test(config, bad_token_limits) {
         EXPECT_ERRORS("bad-token.conf",
                       "bad-token.conf:3: max-sessions: bad number '2000' (a whole number between 1 and 1024)",
-                      "bad-token.conf:4: sign-timeout: bad duration '11m' (between 1s and 600s)");
+                      "bad-token.conf:4: sign-timeout: bad duration '11m' (between 1s and 600s)",
+                      "bad-token.conf:5: sign-in: bad value 'sideways' (auto, caller or workers)");
 }
 
 /* Each bad duration says what is wrong with it, in [token], [api], [audit] and [keyring] sections alike; the ranges
