@@ -10,6 +10,7 @@
 typedef struct AdminCall {
         const char *name;
         const char *reason;
+        const char *comment; /* revoke: the operator's free text, or NULL */
         bool force;
         usec_t exp;
         Actor actor;
@@ -22,7 +23,7 @@ static int rotate_on_loop(Engine *e, void *arg) {
 
 static int revoke_on_loop(Engine *e, void *arg) {
         AdminCall *c = arg;
-        return engine_revoke_key(e, c->name, c->reason, &c->actor);
+        return engine_revoke_key_comment(e, c->name, c->reason, c->comment, &c->actor);
 }
 
 static int disable_on_loop(Engine *e, void *arg) {
@@ -61,7 +62,10 @@ int h_rotate(Request *rq, const char *name, Reply *rp) {
 
 int h_revoke_key(Request *rq, const char *kid, Reply *rp) {
         bool bad = false;
-        AdminCall c = { .name = kid, .reason = opt_string(rq, "reason", rp, &bad), .actor = api_actor(rq) };
+        AdminCall c = { .name = kid,
+                        .reason = opt_string(rq, "reason", rp, &bad),
+                        .comment = opt_string(rq, "comment", rp, &bad),
+                        .actor = api_actor(rq) };
         char ring[KEYRING_NAME_MAX + 1] = "";
         if (bad)
                 return -1;
@@ -81,8 +85,8 @@ int h_revoke_key(Request *rq, const char *kid, Reply *rp) {
         }
         engine_read_unlock(rq->api->engine);
         return reply_json(rp, MHD_HTTP_OK,
-                          json_pack("{s:s, s:s, s:s, s:o, s:s}", "kid", kid, "keyring", ring, "state", "revoked",
-                                    "revoked_at", revoked_at, "reason", c.reason));
+                          json_pack("{s:s, s:s, s:s, s:o, s:s, s:s*}", "kid", kid, "keyring", ring, "state", "revoked",
+                                    "revoked_at", revoked_at, "reason", c.reason, "comment", c.comment));
 }
 
 int h_disable(Request *rq, const char *name, Reply *rp) {
@@ -91,6 +95,34 @@ int h_disable(Request *rq, const char *name, Reply *rp) {
         if (r < 0)
                 return reply_write_errno(rq, rp, r, name);
         return h_keyring_show(rq, name, rp);
+}
+
+/* A jti denied already: 409 as before, with the denial that stands (when, and until when), so that a client that
+ * runs the same denial again can tell "done already" from a failure without another endpoint. */
+static int reply_denied_already(Request *rq, const char *jti, Reply *rp) {
+        StoreRevokedToken **l = NULL;
+        usec_t at = 0, exp = 0;
+        size_t n = 0;
+        Store *s = NULL;
+        char when[32], until[32], msg[400];
+
+        int r = store_open(rq->api->cfg.db_path, STORE_READ_ONLY, &s);
+        if (r >= 0)
+                r = store_revoked_token_list(s, &l, &n);
+        store_close(s);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                if (streq(l[i]->jti, jti)) {
+                        at = l[i]->revoked_at;
+                        exp = l[i]->exp;
+                }
+        store_revoked_token_list_free(l);
+        if (r < 0 || at == 0)
+                return reply_errno(rp, -EEXIST, jti);
+        (void) snprintf(msg, sizeof msg, "%s: already denied at %s until %s", jti,
+                        format_rfc3339(when, sizeof when, at), format_rfc3339(until, sizeof until, exp));
+        return reply_json(rp, MHD_HTTP_CONFLICT,
+                          json_pack("{s:s, s:s, s:s, s:o, s:I}", "error", "conflict", "message", msg, "jti", jti,
+                                    "revoked_at", json_time(at), "exp", (json_int_t) (exp / USEC_PER_SEC)));
 }
 
 int h_revoke_token(Request *rq, const char *arg, Reply *rp) {
@@ -123,6 +155,8 @@ int h_revoke_token(Request *rq, const char *arg, Reply *rp) {
                 c.exp = now + MAX(longest, USEC_PER_SEC);
         }
         int r = rq->api->call(rq->api->call_userdata, deny_on_loop, &c);
+        if (r == -EEXIST)
+                return reply_denied_already(rq, c.name, rp);
         if (r < 0)
                 return reply_write_errno(rq, rp, r, c.name);
         return reply_json(rp, MHD_HTTP_OK,

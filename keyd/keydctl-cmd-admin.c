@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* keydctl: the administrative commands: rotate, revoke, disable, token revoke, audit tail, audit verify. */
+/* keydctl: the administrative commands: rotate, disable, token revoke, audit tail, audit verify (revoke and rekey-all:
+ * keydctl-cmd-revoke.c). */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <time.h>
@@ -54,44 +55,6 @@ int verb_rotate(Ctl *c, const Verb *v, int argc, char **argv) {
         return 0;
 }
 
-int verb_revoke(Ctl *c, const Verb *v, int argc, char **argv) {
-        _cleanup_json_ json_t *body = NULL, *reply = NULL;
-        _cleanup_free_ char *path = NULL;
-        const char *reason = NULL;
-        char clean[256], clean2[256], clean3[64];
-        RevokeReason why;
-        int r;
-
-        r = ctl_parse_value(c, v, argc, argv, "reason", &reason, 1, 1);
-        if (r != CTL_PARSED)
-                return r > 0 ? 0 : r;
-        if (!reason)
-                return ctl_error(KEYDCTL_ERR_USAGE, "revoke needs --reason " REVOKE_REASONS_TEXT);
-        why = revoke_reason_from_string(reason);
-        if (why < 0)
-                return ctl_error(KEYDCTL_ERR_USAGE, "--reason: '%s' is not " REVOKE_REASONS_TEXT, reason);
-        reason = revoke_reason_to_string(why);
-        if (!*argv[optind])
-                return ctl_error(KEYDCTL_ERR_USAGE, "the KID is empty");
-        path = ctl_path("/v1/keys/", argv[optind], "/revoke");
-        body = json_pack("{s:s}", "reason", reason);
-        if (!path || !body)
-                return OOM();
-        r = ctl_call(c, "POST", path, body, &reply);
-        if (r < 0)
-                return r;
-        if (c->json) {
-                print_json(reply);
-                return 0;
-        }
-        printf("Revoked key %s of keyring %s at %s (%s).\n",
-               sanitize(json_str(reply, "kid") ?: argv[optind], clean, sizeof clean),
-               sanitize(json_str(reply, "keyring") ?: "?", clean2, sizeof clean2),
-               sanitize(json_str(reply, "revoked_at") ?: "?", clean3, sizeof clean3), reason);
-        printf("Check the keyring with: keydctl keyring show %s\n", clean2);
-        return 0;
-}
-
 static int show_disabled(_unused_ const Ctl *c, const char *name, const json_t *reply) {
         const json_t *k;
         size_t i, revoked = 0;
@@ -104,6 +67,43 @@ static int show_disabled(_unused_ const Ctl *c, const char *name, const json_t *
 
 int verb_disable(Ctl *c, const Verb *v, int argc, char **argv) {
         return ctl_simple_keyring_call(c, v, argc, argv, "POST", "/disable", show_disabled);
+}
+
+/* A 409 to a denial: keyd holds a denial of jti already (with when and until when, keyd's reply says). Running the
+ * same denial again is done when that one still stands, for as long as asked (exp, 0: not given). */
+static int denied_already(Ctl *c, const char *jti, uint64_t exp, json_t *reply) {
+        const json_t *until = json_object_get(reply, "exp");
+        const char *at = json_str(reply, "revoked_at");
+        int64_t now = (int64_t) (now_realtime() / USEC_PER_SEC);
+        char when[32], clean[512], clean2[64];
+
+        if (!at || !json_is_integer(until))
+                /* A 409 that is not about this jti's denial: keyd's message says what it is. */
+                return ctl_error(KEYDCTL_ERR_REFUSED, "%s (%s)",
+                                 json_str(reply, "message") ?: "keyd refused the denial",
+                                 json_str(reply, "error") ?: "conflict");
+        format_time(when, sizeof when, json_integer_value(until));
+        if (json_integer_value(until) <= now)
+                return ctl_error(KEYDCTL_ERR_REFUSED,
+                                 "token %s: its earlier denial (at %s) ended at %s and keyd has not dropped it yet; "
+                                 "deny it again in a minute",
+                                 jti, at, when);
+        if (exp > 0 && (uint64_t) json_integer_value(until) < exp)
+                return ctl_error(KEYDCTL_ERR_REFUSED,
+                                 "token %s is denied (since %s) only until %s, before the --exp given; keyd does not "
+                                 "extend a denial",
+                                 jti, at, when);
+        if (c->json) {
+                /* As a denial's reply, not keyd's error. */
+                _cleanup_json_ json_t *o =
+                        json_pack("{s:s, s:O, s:s, s:b}", "jti", jti, "exp", until, "revoked_at", at, "already", true);
+                if (!o)
+                        return OOM();
+                print_json(o);
+        } else
+                printf("Token %s was already denied at %s, until %s.\n", sanitize(jti, clean, sizeof clean),
+                       sanitize(at, clean2, sizeof clean2), when);
+        return 0;
 }
 
 int verb_token_revoke(Ctl *c, const Verb *v, int argc, char **argv) {
@@ -144,9 +144,11 @@ int verb_token_revoke(Ctl *c, const Verb *v, int argc, char **argv) {
         if ((exp > 0 && json_object_set_new(body, "exp", json_integer((json_int_t) exp)) < 0) ||
             (keyring && json_object_set_new(body, "keyring", json_string(keyring)) < 0))
                 return OOM();
-        r = ctl_call(c, "POST", "/v1/tokens/revoke", body, &reply);
+        r = ctl_call_quiet(c, "POST", "/v1/tokens/revoke", body, (const long[]){ 409, 0 }, &reply);
         if (r < 0)
                 return r;
+        if (r > 0)
+                return denied_already(c, argv[optind], exp, reply);
         if (c->json) {
                 print_json(reply);
                 return 0;

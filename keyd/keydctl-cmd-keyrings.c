@@ -69,11 +69,11 @@ static int show_keyrings(_unused_ const Ctl *c, _unused_ const char *name, const
         return 0;
 }
 
-/* Every keyring, page after page of GET /v1/keyrings (KEYRINGS_PAGE at a time, following "next" until it is null or
- * absent: a keyd that does not page sends them all with no "next"): *ret is {"keyrings": [...]}, as one reply. */
+/* KEYRINGS_PAGE at a time, following "next" until it is null or absent: a keyd that does not page sends them all with
+ * no "next". */
 #define KEYRINGS_PAGE 1000
 
-static int fetch_keyrings(Ctl *c, json_t **ret) {
+int ctl_fetch_keyrings(Ctl *c, json_t **ret) {
         _cleanup_json_ json_t *all = json_array();
         _cleanup_free_ char *after = NULL;
         char path[128];
@@ -116,7 +116,7 @@ int verb_keyrings(Ctl *c, const Verb *v, int argc, char **argv) {
         int r = ctl_parse_plain(c, v, argc, argv, 0, 0);
         if (r != CTL_PARSED)
                 return r > 0 ? 0 : r;
-        r = fetch_keyrings(c, &reply);
+        r = ctl_fetch_keyrings(c, &reply);
         if (r < 0)
                 return r;
         if (c->json) {
@@ -387,7 +387,7 @@ int verb_plan(Ctl *c, const Verb *v, int argc, char **argv) {
                 }
         if (r != CTL_PARSED)
                 return r > 0 ? 0 : r;
-        r = fetch_keyrings(c, &reply);
+        r = ctl_fetch_keyrings(c, &reply);
         if (r < 0)
                 return r;
         now = fixed ? (int64_t) fixed : now_realtime() / USEC_PER_SEC;

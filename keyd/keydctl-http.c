@@ -138,6 +138,18 @@ int ctl_call_verdict(Ctl *c, const char *path, const json_t *body, const char *k
 }
 
 int ctl_call(Ctl *c, const char *method, const char *path, const json_t *body, json_t **ret_reply) {
+        return ctl_call_quiet(c, method, path, body, NULL, ret_reply);
+}
+
+static bool is_quiet(const long *quiet, long status) {
+        for (; quiet && *quiet; quiet++)
+                if (*quiet == status)
+                        return true;
+        return false;
+}
+
+int ctl_call_quiet(Ctl *c, const char *method, const char *path, const json_t *body, const long *quiet,
+                   json_t **ret_reply) {
         _cleanup_free_ char *url = NULL, *text = NULL;
         char errbuf[CURL_ERROR_SIZE] = "";
         struct curl_slist *headers = NULL;
@@ -196,6 +208,15 @@ int ctl_call(Ctl *c, const char *method, const char *path, const json_t *body, j
                 goto finish;
         }
         (void) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->status);
+        if (is_quiet(quiet, c->status)) {
+                /* The caller reads the error body itself: keyd's own words, or an empty object. */
+                reply = b.len > 0 ? json_loadb(b.data, b.len, 0, NULL) : NULL;
+                *ret_reply = json_is_object(reply) ? reply : json_object();
+                if (*ret_reply != reply)
+                        json_decref(reply);
+                r = *ret_reply ? (int) c->status : ctl_error(-ENOMEM, "out of memory");
+                goto finish;
+        }
         if (c->status < 200 || c->status > 299) {
                 r = report_error(c, &b);
                 goto finish;

@@ -43,6 +43,7 @@ typedef struct Ctl {
         bool json;
         void *curl;                /* CURL *, made on first use */
         long status;               /* HTTP status of the last answered request, 0 if none */
+        int n_opts;                /* the arguments of the command that getopt_long() reads (ctl_next_option()) */
 } Ctl;
 
 void ctl_done(Ctl *c);
@@ -54,6 +55,11 @@ int ctl_error(int error, const char *format, ...) _printf_(2, 3);
  * *ret_reply; anything else is reported on stderr and returns one of the KEYDCTL_ERR_* above. path must be escaped
  * already (ctl_path()). */
 int ctl_call(Ctl *c, const char *method, const char *path, const json_t *body, json_t **ret_reply);
+/* ctl_call(), except that a reply whose HTTP status is in quiet (a list ending in 0) is not reported: the caller
+ * makes sense of it ("already revoked" is a 409). Returns 0 (2xx), the status (quiet) with keyd's error body in
+ * *ret_reply (an empty object if it had none), or a negative errno (reported). */
+int ctl_call_quiet(Ctl *c, const char *method, const char *path, const json_t *body, const long *quiet,
+                   json_t **ret_reply);
 /* "/v1/keyrings/<name>/<suffix>" with each segment percent-escaped; a new string or NULL (out of memory). */
 #define OOM() ctl_error(-ENOMEM, "out of memory")
 
@@ -193,6 +199,7 @@ int verb_plan(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_rotate(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_revoke(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_disable(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_rekey_all(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_mint(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_sign(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_verify(Ctl *c, const Verb *v, int argc, char **argv);
@@ -200,6 +207,23 @@ int verb_jwks(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_token_revoke(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_audit_tail(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_audit_verify(Ctl *c, const Verb *v, int argc, char **argv);
+
+/* Every keyring, page after page of GET /v1/keyrings?after=&limit= (keydctl-cmd-keyrings.c): *ret is
+ * {"keyrings": [...]}, as one reply. 0 or a negative errno (reported). */
+int ctl_fetch_keyrings(Ctl *c, json_t **ret);
+
+/* Kids as operators give them (keydctl-keys.c): the whole kid, or a prefix of it of at least KID_PREFIX_MIN
+ * characters (keydctl keyrings shows 12), unique among every keyring's keys. */
+#define KID_PREFIX_MIN 8
+#define KID_MAX 64
+/* Whether s is made of base64url characters only (A-Z a-z 0-9 - _), as kids are. */
+bool base64url_text(const char *s);
+/* A kid or kid prefix as keydctl accepts one: base64url, KID_PREFIX_MIN to KID_MAX characters; else a usage error. */
+int ctl_check_kid(const char *kid);
+/* The key that kid (ctl_check_kid()) names: a key whose kid is kid, else the only one whose kid starts with it,
+ * among the keys of every keyring (ctl_fetch_keyrings(), into *ret_keyrings, which the other two point into).
+ * No such key: KEYDCTL_ERR_REFUSED; several: KEYDCTL_ERR_USAGE naming them (reported). */
+int ctl_resolve_kid(Ctl *c, const char *kid, json_t **ret_keyrings, const json_t **ret_ring, const json_t **ret_key);
 
 /* Shared by the commands (keydctl-cmd-keyrings.c): one keyring in full, and the first of a keyring's keys (as keyd
  * sends a keyring) in a state, or NULL. */

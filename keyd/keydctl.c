@@ -48,11 +48,30 @@ static const Verb verbs[] = {
           verb_rotate },
         { "revoke", "KID --reason R", "Emergency revocation of a key (admin)",
           "Emergency revocation of a key (admin): out of the JWKS at once, refused by verify. Revoking the\n"
-          "active key promotes the next key.\n"
-          "      --reason R                " REVOKE_REASONS_TEXT " (required)\n",
+          "active key promotes the next key and keyd publishes a new next key; revoking the next key publishes\n"
+          "a new one. KID is the whole kid or a unique prefix of at least 8 characters (keydctl keyrings shows\n"
+          "12), also one that starts with \"-\" (or give it after --). A key revoked already is no error: keydctl\n"
+          "says when it was. Then it shows the key that signs now, when that key was published, and when the\n"
+          "verifiers' JWKS caches have dropped the revoked key; a warning when the signing key was published\n"
+          "less than the keyring's prepublish ago (verifiers may not have it yet).\n"
+          "      --reason R                A reason code, then free text for the audit log if you like (an\n"
+          "                                incident reference): \"key_compromise: INC-4711 PIN leaked\".\n"
+          "                                Codes: " REVOKE_REASONS_TEXT " (required)\n",
           verb_revoke },
         { "disable", "NAME", "Revoke every key of a keyring (admin)",
           "Revoke every key of a keyring (admin): retire an agent.\n", verb_disable },
+        { "rekey-all", "--reason R [--before TIME]", "Replace every key of every keyring (admin)",
+          "Replace every key of every keyring (admin), when the token's PIN or its keys leaked. In each keyring:\n"
+          "revoke the next key (keyd publishes a new one), then the active key (the new next key signs from then\n"
+          "on, and another is published), then the retired keys that still verify; so no key created before the\n"
+          "run signs or verifies any more. Disabled keyrings have no key left to replace. Prints what happened\n"
+          "in each keyring; exit status 1 if any keyring failed, and how to complete the run: running it again\n"
+          "does, and with --before TIME (as printed) it leaves the keys made since alone.\n"
+          "      --reason R                Free text for the audit log, an incident reference (required). The\n"
+          "                                reason code is key_compromise, unless R starts with another code\n"
+          "      --before TIME             Replace the keys created before TIME (RFC 3339, or seconds since\n"
+          "                                the epoch; default: when the run starts)\n",
+          verb_rekey_all },
         { "mint", "NAME --sub S [OPTIONS]", "Mint a JWT; prints the token alone",
           "Mint a JWT with the keyring's active key; prints the token alone (--json: the whole reply).\n"
           "      --sub S                   Subject (required)\n"
@@ -126,6 +145,28 @@ static void help(void) {
                "  3  keyd cannot be reached: no socket, connection refused, timeout, another 5xx, a malformed reply\n"
                "\n"
                "See keydctl(1).\n");
+}
+
+/* "keydctl GROUP --help", "keydctl help GROUP": the commands of a group ("audit", "keyring", "token"). 0 if shown,
+ * -ENOENT if word is no group. */
+static int group_help(const char *word) {
+        bool found = false;
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                const char *rest = startswith(verbs[i].name, word);
+                char line[80];
+                if (!rest || *rest != ' ')
+                        continue;
+                if (!found)
+                        printf("Usage: keydctl [OPTIONS] %s COMMAND [ARGS...]\n\nCommands:\n", word);
+                found = true;
+                (void) snprintf(line, sizeof line, "%s%s%s", verbs[i].name, *verbs[i].args ? " " : "", verbs[i].args);
+                printf("  %-41s  %s\n", line, verbs[i].summary);
+        }
+        if (!found)
+                return -ENOENT;
+        printf("\nkeydctl %s COMMAND --help shows a command's options; see keydctl --help.\n", word);
+        return 0;
 }
 
 void ctl_verb_help(const Verb *v) {
@@ -212,11 +253,108 @@ int ctl_operands(const Verb *v, int argc, char **argv, int n_min, int n_max) {
         return 0;
 }
 
+/* The long option that "--name" or "--name=value" (arg without its dashes) names as getopt_long() reads it: the
+ * option of that exact name, else the one it abbreviates; NULL for none, or for an abbreviation of several. */
+static const struct option *long_option(const struct option *options, const char *arg) {
+        size_t len = strcspn(arg, "=");
+        const struct option *found = NULL;
+        unsigned n = 0;
+
+        for (const struct option *o = options; o->name; o++) {
+                if (strncmp(o->name, arg, len) != 0)
+                        continue;
+                if (strlen(o->name) == len)
+                        return o;
+                found = o;
+                n++;
+        }
+        return n == 1 ? found : NULL;
+}
+
+/* Whether every character of a cluster "-abc" is one of the command's short options. */
+static bool short_cluster(const char *cluster, const char *optstring) {
+        for (const char *p = cluster; *p; p++) {
+                const char *o = *p == ':' ? NULL : strchr(optstring, *p);
+                if (!o)
+                        return false;
+                if (o[1] == ':')
+                        return true; /* the rest is its value */
+        }
+        return true;
+}
+
+/* Whether arg, which starts with "-", is an operand of a command whose operand is a KID or a JTI: kids are base64url
+ * and may start with "-" (and so may keyd's jtis), and getopt_long() would take them for options ("unknown option
+ * '-8'"). It is one when it is base64url and no option of the command: a cluster of the command's short options is
+ * an option ("-h"), and so is "--x" that names or abbreviates a long option, or that is shorter than a kid prefix
+ * (then getopt_long() reports it: "--jsn" is a typo, not a kid). */
+static bool dash_operand(const Verb *v, const char *arg, const char *optstring, const struct option *options) {
+        if (!startswith(v->args, "KID") && !startswith(v->args, "JTI"))
+                return false;
+        if (!base64url_text(arg) || streq(arg, "-") || streq(arg, "--"))
+                return false;
+        if (arg[1] != '-')
+                return !short_cluster(arg + 1, optstring);
+        return !long_option(options, arg + 2) && strlen(arg) >= KID_PREFIX_MIN;
+}
+
+/* Before getopt_long() reads a command's line: its options (with their values) first and its operands after them,
+ * and getopt_long() is given the options only. So options may follow operands whatever POSIXLY_CORRECT says, an
+ * operand that looks like an option is not taken for one where it is a kid or jti (dash_operand()), and "--" ends
+ * the options (it stays as the last argument getopt_long() sees, which skips it). The order of the operands among
+ * themselves is kept. Returns how many arguments getopt_long() is to see: argv[0], the options, "--" if given. */
+static int sort_arguments(const Verb *v, int argc, char **argv, const char *optstring, const struct option *options) {
+        _cleanup_free_ char **opts = calloc((size_t) argc + 1, sizeof *opts),
+                            **operands = calloc((size_t) argc + 1, sizeof *operands);
+        int n_opts = 0, n_operands = 0;
+        char *end = NULL;
+
+        if (!opts || !operands)
+                return argc; /* getopt_long() as it is: still right, for all but a kid that starts with "-" */
+        opts[n_opts++] = argv[0];
+        for (int i = 1; i < argc; i++) {
+                const char *a = argv[i];
+                const struct option *o;
+                bool value_follows = false;
+
+                if (end || a[0] != '-' || streq(a, "-") || dash_operand(v, a, optstring, options)) {
+                        operands[n_operands++] = argv[i];
+                        continue;
+                }
+                if (streq(a, "--")) {
+                        end = argv[i];
+                        continue;
+                }
+                opts[n_opts++] = argv[i];
+                if (a[1] == '-') {
+                        o = long_option(options, a + 2);
+                        value_follows = o && o->has_arg == required_argument && !strchr(a, '=');
+                } else
+                        for (const char *p = a + 1; *p; p++) {
+                                const char *so = *p == ':' ? NULL : strchr(optstring, *p);
+                                if (so && so[1] == ':') {
+                                        value_follows = p[1] == 0;
+                                        break;
+                                }
+                        }
+                if (value_follows && i + 1 < argc)
+                        opts[n_opts++] = argv[++i];
+        }
+        if (end)
+                opts[n_opts++] = end;
+        memcpy(argv, opts, (size_t) n_opts * sizeof *argv);
+        memcpy(argv + n_opts, operands, (size_t) n_operands * sizeof *argv);
+        return n_opts;
+}
+
 int ctl_next_option(Ctl *c, const Verb *v, int argc, char **argv, const char *optstring,
                     const struct option *options, int n_min, int n_max, int *ret_opt) {
         int opt, r;
 
-        while ((opt = getopt_long(argc, argv, optstring, options, NULL)) >= 0) {
+        /* optind 0: the first call for this command (run() re-initialises getopt for it). */
+        if (optind == 0)
+                c->n_opts = sort_arguments(v, argc, argv, optstring, options);
+        while ((opt = getopt_long(c->n_opts, argv, optstring, options, NULL)) >= 0) {
                 if (opt != 'h' && opt != '?' && opt != ':' && (opt < CTL_OPT_JSON || opt >= CTL_OPT_FIRST_LOCAL)) {
                         *ret_opt = opt;
                         return CTL_OPTION;
@@ -346,12 +484,17 @@ static int run(int argc, char **argv) {
                 }
                 argc--;
                 argv++;
+                if (argc == 1 && group_help(argv[0]) >= 0)
+                        return 0;
                 v = find_verb(&argc, &argv);
                 if (!v)
                         return KEYDCTL_ERR_USAGE;
                 ctl_verb_help(v);
                 return 0;
         }
+        /* "keydctl audit --help": a group's commands (a command's own --help is the command's to show). */
+        if (argc > 1 && (streq(argv[1], "--help") || streq(argv[1], "-h")) && group_help(argv[0]) >= 0)
+                return 0;
         v = find_verb(&argc, &argv);
         if (!v)
                 return KEYDCTL_ERR_USAGE;

@@ -101,6 +101,7 @@ typedef struct Change {
         bool rotate;            /* rotate now, whatever the schedule says (engine_rotate()) */
         const char *revoke_kid; /* revoke this key */
         RevokeReason revoke_reason;
+        const char *revoke_comment; /* free text for the key.revoke record, or NULL */
         bool disable; /* revoke every key and mark the keyring disabled */
 } Change;
 

@@ -147,6 +147,9 @@ int engine_rotate(Engine *e, const char *ring, bool force, const char *reason, c
 /* Revoke one key (any state but expired/revoked). Revoking the active key promotes next at once and generates a new
  * next. reason: a RevokeReason name (rotation/lifecycle.h). -ENOENT, -EALREADY, -EINVAL. */
 int engine_revoke_key(Engine *e, const char *kid, const char *reason, const Actor *a);
+/* engine_revoke_key() with a comment for people (an incident reference, at most 256 bytes; NULL: none), recorded in
+ * the key.revoke audit record beside the reason. */
+int engine_revoke_key_comment(Engine *e, const char *kid, const char *reason, const char *comment, const Actor *a);
 /* Revoke every key of a keyring and refuse signing from now on. */
 int engine_disable_ring(Engine *e, const char *ring, const Actor *a);
 /* Deny one token by jti until exp. */

@@ -25,6 +25,7 @@ typedef struct Step {
         const char *action;
         StepDetail detail;
         const char *reason;
+        const char *comment; /* DETAIL_REASON: the operator's comment (key.revoke), or NULL */
 } Step;
 
 /* A transition in the making, on copies of the keyring's keys. */
@@ -72,7 +73,7 @@ static void add_gone(Transition *t, const StoreKey *k) {
         memcpy(t->gone[t->n_gone++], k->id, sizeof t->gone[0]);
 }
 
-static int revoke_one(Transition *t, StoreKey *k, const char *reason) {
+static int revoke_one(Transition *t, StoreKey *k, const char *reason, const char *comment) {
         char *copy = strdup(reason);
         if (!copy)
                 return -ENOMEM;
@@ -81,6 +82,7 @@ static int revoke_one(Transition *t, StoreKey *k, const char *reason) {
         k->revoked_at = t->now;
         k->state = KEY_STATE_REVOKED;
         add_step(t, k, false, "key.revoke", DETAIL_REASON, k->reason);
+        t->steps[t->n_steps - 1].comment = comment;
         add_gone(t, k);
         return 0;
 }
@@ -97,7 +99,7 @@ static int step_revoke(Transition *t) {
                                 k = t->keys[i];
                 if (!k)
                         return -ENOENT;
-                rc = revoke_one(t, k, revoke_reason_to_string(c->revoke_reason));
+                rc = revoke_one(t, k, revoke_reason_to_string(c->revoke_reason), c->revoke_comment);
                 if (rc < 0)
                         return rc;
         }
@@ -105,7 +107,7 @@ static int step_revoke(Transition *t) {
                 StoreKey *k = t->keys[i];
                 if (k->state == KEY_STATE_REVOKED || k->state == KEY_STATE_EXPIRED)
                         continue;
-                rc = revoke_one(t, k, revoke_reason_to_string(REVOKE_CESSATION));
+                rc = revoke_one(t, k, revoke_reason_to_string(REVOKE_CESSATION), NULL);
                 if (rc < 0)
                         return rc;
         }
@@ -203,7 +205,9 @@ static int write_rows(Engine *e, const Transition *t) {
                         rc = engine_audit(e, c->actor, s->action, t->r->name, kid, "ok", NULL);
                         break;
                 case DETAIL_REASON:
-                        rc = engine_audit(e, c->actor, s->action, t->r->name, kid, "ok", "{s:s}", "reason", s->reason);
+                        /* "s*": no comment member at all without one, so that such records read as before. */
+                        rc = engine_audit(e, c->actor, s->action, t->r->name, kid, "ok", "{s:s, s:s*}", "reason",
+                                          s->reason, "comment", s->comment);
                         break;
                 case DETAIL_SCHEDULE:
                         rc = engine_audit(e, c->actor, s->action, t->r->name, kid, "ok", "{s:s, s:b}", "reason",
@@ -373,12 +377,16 @@ int engine_rotate(Engine *e, const char *name, bool force, const char *reason, c
 }
 
 int engine_revoke_key(Engine *e, const char *kid, const char *reason, const Actor *a) {
+        return engine_revoke_key_comment(e, kid, reason, NULL, a);
+}
+
+int engine_revoke_key_comment(Engine *e, const char *kid, const char *reason, const char *comment, const Actor *a) {
         RevokeReason why = revoke_reason_from_string(reason);
         const StoreKey *k;
         Ring *r = NULL;
         int rc;
 
-        if (why < 0)
+        if (why < 0 || (comment && strlen(comment) > 256))
                 return -EINVAL;
         k = kid ? engine_find_key(e, kid, &r) : NULL;
         if (!k)
@@ -386,7 +394,12 @@ int engine_revoke_key(Engine *e, const char *kid, const char *reason, const Acto
         if (k->state == KEY_STATE_REVOKED)
                 return -EALREADY;
         /* Revoking the active key promotes next at once and generates a standby; revoking next generates a new one. */
-        rc = apply_now(e, r, &(Change){ .actor = a, .reason = "revocation", .revoke_kid = kid, .revoke_reason = why });
+        rc = apply_now(e, r,
+                       &(Change){ .actor = a,
+                                  .reason = "revocation",
+                                  .revoke_kid = kid,
+                                  .revoke_reason = why,
+                                  .revoke_comment = comment });
         if (rc >= 0)
                 log_debug("keyring %s: key %s revoked (%s)", r->name, kid, reason);
         return rc;
