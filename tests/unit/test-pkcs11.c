@@ -460,25 +460,6 @@ static void *sign_many(void *arg) {
         return NULL;
 }
 
-Test(pkcs11, concurrent_signers_share_the_pool) {
-        Hsm *h;
-        HsmKey *k = open_with_es256_key(2, &h);
-        EVP_PKEY *pub = NULL;
-        pthread_t t[4];
-        struct worker w[4];
-        cr_assert_eq(hsm_key_public(k, &pub), 0);
-        for (int i = 0; i < 4; i++) {
-                w[i] = (struct worker){ k, pub, 0 };
-                cr_assert_eq(pthread_create(&t[i], NULL, sign_many, &w[i]), 0);
-        }
-        for (int i = 0; i < 4; i++) {
-                pthread_join(t[i], NULL);
-                cr_assert_eq(w[i].failures, 0);
-        }
-        EVP_PKEY_free(pub);
-        close_with_key(h, k);
-}
-
 /* SoftHSM2 signs in the caller's thread: no worker thread is started, four callers share the two sessions allowed
  * (waiting for one to come free), every signature verifies, and a signer never waits out session-wait while the
  * others take turns. The same with the workers, for a network HSM's module. */
