@@ -83,8 +83,8 @@ int api_listener_start(int fd, const char *listen, MHD_AccessHandlerCallback cb,
         return *ret ? 0 : -EADDRINUSE;
 }
 
-static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, char *text, enum MHD_ResponseMemoryMode mode,
-                                  const char *type) {
+static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, char *text,
+                                  enum MHD_ResponseMemoryMode mode, const char *type) {
         struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, mode);
         enum MHD_Result ret;
 

@@ -142,9 +142,7 @@ static void metrics_per_keyring(MetricsText *m, Api *a) {
         for (size_t i = 0; i < n; i++)
                 if (rs[i].active_since)
                         metrics_append(m, "keyd_keyring_active_key_age_seconds{keyring=\"%s\"} %" PRIu64 "\n",
-                                       rs[i].name,
-                                       (uint64_t) (now > rs[i].active_since ? now - rs[i].active_since : 0) /
-                                               USEC_PER_SEC);
+                                       rs[i].name, (uint64_t) (now - MIN(now, rs[i].active_since)) / USEC_PER_SEC);
         metrics_family(m, "keyd_keyring_next_transition_timestamp_seconds", "gauge",
                        "When keyd will next change one of the keyring's keys (Unix time), by keyring.");
         for (size_t i = 0; i < n; i++)
@@ -284,8 +282,8 @@ static void metrics_build(MetricsText *m, Api *a) {
 typedef void (*MetricsSource)(MetricsText *m, Api *a);
 
 static const MetricsSource sources[] = {
-        metrics_keyrings, metrics_per_keyring, metrics_signing, metrics_audit,  metrics_audit_chain,
-        metrics_requests, metrics_token,       metrics_build,
+        metrics_keyrings,    metrics_per_keyring, metrics_signing, metrics_audit,
+        metrics_audit_chain, metrics_requests,    metrics_token,   metrics_build,
 };
 
 int api_metrics_render(Api *a, char **ret) {

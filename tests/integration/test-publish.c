@@ -52,7 +52,8 @@ static void start_with(const char *rings, const char *status, bool metrics) {
                 if (metrics_port == public_port)
                         continue;
                 if (metrics)
-                        cr_assert(asprintf(&text, "[public]\nlisten = 127.0.0.1:%d\n\n[metrics]\nlisten = 127.0.0.1:%d\n\n%s",
+                        cr_assert(asprintf(&text,
+                                           "[public]\nlisten = 127.0.0.1:%d\n\n[metrics]\nlisten = 127.0.0.1:%d\n\n%s",
                                            public_port, metrics_port, rings) >= 0);
                 else
                         cr_assert(asprintf(&text, "[public]\nlisten = 127.0.0.1:%d\n\n%s", public_port, rings) >= 0);
@@ -225,7 +226,8 @@ Test(publish, every_issuer_keyring) {
         /* The unprefixed paths are the default keyring's. */
         doc = public_get_json("/.well-known/openid-configuration");
         cr_assert_str_eq(json_string_value(json_object_get(doc, "issuer")), "https://issuer.test");
-        cr_assert_str_eq(json_string_value(json_object_get(doc, "jwks_uri")), "https://issuer.test/.well-known/jwks.json");
+        cr_assert_str_eq(json_string_value(json_object_get(doc, "jwks_uri")),
+                         "https://issuer.test/.well-known/jwks.json");
         json_decref(doc);
         json_decref(expect_revocations("/revocations.json", "default", "https://issuer.test"));
         json_decref(expect_revocations("/revocations/default.json", "default", "https://issuer.test"));

@@ -276,7 +276,8 @@ Test(systemd, jwks_files_readable_by_a_web_server) {
                  "systemd-sysusers --root=%s %s/systemd/keyd.sysusers 2>&1 && "
                  "systemd-tmpfiles --root=%s --create %s/systemd/keyd.tmpfiles 2>&1 && "
                  "chmod %s %s/var/lib/keyd && "
-                 "printf '{\"keys\":[]}' > %s/var/lib/keyd/jwks/default.json && chmod 0644 %s/var/lib/keyd/jwks/default.json && "
+                 "printf '{\"keys\":[]}' > %s/var/lib/keyd/jwks/default.json && "
+                 "chmod 0644 %s/var/lib/keyd/jwks/default.json && "
                  "echo db > %s/var/lib/keyd/keyd.db && chmod 0600 %s/var/lib/keyd/keyd.db",
                  root, root, root, root, root, root, test_srcdir(), root, test_srcdir(), mode, root, root, root, root,
                  root);
