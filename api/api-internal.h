@@ -33,9 +33,11 @@ typedef struct RouteStats {
         Histogram duration[API_STATUS_SLOTS]; /* by status: api_observe_request() */
 } RouteStats;
 
+typedef struct PublicRoutes PublicRoutes; /* public.c */
+
 struct Api {
         ApiConfig cfg;
-        char *socket_path, *public_listen, *db_path; /* owned; cfg points at them */
+        char *socket_path, *public_listen, *metrics_listen, *db_path; /* owned; cfg points at them */
         Engine *engine;
         AuditLog *audit;
         ApiLoopCall call;
@@ -43,6 +45,7 @@ struct Api {
 
         struct MHD_Daemon *mhd;     /* the Unix socket API (connections handed to it by accept.c) */
         struct MHD_Daemon *public;  /* the public listener, or NULL */
+        struct MHD_Daemon *metrics; /* the metrics listener, or NULL */
         int socket_fd, public_fd;
         bool own_socket;            /* bound by keyd: unlink at stop */
         pthread_t accept_thread;
@@ -50,7 +53,7 @@ struct Api {
         atomic_bool accept_stop;    /* tells accept_thread to return */
         int accept_wake_fd;         /* eventfd: accept_stop or lingering was set */
 
-        pthread_mutex_t lock;       /* admins, per-uid counts, pending, public cache */
+        pthread_mutex_t lock;       /* admins, per-uid counts, pending, the public listener's cache, routes, health */
         char **admin_users, **admin_groups;
         StrMap *per_uid;            /* "uid" → count (boxed), from accept to close */
         StrMap *pending;            /* "fd" → uid (boxed): counted, handed to libmicrohttpd, not yet started */
@@ -58,6 +61,10 @@ struct Api {
         size_t n_lingering;
         atomic_uint connections;
         StrMap *public_cache;       /* public responses by path */
+        PublicRoutes *public_routes; /* which keyring the public paths serve (public.c), NULL until needed */
+        char *public_health;        /* the public listener's last /healthz body, its status, when it was made */
+        unsigned public_health_status;
+        usec_t public_health_at;
 
         atomic_uint_fast64_t minted, signed_jws, signed_raw, verified_ok, verified_bad, denied, audit_failures;
         RouteStats *route_stats;    /* one per route (router.c) */
@@ -196,6 +203,9 @@ void metrics_counter(MetricsText *m, const char *name, const char *help, uint64_
 void metrics_gauge(MetricsText *m, const char *name, const char *help, uint64_t value);
 /* The samples of one series of a histogram family (histogram_render()): labels NULL, or pairs already escaped. */
 void metrics_histogram(MetricsText *m, const char *name, const char *labels, const Histogram *h);
+/* The whole exposition, every source of sources[], as a new string in *ret: 0, or -ENOMEM (nothing half-written). */
+int api_metrics_render(Api *a, char **ret);
+#define API_METRICS_TYPE "text/plain; version=0.0.4"
 /* Count a request in keyd_request_duration_seconds: its route (-1: none), its status, the time since rq->start.
  * Lock-free, called once per request when its reply is queued. */
 void api_observe_request(Api *a, const Request *rq, unsigned status);
@@ -216,9 +226,26 @@ int h_revoke_token(Request *rq, const char *arg, Reply *rp);
 int h_audit_list(Request *rq, const char *arg, Reply *rp);
 int h_audit_verify(Request *rq, const char *arg, Reply *rp);
 int h_healthz(Request *rq, const char *arg, Reply *rp);
+/* h-misc.c: health as a listener tells it (docs/API.md, GET /healthz): its HTTP status (200 only for "ok", else 503)
+ * and *ret its body (NULL for want of memory). local: the Unix socket's, every keyring (or only the one named by only)
+ * with the reasons and the token's sessions; else the public listener's, its published keyrings by name only. */
+unsigned api_health(Api *a, bool local, const char *only, json_t **ret);
 int h_metrics(Request *rq, const char *arg, Reply *rp); /* metrics.c */
 
 /* public.c */
 int public_start(Api *a);
 void public_cache_free(void *cached);
+PublicRoutes *public_routes_free(PublicRoutes *pr);
+/* Drop the documents and routes built so far (a reload may have changed an issuer). Under Api.lock. */
+void public_forget(Api *a);
 void public_stop(Api *a);
+
+/* listener.c: the TCP listeners (public, metrics). */
+/* Start a listener with handler cb on the passed socket fd (>= 0), else on listen ("IPV4:PORT", "[IPV6]:PORT"): 0,
+ * -EINVAL for an address it cannot take, -EADDRINUSE when it cannot listen. */
+int api_listener_start(int fd, const char *listen, MHD_AccessHandlerCallback cb, Api *a, unsigned threads,
+                       unsigned max_connections, unsigned per_ip, struct MHD_Daemon **ret);
+/* Lower the calling listener thread's priority (nice 19), once per thread: the network waits, signing does not. */
+void api_thread_give_way(void);
+int metrics_listener_start(Api *a);
+void metrics_listener_stop(Api *a);

@@ -7,7 +7,8 @@
 #include "rotation/audit.h"
 #include "rotation/engine.h"
 
-/* The local API (SPEC §4: HTTP/1.1 + JSON on a Unix stream socket) and the public listener (SPEC §5). */
+/* The local API (SPEC §4: HTTP/1.1 + JSON on a Unix stream socket), the public listener (SPEC §5) and the optional
+ * metrics listener (GET /metrics over TCP for Prometheus). */
 typedef struct Api Api;
 
 /* Run fn(engine, arg) on the thread that owns the engine's writes (the daemon's event loop) and wait for its result.
@@ -19,6 +20,8 @@ typedef struct ApiConfig {
         int socket_fd;
         const char *public_listen; /* "HOST:PORT", or NULL; ignored when public_fd >= 0 */
         int public_fd;
+        const char *metrics_listen; /* "HOST:PORT" for GET /metrics alone, or NULL; ignored when metrics_fd > 0 */
+        int metrics_fd;             /* a passed socket (> 0: 0 in a zeroed config means none) */
         const char *db_path;     /* for reading the audit log */
         char **admin_users, **admin_groups;
         unsigned max_connections, max_connections_per_uid;

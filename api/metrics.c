@@ -99,6 +99,75 @@ static void metrics_keyrings(MetricsText *m, Api *a) {
                         engine_events_dropped(e));
 }
 
+/* What /metrics shows of one keyring, copied under the engine's read lock and printed after it. */
+typedef struct RingSample {
+        char name[KEYRING_NAME_MAX + 1];
+        usec_t active_since; /* activate_at of the active key, 0 when there is none */
+        usec_t next_due;     /* USEC_INFINITY: nothing scheduled */
+        RingCounters counters;
+        bool jwks_file, healthy;
+} RingSample;
+
+/* Per keyring: one series per family and keyring (keyring names need no escaping in a label value: [A-Za-z0-9._-]).
+ * A gauge without a value (no active key, nothing scheduled) has no sample for that keyring. */
+static void metrics_per_keyring(MetricsText *m, Api *a) {
+        _cleanup_free_ RingSample *rs = NULL;
+        Engine *e = a->engine;
+        usec_t now = now_realtime();
+        size_t n;
+
+        engine_read_lock(e);
+        n = engine_n_rings(e);
+        rs = calloc(n + 1, sizeof *rs);
+        for (size_t i = 0; rs && i < n; i++) {
+                Ring *r = engine_ring_at(e, i);
+                const StoreKey *k = ring_key_in_state(r, KEY_STATE_ACTIVE);
+                snprintf(rs[i].name, sizeof rs[i].name, "%s", ring_name(r));
+                rs[i].active_since = k ? MAX(k->activate_at, (usec_t) 1) : 0;
+                rs[i].next_due = ring_next_due(r);
+                ring_counters(r, &rs[i].counters);
+                rs[i].jwks_file = ring_policy(r)->jwks_file;
+                rs[i].healthy = ring_healthy(r);
+        }
+        engine_read_unlock(e);
+        if (!rs)
+                n = 0; /* no memory for the copy: the families, without samples */
+
+        metrics_family(m, "keyd_keyring_healthy", "gauge",
+                       "Whether the keyring keeps its promises (1), or is degraded or cannot sign (0), by keyring.");
+        for (size_t i = 0; i < n; i++)
+                metrics_append(m, "keyd_keyring_healthy{keyring=\"%s\"} %d\n", rs[i].name, rs[i].healthy);
+        metrics_family(m, "keyd_keyring_active_key_age_seconds", "gauge",
+                       "Time since the keyring's active key became active, by keyring.");
+        for (size_t i = 0; i < n; i++)
+                if (rs[i].active_since)
+                        metrics_append(m, "keyd_keyring_active_key_age_seconds{keyring=\"%s\"} %" PRIu64 "\n",
+                                       rs[i].name, (uint64_t) (now - MIN(now, rs[i].active_since)) / USEC_PER_SEC);
+        metrics_family(m, "keyd_keyring_next_transition_timestamp_seconds", "gauge",
+                       "When keyd will next change one of the keyring's keys (Unix time), by keyring.");
+        for (size_t i = 0; i < n; i++)
+                if (rs[i].next_due != USEC_INFINITY)
+                        metrics_append(m, "keyd_keyring_next_transition_timestamp_seconds{keyring=\"%s\"} %" PRIu64
+                                          "\n",
+                                       rs[i].name, (uint64_t) (rs[i].next_due / USEC_PER_SEC));
+        metrics_family(m, "keyd_rotations_total", "counter",
+                       "Keys that became active, other than a keyring's first: rotations, and standbys promoted after "
+                       "a revocation or a repair, by keyring.");
+        for (size_t i = 0; i < n; i++)
+                metrics_append(m, "keyd_rotations_total{keyring=\"%s\"} %" PRIu64 "\n", rs[i].name,
+                               rs[i].counters.rotations);
+        metrics_family(m, "keyd_revocations_total", "counter", "Keys revoked (revoke, disable), by keyring.");
+        for (size_t i = 0; i < n; i++)
+                metrics_append(m, "keyd_revocations_total{keyring=\"%s\"} %" PRIu64 "\n", rs[i].name,
+                               rs[i].counters.revocations);
+        metrics_family(m, "keyd_jwks_file_failures_total", "counter",
+                       "Writes of the keyring's jwks-file that failed, by keyring (keyrings with a jwks-file).");
+        for (size_t i = 0; i < n; i++)
+                if (rs[i].jwks_file)
+                        metrics_append(m, "keyd_jwks_file_failures_total{keyring=\"%s\"} %" PRIu64 "\n",
+                                       rs[i].name, rs[i].counters.jwks_file_failures);
+}
+
 static void metrics_signing(MetricsText *m, Api *a) {
         metrics_counter(m, "keyd_tokens_minted_total", "Tokens minted.", a->minted);
         metrics_counter(m, "keyd_jws_signed_total", "JWS signed (/jws).", a->signed_jws);
@@ -107,6 +176,39 @@ static void metrics_signing(MetricsText *m, Api *a) {
         metrics_append(m, "keyd_verify_total{valid=\"true\"} %" PRIu64 "\n", (uint64_t) a->verified_ok);
         metrics_append(m, "keyd_verify_total{valid=\"false\"} %" PRIu64 "\n", (uint64_t) a->verified_bad);
         metrics_counter(m, "keyd_authz_denied_total", "Requests refused for want of a role (403).", a->denied);
+}
+
+/* The head of the audit chain and its last checkpoint, read from the database (a connection of this request's own,
+ * read-only, as GET /v1/audit does): every writer's records count, the API's and the engine's. */
+static void metrics_audit_chain(MetricsText *m, Api *a) {
+        StoreCheckpoint **cps = NULL;
+        uint64_t head = 0, cp = 0;
+        bool have_head = false;
+        usec_t cp_time = 0;
+        Store *s = NULL;
+
+        if (a->cfg.db_path && store_open(a->cfg.db_path, STORE_READ_ONLY, &s) >= 0) {
+                have_head = store_audit_head(s, &head, NULL) >= 0;
+                if (store_checkpoint_latest(s, &cp, NULL, NULL, NULL) >= 0 &&
+                    store_checkpoint_list(s, cp - 1, 1, &cps, NULL) >= 0 && cps[0] && cps[0]->seq == cp)
+                        cp_time = cps[0]->time;
+                store_checkpoint_list_free(cps);
+                store_close(s);
+        }
+        metrics_family(m, "keyd_audit_head_seq", "gauge", "The sequence number of the last audit record.");
+        if (have_head)
+                metrics_append(m, "keyd_audit_head_seq %" PRIu64 "\n", head);
+        metrics_family(m, "keyd_audit_checkpoint_seq", "gauge",
+                       "The audit record the last signed checkpoint covers (0: none yet).");
+        if (have_head)
+                metrics_append(m, "keyd_audit_checkpoint_seq %" PRIu64 "\n", cp);
+        metrics_family(m, "keyd_audit_checkpoint_age_seconds", "gauge",
+                       "Time since the last audit checkpoint was signed (no sample while there is none).");
+        if (cp_time) {
+                usec_t now = now_realtime();
+                metrics_append(m, "keyd_audit_checkpoint_age_seconds %" PRIu64 "\n",
+                               (uint64_t) (now > cp_time ? now - cp_time : 0) / USEC_PER_SEC);
+        }
 }
 
 static void metrics_audit(MetricsText *m, Api *a) {
@@ -180,26 +282,36 @@ static void metrics_build(MetricsText *m, Api *a) {
 typedef void (*MetricsSource)(MetricsText *m, Api *a);
 
 static const MetricsSource sources[] = {
-        metrics_keyrings, metrics_signing, metrics_audit, metrics_requests, metrics_token, metrics_build,
+        metrics_keyrings,    metrics_per_keyring, metrics_signing, metrics_audit,
+        metrics_audit_chain, metrics_requests,    metrics_token,   metrics_build,
 };
 
-int h_metrics(Request *rq, const char *arg, Reply *rp) {
+int api_metrics_render(Api *a, char **ret) {
         MetricsText m = { 0 };
         bool failed;
-        (void) arg;
 
         m.f = open_memstream(&m.buf, &m.len);
         if (!m.f)
-                return reply_errno(rp, -ENOMEM, "metrics");
+                return -ENOMEM;
         for (size_t i = 0; i < ELEMENTSOF(sources); i++)
-                sources[i](&m, rq->api);
+                sources[i](&m, a);
         failed = ferror(m.f);
         if (fclose(m.f) != 0 || failed) {
                 free(m.buf);
-                return reply_errno(rp, -ENOMEM, "metrics");
+                return -ENOMEM;
         }
+        *ret = m.buf;
+        return 0;
+}
+
+int h_metrics(Request *rq, const char *arg, Reply *rp) {
+        char *text;
+        (void) arg;
+
+        if (api_metrics_render(rq->api, &text) < 0)
+                return reply_errno(rp, -ENOMEM, "metrics");
         rp->status = MHD_HTTP_OK;
-        rp->text = m.buf;
-        rp->content_type = "text/plain; version=0.0.4";
+        rp->text = text;
+        rp->content_type = API_METRICS_TYPE;
         return 0;
 }

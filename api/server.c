@@ -330,6 +330,7 @@ int api_start(const ApiConfig *cfg, Engine *engine, AuditLog *audit, ApiLoopCall
         /* Owned copies: the configuration they came from is replaced on SIGHUP. */
         a->cfg.socket_path = a->socket_path = cfg->socket_path ? strdup(cfg->socket_path) : NULL;
         a->cfg.public_listen = a->public_listen = cfg->public_listen ? strdup(cfg->public_listen) : NULL;
+        a->cfg.metrics_listen = a->metrics_listen = cfg->metrics_listen ? strdup(cfg->metrics_listen) : NULL;
         a->cfg.db_path = a->db_path = cfg->db_path ? strdup(cfg->db_path) : NULL;
         a->engine = engine;
         a->audit = audit;
@@ -343,6 +344,7 @@ int api_start(const ApiConfig *cfg, Engine *engine, AuditLog *audit, ApiLoopCall
         a->route_stats = calloc(api_n_routes(), sizeof *a->route_stats);
         if (!a->per_uid || !a->pending || !a->public_cache || !a->route_stats ||
             (cfg->socket_path && !a->socket_path) || (cfg->public_listen && !a->public_listen) ||
+            (cfg->metrics_listen && !a->metrics_listen) ||
             (cfg->db_path && !a->db_path) || api_reload(a, cfg->admin_users, cfg->admin_groups) < 0) {
                 api_stop(a);
                 return -ENOMEM;
@@ -383,6 +385,8 @@ int api_start(const ApiConfig *cfg, Engine *engine, AuditLog *audit, ApiLoopCall
                 return r;
         }
         r = public_start(a);
+        if (r >= 0)
+                r = metrics_listener_start(a);
         if (r < 0) {
                 api_stop(a);
                 return r;
@@ -395,6 +399,7 @@ Api *api_stop(Api *a) {
         if (!a)
                 return NULL;
         public_stop(a);
+        metrics_listener_stop(a);
         accept_stop(a); /* first: nothing is handed to libmicrohttpd after it stops */
         if (a->mhd)
                 MHD_stop_daemon(a->mhd);
@@ -406,20 +411,18 @@ Api *api_stop(Api *a) {
         strmap_free(a->per_uid, free);
         strmap_free(a->pending, free);
         strmap_free(a->public_cache, public_cache_free);
+        public_routes_free(a->public_routes);
+        free(a->public_health);
         strv_free(a->admin_users);
         strv_free(a->admin_groups);
         free(a->route_stats);
         free(a->socket_path);
         free(a->public_listen);
+        free(a->metrics_listen);
         free(a->db_path);
         pthread_mutex_destroy(&a->lock);
         free(a);
         return NULL;
-}
-
-static bool remove_all(const char *key, void *value, void *userdata) {
-        (void) key, (void) value, (void) userdata;
-        return true;
 }
 
 int api_reload(Api *a, char **admin_users, char **admin_groups) {
@@ -433,8 +436,9 @@ int api_reload(Api *a, char **admin_users, char **admin_groups) {
         strv_free(a->admin_groups);
         a->admin_users = u;
         a->admin_groups = g;
-        /* Policies may have changed too (an issuer URL is in the discovery document): build them again. */
-        strmap_remove_if(a->public_cache, remove_all, NULL, public_cache_free);
+        /* Policies may have changed too (an issuer URL is in the discovery document and chooses its path): build
+         * them again. */
+        public_forget(a);
         pthread_mutex_unlock(&a->lock);
         return 0;
 }

@@ -247,6 +247,7 @@ static const ConfigItem config_table[] = {
           65536 },
         { "api", "idle-timeout", config_parse_duration, offsetof(Config, idle_timeout), 0, 0 },
         { "public", "listen", config_parse_listen, offsetof(Config, public_listen), 0, 0 },
+        { "metrics", "listen", config_parse_listen, offsetof(Config, metrics_listen), 0, 0 },
         { "audit", "checkpoint-interval", config_parse_duration, offsetof(Config, checkpoint_interval), 0, 0 },
         { "audit", "anchor-file", config_parse_path, offsetof(Config, anchor_file), 0, PATH_LEN },
 };
@@ -417,7 +418,7 @@ static void unknown_keyring_key(Parser *p, unsigned line, const char *key, const
 }
 
 static void unknown_section(Parser *p, const char *name) {
-        static const char *const sections[] = { "token", "store", "api", "public", "audit", "keyring" };
+        static const char *const sections[] = { "token", "store", "api", "public", "metrics", "audit", "keyring" };
         size_t n = strcspn(name, " \t");
         const char *rest = name + n + strspn(name + n, " \t"), *near;
         _cleanup_free_ char *word = strndup(name, n);
@@ -433,8 +434,8 @@ static void unknown_section(Parser *p, const char *name) {
                 add_error(p, p->line, "unknown section [%s] (did you mean [%s]?)", name, near);
         else
                 add_error(p, p->line,
-                          "unknown section [%s] (expected [token], [store], [api], [public], [audit] or "
-                          "[keyring NAME])",
+                          "unknown section [%s] (expected [token], [store], [api], [public], [metrics], [audit] "
+                          "or [keyring NAME])",
                           name);
 }
 

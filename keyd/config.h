@@ -25,7 +25,7 @@ typedef struct ConfigKeyring {
         size_t n_key_lines;
 } ConfigKeyring;
 
-#define CONFIG_FIXED_KEYS_MAX 64 /* keys of [token], [store], [api], [public] and [audit], at most */
+#define CONFIG_FIXED_KEYS_MAX 64 /* keys of [token], [store], [api], [public], [metrics] and [audit], at most */
 
 typedef struct Config {
         /* [token] */
@@ -50,6 +50,8 @@ typedef struct Config {
         usec_t idle_timeout;              /* idle-timeout = DURATION (default 30s) */
         /* [public] */
         char *public_listen; /* listen = HOST:PORT (optional): IPv4 or [IPv6] literal and a port */
+        /* [metrics] */
+        char *metrics_listen; /* listen = HOST:PORT (optional): GET /metrics alone, for Prometheus */
         /* [audit] */
         usec_t checkpoint_interval; /* checkpoint-interval = DURATION (default 1h) */
         char *anchor_file;          /* anchor-file = PATH (optional): every checkpoint appended as a JSON line */
@@ -73,7 +75,7 @@ void config_done(Config *c);
  * be read. */
 int config_load(const char *path, Config *c, char ***ret_errors);
 
-/* The line where key of the fixed section (token, store, api, public, audit) was last set, or 0 when the file did not
+/* The line where key of the fixed section (token, store, api, public, metrics, audit) was last set, or 0 when the file did not
  * set it (its value is the default). */
 unsigned config_line(const Config *c, const char *section, const char *key);
 /* The same for a key of a [keyring NAME] section (kind, owner-uid and the policy's keys). */

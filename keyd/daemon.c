@@ -25,6 +25,7 @@
 #define MESSAGE_ID_ROTATION "5f1b6c2ad9e04d8a9c3e7b0f4a6d2c81"
 #define MESSAGE_ID_REVOCATION "c2e8a71f3b5d4f6e8a9b0c1d2e3f4a57"
 #define MESSAGE_ID_KEY_LOST "9a4d3c2b1e0f4a5b8c7d6e5f4a3b2c19"
+#define MESSAGE_ID_PUBLICATION "3e7c1a9d5b2f4c68a0d4e6b8f1c3a527"
 
 /* A call from an API thread, run on the event loop (the engine's only writer). */
 typedef struct Job {
@@ -72,16 +73,22 @@ static void on_event(const EngineEvent *ev, void *userdata) {
         } else if (startswith(ev->action, "reconcile.")) {
                 id = MESSAGE_ID_KEY_LOST;
                 prio = LOG_WARNING;
+        } else if (startswith(ev->action, "jwks-file.")) {
+                /* Not a key change: the keyring's published file could not be written (it is degraded), or can be
+                 * again. */
+                id = MESSAGE_ID_PUBLICATION;
+                prio = streq(ev->action, "jwks-file.failed") ? LOG_WARNING : LOG_NOTICE;
         }
         if (prio > log_get_max_level())
                 return;
         if (getenv("JOURNAL_STREAM"))
-                sd_journal_send("MESSAGE=keyring %s: %s %s%s%s", ev->keyring, ev->action, ev->kid ?: "",
-                                ev->detail ? " " : "", ev->detail ?: "", "PRIORITY=%i", prio, "KEYD_KEYRING=%s",
-                                ev->keyring, "KEYD_KID=%s", ev->kid ?: "", id ? "MESSAGE_ID=%s" : NULL, id, NULL);
+                sd_journal_send("MESSAGE=keyring %s: %s%s%s%s%s", ev->keyring, ev->action, ev->kid ? " " : "",
+                                ev->kid ?: "", ev->detail ? " " : "", ev->detail ?: "", "PRIORITY=%i", prio,
+                                "KEYD_KEYRING=%s", ev->keyring, "KEYD_KID=%s", ev->kid ?: "",
+                                id ? "MESSAGE_ID=%s" : NULL, id, NULL);
         else
-                log_full_errno(prio, 0, "keyring %s: %s %s%s%s", ev->keyring, ev->action, ev->kid ?: "",
-                               ev->detail ? " " : "", ev->detail ?: "");
+                log_full_errno(prio, 0, "keyring %s: %s%s%s%s%s", ev->keyring, ev->action, ev->kid ? " " : "",
+                               ev->kid ?: "", ev->detail ? " " : "", ev->detail ?: "");
 }
 
 /* STATUS=: a line an operator reads in systemctl status. With thousands of keyrings, counts and the first few. */
@@ -354,20 +361,22 @@ static void fail_jobs(Daemon *d) {
         pthread_mutex_unlock(&d->job_lock);
 }
 
-/* Sockets passed by systemd, told apart by FileDescriptorName= ("api", "public"). */
-static void activation_fds(int *ret_api, int *ret_public) {
+/* Sockets passed by systemd, told apart by FileDescriptorName= ("api", "public", "metrics"). */
+static void activation_fds(int *ret_api, int *ret_public, int *ret_metrics) {
         char **names = NULL;
         int n = sd_listen_fds_with_names(1, &names);
-        *ret_api = *ret_public = -EBADF;
+        *ret_api = *ret_public = *ret_metrics = -EBADF;
         for (int i = 0; i < n; i++) {
                 int fd = SD_LISTEN_FDS_START + i;
                 if (names && streq_ptr(names[i], "api") && sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) > 0)
                         *ret_api = fd;
                 else if (names && streq_ptr(names[i], "public") && sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0)
                         *ret_public = fd;
+                else if (names && streq_ptr(names[i], "metrics") && sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0)
+                        *ret_metrics = fd;
                 else
-                        log_warning("Ignoring passed socket %d (%s): keyd takes \"api\" and \"public\".", fd,
-                                    names && names[i] ? names[i] : "unnamed");
+                        log_warning("Ignoring passed socket %d (%s): keyd takes \"api\", \"public\" and \"metrics\".",
+                                    fd, names && names[i] ? names[i] : "unnamed");
         }
         for (int i = 0; names && i < n; i++)
                 free(names[i]);
@@ -376,15 +385,17 @@ static void activation_fds(int *ret_api, int *ret_public) {
 
 static int start_api(Daemon *d) {
         Config *c = &d->config;
-        int api_fd, public_fd;
+        int api_fd, public_fd, metrics_fd;
         int r;
 
-        activation_fds(&api_fd, &public_fd);
+        activation_fds(&api_fd, &public_fd, &metrics_fd);
         ApiConfig ac = {
                 .socket_path = c->socket,
                 .socket_fd = api_fd,
                 .public_listen = c->public_listen,
                 .public_fd = public_fd,
+                .metrics_listen = c->metrics_listen,
+                .metrics_fd = metrics_fd >= 0 ? metrics_fd : 0,
                 .db_path = c->store_path,
                 .admin_users = c->admin_users,
                 .admin_groups = c->admin_groups,
@@ -396,12 +407,17 @@ static int start_api(Daemon *d) {
         };
         r = api_start(&ac, d->engine, d->audit, loop_call, d, &d->api);
         if (r == -EADDRINUSE || r == -EINVAL)
-                return log_error_errno(r, "Cannot listen on %s for the public listener: %m", c->public_listen);
+                return log_error_errno(r, "Cannot listen on %s for the public listener, or on %s for the metrics "
+                                          "listener: %m",
+                                       public_fd >= 0 ? "the passed socket" : c->public_listen ?: "-",
+                                       metrics_fd >= 0 ? "the passed socket" : c->metrics_listen ?: "-");
         if (r < 0)
                 return log_error_errno(r, "Cannot serve the API on %s: %m", api_fd >= 0 ? "the passed socket" : c->socket);
-        log_info("API on %s%s%s.", api_fd >= 0 ? "the socket passed by systemd" : c->socket,
+        log_info("API on %s%s%s%s%s.", api_fd >= 0 ? "the socket passed by systemd" : c->socket,
                  public_fd >= 0 || c->public_listen ? ", public listener on " : "",
-                 public_fd >= 0 ? "the passed socket" : c->public_listen ?: "");
+                 public_fd >= 0 ? "the passed socket" : c->public_listen ?: "",
+                 metrics_fd >= 0 || c->metrics_listen ? ", metrics on " : "",
+                 metrics_fd >= 0 ? "the passed socket" : c->metrics_listen ?: "");
         return 0;
 }
 
@@ -695,9 +711,12 @@ int daemon_run(const DaemonOptions *o) {
                 log_error_errno(r, "Cannot arm the lifecycle timer: %m");
                 goto finish;
         }
-        r = engine_publish_all(d.engine);
-        if (r < 0)
-                log_warning_errno(r, "Cannot write a jwks-file: %m");
+        /* A jwks-file that cannot be written is told (keyring and path) and marks its keyring degraded; the pass
+         * that writes it again is due within the retry delay: arm the timer for it, and say it in STATUS=. */
+        if (engine_publish_all(d.engine) < 0 && (r = run_tick(&d)) < 0) {
+                log_error_errno(r, "Cannot arm the lifecycle timer: %m");
+                goto finish;
+        }
         /* The start (reconcile, the first lifecycle pass) is signed before anyone is told keyd is ready. */
         write_checkpoint(&d);
         r = start_api(&d);

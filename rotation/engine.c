@@ -393,7 +393,7 @@ int engine_load(Engine *e) {
 int engine_publish_all(Engine *e) {
         int r = 0;
         for (size_t i = 0; i < e->n_rings; i++) {
-                int k = ring_write_jwks_file(e->rings[i]);
+                int k = ring_write_jwks_file(e, e->rings[i]);
                 if (k < 0 && r == 0)
                         r = k;
         }

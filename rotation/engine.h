@@ -39,7 +39,9 @@ typedef struct EngineOptions {
          * the process had been killed (nothing is cleaned up; the caller must drop the engine with engine_abandon()). */
         bool (*failpoint)(const char *where, void *userdata);
         void *failpoint_userdata;
-        /* Told of every key transition after it is committed (the daemon logs them to the journal). */
+        /* Told of every key transition after it is committed (the daemon logs them to the journal), and of a
+         * keyring's jwks-file that cannot be written ("jwks-file.failed", detail: the path and the error; once per
+         * distinct error) or is written again after that ("jwks-file.written", detail: the path). */
         void (*on_event)(const struct EngineEvent *ev, void *userdata);
         void *event_userdata;
         /* Retry delay for a degraded keyring. 0 means 30 s. */
@@ -208,7 +210,8 @@ RingKind ring_kind(const Ring *r);
 const Policy *ring_policy(const Ring *r);
 int64_t ring_owner_uid(const Ring *r);
 bool ring_disabled(const Ring *r);
-/* NULL when healthy, else why the keyring is degraded. */
+/* NULL when healthy, else why the keyring is degraded: its lifecycle (a transition failing, a key lost) or its
+ * publication (its jwks-file cannot be written). */
 const char *ring_degraded(const Ring *r);
 usec_t ring_next_due(const Ring *r);
 /* The keyring's keys that are not expired (next, active, retired, revoked). */
@@ -224,6 +227,13 @@ const char *ring_revocations(const Ring *r);
 bool ring_can_sign(const Ring *r);
 /* Neither degraded nor unable to sign (a disabled keyring is healthy): what /healthz and STATUS= count. */
 bool ring_healthy(const Ring *r);
+/* What happened to a keyring since keyd started, for /metrics. Lock-free. */
+typedef struct RingCounters {
+        uint64_t rotations;          /* a key became active, other than the keyring's first (rotation, promotion) */
+        uint64_t revocations;        /* keys revoked by a transition (revoke, disable) */
+        uint64_t jwks_file_failures; /* writes of its jwks-file that failed */
+} RingCounters;
+void ring_counters(const Ring *r, RingCounters *ret);
 /* Keys found lost from the token since start (at reconcile or while signing). Thread-safe. */
 uint64_t engine_keys_lost(Engine *e);
 /* The token the engine signs with (for its health and metrics; thread-safe itself). */

@@ -9,7 +9,7 @@
 #include "common/log.h"
 #include "jose/jwk.h"
 #include "jose/jws.h"
-#include "rotation/engine.h"
+#include "rotation/engine-internal.h"
 #include "rotation/lifecycle.h"
 #include "rotation/ring.h"
 
@@ -80,6 +80,7 @@ Ring *ring_free(Ring *r) {
         free(r->name);
         policy_done(&r->policy);
         free(r->degraded);
+        free(r->jwks_file_error);
         ring_view_free(r->view);
         free(r);
         return NULL;
@@ -248,12 +249,46 @@ int ring_keys_copy(const Ring *r, size_t extra, StoreKey ***ret, size_t *ret_n) 
         return 0;
 }
 
-int ring_write_jwks_file(const Ring *r) {
-        if (!r->policy.jwks_file || !r->view->jwks)
+/* Tell the daemon (EngineOptions.on_event) that a jwks-file failed or is written again: not an audit record, nothing
+ * changed in the store; a line in the journal that names the keyring and the path. */
+static void tell_publication(Engine *e, const Ring *r, const char *action, const char *detail) {
+        if (e->opts.on_event)
+                e->opts.on_event(&(EngineEvent){ action, r->name, NULL, detail }, e->opts.event_userdata);
+}
+
+int ring_write_jwks_file(Engine *e, Ring *r) {
+        const char *path = r->policy.jwks_file;
+        _cleanup_free_ char *why = NULL;
+        char detail[POLICY_STRING_MAX + 64];
+        int rc = 0;
+
+        /* Nothing to write (no jwks-file any more, or the keyring is not published): nothing failing either. */
+        if (path && r->view->jwks)
+                rc = write_file_atomic(path, r->view->jwks, r->view->jwks_len, 0644);
+        if (rc < 0) {
+                __atomic_add_fetch(&r->jwks_file_failures, 1, __ATOMIC_RELAXED);
+                if (asprintf(&why, "jwks-file %s cannot be written: %s", path, strerror(-rc)) < 0)
+                        why = NULL; /* degraded all the same: ring_degraded() says it without the details */
+                /* Soon again (rotation/tick.c writes it on every pass while it fails), not at the next rotation. */
+                engine_schedule(e, r, MIN(r->due.due, engine_now(e) + e->opts.retry_delay));
+        }
+        if (rc >= 0 && !r->jwks_file_failed)
                 return 0;
-        int rc = write_file_atomic(r->policy.jwks_file, r->view->jwks, r->view->jwks_len, 0644);
+        /* Told once per distinct error: a pass every retry delay must not fill the journal with the same line. */
+        bool tell = rc >= 0 || !r->jwks_file_failed || !why || !streq_ptr(why, r->jwks_file_error);
+        char *old = r->jwks_file_error;
+        engine_write_lock(e);
+        r->jwks_file_failed = rc < 0;
+        r->jwks_file_error = TAKE_PTR(why);
+        engine_write_unlock(e);
+        free(old);
+        if (!tell)
+                return rc;
         if (rc < 0)
-                log_debug("keyring %s: cannot write %s: %s", r->name, r->policy.jwks_file, strerror(-rc));
+                snprintf(detail, sizeof detail, "%s: %s", path, strerror(-rc));
+        else
+                snprintf(detail, sizeof detail, "%s", path ?: "(no jwks-file any more)");
+        tell_publication(e, r, rc < 0 ? "jwks-file.failed" : "jwks-file.written", detail);
         return rc;
 }
 
@@ -274,7 +309,11 @@ bool ring_disabled(const Ring *r) {
         return r->disabled;
 }
 const char *ring_degraded(const Ring *r) {
-        return r->degraded;
+        if (r->degraded)
+                return r->degraded;
+        if (r->jwks_file_failed)
+                return r->jwks_file_error ?: "its jwks-file cannot be written";
+        return NULL;
 }
 usec_t ring_next_due(const Ring *r) {
         return r->due.due;
@@ -310,5 +349,13 @@ bool ring_can_sign(const Ring *r) {
 }
 
 bool ring_healthy(const Ring *r) {
-        return !r->degraded && (r->disabled || ring_can_sign(r));
+        return !ring_degraded(r) && (r->disabled || ring_can_sign(r));
+}
+
+void ring_counters(const Ring *r, RingCounters *ret) {
+        *ret = (RingCounters){
+                .rotations = __atomic_load_n(&r->rotations, __ATOMIC_RELAXED),
+                .revocations = __atomic_load_n(&r->revocations, __ATOMIC_RELAXED),
+                .jwks_file_failures = __atomic_load_n(&r->jwks_file_failures, __ATOMIC_RELAXED),
+        };
 }

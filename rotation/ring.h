@@ -15,7 +15,9 @@
  *   - name, kind, owner_uid: set at creation, never changed;
  *   - policy, disabled, degraded, due, view: written by the event loop under the engine's write lock; read by the
  *     loop freely and by other threads under the read lock. degraded has one writer, engine_tick_ring();
- *   - repair_pending: atomic.
+ *   - jwks_file_failed, jwks_file_error: written by the event loop under the write lock (ring_write_jwks_file(), their
+ *     one writer); read like degraded;
+ *   - repair_pending, and the counters for /metrics (rotations, revocations, jwks_file_failures): atomic.
  * Everything derived from the keys is one RingView, built on the event loop outside the lock (opening the signer and
  * signing the revocation list are token operations) and swapped in whole under the write lock. */
 typedef struct Ring Ring;
@@ -55,6 +57,9 @@ struct Ring {
         RingView *view;
         bool repair_pending; /* a signer found the active key gone; the loop's repair is queued */
         bool search_lost;    /* event loop only: the next pass searches the token for lost keys and demotes them */
+        bool jwks_file_failed; /* the last write of the jwks-file failed: the keyring is degraded until one succeeds */
+        char *jwks_file_error; /* why (path and error), or NULL (also when there was no memory to say it) */
+        uint64_t rotations, revocations, jwks_file_failures; /* since start (RingCounters) */
 };
 
 /* A keyring with an empty view. NULL when out of memory. */
@@ -79,7 +84,10 @@ RingView *ring_view_free(RingView *v);
 
 /* A deep copy of the keyring's keys (room for extra more, NULL-terminated), for a transition to change. */
 int ring_keys_copy(const Ring *r, size_t extra, StoreKey ***ret, size_t *ret_n);
-/* Write the keyring's JWKS to its jwks-file (atomic), if it has one. */
-int ring_write_jwks_file(const Ring *r);
+/* Write the keyring's JWKS to its jwks-file (atomic), if it has one. A failure marks the keyring degraded (ring_degraded()
+ * says the path and the error), counts it, tells EngineOptions.on_event ("jwks-file.failed", once per distinct error)
+ * and makes the keyring due for a pass within the retry delay, which writes the file again (rotation/tick.c); a
+ * write that succeeds again clears the mark ("jwks-file.written"). Event loop only, without the engine's lock. */
+int ring_write_jwks_file(Engine *e, Ring *r);
 /* The token id of a stored key (its hex id as bytes). */
 int ring_key_token_id(const StoreKey *k, uint8_t id[HSM_ID_MAX], size_t *ret_len);

@@ -62,8 +62,15 @@ int engine_tick_ring(Engine *e, Ring *r, usec_t now) {
                 if (engine_plan(r, now, &plan) < 0 || !lifecycle_plan_empty(&plan))
                         plan.next_due = now + e->opts.retry_delay;
         }
-        set_health(e, r, view_problem(r) ? MIN(plan.next_due, now + e->opts.retry_delay) : plan.next_due,
-                   view_problem(r));
+        /* A jwks-file that could not be written is written again on every pass (a transition just applied wrote
+         * it already), and the pass comes back within the retry delay while it fails: an operator who fixes the
+         * directory sees the keyring healthy again without waiting for its next rotation. */
+        if (r->jwks_file_failed && rc == 0)
+                (void) ring_write_jwks_file(e, r);
+        usec_t due = plan.next_due;
+        if (view_problem(r) || r->jwks_file_failed)
+                due = MIN(due, now + e->opts.retry_delay);
+        set_health(e, r, due, view_problem(r));
         return rc;
 }
 

@@ -253,6 +253,18 @@ static int transition_prepare(Transition *t, Ring *r, const LifecyclePlan *plan,
         return 0;
 }
 
+/* A committed transition in the keyring's counters (/metrics): a key that became active other than the keyring's
+ * first, and every key revoked. */
+static void count_transition(Ring *r, const Transition *t) {
+        for (size_t i = 0; i < t->n_steps; i++) {
+                const char *action = t->steps[i].action;
+                if (streq(action, "key.revoke"))
+                        __atomic_add_fetch(&r->revocations, 1, __ATOMIC_RELAXED);
+                else if (streq(action, "key.activate") && !streq_ptr(t->c->reason, "initial"))
+                        __atomic_add_fetch(&r->rotations, 1, __ATOMIC_RELAXED);
+        }
+}
+
 /* Apply a plan (and a change) to a keyring: see the top of this file. */
 static int apply_plan(Engine *e, Ring *r, const LifecyclePlan *plan, const Change *c) {
         StoreKey *fresh_active = NULL, *fresh_next = NULL;
@@ -298,6 +310,7 @@ static int apply_plan(Engine *e, Ring *r, const LifecyclePlan *plan, const Chang
                                 engine_discard_key(e, fresh[i]);
                 return rc;
         }
+        count_transition(r, &t);
         if (engine_failpoint(e, "apply:after-commit")) {
                 transition_done(&t);
                 return -ECANCELED;
@@ -309,7 +322,7 @@ static int apply_plan(Engine *e, Ring *r, const LifecyclePlan *plan, const Chang
         transition_done(&t);
         if (e->stopped)
                 return -ECANCELED;
-        (void) ring_write_jwks_file(r);
+        (void) ring_write_jwks_file(e, r);
         return 0;
 }
 

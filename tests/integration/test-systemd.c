@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* systemd integration without systemd as PID 1: the units verify and rate 2.0 or lower, also with the network-HSM
- * drop-in applied, keyd starts from sockets passed by systemd-socket-activate (named "api" and "public") with its
- * PIN from a credential directory, and the sysusers.d and tmpfiles.d files apply. */
+ * drop-in applied, keyd starts from sockets passed by systemd-socket-activate (named "api", "public" and "metrics")
+ * with its PIN from a credential directory, the sysusers.d and tmpfiles.d files apply, and the state directory's
+ * modes let a web server read the published jwks-files and nothing else. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,17 +30,20 @@ static char *stage_units(void) {
         char *dir = test_mkdtemp(), cmd[2048], out[4096];
         snprintf(cmd, sizeof cmd,
                  "sed 's|/usr/sbin/keyd|%s/keyd|' %s/systemd/keyd.service > %s/keyd.service && "
-                 "cp %s/systemd/keyd.socket %s/systemd/keyd-public.socket %s/ 2>&1",
-                 KEYD_TEST_BUILDDIR, test_srcdir(), dir, test_srcdir(), test_srcdir(), dir);
+                 "cp %s/systemd/keyd.socket %s/systemd/keyd-public.socket %s/systemd/keyd-metrics.socket %s/ 2>&1",
+                 KEYD_TEST_BUILDDIR, test_srcdir(), dir, test_srcdir(), test_srcdir(), test_srcdir(), dir);
         cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
         return dir;
 }
 
 Test(systemd, units_verify_and_rate_safe) {
         char *dir = stage_units(), cmd[2048], out[16384];
-        snprintf(cmd, sizeof cmd, "systemd-analyze verify --man=no %s/keyd.service %s/keyd.socket %s/keyd-public.socket 2>&1",
-                 dir, dir, dir);
+        snprintf(cmd, sizeof cmd,
+                 "systemd-analyze verify --man=no %s/keyd.service %s/keyd.socket %s/keyd-public.socket "
+                 "%s/keyd-metrics.socket 2>&1",
+                 dir, dir, dir, dir);
         cr_assert_eq(run(cmd, out, sizeof out), 0, "systemd-analyze verify:\n%s", out);
+        cr_assert_null(strstr(out, "keyd-metrics.socket"), "systemd-analyze verify warns about it:\n%s", out);
 
         snprintf(cmd, sizeof cmd, "systemd-analyze security --offline=true %s/keyd.service 2>&1", dir);
         run(cmd, out, sizeof out);
@@ -133,7 +138,7 @@ static void kill_daemon(void) {
 
 Test(systemd, socket_activation_and_credential, .timeout = 90, .fini = kill_daemon) {
         TestToken tok;
-        char cfg[4096], sock[512], listen_pub[64], creds[512], url[128];
+        char cfg[4096], sock[512], listen_pub[64], listen_metrics[64], creds[512], url[128];
         long st;
 
         test_token_setup(&tok);
@@ -149,8 +154,11 @@ Test(systemd, socket_activation_and_credential, .timeout = 90, .fini = kill_daem
         unlink(tok.pin_file);
 
         snprintf(sock, sizeof sock, "%s/activated.sock", tok.dir);
-        int port = test_free_port();
+        int port = test_free_port(), mport;
+        while ((mport = test_free_port()) == port)
+                ;
         snprintf(listen_pub, sizeof listen_pub, "127.0.0.1:%d", port);
+        snprintf(listen_metrics, sizeof listen_metrics, "127.0.0.1:%d", mport);
         snprintf(cfg, sizeof cfg,
                  "[token]\nmodule = %s\nuri = %s\nsofthsm2-conf = %s\n[store]\npath = %s/keyd.db\n"
                  "[api]\nsocket = %s/unused.sock\n"
@@ -172,9 +180,9 @@ Test(systemd, socket_activation_and_credential, .timeout = 90, .fini = kill_daem
                 }
                 snprintf(e_notify, sizeof e_notify, "NOTIFY_SOCKET=%s", d.notify_path);
                 snprintf(e_creds, sizeof e_creds, "CREDENTIALS_DIRECTORY=%s", creds);
-                execlp("systemd-socket-activate", "systemd-socket-activate", "-l", sock, "-l", listen_pub,
-                       "--fdname=api:public", "-E", e_notify, "-E", e_creds, KEYD_TEST_BUILDDIR "/keyd", "--config",
-                       conf, (char *) NULL);
+                execlp("systemd-socket-activate", "systemd-socket-activate", "-l", sock, "-l", listen_pub, "-l",
+                       listen_metrics, "--fdname=api:public:metrics", "-E", e_notify, "-E", e_creds,
+                       KEYD_TEST_BUILDDIR "/keyd", "--config", conf, (char *) NULL);
                 _exit(127);
         }
         d.pid = pid;
@@ -194,6 +202,12 @@ Test(systemd, socket_activation_and_credential, .timeout = 90, .fini = kill_daem
         char *body = test_http_get(url, NULL, &st, NULL);
         cr_assert_eq(st, 200, "the public listener is the passed socket named public");
         cr_assert(strstr(body, "\"keys\"") != NULL);
+        free(body);
+        /* The socket named metrics serves GET /metrics (keyd-metrics.socket), with no [metrics] in keyd.conf. */
+        snprintf(url, sizeof url, "http://%s/metrics", listen_metrics);
+        body = test_http_get(url, NULL, &st, NULL);
+        cr_assert_eq(st, 200, "the metrics listener is the passed socket named metrics: %s", body);
+        cr_assert(strstr(body, "# TYPE keyd_keyrings gauge\n") != NULL, "%s", body);
         free(body);
         char *log = test_read_file(d.log, NULL);
         cr_assert(strstr(log, "the socket passed by systemd") != NULL, "%s", log);
@@ -224,6 +238,81 @@ Test(systemd, sysusers_and_tmpfiles_apply) {
         struct stat s;
         cr_assert_eq(stat(cmd, &s), 0);
         cr_assert_eq(s.st_mode & 07777, 0755);
+        snprintf(cmd, sizeof cmd, "%s/var/lib/keyd", root);
+        cr_assert_eq(stat(cmd, &s), 0);
+        cr_assert_eq(s.st_mode & 07777, 0711, "the state directory: passable, not listable: %o", s.st_mode & 07777);
+        test_rmrf(root);
+        free(root);
+}
+
+/* The value of Key= in a unit file's text (the last one), as a new string, or NULL. */
+static char *unit_value(const char *unit, const char *key) {
+        char *found = NULL;
+        size_t n = strlen(key);
+        for (const char *l = unit; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+                if (strncmp(l, key, n) == 0 && l[n] == '=') {
+                        free(found);
+                        found = strndup(l + n + 1, strcspn(l + n + 1, "\n"));
+                }
+        return found;
+}
+
+/* The documented layout (keyd.conf(5) jwks-file: /var/lib/keyd/jwks/NAME.json, served by a web server): the state
+ * directory as keyd.service makes it (StateDirectory=keyd, StateDirectoryMode=) and keyd.tmpfiles sets it, with a
+ * jwks-file (0644, as keyd writes it) and a database (0600) in it. A web server's user reads the jwks-file, and
+ * neither the database nor the directory's list of names. Before, the unit's 0700 shut the web server out. */
+Test(systemd, jwks_files_readable_by_a_web_server) {
+        char *root = test_mkdtemp(), cmd[4096], out[8192], path[1024];
+        snprintf(path, sizeof path, "%s/systemd/keyd.service", test_srcdir());
+        char *unit = test_read_file(path, NULL), *mode = unit_value(unit, "StateDirectoryMode");
+        cr_assert_not_null(mode, "keyd.service sets StateDirectoryMode=");
+        cr_assert(strstr(unit, "\nStateDirectory=keyd\n"), "keyd.service has StateDirectory=keyd");
+
+        /* tmpfiles.d first (as at boot or package installation), then what systemd does when it starts the unit:
+         * the state directory gets StateDirectoryMode=. keyd writes the files. */
+        snprintf(cmd, sizeof cmd,
+                 "chmod 0755 %s && mkdir -p %s/etc && touch %s/etc/passwd %s/etc/group && "
+                 "echo softhsm:x:995: > %s/etc/group && "
+                 "systemd-sysusers --root=%s %s/systemd/keyd.sysusers 2>&1 && "
+                 "systemd-tmpfiles --root=%s --create %s/systemd/keyd.tmpfiles 2>&1 && "
+                 "chmod %s %s/var/lib/keyd && "
+                 "printf '{\"keys\":[]}' > %s/var/lib/keyd/jwks/default.json && "
+                 "chmod 0644 %s/var/lib/keyd/jwks/default.json && "
+                 "echo db > %s/var/lib/keyd/keyd.db && chmod 0600 %s/var/lib/keyd/keyd.db",
+                 root, root, root, root, root, root, test_srcdir(), root, test_srcdir(), mode, root, root, root, root,
+                 root);
+        cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+        snprintf(path, sizeof path, "%s/var/lib/keyd", root);
+        struct stat st;
+        cr_assert_eq(stat(path, &st), 0);
+        cr_assert_eq((unsigned) (st.st_mode & 07777), (unsigned) strtoul(mode, NULL, 8),
+                     "keyd.tmpfiles and StateDirectoryMode= agree");
+
+        pid_t pid = test_fork_as_nobody();
+        if (pid == 0) {
+                char p[1100];
+                snprintf(p, sizeof p, "%s/var/lib/keyd/jwks/default.json", root);
+                int fd = open(p, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        _exit(1); /* the web server cannot read the JWKS */
+                close(fd);
+                snprintf(p, sizeof p, "%s/var/lib/keyd/keyd.db", root);
+                if (open(p, O_RDONLY | O_CLOEXEC) >= 0)
+                        _exit(2); /* nor may it read the database */
+                snprintf(p, sizeof p, "%s/var/lib/keyd", root);
+                if (opendir(p))
+                        _exit(3); /* nor list the state directory */
+                _exit(0);
+        }
+        int rc = test_wait_child(pid);
+        cr_assert_eq(rc, 0,
+                     "as nobody: %s (StateDirectoryMode=%s)",
+                     rc == 1   ? "the jwks-file cannot be read"
+                     : rc == 2 ? "the database can be read"
+                     : rc == 3 ? "the state directory can be listed"
+                               : "the child failed",
+                     mode);
+        free(unit), free(mode);
         test_rmrf(root);
         free(root);
 }

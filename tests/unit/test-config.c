@@ -100,6 +100,7 @@ Test(config, defaults) {
         cr_assert_eq(c.sign_in, HSM_SIGN_IN_AUTO);
         assert_default_store_api_audit(&c);
         cr_assert_null(c.public_listen);
+        cr_assert_null(c.metrics_listen, "no metrics listener unless asked for");
         cr_assert_eq(c.n_keyrings, 0);
         config_done(&c);
         cr_assert_null(c.module, "config_done() leaves a clean Config");
@@ -151,6 +152,7 @@ Test(config, good_several_keyrings) {
         cr_assert_eq(c.max_connections_per_uid, 16);
         cr_assert_eq(c.idle_timeout, 2 * M);
         cr_assert_str_eq(c.public_listen, "[::1]:8443");
+        cr_assert_str_eq(c.metrics_listen, "127.0.0.1:9102");
         cr_assert_eq(c.checkpoint_interval, 24 * H);
         cr_assert_eq(c.n_keyrings, 4);
 
@@ -310,7 +312,7 @@ Test(config, malformed_lines) {
 }
 
 Test(config, unknown_section) {
-#define EXPECTED_SECTIONS "(expected [token], [store], [api], [public], [audit] or [keyring NAME])"
+#define EXPECTED_SECTIONS "(expected [token], [store], [api], [public], [metrics], [audit] or [keyring NAME])"
         EXPECT_ERRORS(
                 "bad-unknown-section.conf",
                 "bad-unknown-section.conf:4: unknown section [tokens] (did you mean [token]?)",
@@ -452,7 +454,8 @@ Test(config, bad_listen) {
                       "bad-listen.conf:9: listen: bad address '::1:8080' " EXPECTED_LISTEN,
                       "bad-listen.conf:10: listen: bad address '[::1]8080' " EXPECTED_LISTEN,
                       "bad-listen.conf:11: listen: bad address '[localhost]:8080' " EXPECTED_LISTEN,
-                      "bad-listen.conf:12: listen: bad address '127.1:8080' " EXPECTED_LISTEN);
+                      "bad-listen.conf:12: listen: bad address '127.1:8080' " EXPECTED_LISTEN,
+                      "bad-listen.conf:15: listen: bad address 'localhost:9102' " EXPECTED_LISTEN);
 }
 
 Test(config, bad_keyring_names) {

@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+#include <sys/stat.h>
+
 #include "tests/unit/engine-fixture.h"
 
 TestSuite(engine, .init = setup, .fini = teardown, .timeout = 240);
@@ -257,6 +259,67 @@ Test(engine, jwks_file_written) {
         cr_assert_eq(memcmp(file, body, len), 0, "the file holds exactly the served bytes");
         free(file);
         free(path);
+}
+
+static int jwks_events_failed, jwks_events_written;
+
+static void count_jwks_event(const EngineEvent *ev, void *userdata) {
+        (void) userdata;
+        if (streq(ev->action, "jwks-file.failed")) {
+                jwks_events_failed++;
+                cr_assert(ev->detail && strstr(ev->detail, "/missing/jwks.json"), "the path: %s", ev->detail);
+                cr_assert_str_eq(ev->keyring, "default");
+        } else if (streq(ev->action, "jwks-file.written"))
+                jwks_events_written++;
+}
+
+/* A jwks-file that cannot be written: the keyring is degraded (saying the path), the failures are counted and told
+ * once, the keyring is due again within the retry delay (30 s), and the pass that finds the directory there writes
+ * the file and clears the mark, without a key change. */
+Test(engine, jwks_file_failure_degrades_until_written) {
+        char *dir, *path;
+        RingCounters rc;
+        usec_t due;
+
+        close_engine();
+        extra_opts.on_event = count_jwks_event;
+        open_engine();
+        cr_assert(asprintf(&dir, "%s/missing", tok.dir) >= 0);
+        cr_assert(asprintf(&path, "%s/jwks.json", dir) >= 0);
+        Policy p = test_policy(KEYD_ALG_ES256);
+        p.jwks_file = strdup(path);
+        create_with("default", p);
+        tick();
+        Ring *r = engine_get_ring(eng, "default");
+        cr_assert(ring_degraded(r) && strstr(ring_degraded(r), path), "%s", ring_degraded(r) ?: "(healthy)");
+        cr_assert(!ring_healthy(r), "degraded, though it can sign");
+        cr_assert(ring_can_sign(r));
+        ring_counters(r, &rc);
+        cr_assert_geq(rc.jwks_file_failures, 1);
+        cr_assert_eq(jwks_events_failed, 1, "told once");
+        cr_assert_eq(engine_tick(eng, &due), 0);
+        cr_assert_leq(due, fake_now + S(30), "due again within the retry delay, not at the next rotation (100 s)");
+
+        fake_now += S(30);
+        tick();
+        ring_counters(r, &rc);
+        cr_assert_geq(rc.jwks_file_failures, 2, "written again on the pass");
+        cr_assert_eq(jwks_events_failed, 1, "the same error is not told again");
+
+        cr_assert_eq(mkdir(dir, 0700), 0);
+        fake_now += S(30);
+        tick();
+        cr_assert_null(ring_degraded(r), "%s", ring_degraded(r));
+        cr_assert(ring_healthy(r));
+        cr_assert_eq(jwks_events_written, 1);
+        size_t len, flen;
+        const char *body = ring_jwks(r, fake_now, &len, NULL, NULL);
+        char *file = test_read_file(path, &flen);
+        cr_assert(flen == len && memcmp(file, body, len) == 0, "the file holds the served bytes");
+        cr_assert_eq(engine_tick(eng, &due), 0);
+        cr_assert_gt(due, fake_now + S(30), "no retries once it is written");
+        extra_opts.on_event = NULL;
+        free(file), free(path), free(dir);
 }
 
 Test(engine, etag_changes_with_keys) {
