@@ -5,7 +5,7 @@
 #   make asan       the whole test suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench      benchmarks (ratios against raw PKCS#11 in one run)
 #   make run        start keyd in dev mode on ./var
-#   make install    install (honours DESTDIR and PREFIX)
+#   make install    install (honours DESTDIR, PREFIX and SYSCONFDIR; an existing keyd.conf is kept)
 #   make fuzz       build the libFuzzer targets with clang (replays of the corpus run inside "make check")
 
 VERSION        := 0.1.0
@@ -16,6 +16,7 @@ SBINDIR        ?= $(PREFIX)/sbin
 MANDIR         ?= $(PREFIX)/share/man
 SYSCONFDIR     ?= /etc
 UNITDIR        ?= $(PREFIX)/lib/systemd/system
+COMPLETIONDIR  ?= $(PREFIX)/share/bash-completion/completions
 SOFTHSM_MODULE ?= /usr/lib/softhsm/libsofthsm2.so
 DEVDIR         ?= var
 
@@ -169,10 +170,16 @@ install: all
 	  s=$${m##*.}; install -Dm0644 $$m $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$m); done
 	for u in $(wildcard systemd/*.service systemd/*.socket); do \
 	  install -Dm0644 $$u $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
-	sed -i 's|/usr/sbin/keyd|$(SBINDIR)/keyd|' $(DESTDIR)$(UNITDIR)/keyd.service
+	sed -i 's|/usr/sbin/keyd|$(SBINDIR)/keyd|; s|/etc/keyd/|$(SYSCONFDIR)/keyd/|g' $(DESTDIR)$(UNITDIR)/keyd.service
 	install -Dm0644 systemd/keyd.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/keyd.conf
 	install -Dm0644 systemd/keyd.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/keyd.conf
 	install -Dm0644 systemd/keyd-network-hsm.conf $(DESTDIR)$(PREFIX)/share/keyd/keyd-network-hsm.conf
+	install -Dm0644 systemd/keyd.conf.example $(DESTDIR)$(PREFIX)/share/keyd/keyd.conf.example
+	install -Dm0644 contrib/keydctl.bash $(DESTDIR)$(COMPLETIONDIR)/keydctl
+	@# The example configuration, never over the operator's own.
+	if [ -e $(DESTDIR)$(SYSCONFDIR)/keyd/keyd.conf ]; then \
+	  echo "$(DESTDIR)$(SYSCONFDIR)/keyd/keyd.conf exists: kept (the example is in $(PREFIX)/share/keyd)"; \
+	else install -Dm0644 systemd/keyd.conf.example $(DESTDIR)$(SYSCONFDIR)/keyd/keyd.conf; fi
 
 format:
 	clang-format -i $(LIB_SRCS) $(DAEMON_SRCS) keyd/main.c $(KEYCTL_SRCS) $(wildcard */*.h) $(HELPER_SRCS) $(UNIT_SRCS) \

@@ -126,6 +126,12 @@ typedef struct RingCopy {
         size_t n_keys;
 } RingCopy;
 
+/* One key, copied under the engine's read lock (key_copy(): 0 or -ENOMEM), shown as the API shows keys (KEY in
+ * docs/API.md) after it is released. */
+int key_copy(const StoreKey *k, KeyCopy *ret);
+void key_copy_done(KeyCopy *k);
+json_t *key_copy_to_json(const KeyCopy *k);
+
 /* Call with the engine read lock held. 0 or -ENOMEM (nothing to free then). */
 int ring_copy(Ring *r, RingCopy *ret);
 void ring_copy_done(RingCopy *c);
@@ -221,6 +227,7 @@ int h_sign(Request *rq, const char *arg, Reply *rp);
 int h_verify(Request *rq, const char *arg, Reply *rp);
 int h_rotate(Request *rq, const char *arg, Reply *rp);
 int h_revoke_key(Request *rq, const char *arg, Reply *rp);
+int h_key_show(Request *rq, const char *arg, Reply *rp);
 int h_disable(Request *rq, const char *arg, Reply *rp);
 int h_revoke_token(Request *rq, const char *arg, Reply *rp);
 int h_audit_list(Request *rq, const char *arg, Reply *rp);

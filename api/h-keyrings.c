@@ -159,9 +159,25 @@ int h_keyring_create(Request *rq, const char *arg, Reply *rp) {
                 return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
                                    "policy: jwks_file is set in keyd.conf only (a path keyd writes to)");
         policy_init(&p, k);
+        /* 0 until the request sets it: rsa_bits for a key that is not RSA would be ignored, and is refused instead. */
+        p.rsa_bits = 0;
         if (pj && policy_update_from_json(&p, pj, &err) < 0) {
                 policy_done(&p);
                 return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request", "policy: %s", err ?: "invalid");
+        }
+        if (p.rsa_bits != 0 && !keyd_alg_is_rsa(p.alg)) {
+                r = reply_error(rp, MHD_HTTP_UNPROCESSABLE_CONTENT, "unprocessable",
+                                "policy: rsa_bits applies to RS256 and PS256 only, not to %s",
+                                keyd_alg_to_string(p.alg));
+                policy_done(&p);
+                return r;
+        }
+        if (p.rsa_bits == 0)
+                p.rsa_bits = 2048;
+        /* Every client gets the same rule: verifiers fetch the keys from the issuer's URL. */
+        if (k == RING_ISSUER && p.issuer && policy_issuer_check(p.issuer, &why) < 0) {
+                policy_done(&p);
+                return reply_error(rp, MHD_HTTP_UNPROCESSABLE_CONTENT, "unprocessable", "policy: issuer %s", why);
         }
         if (policy_validate(&p, &why) < 0) {
                 policy_done(&p);

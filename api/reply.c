@@ -78,7 +78,7 @@ json_t *json_time(usec_t t) {
         return t > 0 ? json_string(format_rfc3339(buf, sizeof buf, t)) : json_null();
 }
 
-static json_t *key_to_json(const KeyCopy *k) {
+json_t *key_copy_to_json(const KeyCopy *k) {
         return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s?, s:b}", "kid", k->kid, "alg",
                          keyd_alg_to_string(k->alg), "state", key_state_to_string(k->state), "created_at",
                          json_time(k->created_at), "publish_at", json_time(k->publish_at), "activate_at",
@@ -87,11 +87,28 @@ static json_t *key_to_json(const KeyCopy *k) {
                          k->lost);
 }
 
+int key_copy(const StoreKey *k, KeyCopy *ret) {
+        KeyCopy d = { .alg = k->alg, .state = k->state, .created_at = k->created_at, .publish_at = k->publish_at,
+                      .activate_at = k->activate_at, .retire_at = k->retire_at, .expire_at = k->expire_at,
+                      .revoked_at = k->revoked_at, .lost = k->lost };
+
+        (void) snprintf(d.kid, sizeof d.kid, "%s", k->kid);
+        if (k->reason && !(d.reason = strdup(k->reason)))
+                return -ENOMEM;
+        *ret = d;
+        return 0;
+}
+
+void key_copy_done(KeyCopy *k) {
+        free(k->reason);
+        k->reason = NULL;
+}
+
 void ring_copy_done(RingCopy *c) {
         if (!c)
                 return;
         for (size_t i = 0; i < c->n_keys; i++)
-                free(c->keys[i].reason);
+                key_copy_done(&c->keys[i]);
         free(c->keys);
         free(c->degraded);
         if (c->has_policy)
@@ -121,23 +138,11 @@ int ring_copy(Ring *r, RingCopy *ret) {
                 ring_copy_done(&c);
                 return -ENOMEM;
         }
-        for (size_t i = 0; i < c.n_keys; i++) {
-                KeyCopy *d = &c.keys[i];
-                (void) snprintf(d->kid, sizeof d->kid, "%s", k[i]->kid);
-                d->alg = k[i]->alg;
-                d->state = k[i]->state;
-                d->created_at = k[i]->created_at;
-                d->publish_at = k[i]->publish_at;
-                d->activate_at = k[i]->activate_at;
-                d->retire_at = k[i]->retire_at;
-                d->expire_at = k[i]->expire_at;
-                d->revoked_at = k[i]->revoked_at;
-                d->lost = k[i]->lost;
-                if (k[i]->reason && !(d->reason = strdup(k[i]->reason))) {
+        for (size_t i = 0; i < c.n_keys; i++)
+                if (key_copy(k[i], &c.keys[i]) < 0) {
                         ring_copy_done(&c);
                         return -ENOMEM;
                 }
-        }
         *ret = c;
         return 0;
 }
@@ -150,7 +155,7 @@ json_t *ring_copy_to_json(const RingCopy *c) {
                 return NULL;
         }
         for (size_t i = 0; i < c->n_keys; i++)
-                json_array_append_new(keys, key_to_json(&c->keys[i]));
+                json_array_append_new(keys, key_copy_to_json(&c->keys[i]));
         return json_pack("{s:s, s:s, s:o, s:o, s:b, s:s?, s:o, s:o}", "name", c->name, "kind",
                          ring_kind_to_string(c->kind), "owner_uid",
                          c->owner_uid >= 0 ? json_integer(c->owner_uid) : json_null(), "policy", policy, "disabled",

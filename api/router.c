@@ -25,6 +25,7 @@ static const Route routes[] = {
         { "POST", "/v1/keyrings/", "/disable", ROLE_ADMIN, false, h_disable },
         { "GET", "/v1/keyrings/", "", ROLE_VERIFY, false, h_keyring_show },
         { "POST", "/v1/keys/", "/revoke", ROLE_ADMIN, true, h_revoke_key },
+        { "GET", "/v1/keys/", "", ROLE_VERIFY, false, h_key_show },
         { "POST", "/v1/verify", NULL, ROLE_VERIFY, true, h_verify },
         { "POST", "/v1/tokens/revoke", NULL, ROLE_ADMIN, true, h_revoke_token },
         { "GET", "/v1/audit", NULL, ROLE_ADMIN, false, h_audit_list },

@@ -30,7 +30,7 @@ static char **dev_path(DevEnv *e, size_t i) {
         return (char **) ((uint8_t *) e + dev_paths[i].offset);
 }
 
-static int random_pin(char out[33]) {
+int dev_random_pin(char out[33]) {
         uint8_t rnd[16];
         if (RAND_bytes(rnd, sizeof rnd) != 1)
                 return -EIO;
@@ -109,9 +109,9 @@ static int make_token(DevEnv *e, const char *module) {
                 log_info("dev: found token '%s' in %s/tokens", DEV_TOKEN_LABEL, e->dir);
                 return 0;
         }
-        r = random_pin(pin);
+        r = dev_random_pin(pin);
         if (r >= 0)
-                r = random_pin(so_pin);
+                r = dev_random_pin(so_pin);
         if (r >= 0)
                 r = hsm_token_init(module, DEV_TOKEN_LABEL, so_pin, pin);
         if (r < 0)

@@ -24,3 +24,5 @@ typedef struct DevEnv {
  * Sets SOFTHSM2_CONF for this process. Reuses whatever is already there. Logs what it found and made. */
 int dev_prepare(const char *dir, const char *module, DevEnv *ret);
 void dev_env_done(DevEnv *e);
+/* A random PIN: 32 hex digits from 16 random bytes (keyd init's too). 0 or -EIO. */
+int dev_random_pin(char out[33]);

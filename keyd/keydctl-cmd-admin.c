@@ -71,7 +71,7 @@ int verb_disable(Ctl *c, const Verb *v, int argc, char **argv) {
 
 /* A 409 to a denial: keyd holds a denial of jti already (with when and until when, keyd's reply says). Running the
  * same denial again is done when that one still stands, for as long as asked (exp, 0: not given). */
-static int denied_already(Ctl *c, const char *jti, uint64_t exp, json_t *reply) {
+static int denied_already(Ctl *c, const char *jti, int64_t exp, json_t *reply) {
         const json_t *until = json_object_get(reply, "exp");
         const char *at = json_str(reply, "revoked_at");
         int64_t now = (int64_t) (now_realtime() / USEC_PER_SEC);
@@ -79,17 +79,16 @@ static int denied_already(Ctl *c, const char *jti, uint64_t exp, json_t *reply) 
 
         if (!at || !json_is_integer(until))
                 /* A 409 that is not about this jti's denial: keyd's message says what it is. */
-                return ctl_error(KEYDCTL_ERR_REFUSED, "%s (%s)",
-                                 json_str(reply, "message") ?: "keyd refused the denial",
-                                 json_str(reply, "error") ?: "conflict");
+                return ctl_fail(KEYDCTL_ERR_CONFLICT, json_str(reply, "error") ?: "conflict", c->status,
+                                json_str(reply, "message") ?: "keyd refused the denial");
         format_time(when, sizeof when, json_integer_value(until));
         if (json_integer_value(until) <= now)
-                return ctl_error(KEYDCTL_ERR_REFUSED,
+                return ctl_error(KEYDCTL_ERR_CONFLICT,
                                  "token %s: its earlier denial (at %s) ended at %s and keyd has not dropped it yet; "
                                  "deny it again in a minute",
                                  jti, at, when);
-        if (exp > 0 && (uint64_t) json_integer_value(until) < exp)
-                return ctl_error(KEYDCTL_ERR_REFUSED,
+        if (exp > 0 && json_integer_value(until) < exp)
+                return ctl_error(KEYDCTL_ERR_CONFLICT,
                                  "token %s is denied (since %s) only until %s, before the --exp given; keyd does not "
                                  "extend a denial",
                                  jti, at, when);
@@ -116,16 +115,18 @@ int verb_token_revoke(Ctl *c, const Verb *v, int argc, char **argv) {
         };
         _cleanup_json_ json_t *body = NULL, *reply = NULL;
         const char *keyring = NULL;
-        uint64_t exp = 0; /* 0: not given */
+        int64_t exp = 0; /* 0: not given */
         char when[32], clean[512];
         int opt, r;
 
         while ((r = ctl_next_option(c, v, argc, argv, ":h", options, 1, 1, &opt)) == CTL_OPTION)
                 switch (opt) {
                 case OPT_EXP:
-                        r = ctl_parse_number("--exp", optarg, 1, 253402300799ULL /* 9999-12-31 */, &exp);
+                        r = ctl_parse_instant("--exp", optarg, &exp);
                         if (r < 0)
                                 return r;
+                        if (exp <= 0)
+                                return ctl_error(KEYDCTL_ERR_USAGE, "--exp: '%s' is before 1970", optarg);
                         break;
                 case OPT_KEYRING:
                         r = ctl_check_keyring_name(optarg);

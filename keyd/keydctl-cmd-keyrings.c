@@ -7,8 +7,8 @@
 #include "keyd/keydctl-internal.h"
 #include "rotation/policy.h"
 
-static int show_status(const Ctl *c, _unused_ const char *name, const json_t *reply) {
-        const json_t *e;
+static void show_status(const Ctl *c, const json_t *reply) {
+        const json_t *e, *token = json_object_get(reply, "token");
         char buf[64], list[1024] = "", clean[1024];
         size_t i;
 
@@ -18,13 +18,37 @@ static int show_status(const Ctl *c, _unused_ const char *name, const json_t *re
         printf("status:    %s\n", sanitize(json_str(reply, "status") ?: "?", clean, sizeof clean));
         printf("keyrings:  %s\n", json_text(json_object_get(reply, "keyrings"), buf, sizeof buf) ?: "?");
         printf("degraded:  %s\n", *list ? sanitize(list, clean, sizeof clean) : "none");
+        if (json_is_true(json_object_get(token, "up")))
+                printf("token:     up\n");
+        else if (token)
+                printf("token:     DOWN: %s\n",
+                       sanitize(json_str(token, "reason") ?: "no reason given", clean, sizeof clean));
+        if (json_str(reply, "storage"))
+                printf("storage:   %s\n", sanitize(json_str(reply, "storage"), clean, sizeof clean));
         printf("version:   %s\n", sanitize(json_str(reply, "version") ?: "?", clean, sizeof clean));
         printf("socket:    %s\n", sanitize(c->socket, clean, sizeof clean));
-        return 0;
 }
 
+/* keyd's health, shown whatever it is; the exit status says whether it is ok, for scripts and monitoring. */
 int verb_status(Ctl *c, const Verb *v, int argc, char **argv) {
-        return ctl_simple_call(c, v, argc, argv, "GET", "/healthz", show_status);
+        _cleanup_json_ json_t *reply = NULL;
+        int r = ctl_parse_plain(c, v, argc, argv, 0, 0);
+
+        if (r != CTL_PARSED)
+                return r > 0 ? 0 : r;
+        /* keyd answers 503 while it cannot sign or write: an answer about its health, not a refusal. */
+        r = ctl_call_quiet(c, "GET", "/healthz", NULL, (const long[]){ 503, 0 }, &reply);
+        if (r < 0)
+                return r;
+        if (!json_str(reply, "status"))
+                /* A 503 that is no health report: too many connections, keyd stopping. */
+                return ctl_fail(KEYDCTL_ERR_REFUSED, json_str(reply, "error"), c->status,
+                                json_str(reply, "message") ?: "keyd answered 503 without its health");
+        if (c->json)
+                print_json(reply);
+        else
+                show_status(c, reply);
+        return streq(json_str(reply, "status"), "ok") ? 0 : KEYDCTL_ERR_NEGATIVE;
 }
 
 const json_t *keyring_key_in_state(const json_t *ring, const char *state) {
@@ -231,14 +255,12 @@ static const struct {
         { "sign-groups", "sign_groups", FIELD_LIST },
         { "publish", "publish", FIELD_BOOL },
         { "allow-raw-sign", "allow_raw_sign", FIELD_BOOL },
-        { "jwks-file", "jwks_file", FIELD_STRING },
 };
 
 static int policy_option(json_t *policy, size_t i, const char *value) {
         const char *field = policy_options[i].field, *option = policy_options[i].option;
         json_t *v = NULL, *list;
         char **names = NULL;
-        int64_t d;
         int b;
 
         switch (policy_options[i].type) {
@@ -256,15 +278,16 @@ static int policy_option(json_t *policy, size_t i, const char *value) {
                 break;
         }
         case FIELD_DURATION: {
-                _cleanup_json_ json_t *s = json_string(value);
-                if (!s)
-                        return OOM();
-                if (parse_policy_duration(s, &d) < 0)
-                        return ctl_error(KEYDCTL_ERR_USAGE,
-                                         "--%s: '%s' is not a duration (a whole number with s, m, h or d, or seconds)",
-                                         option, value);
-                /* As given, so that keyd sees what the operator typed: "24h", or an integer of seconds. */
-                v = strspn(value, "0123456789") == strlen(value) ? json_integer(d) : json_string(value);
+                char name[40];
+                uint64_t d;
+                int r;
+
+                (void) snprintf(name, sizeof name, "--%s", option);
+                r = ctl_parse_duration(name, value, streq(option, "clock-skew") ? 0 : 1, 3650ULL * 86400, &d);
+                if (r < 0)
+                        return r;
+                /* As given, so that keyd sees what the operator typed: "1h30m", or an integer of seconds. */
+                v = strspn(value, "0123456789") == strlen(value) ? json_integer((json_int_t) d) : json_string(value);
                 break;
         }
         case FIELD_BOOL:
@@ -297,6 +320,22 @@ static int policy_option(json_t *policy, size_t i, const char *value) {
         }
         if (!v || json_object_set_new(policy, field, v) < 0)
                 return OOM();
+        return 0;
+}
+
+/* Options that do not apply to the keyring are refused rather than ignored, and the issuer is checked as keyd checks
+ * it (policy_issuer_check()): nothing is sent that keyd would refuse. */
+static int check_create_options(const char *kind, const json_t *policy) {
+        const char *alg = json_str(policy, "alg") ?: "ES256", *issuer = json_str(policy, "issuer"), *why;
+
+        if (json_object_get(policy, "rsa_bits") && !keyd_alg_is_rsa(keyd_alg_from_string(alg)))
+                return ctl_error(KEYDCTL_ERR_USAGE, "--rsa-bits applies to RS256 and PS256 only, not to %s (--alg)",
+                                 alg);
+        if (streq(kind, "agent") && json_object_get(policy, "allow_raw_sign"))
+                return ctl_error(KEYDCTL_ERR_USAGE,
+                                 "--allow-raw-sign is for issuer keyrings: agent keyrings always allow raw signing");
+        if (streq(kind, "issuer") && issuer && policy_issuer_check(issuer, &why) < 0)
+                return ctl_error(KEYDCTL_ERR_USAGE, "--issuer: '%s' %s", issuer, why);
         return 0;
 }
 
@@ -342,6 +381,9 @@ int verb_keyring_create(Ctl *c, const Verb *v, int argc, char **argv) {
                 return ctl_error(KEYDCTL_ERR_USAGE, "an agent keyring needs --owner-uid");
         if (streq(kind, "issuer") && have_owner)
                 return ctl_error(KEYDCTL_ERR_USAGE, "--owner-uid is for agent keyrings only");
+        r = check_create_options(kind, policy);
+        if (r < 0)
+                return r;
 
         body = json_pack("{s:s, s:s}", "name", argv[optind], "kind", kind);
         if (!body || (have_owner && json_object_set_new(body, "owner_uid", json_integer((json_int_t) owner)) < 0) ||
@@ -360,38 +402,43 @@ int verb_keyring_create(Ctl *c, const Verb *v, int argc, char **argv) {
 }
 
 int verb_plan(Ctl *c, const Verb *v, int argc, char **argv) {
-        enum { OPT_HOURS = CTL_OPT_FIRST_LOCAL, OPT_NOW };
+        enum { OPT_WITHIN = CTL_OPT_FIRST_LOCAL, OPT_HOURS, OPT_NOW };
         static const struct option options[] = {
                 CTL_COMMON_OPTIONS,
-                { "hours", required_argument, NULL, OPT_HOURS },
-                { "now", required_argument, NULL, OPT_NOW }, /* hidden: a fixed "now" (seconds), for tests */
+                { "within", required_argument, NULL, OPT_WITHIN },
+                { "hours", required_argument, NULL, OPT_HOURS }, /* the old form of --within Nh, for scripts */
+                { "now", required_argument, NULL, OPT_NOW },     /* hidden: a fixed "now" (a time), for tests */
                 {},
         };
         _cleanup_json_ json_t *reply = NULL, *plan = NULL;
-        uint64_t hours = 24, fixed = 0;
-        int64_t now;
+        uint64_t within = 24 * 3600, hours;
+        int64_t now = 0;
         int opt, r;
 
-        while ((r = ctl_next_option(c, v, argc, argv, ":h", options, 0, 0, &opt)) == CTL_OPTION)
+        while ((r = ctl_next_option(c, v, argc, argv, ":h", options, 0, 0, &opt)) == CTL_OPTION) {
                 switch (opt) {
+                case OPT_WITHIN:
+                        r = ctl_parse_duration("--within", optarg, 1, 365 * 86400, &within);
+                        break;
                 case OPT_HOURS:
                         r = ctl_parse_number("--hours", optarg, 1, 8760, &hours);
-                        if (r < 0)
-                                return r;
+                        within = hours * 3600;
                         break;
                 case OPT_NOW:
-                        r = ctl_parse_number("--now", optarg, 1, INT32_MAX * 4ULL, &fixed);
-                        if (r < 0)
-                                return r;
+                        r = ctl_parse_instant("--now", optarg, &now);
                         break;
                 }
+                if (r < 0)
+                        return r;
+        }
         if (r != CTL_PARSED)
                 return r > 0 ? 0 : r;
         r = ctl_fetch_keyrings(c, &reply);
         if (r < 0)
                 return r;
-        now = fixed ? (int64_t) fixed : now_realtime() / USEC_PER_SEC;
-        r = plan_compute(reply, now, now + (int64_t) hours * 3600, &plan);
+        if (now == 0)
+                now = now_realtime() / USEC_PER_SEC;
+        r = plan_compute(reply, now, now + (int64_t) within, &plan);
         if (r < 0)
                 return OOM();
         if (c->json) {

@@ -420,19 +420,6 @@ static void print_rekey_result(const Rekey *rk, const char *name, const json_t *
         (void) fflush(stdout);
 }
 
-/* --before: RFC 3339, or seconds since the epoch. */
-static int parse_before(const char *s, int64_t *ret) {
-        uint64_t n;
-
-        if (parse_rfc3339(s, ret) >= 0)
-                return 0;
-        if (parse_uint64(s, INT32_MAX * 4ULL, &n) >= 0) {
-                *ret = (int64_t) n;
-                return 0;
-        }
-        return ctl_error(KEYDCTL_ERR_USAGE, "--before: '%s' is not a time (2026-11-23T04:00:00Z, or seconds)", s);
-}
-
 /* The shell word of s, for a command line to copy: in single quotes. */
 static void print_quoted(FILE *f, const char *s) {
         char clean[512];
@@ -467,7 +454,7 @@ int verb_rekey_all(Ctl *c, const Verb *v, int argc, char **argv) {
                         reason = optarg;
                         break;
                 case OPT_BEFORE:
-                        r = parse_before(optarg, &rk.before);
+                        r = ctl_parse_instant("--before", optarg, &rk.before);
                         if (r < 0)
                                 return r;
                         break;

@@ -52,21 +52,41 @@ char *ctl_path(const char *prefix, const char *segment, const char *suffix) {
         return n < 0 ? NULL : p;
 }
 
-/* A non-2xx reply: keyd's {"error", "message"} on stderr. 4xx and 503 are refusals (exit 1); anything else means keyd
- * could not do its job (exit 3). */
+/* The error a refusal of keyd's is, by its HTTP status (keydctl-internal.h): 403, 404, 409 and 422 have exit statuses
+ * of their own, the other 4xx and 503 are refusals (exit 1), anything else means keyd could not do its job (exit 3). */
+static int status_error(long status) {
+        switch (status) {
+        case 403:
+                return KEYDCTL_ERR_FORBIDDEN;
+        case 404:
+                return KEYDCTL_ERR_NOT_FOUND;
+        case 409:
+                return KEYDCTL_ERR_CONFLICT;
+        case 422:
+                return KEYDCTL_ERR_UNPROCESSABLE;
+        case 503:
+                return KEYDCTL_ERR_REFUSED;
+        default:
+                return status >= 400 && status < 500 ? KEYDCTL_ERR_REFUSED : KEYDCTL_ERR_UNREACHABLE;
+        }
+}
+
+/* A non-2xx reply: keyd's {"error", "message"} on stderr (and kept for --json). */
 static int report_error(Ctl *c, const Buffer *b) {
         _cleanup_json_ json_t *e = b->len > 0 ? json_loadb(b->data, b->len, 0, NULL) : NULL;
         const char *code = json_str(e, "error"), *msg = json_str(e, "message");
-        int r = (c->status >= 400 && c->status < 500) || c->status == 503 ? KEYDCTL_ERR_REFUSED
-                                                                         : KEYDCTL_ERR_UNREACHABLE;
+        int r = status_error(c->status);
+        char text[1024];
 
         if (msg && code)
-                return ctl_error(r, "%s (%s)", msg, code);
+                return ctl_fail(r, code, c->status, msg);
         if (msg)
-                return ctl_error(r, "%s (HTTP %ld)", msg, c->status);
-        if (code)
-                return ctl_error(r, "keyd refused the request: %s (HTTP %ld)", code, c->status);
-        return ctl_error(r, "keyd answered HTTP %ld without an error message", c->status);
+                (void) snprintf(text, sizeof text, "%s (HTTP %ld)", msg, c->status);
+        else if (code)
+                (void) snprintf(text, sizeof text, "keyd refused the request (HTTP %ld)", c->status);
+        else
+                (void) snprintf(text, sizeof text, "keyd answered HTTP %ld without an error message", c->status);
+        return ctl_fail(r, code, c->status, text);
 }
 
 static int report_transport(Ctl *c, CURL *h, CURLcode rc, const Buffer *b, const char *errbuf) {

@@ -19,22 +19,39 @@
 #define KEYDCTL_REPLY_MAX ((size_t) 16 << 20) /* bytes of one reply */
 #define KEYDCTL_INPUT_MAX ((size_t) 64 << 10) /* bytes read for sign FILE or verify from stdin */
 
-/* Errors decide the exit status (keydctl(1) EXIT STATUS). A command reports its error once, on stderr, and returns:
- *   KEYDCTL_ERR_USAGE        exit 2: bad command line;
- *   KEYDCTL_ERR_UNREACHABLE  exit 3: keyd cannot be reached or gave no usable answer (connect error, timeout, a
- *                            reply that is not HTTP or not JSON, 5xx other than 503);
- *   any other negative errno exit 1: keyd refused (4xx, 503), the answer is negative (invalid token, audit chain
- *                            broken), or a local failure (cannot read FILE, out of memory). */
+/* Errors decide the exit status (keydctl(1) EXIT STATUS). A command reports its error once, on stderr (and, with
+ * --json, as a JSON object on stdout: ctl_fail()), and returns:
+ *   KEYDCTL_ERR_USAGE          exit 2: bad command line;
+ *   KEYDCTL_ERR_UNREACHABLE    exit 3: keyd cannot be reached or gave no usable answer (connect error, timeout, a
+ *                              reply that is not HTTP or not JSON, 5xx other than 503);
+ *   KEYDCTL_ERR_FORBIDDEN      exit 4: keyd answered 403: the caller lacks the role;
+ *   KEYDCTL_ERR_NOT_FOUND      exit 5: keyd answered 404, or no key has the kid given;
+ *   KEYDCTL_ERR_CONFLICT       exit 6: keyd answered 409: the state does not allow it (too early to rotate, a
+ *                              disabled keyring, a denial that ends before the --exp asked for);
+ *   KEYDCTL_ERR_UNPROCESSABLE  exit 7: keyd answered 422: it understood the request and refuses it (an incoherent
+ *                              policy, an issuer that is not https);
+ *   any other negative errno   exit 1: keyd refused otherwise (400, 413, 429, 503), the answer is negative (invalid
+ *                              token, audit chain broken, keyd degraded), or a local failure (cannot read FILE).
+ * The four refusals use errnos that no local failure of keydctl returns (open() and read() never give these), so
+ * that a FILE that is missing is exit 1, not 5. */
 #define KEYDCTL_ERR_USAGE (-EINVAL)
 #define KEYDCTL_ERR_UNREACHABLE (-EHOSTUNREACH)
 #define KEYDCTL_ERR_REFUSED (-EPERM)
 #define KEYDCTL_ERR_NEGATIVE (-EBADMSG)
+#define KEYDCTL_ERR_FORBIDDEN (-EKEYREJECTED)
+#define KEYDCTL_ERR_NOT_FOUND (-ENODATA)
+#define KEYDCTL_ERR_CONFLICT (-EALREADY)
+#define KEYDCTL_ERR_UNPROCESSABLE (-EDOM)
 
 enum {
         KEYDCTL_EXIT_OK = 0,
         KEYDCTL_EXIT_REFUSED = 1,
         KEYDCTL_EXIT_USAGE = 2,
         KEYDCTL_EXIT_UNREACHABLE = 3,
+        KEYDCTL_EXIT_FORBIDDEN = 4,
+        KEYDCTL_EXIT_NOT_FOUND = 5,
+        KEYDCTL_EXIT_CONFLICT = 6,
+        KEYDCTL_EXIT_UNPROCESSABLE = 7,
 };
 
 typedef struct Ctl {
@@ -48,8 +65,15 @@ typedef struct Ctl {
 
 void ctl_done(Ctl *c);
 
-/* Errors on stderr as "keydctl: ...". Returns error, so that "return ctl_error(r, ...)" reports and propagates. */
+/* Errors on stderr as "keydctl: ...". Returns error, so that "return ctl_error(r, ...)" reports and propagates. An
+ * error of 0 is a warning. The first error (not warning) is kept for --json: when the command fails without having
+ * printed JSON of its own, keydctl prints {"error": CODE, "message": ..., "exit": N} on stdout (main()). */
 int ctl_error(int error, const char *format, ...) _printf_(2, 3);
+/* ctl_error() with the error code and HTTP status keyd sent (code may be NULL, status 0), and its message alone. */
+int ctl_fail(int error, const char *code, long status, const char *message);
+/* Whether errors go to stdout as JSON too (--json, KEYDCTL_FORMAT=json); print_json() notes that a command printed
+ * its own JSON. */
+void ctl_set_json_errors(bool on);
 
 /* One request. body may be NULL (a GET; a POST without body sends "{}"). A 2xx reply is parsed (it must be JSON) into
  * *ret_reply; anything else is reported on stderr and returns one of the KEYDCTL_ERR_* above. path must be escaped
@@ -140,6 +164,12 @@ void ctl_verb_help(const Verb *v);
 int ctl_check_keyring_name(const char *name);
 /* Parse a whole decimal number in [min, max] for option name, else a usage error. */
 int ctl_parse_number(const char *name, const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+/* keydctl's one time syntax (keydctl(1), TIMES). A duration for option name: numbers with units, largest first
+ * ("15m", "1h30m", "2d12h", "1w"), a bare number being seconds; in [min, max] seconds (min 0 allows "0"). An instant:
+ * RFC 3339 ("2026-11-23T04:00:00Z", with a fraction or an offset), or "@N" for N seconds since the epoch (as a token's
+ * exp). Else a usage error naming the option. */
+int ctl_parse_duration(const char *name, const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+int ctl_parse_instant(const char *name, const char *s, int64_t *ret);
 
 /* Output. A table: columns separated by two blanks, each as wide as its widest cell; control characters in cells are
  * shown as '?'; the last column is not padded. */
@@ -152,6 +182,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Table *, table_free);
 int table_add_row(Table *t, const char *const *cells);
 #define TABLE_ROW(t, ...) table_add_row((t), (const char *const[]){ __VA_ARGS__ })
 size_t table_n_rows(const Table *t);
+/* Align a column (of the first 32) to the right, header too: spans and counts that people compare. */
+void table_align_right(Table *t, size_t column);
 /* Print the header (unless skip_header) and the rows. widths (n_columns entries) may carry widths from an earlier
  * part of the same table (audit tail --follow): they are raised to fit and kept. */
 void table_print(const Table *t, FILE *f, bool skip_header, size_t *widths);
@@ -160,6 +192,8 @@ void table_show(const Table *t, const char *format, ...) _printf_(2, 3);
 
 /* The JSON as keyd sent it, indented by two, and a newline. */
 void print_json(const json_t *j);
+/* Whether print_json() was called: the command's output is JSON already, and an error is not added to it. */
+bool json_printed(void);
 /* A string member, or NULL when absent, null or not a string. */
 const char *json_str(const json_t *o, const char *key);
 /* A text for a member of any type: strings as they are, null/absent as NULL, numbers and booleans and the rest as
@@ -172,7 +206,7 @@ char *sanitize(const char *s, char *buf, size_t size);
 int parse_rfc3339(const char *s, int64_t *ret);
 /* RFC 3339 UTC with second precision into buf; returns buf. */
 char *format_time(char *buf, size_t size, int64_t t);
-/* A policy duration as keyd sends it: an integer of seconds or a string "N[smhd]"; 0 allowed. 0 or -EINVAL. */
+/* A policy duration as keyd sends it: an integer of seconds or a string ("1d", "1h30m"); 0 allowed. 0 or -EINVAL. */
 int parse_policy_duration(const json_t *v, int64_t *ret);
 /* A signed span for people: "2h13m", "45s", "3d4h" (two units at most). Returns buf. */
 char *format_span(char *buf, size_t size, int64_t seconds);
@@ -205,6 +239,8 @@ int verb_sign(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_verify(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_jwks(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_token_revoke(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_token_inspect(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_key_show(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_audit_tail(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_audit_verify(Ctl *c, const Verb *v, int argc, char **argv);
 
@@ -222,7 +258,7 @@ bool base64url_text(const char *s);
 int ctl_check_kid(const char *kid);
 /* The key that kid (ctl_check_kid()) names: a key whose kid is kid, else the only one whose kid starts with it,
  * among the keys of every keyring (ctl_fetch_keyrings(), into *ret_keyrings, which the other two point into).
- * No such key: KEYDCTL_ERR_REFUSED; several: KEYDCTL_ERR_USAGE naming them (reported). */
+ * No such key: KEYDCTL_ERR_NOT_FOUND; several: KEYDCTL_ERR_USAGE naming them (reported). */
 int ctl_resolve_kid(Ctl *c, const char *kid, json_t **ret_keyrings, const json_t **ret_ring, const json_t **ret_key);
 
 /* Shared by the commands (keydctl-cmd-keyrings.c): one keyring in full, and the first of a keyring's keys (as keyd

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* keydctl: kids as operators type them. keyd takes whole kids only (POST /v1/keys/{kid}/revoke); people copy the 12
- * characters "keydctl keyrings" shows, or a kid that starts with "-". A prefix is resolved here, against the keys of
- * every keyring as keyd lists them, and must name one key. */
+/* keydctl: kids as operators type them, and key show. keyd takes whole kids only (POST /v1/keys/{kid}/revoke, GET
+ * /v1/keys/{kid}); people copy the 12 characters "keydctl keyrings" shows, or a kid that starts with "-". A prefix is
+ * resolved here, against the keys of every keyring as keyd lists them, and must name one key. */
 #include "keyd/keydctl-internal.h"
 
 #define CANDIDATES_SHOWN 8 /* of an ambiguous prefix, the ones named */
@@ -66,7 +66,7 @@ int ctl_resolve_kid(Ctl *c, const char *kid, json_t **ret_keyrings, const json_t
                 }
 done:
         if (n == 0)
-                return ctl_error(KEYDCTL_ERR_REFUSED, "no key has a kid that starts with '%s' (see keydctl keyrings)",
+                return ctl_error(KEYDCTL_ERR_NOT_FOUND, "no key has a kid that starts with '%s' (see keydctl keyrings)",
                                  kid);
         if (n > 1) {
                 if (n > CANDIDATES_SHOWN)
@@ -78,5 +78,69 @@ done:
         *ret_ring = found_ring;
         *ret_key = found_key;
         *ret_keyrings = TAKE_PTR(all);
+        return 0;
+}
+
+/* key show for people: the key, its times, where it is in the token, its public JWK. */
+static void print_key(const json_t *key) {
+        static const struct {
+                const char *field, *label;
+        } times[] = {
+                { "created_at", "Created:" },    { "publish_at", "Published:" }, { "activate_at", "Activated:" },
+                { "retire_at", "Retired:" },     { "expire_at", "Expires:" },    { "revoked_at", "Revoked:" },
+        };
+        const json_t *token = json_object_get(key, "token");
+        _cleanup_free_ char *jwk = json_dumps(json_object_get(key, "jwk"), JSON_COMPACT | JSON_ENCODE_ANY);
+        const char *state = json_str(key, "state") ?: "?";
+        char clean[2][1024];
+
+        printf("Key:          %s\n", sanitize(json_str(key, "kid") ?: "?", clean[0], sizeof clean[0]));
+        printf("Keyring:      %s (%s)\n", sanitize(json_str(key, "keyring") ?: "?", clean[0], sizeof clean[0]),
+               sanitize(json_str(key, "kind") ?: "?", clean[1], sizeof clean[1]));
+        printf("Alg:          %s\n", sanitize(json_str(key, "alg") ?: "?", clean[0], sizeof clean[0]));
+        printf("State:        %s%s\n", sanitize(state, clean[0], sizeof clean[0]),
+               json_is_true(json_object_get(key, "lost")) ? " (lost from the token)" : "");
+        for (size_t i = 0; i < ELEMENTSOF(times); i++) {
+                const char *t = json_str(key, times[i].field);
+                if (!t)
+                        continue;
+                if (streq(times[i].field, "revoked_at"))
+                        printf("%-14s%s (%s)\n", times[i].label, sanitize(t, clean[0], sizeof clean[0]),
+                               sanitize(json_str(key, "reason") ?: "no reason", clean[1], sizeof clean[1]));
+                else
+                        printf("%-14s%s\n", times[i].label, sanitize(t, clean[0], sizeof clean[0]));
+        }
+        printf("PKCS#11 URI:  %s\n", sanitize(json_str(token, "uri") ?: "-", clean[0], sizeof clean[0]));
+        if (json_is_true(json_object_get(token, "private_key")))
+                printf("              (the private key object is in token %s)\n",
+                       sanitize(json_str(token, "label") ?: "?", clean[0], sizeof clean[0]));
+        else
+                printf("              (no private key object in the token: a %s key signs no more)\n",
+                       sanitize(state, clean[1], sizeof clean[1]));
+        printf("JWK:          %s\n", sanitize(jwk ?: "-", clean[0], sizeof clean[0]));
+}
+
+int verb_key_show(Ctl *c, const Verb *v, int argc, char **argv) {
+        _cleanup_json_ json_t *all = NULL, *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        const json_t *ring, *key;
+        int r;
+
+        r = ctl_parse_plain(c, v, argc, argv, 1, 1);
+        if (r != CTL_PARSED)
+                return r > 0 ? 0 : r;
+        r = ctl_resolve_kid(c, argv[optind], &all, &ring, &key);
+        if (r < 0)
+                return r;
+        path = ctl_path("/v1/keys/", json_str(key, "kid"), NULL);
+        if (!path)
+                return OOM();
+        r = ctl_call(c, "GET", path, NULL, &reply);
+        if (r < 0)
+                return r;
+        if (c->json)
+                print_json(reply);
+        else
+                print_key(reply);
         return 0;
 }

@@ -10,6 +10,7 @@
 
 struct Table {
         size_t n_columns, n_rows, allocated;
+        uint32_t right; /* columns aligned to the right, a bit each */
         char **headers;
         char **cells; /* n_rows * n_columns */
 };
@@ -94,16 +95,28 @@ size_t table_n_rows(const Table *t) {
         return t->n_rows;
 }
 
-static void print_row(FILE *f, char *const *cells, size_t n, const size_t *w) {
+void table_align_right(Table *t, size_t column) {
+        if (column < MIN(t->n_columns, (size_t) 32))
+                t->right |= UINT32_C(1) << column;
+}
+
+static void print_row(const Table *t, FILE *f, char *const *cells, const size_t *w) {
         size_t last = 0;
 
         /* No blanks at the end of a line: stop after the last cell that is not empty. */
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < t->n_columns; i++)
                 if (*cells[i])
                         last = i;
-        for (size_t i = 0; i < last; i++)
-                fprintf(f, "%s%*s", cells[i], (int) (w[i] - text_width(cells[i]) + 2), "");
-        fprintf(f, "%s\n", cells[last]);
+        for (size_t i = 0; i <= last; i++) {
+                int pad = (int) (w[i] - text_width(cells[i]));
+                if (t->right & (UINT32_C(1) << i))
+                        fprintf(f, "%*s%s", pad, "", cells[i]);
+                else if (i < last)
+                        fprintf(f, "%s%*s", cells[i], pad, "");
+                else
+                        fputs(cells[i], f);
+                fputs(i < last ? "  " : "\n", f);
+        }
 }
 
 void table_print(const Table *t, FILE *f, bool skip_header, size_t *widths) {
@@ -117,9 +130,9 @@ void table_print(const Table *t, FILE *f, bool skip_header, size_t *widths) {
                         w[i] = MAX(w[i], text_width(t->cells[r * t->n_columns + i]));
         }
         if (!skip_header)
-                print_row(f, t->headers, t->n_columns, w);
+                print_row(t, f, t->headers, w);
         for (size_t r = 0; r < t->n_rows; r++)
-                print_row(f, t->cells + r * t->n_columns, t->n_columns, w);
+                print_row(t, f, t->cells + r * t->n_columns, w);
 }
 
 void table_show(const Table *t, const char *format, ...) {
@@ -134,9 +147,16 @@ void table_show(const Table *t, const char *format, ...) {
         va_end(ap);
 }
 
+static bool printed_json;
+
 void print_json(const json_t *j) {
         (void) json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
         putchar('\n');
+        printed_json = true;
+}
+
+bool json_printed(void) {
+        return printed_json;
 }
 
 const char *json_str(const json_t *o, const char *key) {
@@ -222,15 +242,9 @@ char *format_time(char *buf, size_t size, int64_t t) {
 }
 
 int parse_policy_duration(const json_t *v, int64_t *ret) {
-        static const struct {
-                char unit;
-                uint64_t factor;
-        } units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } };
         const uint64_t max = 3650ULL * 86400;
-        uint64_t factor = 1, n;
-        char num[24];
-        const char *s;
-        size_t len;
+        const char *s = json_string_value(v);
+        usec_t d;
 
         if (json_is_integer(v)) {
                 if (json_integer_value(v) < 0 || (uint64_t) json_integer_value(v) > max)
@@ -238,22 +252,14 @@ int parse_policy_duration(const json_t *v, int64_t *ret) {
                 *ret = json_integer_value(v);
                 return 0;
         }
-        s = json_string_value(v);
-        if (!s || (len = strlen(s)) == 0 || len >= sizeof num)
-                return -EINVAL;
-        memcpy(num, s, len + 1);
-        if (!isdigit((unsigned char) num[len - 1])) {
-                factor = 0;
-                for (size_t i = 0; i < ELEMENTSOF(units); i++)
-                        if (num[len - 1] == units[i].unit)
-                                factor = units[i].factor;
-                if (factor == 0)
-                        return -EINVAL;
-                num[--len] = 0;
+        /* keyd writes durations as format_duration() does ("1d", "1h30m"), "0s" for none. */
+        if (s && (streq(s, "0") || streq(s, "0s"))) {
+                *ret = 0;
+                return 0;
         }
-        if (parse_uint64(num, max / factor, &n) < 0)
+        if (!s || parse_duration(s, &d) < 0)
                 return -EINVAL;
-        *ret = (int64_t) (n * factor);
+        *ret = (int64_t) (d / USEC_PER_SEC);
         return 0;
 }
 

@@ -191,6 +191,8 @@ int plan_print(const json_t *plan, int64_t now) {
 
         if (!t)
                 return ctl_error(-ENOMEM, "out of memory");
+        /* "in 4m4s" above "in 10m4s": the spans line up on their last digit, as numbers do. */
+        table_align_right(t, 1);
         json_array_foreach(list, i, e) {
                 int64_t at = json_integer_value(json_object_get(e, "at"));
                 const char *kid = json_str(e, "kid");
@@ -207,7 +209,7 @@ int plan_print(const json_t *plan, int64_t now) {
         }
         table_show(t, "No key transition due before %s.\n", json_str(plan, "until") ?: "?");
         if (json_is_true(json_object_get(plan, "truncated")))
-                ctl_error(0, "only the first %d rotations of each keyring are shown; use a shorter --hours",
+                ctl_error(0, "only the first %d rotations of each keyring are shown; use a shorter --within",
                           PLAN_ROTATIONS_MAX);
         return 0;
 }

@@ -9,25 +9,30 @@
 #include "rotation/policy.h"
 
 #define KEYRING_POLICY_HELP                                                                                    \
-        "      --kind issuer|agent       Kind (default issuer)\n"                                               \
-        "      --owner-uid N             Owner of an agent keyring (required for agent keyrings)\n"             \
-        "      --alg A                   ES256 (default), ES384, RS256, PS256, EdDSA\n"                         \
-        "      --rsa-bits N              2048, 3072 or 4096 (RS256, PS256)\n"                                   \
-        "      --rotation-period D       Durations: a whole number with s, m, h or d, or seconds\n"             \
-        "      --prepublish D\n"                                                                                \
-        "      --token-ttl-max D\n"                                                                             \
-        "      --default-ttl D\n"                                                                               \
-        "      --clock-skew D\n"                                                                                \
-        "      --issuer URL              The iss claim of minted tokens\n"                                      \
-        "      --token-type T            The typ header of minted tokens (default JWT)\n"                       \
+        "      --kind issuer|agent       Kind (default issuer)\n"                                              \
+        "      --owner-uid N             Owner of an agent keyring (required for agent keyrings)\n"            \
+        "      --alg A                   ES256 (default), ES384, RS256, PS256, EdDSA\n"                        \
+        "      --rsa-bits N              2048, 3072 or 4096 (RS256 and PS256 only)\n"                          \
+        "      --rotation-period D       Durations: 15m, 1h30m, 2d12h, 1w (a bare number is seconds)\n"        \
+        "      --prepublish D\n"                                                                               \
+        "      --token-ttl-max D\n"                                                                            \
+        "      --default-ttl D\n"                                                                              \
+        "      --clock-skew D\n"                                                                               \
+        "      --issuer URL              The iss claim of minted tokens: an https URL for issuer keyrings\n"   \
+        "                                (http only for 127.0.0.1, [::1] or localhost)\n"                      \
+        "      --token-type T            The typ header of minted tokens (default JWT)\n"                      \
         "      --sign-users LIST         Users who may sign (names separated by commas or blanks; repeatable)\n" \
-        "      --sign-groups LIST        Groups whose members may sign (repeatable)\n"                          \
-        "      --publish yes|no          Serve the public keys in the JWKS\n"                                   \
-        "      --jwks-file PATH          Also write the JWKS to this file\n"
+        "      --sign-groups LIST        Groups whose members may sign (repeatable)\n"                         \
+        "      --publish yes|no          Serve the public keys in the JWKS\n"                                  \
+        "      --allow-raw-sign yes|no   Issuer keyrings: let the sign role use sign and JWS with the key\n"   \
+        "A keyring's JWKS file (jwks-file) is set in keyd.conf only.\n"
 
 static const Verb verbs[] = {
-        { "status", "", "Health of keyd: ok or degraded",
-          "Health of keyd: ok or degraded, the number of keyrings, the degraded ones, the version.\n", verb_status },
+        { "status", "", "Health of keyd; exit 1 unless ok",
+          "Health of keyd: ok, degraded or unavailable, the number of keyrings, the degraded ones, the token,\n"
+          "the version. Exit status 1 when keyd is not ok (a degraded keyring, the token down, the database\n"
+          "not writable).\n",
+          verb_status },
         { "keyrings", "", "List the keyrings",
           "The keyrings: NAME KIND ALG STATE ACTIVE-KID NEXT-TRANSITION.\n", verb_keyrings },
         { "keyring show", "NAME", "One keyring: policy, keys and their times",
@@ -35,10 +40,10 @@ static const Verb verbs[] = {
         { "keyring create", "NAME [OPTIONS]", "Create a keyring (admin)",
           "Create a keyring (admin). Unset policy fields take keyd's defaults.\n" KEYRING_POLICY_HELP,
           verb_keyring_create },
-        { "plan", "[--hours N]", "Every key transition due in the next N hours",
-          "Every key transition due in the next N hours (1 to 8760, default 24), computed from the keyrings'\n"
-          "keys and policies: rotations (activate, retire, publish) and expirations.\n"
-          "      --hours N                 How far to look ahead\n",
+        { "plan", "[--within D]", "Every key transition due within D",
+          "Every key transition due within D (1s to 365d, default 24h), computed from the keyrings' keys and\n"
+          "policies: rotations (activate, retire, publish) and expirations.\n"
+          "      --within D                How far to look ahead: 2h, 1d12h, 1w\n",
           verb_plan },
         { "rotate", "NAME [--force] [--reason R]", "Rotate a keyring now (admin)",
           "Rotate a keyring now (admin): its next key becomes active, the active key retires, a new next key\n"
@@ -69,14 +74,15 @@ static const Verb verbs[] = {
           "does, and with --before TIME (as printed) it leaves the keys made since alone.\n"
           "      --reason R                Free text for the audit log, an incident reference (required). The\n"
           "                                reason code is key_compromise, unless R starts with another code\n"
-          "      --before TIME             Replace the keys created before TIME (RFC 3339, or seconds since\n"
+          "      --before TIME             Replace the keys created before TIME (RFC 3339, or @SECONDS since\n"
           "                                the epoch; default: when the run starts)\n",
           verb_rekey_all },
         { "mint", "NAME --sub S [OPTIONS]", "Mint a JWT; prints the token alone",
           "Mint a JWT with the keyring's active key; prints the token alone (--json: the whole reply).\n"
           "      --sub S                   Subject (required)\n"
           "      --aud A                   Audience (repeatable)\n"
-          "      --ttl T                   Lifetime: seconds, or with a unit (15m); at most token-ttl-max\n"
+          "      --ttl D                   Lifetime: 15m, 1h30m (a bare number is seconds); at most\n"
+          "                                token-ttl-max\n"
           "      --scope S                 The scope claim\n"
           "      --claim K=V               A custom claim; V is JSON if it parses, else a string (repeatable)\n"
           "      --act JSON                RFC 8693 actor claim, a JSON object\n"
@@ -89,17 +95,28 @@ static const Verb verbs[] = {
         { "verify", "[TOKEN] [OPTIONS]", "Verify a token; exit 1 if invalid",
           "Verify a compact JWS/JWT given as TOKEN or on standard input; prints the verdict and the claims.\n"
           "Exit status 1 when the token is invalid.\n"
-          "      --audience A              Require this aud\n"
+          "      --aud A                   Require this aud (also --audience A)\n"
           "      --issuer I                Require this iss\n"
           "      --keyring NAME            Accept only keys of this keyring (repeatable)\n"
-          "      --leeway S                Clock leeway in seconds, 0 to 300\n",
+          "      --leeway D                Clock leeway, 0 to 5m: 30s, 2m (a bare number is seconds)\n",
           verb_verify },
+        { "token inspect", "[TOKEN]", "Decode a token WITHOUT verifying it",
+          "Decode a compact JWS/JWT given as TOKEN or on standard input and show its header and claims,\n"
+          "WITHOUT verifying anything (keydctl verify does), and what keyd knows of its kid: the keyring and\n"
+          "the key's state. Exit status 1 when it is not a compact JWS.\n",
+          verb_token_inspect },
         { "jwks", "NAME", "The keyring's JWKS (JSON)",
           "The keyring's JWKS, as JSON (with or without --json).\n", verb_jwks },
-        { "token revoke", "JTI [--exp UNIX] [--keyring K]", "Deny one token until its exp (admin)",
+        { "key show", "KID", "One key: state, times, JWK, PKCS#11 URI",
+          "One key: its keyring, alg, state and times, its public JWK, and the RFC 7512 PKCS#11 URI of its\n"
+          "private key object in the token (for standard PKCS#11 tools). KID is the whole kid or a unique\n"
+          "prefix of at least 8 characters.\n",
+          verb_key_show },
+        { "token revoke", "JTI [--exp TIME] [--keyring K]", "Deny one token until its exp (admin)",
           "Deny one token by its jti until its exp (admin).\n"
-          "      --exp UNIX                The token's exp, seconds since the epoch (default: keyd's longest\n"
-          "                                token-ttl-max plus clock-skew from now)\n"
+          "      --exp TIME                The token's exp: RFC 3339, or @SECONDS since the epoch as in the\n"
+          "                                token (default: keyd's longest token-ttl-max plus clock-skew from\n"
+          "                                now)\n"
           "      --keyring K               The keyring that minted it\n",
           verb_token_revoke },
         { "audit tail", "[-n N] [--after SEQ] [-f]", "The last audit records (admin)",
@@ -133,16 +150,25 @@ static void help(void) {
         printf("\n"
                "Options (also accepted after COMMAND):\n"
                "      --socket PATH   keyd's API socket (default: $KEYD_SOCKET, else " KEYDCTL_DEFAULT_SOCKET ")\n"
-               "      --json          Print keyd's JSON replies (indented) instead of tables\n"
-               "      --timeout SEC   Give up on a request after SEC seconds (default 30)\n"
+               "      --json          Print keyd's JSON replies (indented) instead of tables, and errors as\n"
+               "                      JSON on standard output (the default with KEYDCTL_FORMAT=json)\n"
+               "      --timeout D     Give up on a request after D (30s, 2m; default 30s)\n"
                "  -h, --help          Show this help; keydctl COMMAND --help shows a command's\n"
                "      --version       Show the version\n"
                "\n"
+               "Times: durations as 15m, 1h30m, 2d12h, 1w (a bare number is seconds); instants in RFC 3339\n"
+               "(2026-11-23T04:00:00Z), or @SECONDS since the epoch.\n"
+               "\n"
                "Exit status:\n"
                "  0  success\n"
-               "  1  refused by keyd (HTTP 4xx or 503), token invalid, audit chain broken, or a local error\n"
+               "  1  refused by keyd (400, 413, 429, 503), keyd not ok (status), token invalid, audit chain\n"
+               "     broken, or a local error\n"
                "  2  usage error\n"
                "  3  keyd cannot be reached: no socket, connection refused, timeout, another 5xx, a malformed reply\n"
+               "  4  forbidden (403): the caller lacks the role\n"
+               "  5  not found (404), or no key has the kid given\n"
+               "  6  conflict (409): the state does not allow it\n"
+               "  7  unprocessable (422): keyd refuses what it was asked (a policy, a signing input)\n"
                "\n"
                "See keydctl(1).\n");
 }
@@ -171,18 +197,81 @@ static int group_help(const char *word) {
 
 void ctl_verb_help(const Verb *v) {
         printf("Usage: keydctl [OPTIONS] %s%s%s\n\n%s", v->name, *v->args ? " " : "", v->args, v->help);
-        printf("\nGlobal options --socket PATH, --json, --timeout SEC: see keydctl --help.\n");
+        printf("\nGlobal options --socket PATH, --json, --timeout D: see keydctl --help.\n");
+}
+
+/* The first error of the run, for --json (main()). */
+static struct {
+        bool json;
+        int error; /* 0: none yet */
+        long status;
+        char code[64];
+        char message[2048];
+} failure;
+
+void ctl_set_json_errors(bool on) {
+        failure.json = on;
+}
+
+int ctl_fail(int error, const char *code, long status, const char *message) {
+        char clean[2048], clean_code[64];
+
+        if (code)
+                fprintf(stderr, "keydctl: %s (%s)\n", sanitize(message, clean, sizeof clean),
+                        sanitize(code, clean_code, sizeof clean_code));
+        else
+                fprintf(stderr, "keydctl: %s\n", sanitize(message, clean, sizeof clean));
+        if (error != 0 && failure.error == 0) {
+                failure.error = error;
+                failure.status = status;
+                (void) snprintf(failure.code, sizeof failure.code, "%s", code ?: "");
+                (void) snprintf(failure.message, sizeof failure.message, "%s", message);
+        }
+        return error;
 }
 
 int ctl_error(int error, const char *format, ...) {
-        char msg[2048], clean[2048];
+        char msg[2048];
         va_list ap;
 
         va_start(ap, format);
         (void) vsnprintf(msg, sizeof msg, format, ap);
         va_end(ap);
-        fprintf(stderr, "keydctl: %s\n", sanitize(msg, clean, sizeof clean));
-        return error;
+        return ctl_fail(error, NULL, 0, msg);
+}
+
+int ctl_parse_duration(const char *name, const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
+        char lo[32], hi[32];
+        const char *why = NULL;
+        usec_t d = 0;
+
+        if (!(min == 0 && (streq(s, "0") || streq(s, "0s"))) &&
+            (parse_duration_explain(s, &d, &why) < 0 || (uint64_t) (d / USEC_PER_SEC) < min ||
+             (uint64_t) (d / USEC_PER_SEC) > max))
+                return ctl_error(KEYDCTL_ERR_USAGE,
+                                 "%s: '%s' is not a duration from %s to %s%s%s (write 15m, 1h30m, 2d12h; a bare number "
+                                 "is seconds)",
+                                 name, s, format_span(lo, sizeof lo, (int64_t) min),
+                                 format_span(hi, sizeof hi, (int64_t) max), why ? ": " : "", why ?: "");
+        *ret = (uint64_t) (d / USEC_PER_SEC);
+        return 0;
+}
+
+int ctl_parse_instant(const char *name, const char *s, int64_t *ret) {
+        uint64_t n;
+
+        if (parse_rfc3339(s, ret) >= 0)
+                return 0;
+        if (s[0] == '@' && parse_uint64(s + 1, 253402300799ULL /* 9999-12-31 */, &n) >= 0) {
+                *ret = (int64_t) n;
+                return 0;
+        }
+        /* A bare number is a duration everywhere else: seconds since the epoch say so with '@'. */
+        if (*s && !s[strspn(s, "0123456789")])
+                return ctl_error(KEYDCTL_ERR_USAGE, "%s: '%s' is not a time: for seconds since the epoch write @%s",
+                                 name, s, s);
+        return ctl_error(KEYDCTL_ERR_USAGE, "%s: '%s' is not a time: RFC 3339 (2026-11-23T04:00:00Z), or @SECONDS",
+                         name, s);
 }
 
 int ctl_parse_number(const char *name, const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
@@ -217,6 +306,7 @@ int ctl_common_option(Ctl *c, const Verb *v, int opt, int argc, char **argv) {
                 return CTL_DONE;
         case CTL_OPT_JSON:
                 c->json = true;
+                ctl_set_json_errors(true);
                 return CTL_PARSED;
         case CTL_OPT_SOCKET:
                 if (!*optarg)
@@ -224,7 +314,7 @@ int ctl_common_option(Ctl *c, const Verb *v, int opt, int argc, char **argv) {
                 c->socket = optarg;
                 return CTL_PARSED;
         case CTL_OPT_TIMEOUT:
-                r = ctl_parse_number("--timeout", optarg, 1, KEYDCTL_TIMEOUT_MAX, &t);
+                r = ctl_parse_duration("--timeout", optarg, 1, KEYDCTL_TIMEOUT_MAX, &t);
                 if (r < 0)
                         return r;
                 c->timeout = (unsigned) t;
@@ -443,12 +533,29 @@ static const Verb *find_verb(int *argc, char ***argv) {
                                                 *subs ? ", " : "", rest + 1);
                 }
                 if (*argc > 1 && a[1][0] != '-')
-                        ctl_error(0, "unknown command '%s %s'; '%s' takes: %s", a[0], a[1], a[0], subs);
+                        ctl_error(KEYDCTL_ERR_USAGE, "unknown command '%s %s'; '%s' takes: %s", a[0], a[1], a[0], subs);
                 else
-                        ctl_error(0, "'%s' needs a subcommand: %s", a[0], subs);
+                        ctl_error(KEYDCTL_ERR_USAGE, "'%s' needs a subcommand: %s", a[0], subs);
         } else
-                ctl_error(0, "unknown command '%s' (see keydctl --help)", a[0]);
+                ctl_error(KEYDCTL_ERR_USAGE, "unknown command '%s' (see keydctl --help)", a[0]);
         return NULL;
+}
+
+/* KEYDCTL_FORMAT=json makes --json the default; and --json anywhere on the command line makes errors JSON from the
+ * start, before the option itself is read (a usage error may come first). */
+static int output_format(Ctl *c, int argc, char **argv) {
+        const char *f = getenv("KEYDCTL_FORMAT");
+
+        for (int i = 1; i < argc && !streq(argv[i], "--"); i++)
+                if (streq(argv[i], "--json"))
+                        ctl_set_json_errors(true);
+        if (!f || !*f || streq(f, "table"))
+                return 0;
+        if (!streq(f, "json"))
+                return ctl_error(KEYDCTL_ERR_USAGE, "KEYDCTL_FORMAT: '%s' is not json or table", f);
+        c->json = true;
+        ctl_set_json_errors(true);
+        return 0;
 }
 
 static int run(int argc, char **argv) {
@@ -463,6 +570,9 @@ static int run(int argc, char **argv) {
         int opt, r;
 
         c.socket = env && *env ? env : KEYDCTL_DEFAULT_SOCKET;
+        r = output_format(&c, argc, argv);
+        if (r < 0)
+                return r;
         opterr = 0;
         while ((opt = getopt_long(argc, argv, "+:h", options, NULL)) >= 0) {
                 if (opt == CTL_OPT_VERSION) {
@@ -502,16 +612,52 @@ static int run(int argc, char **argv) {
         return v->run(&c, v, argc, argv);
 }
 
+/* Each error that has an exit status of its own (keydctl-internal.h), and its code in a JSON error. */
+static const struct {
+        int error, exit;
+        const char *code;
+} exits[] = {
+        { KEYDCTL_ERR_USAGE, KEYDCTL_EXIT_USAGE, "usage" },
+        { KEYDCTL_ERR_UNREACHABLE, KEYDCTL_EXIT_UNREACHABLE, "unreachable" },
+        { KEYDCTL_ERR_FORBIDDEN, KEYDCTL_EXIT_FORBIDDEN, "forbidden" },
+        { KEYDCTL_ERR_NOT_FOUND, KEYDCTL_EXIT_NOT_FOUND, "not_found" },
+        { KEYDCTL_ERR_CONFLICT, KEYDCTL_EXIT_CONFLICT, "conflict" },
+        { KEYDCTL_ERR_UNPROCESSABLE, KEYDCTL_EXIT_UNPROCESSABLE, "unprocessable" },
+        { KEYDCTL_ERR_REFUSED, KEYDCTL_EXIT_REFUSED, "refused" },
+        { KEYDCTL_ERR_NEGATIVE, KEYDCTL_EXIT_REFUSED, "invalid" },
+};
+
+/* With --json, a command that failed without printing JSON of its own prints its error as JSON on stdout, where a
+ * script reads its output: {"error": CODE, "message": TEXT, "exit": N}, with keyd's HTTP "status" when keyd sent
+ * the error. CODE is keyd's own error code, else the kind of failure (exits[], or "failed" for a local one). */
+static void print_json_error(int r, int exit_status) {
+        const char *code = failure.code[0] ? failure.code : "failed";
+        _cleanup_json_ json_t *o = NULL;
+
+        for (size_t i = 0; !failure.code[0] && i < ELEMENTSOF(exits); i++)
+                if (exits[i].error == r)
+                        code = exits[i].code;
+        o = json_pack("{s:s, s:s, s:i}", "error", code, "message", failure.message[0] ? failure.message : strerror(-r),
+                      "exit", exit_status);
+        if (o && failure.status > 0)
+                (void) json_object_set_new(o, "status", json_integer(failure.status));
+        if (o)
+                print_json(o);
+}
+
 int main(int argc, char **argv) {
-        int r = run(argc, argv);
+        int r = run(argc, argv), status = KEYDCTL_EXIT_REFUSED;
 
         if (fflush(stdout) != 0 && r >= 0)
                 r = ctl_error(-EIO, "cannot write the output: %m");
         if (r >= 0)
                 return KEYDCTL_EXIT_OK;
-        if (r == KEYDCTL_ERR_USAGE)
-                return KEYDCTL_EXIT_USAGE;
-        if (r == KEYDCTL_ERR_UNREACHABLE)
-                return KEYDCTL_EXIT_UNREACHABLE;
-        return KEYDCTL_EXIT_REFUSED;
+        for (size_t i = 0; i < ELEMENTSOF(exits); i++)
+                if (exits[i].error == r)
+                        status = exits[i].exit;
+        if (failure.json && !json_printed()) {
+                print_json_error(r, status);
+                (void) fflush(stdout);
+        }
+        return status;
 }

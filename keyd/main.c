@@ -17,6 +17,7 @@
 #include "keyd/config.h"
 #include "keyd/daemon.h"
 #include "keyd/dev.h"
+#include "keyd/init-cmd.h"
 #include "keyd/reconcile-cmd.h"
 
 #define DEFAULT_CONFIG "/etc/keyd/keyd.conf"
@@ -24,11 +25,13 @@
 static const char *arg_config = DEFAULT_CONFIG;
 static const char *arg_dev_dir;
 static const char *arg_module = KEYD_DEFAULT_MODULE;
-static bool arg_dev, arg_check, arg_reconcile, arg_dry_run, arg_json;
+static const char *arg_user;
+static bool arg_dev, arg_check, arg_reconcile, arg_dry_run, arg_json, arg_init;
 
 static void help(void) {
         printf("Usage: keyd [OPTIONS]\n"
                "       keyd [--config FILE] reconcile --dry-run [--json]\n"
+               "       keyd [--config FILE] init [--user USER]\n"
                "\n"
                "Key-management and rotation daemon: keeps signing keys in a PKCS#11 token, rotates them,\n"
                "publishes a JWKS, and signs and verifies tokens for local callers.\n"
@@ -43,9 +46,14 @@ static void help(void) {
                "      --dry-run       With reconcile: show what reconciling the token with the database would\n"
                "                      destroy, demote and keep, and change nothing (keyd may keep running)\n"
                "      --json          With reconcile: print JSON\n"
+               "      --user USER     With init: make the token as USER (default keyd, when run as root)\n"
                "  -v, --verbose       Log at debug level\n"
                "  -h, --help          Show this help\n"
                "      --version       Show the version\n"
+               "\n"
+               "init prepares a fresh host: for [token], a SoftHSM2 token with random PINs, the user PIN where\n"
+               "keyd reads it (pin-file, else FILE's directory/pin, the credential keyd.service loads), mode 0600;\n"
+               "for another module, the steps to take with the vendor's tools.\n"
                "\n"
                "Signals: TERM and INT stop keyd; HUP re-reads keyd.conf: keyrings and their policies, the admin\n"
                "users and groups, and [audit]; the rest takes a restart (keyd(8), SIGNALS).\n"
@@ -53,7 +61,7 @@ static void help(void) {
 }
 
 static int parse_argv(int argc, char **argv) {
-        enum { ARG_VERSION = 0x100, ARG_DEV, ARG_MODULE, ARG_CHECK, ARG_DRY_RUN, ARG_JSON };
+        enum { ARG_VERSION = 0x100, ARG_DEV, ARG_MODULE, ARG_CHECK, ARG_DRY_RUN, ARG_JSON, ARG_USER };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -64,6 +72,7 @@ static int parse_argv(int argc, char **argv) {
                 { "module", required_argument, NULL, ARG_MODULE },
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
                 { "json", no_argument, NULL, ARG_JSON },
+                { "user", required_argument, NULL, ARG_USER },
                 {},
         };
         int c;
@@ -97,11 +106,27 @@ static int parse_argv(int argc, char **argv) {
                 case ARG_JSON:
                         arg_json = true;
                         break;
+                case ARG_USER:
+                        arg_user = optarg;
+                        break;
                 default:
                         return -EINVAL;
                 }
 
-        if (!arg_dev && optind < argc && streq(argv[optind], "reconcile")) {
+        if (!arg_dev && optind < argc && streq(argv[optind], "init")) {
+                arg_init = true;
+                optind++;
+        }
+        if (arg_user && !arg_init) {
+                log_error("--user goes with 'keyd init' (see keyd --help)");
+                return -EINVAL;
+        }
+        if (arg_init) {
+                if (arg_check || arg_dry_run || arg_json) {
+                        log_error("'keyd init' takes --config and --user only (see keyd --help)");
+                        return -EINVAL;
+                }
+        } else if (!arg_dev && optind < argc && streq(argv[optind], "reconcile")) {
                 arg_reconcile = true;
                 optind++;
                 if (!arg_dry_run) {
@@ -350,6 +375,10 @@ static int run(int argc, char **argv) {
         if (arg_reconcile) {
                 r = config_readable(arg_config);
                 return r < 0 ? r : reconcile_dry_run(arg_config, arg_json);
+        }
+        if (arg_init) {
+                r = config_readable(arg_config);
+                return r < 0 ? r : init_token(arg_config, arg_user);
         }
 
         if (arg_dev) {

@@ -194,6 +194,22 @@ typedef struct KeyLookup {
 /* -ENOENT if no key in memory (next, active, retired or revoked) has this kid. */
 int engine_lookup_key(Engine *e, const char *kid, KeyLookup *ret);
 
+/* Where a key's objects are in the token, as engine_generate_key() made them: CKA_ID the key's id (its bytes), CKA_LABEL
+ * "keyd:<installation>:<keyring>:<id>" (or the label the token holds, if its object index knows the key: a key made
+ * by an older keyd has another). private_key: whether the index has its private object (retired and revoked keys
+ * have none). */
+typedef struct KeyObject {
+        char token[33]; /* the token's label */
+        char label[HSM_LABEL_MAX + 1];
+        uint8_t id[HSM_ID_MAX];
+        size_t id_len;
+        bool private_key;
+} KeyObject;
+
+/* The KeyObject of the key with this id (hex, StoreKey.id) in keyring ring. Thread-safe; no engine lock needed.
+ * 0, -EINVAL (not an id), -ENOMEM. */
+int engine_key_object(Engine *e, const char *ring, const char *key_id, KeyObject *ret);
+
 /* Readers on other threads take the read lock around ring_* accessors and the pointers they return. */
 void engine_read_lock(Engine *e);
 void engine_read_unlock(Engine *e);

@@ -62,6 +62,38 @@ static int record_pending(Engine *e, const StoreKey *k) {
         return r;
 }
 
+/* The label of a key's token objects. The installation's id in it: another installation sharing the token never
+ * takes the object for its own. */
+static void key_label(const Engine *e, const char *ring, const char *key_id, char label[static HSM_LABEL_MAX + 1]) {
+        (void) snprintf(label, HSM_LABEL_MAX + 1, "keyd:%s:%s:%s", e->instance_id, ring, key_id);
+}
+
+int engine_key_object(Engine *e, const char *ring, const char *key_id, KeyObject *ret) {
+        _cleanup_free_ HsmEntry *index = NULL;
+        KeyObject o = { 0 };
+        size_t n;
+        int r;
+
+        r = hex_decode(key_id, o.id, sizeof o.id, &o.id_len);
+        if (r < 0)
+                return r;
+        (void) snprintf(o.token, sizeof o.token, "%s", hsm_token_label(e->hsm));
+        key_label(e, ring, key_id, o.label);
+        /* A copy of the whole index: an operator's question, not a signer's. */
+        r = hsm_index_list(e->hsm, &index, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                if (index[i].id_len == o.id_len && memcmp(index[i].id, o.id, o.id_len) == 0) {
+                        if (index[i].label[0])
+                                (void) snprintf(o.label, sizeof o.label, "%s", index[i].label);
+                        o.private_key = index[i].priv != 0;
+                        break;
+                }
+        *ret = o;
+        return 0;
+}
+
 int engine_generate_key(Engine *e, Ring *r, StoreKey **ret) {
         uint8_t id[KEY_ID_BYTES];
         char label[HSM_LABEL_MAX + 1];
@@ -77,8 +109,7 @@ int engine_generate_key(Engine *e, Ring *r, StoreKey **ret) {
                 return -EIO;
         }
         hex_encode(id, sizeof id, k->id, sizeof k->id);
-        /* The installation's id in the label: another installation sharing the token never takes it for its own. */
-        snprintf(label, sizeof label, "keyd:%s:%s:%s", e->instance_id, r->name, k->id);
+        key_label(e, r->name, k->id, label);
         k->keyring = strdup(r->name);
         k->alg = r->policy.alg;
         k->state = KEY_STATE_NEXT;

@@ -3,6 +3,7 @@
  * Policy; the type says how the field's text is parsed, what its JSON form is, which other JSON values it takes, and
  * whether it owns memory. policy_set() (keyd.conf), policy_update_from_json() and policy_to_json() (the JSON form:
  * the same names with '_' for '-'), policy_copy() and policy_done() all go through it. */
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <strings.h>
@@ -326,6 +327,79 @@ int policy_validate(const Policy *p, const char **ret_error) {
                         *ret_error = e;
                 return -EINVAL;
         }
+        return 0;
+}
+
+/* The host of an issuer URL: a name or an IPv4 address (letters, digits, '.', '-'), or an IPv6 literal in brackets. */
+static bool issuer_host_valid(const char *host, size_t len) {
+        if (len == 0)
+                return false;
+        if (host[0] == '[')
+                return len > 2 && host[len - 1] == ']' && strspn(host + 1, "0123456789abcdefABCDEF:.") == len - 2;
+        for (size_t i = 0; i < len; i++)
+                if (!isalnum((unsigned char) host[i]) && host[i] != '.' && host[i] != '-')
+                        return false;
+        return host[0] != '.' && host[0] != '-';
+}
+
+static bool host_is(const char *host, size_t len, const char *name) {
+        return strlen(name) == len && strncasecmp(host, name, len) == 0;
+}
+
+int policy_issuer_check(const char *issuer, const char **ret_error) {
+        const char *dummy, *rest, *host, *port = NULL;
+        size_t authority, host_len;
+        bool https = false;
+        uint64_t n;
+
+        if (!ret_error)
+                ret_error = &dummy;
+        if (!issuer)
+                return bad(ret_error, "an https URL is required");
+        if (strncasecmp(issuer, "https://", 8) == 0) {
+                rest = issuer + 8;
+                https = true;
+        } else if (strncasecmp(issuer, "http://", 7) == 0)
+                rest = issuer + 7;
+        else
+                return bad(ret_error, "must be an https URL (https://HOST[:PORT][/PATH])");
+        for (const char *p = issuer; *p; p++)
+                if ((unsigned char) *p <= ' ' || *p == 0x7f)
+                        return bad(ret_error, "must be a URL without blanks or control characters");
+        if (strpbrk(issuer, "?#"))
+                return bad(ret_error, "must be a URL without a query or a fragment (OpenID Connect Discovery 1.0)");
+        authority = strcspn(rest, "/");
+        if (memchr(rest, '@', authority))
+                return bad(ret_error, "must be a URL without a user name or password");
+        host = rest;
+        if (host[0] == '[') {
+                const char *close = memchr(host, ']', authority);
+                host_len = close ? (size_t) (close - host) + 1 : authority;
+        } else
+                host_len = strcspn(host, ":/");
+        if (host_len < authority) {
+                if (host[host_len] != ':')
+                        return bad(ret_error, "must be a URL with a valid host");
+                port = host + host_len + 1;
+        }
+        if (!issuer_host_valid(host, host_len))
+                return bad(ret_error, "must be a URL with a valid host");
+        if (port) {
+                char digits[8];
+                size_t len = authority - host_len - 1;
+                if (len == 0 || len >= sizeof digits)
+                        return bad(ret_error, "must be a URL with a port from 1 to 65535");
+                memcpy(digits, port, len);
+                digits[len] = 0;
+                if (parse_uint64(digits, 65535, &n) < 0 || n == 0)
+                        return bad(ret_error, "must be a URL with a port from 1 to 65535");
+        }
+        /* Verifiers fetch the JWKS and the discovery document from the issuer's URL: over http, anyone on the path
+         * could hand them keys of their own. Only a loopback host never leaves the machine. */
+        if (!https && !host_is(host, host_len, "127.0.0.1") && !host_is(host, host_len, "[::1]") &&
+            !host_is(host, host_len, "localhost"))
+                return bad(ret_error,
+                           "must be an https URL (http only for a loopback host: 127.0.0.1, [::1] or localhost)");
         return 0;
 }
 

@@ -63,6 +63,12 @@ int policy_copy(const Policy *src, Policy *dst);
  * a static message naming the field. */
 int policy_validate(const Policy *p, const char **ret_error);
 
+/* Whether issuer is an issuer URL as verifiers and OIDC discovery take it: https://HOST[:PORT][/PATH], with no user,
+ * query or fragment; http:// only for a loopback host (127.0.0.1, [::1] or localhost), for development. 0, or
+ * -EINVAL with *ret_error pointing at a static message. keyring create requires it of issuer keyrings (keydctl checks
+ * the same before it sends). */
+int policy_issuer_check(const char *issuer, const char **ret_error);
+
 /* The JSON form (SPEC §2: '_' for '-', durations as strings with a unit). */
 int policy_to_json(const Policy *p, json_t **ret);
 /* Read the fields present in o over *p (so defaults stay for absent ones); durations as a string with a unit or an

@@ -2,13 +2,18 @@
 /* systemd integration without systemd as PID 1: the units verify and rate 2.0 or lower, also with the network-HSM
  * drop-in applied, keyd starts from sockets passed by systemd-socket-activate (named "api", "public" and "metrics")
  * with its PIN from a credential directory, the sysusers.d and tmpfiles.d files apply, and the state directory's
- * modes let a web server read the published jwks-files and nothing else. */
+ * modes let a web server read the published jwks-files and nothing else. The unit starts on a host without SoftHSM2,
+ * lets keyd read its callers' comm, and its socket is reachable by group keyd before keyd runs. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -315,4 +320,106 @@ Test(systemd, jwks_files_readable_by_a_web_server) {
         free(unit), free(mode);
         test_rmrf(root);
         free(root);
+}
+
+/* The value of the last "Key=" line of a unit file in the source tree, as a new string (NULL if none). */
+static char *unit_value(const char *unit, const char *key) {
+        char path[1024], *text, *value = NULL;
+        snprintf(path, sizeof path, "%s/systemd/%s", test_srcdir(), unit);
+        text = test_read_file(path, NULL);
+        for (char *l = strtok(text, "\n"); l; l = strtok(NULL, "\n"))
+                if (startswith(l, key) && l[strlen(key)] == '=') {
+                        free(value);
+                        value = strdup(l + strlen(key) + 1);
+                }
+        free(text);
+        return value;
+}
+
+/* A host without SoftHSM2 (a network HSM) has no /var/lib/softhsm: a ReadWritePaths= without "-" for it stops keyd
+ * from starting there (226/NAMESPACE). Every path of the unit that only SoftHSM2 brings must be optional. */
+Test(systemd, softhsm_paths_are_optional) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/systemd/keyd.service", test_srcdir());
+        char *unit = test_read_file(path, NULL);
+        unsigned n = 0;
+        for (char *l = strtok(unit, "\n"); l; l = strtok(NULL, "\n")) {
+                if (!startswith(l, "ReadWritePaths=") || !strstr(l, "softhsm"))
+                        continue;
+                for (char *w = strtok(l + strlen("ReadWritePaths="), " "); w; w = strtok(NULL, " ")) {
+                        cr_assert_eq(w[0], '-', "%s is required: a host without SoftHSM2 cannot start keyd", w);
+                        n++;
+                }
+                break;
+        }
+        cr_assert_geq(n, 1, "the unit names SoftHSM2's token directory");
+        free(unit);
+}
+
+/* keyd writes the caller's comm into every audit record, from /proc/PID/comm: ProtectProc=invisible would hide every
+ * other user's process from keyd and leave comm empty. */
+Test(systemd, callers_comm_is_visible) {
+        char *v = unit_value("keyd.service", "ProtectProc");
+        cr_assert_not_null(v);
+        cr_assert(streq(v, "default"), "ProtectProc=%s hides the callers' /proc/PID/comm from keyd", v);
+        free(v);
+        v = unit_value("keyd.service", "ProcSubset");
+        cr_assert(v && streq(v, "pid"), "the rest of /proc stays hidden");
+        free(v);
+}
+
+/* systemd makes keyd.socket's directory root:root with DirectoryMode= and the socket root:SocketGroup with
+ * SocketMode=, before keyd.service runs (which then gives the directory to keyd). Done the same way here: a member
+ * of the socket's group who is not its owner (nobody, with that group as its only supplementary group) connects. */
+Test(systemd, socket_reachable_by_its_group_before_the_service_runs) {
+        char *dir_mode = unit_value("keyd.socket", "DirectoryMode"),
+             *sock_mode = unit_value("keyd.socket", "SocketMode"),
+             *group = unit_value("keyd.socket", "SocketGroup"), *stream = unit_value("keyd.socket", "ListenStream");
+        cr_assert(dir_mode && sock_mode && group && stream);
+        cr_assert_str_eq(group, "keyd");
+        cr_assert(startswith(stream, "/run/keyd/"), "%s", stream);
+        const gid_t gid = 54321; /* stands for keyd's group */
+        char *root = test_mkdtemp(), dir[512], path[600];
+        snprintf(dir, sizeof dir, "%s/run-keyd", root);
+        snprintf(path, sizeof path, "%s/keyd.sock", dir);
+        cr_assert_eq(chmod(root, 0755), 0);
+        cr_assert_eq(mkdir(dir, 0), 0);
+        cr_assert_eq(chmod(dir, (mode_t) strtoul(dir_mode, NULL, 8)), 0);
+
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        cr_assert_lt(strlen(path), sizeof sa.sun_path);
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert_eq(bind(fd, (struct sockaddr *) &sa, sizeof sa), 0);
+        cr_assert_eq(listen(fd, 4), 0);
+        cr_assert_eq(chown(path, 0, gid), 0);
+        cr_assert_eq(chmod(path, (mode_t) strtoul(sock_mode, NULL, 8)), 0);
+
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+                if (setgroups(1, &gid) < 0 || setgid(TEST_NOBODY) < 0 || setuid(TEST_NOBODY) < 0)
+                        _exit(99);
+                int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                _exit(connect(c, (struct sockaddr *) &sa, sizeof sa) == 0 ? 0 : errno == EACCES ? 13 : 1);
+        }
+        int status = test_wait_child(pid);
+        cr_assert_neq(status, 99, "cannot become nobody");
+        cr_assert_eq(status, 0,
+                     "a member of group keyd cannot reach the socket (exit %d; 13: EACCES) with DirectoryMode=%s, "
+                     "SocketMode=%s",
+                     status, dir_mode, sock_mode);
+        /* Nobody else may connect: the socket's own mode keeps them out. */
+        pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setgid(TEST_NOBODY) < 0 || setuid(TEST_NOBODY) < 0)
+                        _exit(99);
+                int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                _exit(connect(c, (struct sockaddr *) &sa, sizeof sa) == 0 ? 0 : errno == EACCES ? 13 : 1);
+        }
+        cr_assert_eq(test_wait_child(pid), 13, "a user outside group keyd is refused");
+        close(fd);
+        test_rmrf(root);
+        free(root), free(dir_mode), free(sock_mode), free(group), free(stream);
 }

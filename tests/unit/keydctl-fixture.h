@@ -4,7 +4,8 @@
 /* The keydctl tests' fixture: keydctl run as a process (build/keydctl) against a fake keyd, a Unix socket in a
  * private directory that answers canned HTTP replies from tests/data/keydctl/NAME.http and records what it was asked.
  * The tests check the output (tables against tests/data/keydctl/NAME.out, --json against the canned bodies), the
- * requests' bodies, and the exit statuses of keydctl(1): 0 ok, 1 refused or invalid, 2 usage, 3 cannot reach keyd. */
+ * requests' bodies, and the exit statuses of keydctl(1): 0 ok, 1 refused or invalid, 2 usage, 3 cannot reach keyd,
+ * 4 forbidden, 5 not found, 6 conflict, 7 unprocessable. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -23,7 +24,7 @@
 #include "tests/helpers/test-util.h"
 
 #define KEYDCTL KEYD_TEST_BUILDDIR "/keydctl"
-#define NOW "1795406400" /* 2026-11-23T04:00:00Z, the "now" of the canned keyrings */
+#define NOW "2026-11-23T04:00:00Z" /* the "now" of the canned keyrings, @1795406400 */
 #define KID_ACTIVE "0aWsmgFfrC73s0FnNjVRKhUR9B_jfREbJn8DnuxdT1g"
 #define KID_NEXT "arnx6499M4j0-dWG9m6Z_VQIDfLERvDlhmiwnAihbdA"
 #define MAX_REQUESTS 64
@@ -271,10 +272,12 @@ static inline void run_done(Run *r) {
         free(r->err);
 }
 
-/* Run keydctl with argv and stdin_text (NULL: /dev/null); at most 20 s. */
+/* Run keydctl with argv and stdin_text (NULL: /dev/null); at most 20 s. KEYD_TEST_KEYDCTL runs another build of
+ * keydctl (to show that a test fails on it). */
 static inline Run run_ctl(const char *stdin_text, const char *const *args) {
         _cleanup_free_ char *in = NULL, *out = NULL, *err = NULL;
-        const char *argv[64] = { KEYDCTL };
+        const char *bin = getenv("KEYD_TEST_KEYDCTL") ?: KEYDCTL;
+        const char *argv[64] = { bin };
         posix_spawn_file_actions_t fa;
         Run r = { .status = -1 };
         int status, n = 1;
@@ -294,8 +297,7 @@ static inline Run run_ctl(const char *stdin_text, const char *const *args) {
         posix_spawn_file_actions_addopen(&fa, 0, stdin_text ? in : "/dev/null", O_RDONLY, 0);
         posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        cr_assert_eq(posix_spawn(&pid, KEYDCTL, &fa, NULL, (char *const *) argv, environ), 0, "spawn %s: %m",
-                     KEYDCTL);
+        cr_assert_eq(posix_spawn(&pid, bin, &fa, NULL, (char *const *) argv, environ), 0, "spawn %s: %m", bin);
         posix_spawn_file_actions_destroy(&fa);
         for (int i = 0;; i++) {
                 pid_t w = waitpid(pid, &status, WNOHANG);

@@ -85,7 +85,8 @@ Test(keydctl, revoke_kid_prefixes) {
         ASSERT_RUN(0, already, "", "revoke", "--reason=key_compromise", "-4SMmbmkPseGaiPqAAwZOaFo9f8XMUoLiMe-cR1-99A");
         cr_assert_eq(srv.n, 9, "one request each: the listing");
 
-        ASSERT_RUN(1, "", "keydctl: no key has a kid that starts with 'AAAAAAAAAAAA' (see keydctl keyrings)\n",
+        /* Not found (exit 5), as keyd's 404. */
+        ASSERT_RUN(5, "", "keydctl: no key has a kid that starts with 'AAAAAAAAAAAA' (see keydctl keyrings)\n",
                    "revoke", "AAAAAAAAAAAA", "--reason", "key_compromise");
 }
 
@@ -161,7 +162,7 @@ Test(keydctl, token_revoke_already) {
         ASSERT_RUN(0,
                    "Token Zk9oWm5Qa0x3UXJ0 was already denied at 2026-11-23T04:00:00Z, until 2038-01-01T00:00:00Z.\n",
                    "", "token", "revoke", "Zk9oWm5Qa0x3UXJ0");
-        ASSERT_RUN(0, NULL, "", "token", "revoke", "Zk9oWm5Qa0x3UXJ0", "--exp", "2145916800");
+        ASSERT_RUN(0, NULL, "", "token", "revoke", "Zk9oWm5Qa0x3UXJ0", "--exp", "2038-01-01T00:00:00Z");
         Run r = RUN("token", "revoke", "--json", "Zk9oWm5Qa0x3UXJ0");
         assert_status(&r, 0);
         json_t *o = json_loads(r.out, 0, NULL),
@@ -173,13 +174,14 @@ Test(keydctl, token_revoke_already) {
         json_decref(o);
         json_decref(want);
         run_done(&r);
-        /* Longer than the denial that stands: not done. */
-        ASSERT_FAILS(1, "keyd does not extend a denial", "token", "revoke", "Zk9oWm5Qa0x3UXJ0", "--exp", "2145916801");
+        /* Longer than the denial that stands: not done, a conflict (exit 6). */
+        ASSERT_FAILS(6, "keyd does not extend a denial", "token", "revoke", "Zk9oWm5Qa0x3UXJ0", "--exp",
+                     "@2145916801");
 }
 
 Test(keydctl, token_revoke_other_conflict) {
         SERVE({ "POST /v1/tokens/revoke", "error-409.http" });
-        ASSERT_RUN(1, "",
+        ASSERT_RUN(6, "",
                    "keydctl: legacy: the next key was published less than prepublish ago (use force) (conflict)\n",
                    "token", "revoke", "-jti-that-starts-with-a-dash");
         assert_request_body(0, "{\"jti\":\"-jti-that-starts-with-a-dash\"}");
@@ -189,8 +191,12 @@ Test(keydctl, token_revoke_other_conflict) {
 Test(keydctl, rekey_all_usage) {
         SERVE({ LIST, "keyrings.http" });
         ASSERT_RUN(2, "", "keydctl: rekey-all needs --reason, an incident reference for the audit log\n", "rekey-all");
-        ASSERT_RUN(2, "", "keydctl: --before: 'yesterday' is not a time (2026-11-23T04:00:00Z, or seconds)\n",
+        ASSERT_RUN(2, "",
+                   "keydctl: --before: 'yesterday' is not a time: RFC 3339 (2026-11-23T04:00:00Z), or @SECONDS\n",
                    "rekey-all", "--reason", "INC-1", "--before", "yesterday");
+        ASSERT_RUN(2, "",
+                   "keydctl: --before: '1795406400' is not a time: for seconds since the epoch write @1795406400\n",
+                   "rekey-all", "--reason", "INC-1", "--before", "1795406400");
         ASSERT_RUN(2, "",
                    "keydctl: unexpected operand 'default' (usage: keydctl rekey-all --reason R [--before TIME])\n",
                    "rekey-all", "--reason", "INC-1", "default");
@@ -201,7 +207,7 @@ Test(keydctl, jwks_and_token_revoke) {
         SERVE({ "GET /v1/keyrings/default/jwks", "jwks.http" }, { "POST /v1/tokens/revoke", "token-revoke.http" });
         ASSERT_RUN_JSON(0, "jwks.http", "jwks", "default");
         ASSERT_RUN(0, "Token Zk9oWm5Qa0x3UXJ0 denied until 2026-11-23T04:15:00Z.\n", NULL, "token", "revoke",
-                   "Zk9oWm5Qa0x3UXJ0", "--exp", "1795407300", "--keyring", "default");
+                   "Zk9oWm5Qa0x3UXJ0", "--exp", "2026-11-23T04:15:00Z", "--keyring", "default");
         assert_request_body(1, "{\"jti\":\"Zk9oWm5Qa0x3UXJ0\",\"exp\":1795407300,\"keyring\":\"default\"}");
 }
 

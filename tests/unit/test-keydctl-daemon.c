@@ -3,7 +3,7 @@
  * and again. Kids typed as "keydctl keyrings" shows them (12 characters) or starting with "-"; a revocation or a
  * denial run twice; what revoke says about the key that signs now and the verifiers' caches; rekey-all replacing
  * every key, failing in one keyring (a key generation the token refuses, through the PKCS#11 shim) and completed by
- * a second run.
+ * a second run; key show, token inspect and status as the operator issue asks (items 6 to 8).
  *
  * KEYD_TEST_KEYDCTL runs another build of keydctl (and KEYD_TEST_KEYD of keyd), to show that these tests fail on
  * it. */
@@ -250,9 +250,9 @@ Test(keydctl_daemon, revoke_takes_kid_prefixes_and_dashes) {
         expect_out(&r, want);
         run_done(&r);
 
-        /* No such key: refused after the lookup, nothing revoked. */
+        /* No such key: not found (exit 5) after the lookup, nothing revoked. */
         r = RUN("revoke", "AAAAAAAAAAAAAAAAAAAA", "--reason", "key_compromise");
-        expect_status(&r, 1);
+        expect_status(&r, 5);
         cr_assert(strstr(r.err, "no key has a kid that starts with 'AAAAAAAAAAAAAAAAAAAA'"), "%s", r.err);
         run_done(&r);
 }
@@ -286,8 +286,8 @@ Test(keydctl_daemon, revoke_and_deny_twice) {
 
         /* A denial run twice: the same, with when it was denied and until when. */
         int64_t now = (int64_t) time(NULL);
-        snprintf(exp, sizeof exp, "%lld", (long long) now + 3600);
-        snprintf(later, sizeof later, "%lld", (long long) now + 7200);
+        snprintf(exp, sizeof exp, "@%lld", (long long) now + 3600);
+        format_utc(later, sizeof later, now + 7200); /* RFC 3339 as well as @SECONDS */
         r = RUN("token", "revoke", "jti-twice", "--exp", exp);
         expect_status(&r, 0);
         run_done(&r);
@@ -304,9 +304,10 @@ Test(keydctl_daemon, revoke_and_deny_twice) {
         expect_status(&r, 0);
         expect_out(&r, "was already denied at ");
         run_done(&r);
-        /* Asked for longer than the denial that stands: keyd does not extend it, and keydctl does not hide that. */
+        /* Asked for longer than the denial that stands: keyd does not extend it, and keydctl does not hide that: a
+         * conflict (exit 6). */
         r = RUN("token", "revoke", "jti-twice", "--exp", later);
-        expect_status(&r, 1);
+        expect_status(&r, 6);
         cr_assert(strstr(r.err, "does not extend"), "%s", r.err);
         run_done(&r);
 }
@@ -478,6 +479,112 @@ Test(keydctl_daemon, rekey_all) {
         json_decref(test_api_audit_verify(sock));
         json_decref(gw_after);
         json_decref(old);
+}
+
+/* Item 6: key show names the key's private object in the token by an RFC 7512 URI, with its JWK as the JWKS has it;
+ * a prefix of the kid will do, as for revoke. */
+Test(keydctl_daemon, key_show) {
+        start(false);
+        _cleanup_free_ char *active = test_api_active_kid(sock, "default"), *a12 = prefix12(active), *path = NULL;
+        char want[256];
+
+        Run r = RUN("key", "show", a12);
+        expect_status(&r, 0);
+        snprintf(want, sizeof want, "Key:          %s\nKeyring:      default (issuer)\nAlg:          ES256\n"
+                                    "State:        active\n", active);
+        cr_assert(startswith(r.out, want), "%s", r.out);
+        expect_out(&r, "PKCS#11 URI:  pkcs11:token=" TEST_TOKEN_LABEL ";object=keyd:");
+        expect_out(&r, ";type=private\n              (the private key object is in token " TEST_TOKEN_LABEL ")\n");
+        run_done(&r);
+
+        /* --json: keyd's reply, the URI as GET /v1/keys/{kid} gives it. */
+        cr_assert(asprintf(&path, "/v1/keys/%s", active) > 0);
+        json_t *api = test_api_expect(sock, "GET", path, NULL, 200);
+        r = RUN("--json", "key", "show", active);
+        expect_status(&r, 0);
+        json_t *o = json_loads(r.out, 0, NULL);
+        cr_assert(json_equal(o, api), "%s", r.out);
+        json_decref(o);
+        json_decref(api);
+        run_done(&r);
+
+        r = RUN("key", "show", "AAAAAAAAAAAA");
+        expect_status(&r, 5);
+        run_done(&r);
+}
+
+/* Item 7: token inspect decodes what keyd minted, says it verified nothing, and what keyd knows of the kid; after a
+ * revocation, that the key is revoked. */
+Test(keydctl_daemon, token_inspect) {
+        start(false);
+        _cleanup_free_ char *active = test_api_active_kid(sock, "default"),
+                            *token = test_api_created(sock, "/v1/keyrings/default/tokens",
+                                                      "{\"sub\":\"agent-1\",\"aud\":\"api\"}", "token");
+        char want[256];
+
+        Run r = RUN("token", "inspect", token);
+        expect_status(&r, 0);
+        cr_assert(startswith(r.out, "NOT VERIFIED: "), "%s", r.out);
+        snprintf(want, sizeof want, "  kid  %s\n", active);
+        expect_out(&r, want);
+        expect_out(&r, "  iss  https://issuer.test\n");
+        expect_out(&r, "Key:        keyring default, ES256, state active\n");
+        run_done(&r);
+
+        json_decref(test_api_expect(sock, "POST", "/v1/keyrings/default/rotate", "{\"force\":true}", 200));
+        r = RUN("token", "inspect", token);
+        expect_status(&r, 0);
+        expect_out(&r, "Key:        keyring default, ES256, state retired\n");
+        run_done(&r);
+        /* verify and inspect take the same --aud spelling and the same token. */
+        r = RUN("verify", token, "--aud", "api");
+        expect_status(&r, 0);
+        run_done(&r);
+        r = RUN("verify", token, "--aud", "billing");
+        expect_status(&r, 1);
+        run_done(&r);
+}
+
+/* Item 8: status exits 1 while keyd is not ok: the token down (keyd answers 503 then, with the reason), and 0 again
+ * once the token is back. */
+Test(keydctl_daemon, status_follows_health) {
+        start(true);
+        long st;
+        Run r = RUN("status");
+        expect_status(&r, 0);
+        expect_out(&r, "status:    ok\n");
+        expect_out(&r, "token:     up\n");
+        run_done(&r);
+
+        /* Every call of the token fails: the first signature takes it down, and its recovery fails too. */
+        test_shim_fault(&shim, P11SHIM_FN_ALL, CKR_DEVICE_ERROR, -1);
+        json_decref(test_api(sock, "POST", "/v1/keyrings/default/tokens", "{\"sub\":\"a\"}", &st));
+        cr_assert_eq(st, 503);
+        r = RUN("status");
+        expect_status(&r, 1);
+        expect_out(&r, "status:    unavailable\n");
+        expect_out(&r, "token:     DOWN: ");
+        cr_assert_str_empty(r.err, "%s", r.err);
+        run_done(&r);
+        r = RUN("status", "--json");
+        expect_status(&r, 1);
+        json_t *o = json_loads(r.out, 0, NULL);
+        cr_assert_str_eq(json_string_value(json_object_get(o, "status")), "unavailable", "%s", r.out);
+        cr_assert(json_is_false(json_object_get(json_object_get(o, "token"), "up")), "%s", r.out);
+        json_decref(o);
+        run_done(&r);
+
+        test_shim_clear_fault(&shim);
+        for (int i = 0; i < 300; i++) {
+                json_decref(test_api(sock, "GET", "/healthz", NULL, &st));
+                if (st == 200)
+                        break;
+                usleep(50 * 1000);
+        }
+        cr_assert_eq(st, 200, "the token came back");
+        r = RUN("status");
+        expect_status(&r, 0);
+        run_done(&r);
 }
 
 /* The man page's entry for a command: ".TP" then ".B cmd", ".BI "cmd ..." or "\fBcmd\fR ...", its hyphens escaped. */
