@@ -323,15 +323,11 @@ Test(systemd, jwks_files_readable_by_a_web_server) {
 }
 
 /* The value of the last "Key=" line of a unit file in the source tree, as a new string (NULL if none). */
-static char *unit_value(const char *unit, const char *key) {
-        char path[1024], *text, *value = NULL;
+static char *unit_file_value(const char *unit, const char *key) {
+        char path[1024], *text, *value;
         snprintf(path, sizeof path, "%s/systemd/%s", test_srcdir(), unit);
         text = test_read_file(path, NULL);
-        for (char *l = strtok(text, "\n"); l; l = strtok(NULL, "\n"))
-                if (startswith(l, key) && l[strlen(key)] == '=') {
-                        free(value);
-                        value = strdup(l + strlen(key) + 1);
-                }
+        value = unit_value(text, key);
         free(text);
         return value;
 }
@@ -359,11 +355,11 @@ Test(systemd, softhsm_paths_are_optional) {
 /* keyd writes the caller's comm into every audit record, from /proc/PID/comm: ProtectProc=invisible would hide every
  * other user's process from keyd and leave comm empty. */
 Test(systemd, callers_comm_is_visible) {
-        char *v = unit_value("keyd.service", "ProtectProc");
+        char *v = unit_file_value("keyd.service", "ProtectProc");
         cr_assert_not_null(v);
         cr_assert(streq(v, "default"), "ProtectProc=%s hides the callers' /proc/PID/comm from keyd", v);
         free(v);
-        v = unit_value("keyd.service", "ProcSubset");
+        v = unit_file_value("keyd.service", "ProcSubset");
         cr_assert(v && streq(v, "pid"), "the rest of /proc stays hidden");
         free(v);
 }
@@ -372,9 +368,9 @@ Test(systemd, callers_comm_is_visible) {
  * SocketMode=, before keyd.service runs (which then gives the directory to keyd). Done the same way here: a member
  * of the socket's group who is not its owner (nobody, with that group as its only supplementary group) connects. */
 Test(systemd, socket_reachable_by_its_group_before_the_service_runs) {
-        char *dir_mode = unit_value("keyd.socket", "DirectoryMode"),
-             *sock_mode = unit_value("keyd.socket", "SocketMode"),
-             *group = unit_value("keyd.socket", "SocketGroup"), *stream = unit_value("keyd.socket", "ListenStream");
+        char *dir_mode = unit_file_value("keyd.socket", "DirectoryMode"),
+             *sock_mode = unit_file_value("keyd.socket", "SocketMode"),
+             *group = unit_file_value("keyd.socket", "SocketGroup"), *stream = unit_file_value("keyd.socket", "ListenStream");
         cr_assert(dir_mode && sock_mode && group && stream);
         cr_assert_str_eq(group, "keyd");
         cr_assert(startswith(stream, "/run/keyd/"), "%s", stream);
