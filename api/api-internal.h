@@ -173,6 +173,11 @@ int api_query_check(Request *rq, const char *const *allowed, Reply *rp);
 int api_query_uint(Request *rq, const char *key, uint64_t def, uint64_t max, uint64_t *ret);
 /* A parameter's value as sent, or NULL when absent. */
 const char *api_query_get(Request *rq, const char *key);
+/* A parameter's value percent-decoded into buf (size bytes with its NUL): 0 with *ret buf, or with *ret NULL when
+ * absent; -EINVAL when empty, longer than size - 1, with a malformed escape or a control byte, or not UTF-8. */
+int api_query_text(Request *rq, const char *key, char *buf, size_t size, const char **ret);
+/* A parameter as a time, seconds since the epoch or RFC 3339, into µs (0 when absent): 0, or -EINVAL. */
+int api_query_time(Request *rq, const char *key, usec_t *ret);
 
 /* router.c */
 /* Route the request, call its handler, and fill rp; sets rq->route. */

@@ -102,12 +102,19 @@ static const Verb verbs[] = {
           "                                token-ttl-max plus clock-skew from now)\n"
           "      --keyring K               The keyring that minted it\n",
           verb_token_revoke },
-        { "audit tail", "[-n N] [--after SEQ] [-f]", "The last audit records (admin)",
-          "The last audit records (admin).\n"
+        { "audit tail", "[-n N] [-f] [OPTIONS]", "The last audit records (admin)",
+          "The last audit records (admin), those that match every filter given (keyd filters them).\n"
           "  -n, --lines N                 How many (1 to 100000, default 20)\n"
           "      --after SEQ               The records after SEQ instead of the last ones\n"
           "  -f, --follow                  Keep printing new records (once a second) until interrupted;\n"
-          "                                with --json one record per line\n",
+          "                                with --json one record per line\n"
+          "      --keyring NAME            Filters: the keyring,\n"
+          "      --kid KID                 the whole kid,\n"
+          "      --sub S                   the subject of a mint (detail.sub),\n"
+          "      --action A                the action (token.mint, authz.denied, api.refused, ...),\n"
+          "      --uid UID                 the caller's uid or user name (-1: keyd itself),\n"
+          "      --since TIME              at or after TIME, and before TIME: RFC 3339, seconds since the\n"
+          "      --until TIME              epoch, or a duration ago (15m, 2h, 7d)\n",
           verb_audit_tail },
         { "audit verify", "[--anchor FILE]", "Verify the audit chain (admin); exit 1 if broken",
           "Walk the audit chain and its signed checkpoints (admin); exit status 1 when it does not verify,\n"

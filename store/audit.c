@@ -13,7 +13,7 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(StoreAudit *, store_audit_free);
 
-#define AUDIT_COLUMNS "seq, time, uid, pid, comm, action, keyring, kid, result, detail, prev_hash, hash"
+#define AUDIT_COLUMNS STORE_AUDIT_COLUMNS
 
 static const char zero_hash[STORE_HASH_HEX + 1] = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -309,7 +309,7 @@ int store_audit_append(Store *s, StoreAudit *rec) {
         return 0;
 }
 
-static int audit_from_row(sqlite3_stmt *st, void **ret) {
+int store_audit_from_row(sqlite3_stmt *st, void **ret) {
         _cleanup_(store_audit_freep) StoreAudit *a = calloc(1, sizeof(StoreAudit));
         int r;
 
@@ -332,8 +332,7 @@ static int audit_from_row(sqlite3_stmt *st, void **ret) {
         return 0;
 }
 
-/* store_audit_free() for a list. */
-static void audit_free(void *a) {
+void store_audit_free_item(void *a) {
         store_audit_free(a);
 }
 
@@ -349,7 +348,7 @@ int store_audit_list(Store *s, uint64_t after, size_t limit, StoreAudit ***ret, 
         if (r < 0)
                 return r;
         void **l = NULL;
-        r = store_collect_rows(s, st, audit_from_row, audit_free, "audit: invalid row", &l, ret_n);
+        r = store_collect_rows(s, st, store_audit_from_row, store_audit_free_item, "audit: invalid row", &l, ret_n);
         if (r >= 0)
                 *ret = (StoreAudit **) l;
         return r;
@@ -456,5 +455,5 @@ StoreAudit *store_audit_free(StoreAudit *a) {
 }
 
 void store_audit_list_free(StoreAudit **l) {
-        store_list_free((void **) l, audit_free);
+        store_list_free((void **) l, store_audit_free_item);
 }

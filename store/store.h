@@ -158,6 +158,29 @@ int store_audit_append(Store *s, StoreAudit *rec);
 int store_audit_detail_dump(const json_t *detail, char **ret);
 /* Records with seq > after, ascending, at most limit. NULL-terminated array. */
 int store_audit_list(Store *s, uint64_t after, size_t limit, StoreAudit ***ret, size_t *ret_n);
+/* A page of the audit log read with filters (GET /v1/audit). Only a window of at most scan_max consecutive seqs is
+ * examined, so that a filter that matches little never makes one call read the whole table: a page may hold fewer
+ * than limit records (none at all) and still not be the last. */
+typedef struct StoreAuditQuery {
+        uint64_t after, before; /* seq > after and, unless before is 0, seq < before */
+        bool descending;        /* newest first, down from before (or the head) */
+        size_t limit;           /* records in the page, at most */
+        uint64_t scan_max;      /* seqs examined, at most (0: no bound) */
+        const char *keyring, *kid, *action; /* NULL: any */
+        const char *sub;        /* the detail's "sub" (token.mint), NULL: any */
+        bool has_uid;
+        int64_t uid;
+        usec_t since, until;    /* since <= time < until; 0: no bound */
+} StoreAuditQuery;
+
+/* The page: *ret (NULL-terminated, ascending or descending as asked) and its size; *ret_next is where the next page
+ * starts, every seq up to it (down to it, descending) having been examined: the last record of a full page, else the
+ * end of the window (pass it as after, or descending as before); *ret_more is false when nothing after next (before
+ * it, descending) is left within the bounds. -EINVAL for a limit of 0. */
+int store_audit_query(Store *s, const StoreAuditQuery *q, StoreAudit ***ret, size_t *ret_n, uint64_t *ret_next,
+                      bool *ret_more);
+/* The seqs of the first and the last record kept (0 and 0 when there is none). */
+int store_audit_range(Store *s, uint64_t *ret_first, uint64_t *ret_last);
 /* The last record's seq and hash (seq 0 and 64 '0' when empty). */
 int store_audit_head(Store *s, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX + 1]);
 /* Walk the chain from the first record: 0 if every record's prev_hash and hash match and seq has no gap, else
