@@ -62,6 +62,7 @@ struct Api {
         atomic_uint_fast64_t minted, signed_jws, signed_raw, verified_ok, verified_bad, denied, audit_failures;
         RouteStats *route_stats;    /* one per route (router.c) */
         RouteStats unrouted;        /* durations of the requests that match no route (404, 405, a bad path) */
+        struct ApiRefusals *refusals; /* connections refused at accept, to be audited (audit.c) */
 };
 
 typedef struct Request {
@@ -74,6 +75,7 @@ typedef struct Request {
         json_t *json;  /* POST body, parsed */
         usec_t start;  /* now_monotonic() at the first call of the access handler */
         ssize_t route; /* set by api_dispatch(): the route's index, or -1 for none */
+        bool audited;  /* a record of this request was written (or tried): api_audit() */
 } Request;
 
 typedef struct Reply {
@@ -132,6 +134,21 @@ Actor api_actor(const Request *rq);
  * or written: the request must then fail. */
 int api_audit(Request *rq, const char *action, const char *ring, const char *kid, const char *result,
               const char *detail_fmt, ...);
+/* A refused request (403, 404, 409, 422) that has no record yet (rq->audited): an "api.refused" record with the
+ * route's name (NULL: no route took it; then the method and up to 128 bytes of path), the status, and the reply's
+ * error and message, as the caller (rq->peer; without one, uid: what accept read, pid and comm unknown). One record
+ * per request; a failure to write it is logged and counted, the refusal stands. Any other status: nothing. */
+void api_audit_refused(Request *rq, const char *route, const char *ring, const char *kid, const char *path,
+                       const Reply *rp, uid_t uid);
+/* Connections refused at accept (429): counted per uid (the last pid kept) and written by a thread of their own as
+ * "api.refused" records, one per uid per second at most (API_REFUSALS_UIDS uids a second, the others in one record
+ * more), so that refusing connections never waits for the database and can never write faster than that.
+ * api_refusal_note() never blocks for long (a mutex); stop writes what was counted, then joins. */
+#define API_REFUSALS_UIDS 16
+typedef struct ApiRefusals ApiRefusals;
+int api_refusals_start(Api *a);
+void api_refusal_note(Api *a, uid_t uid, pid_t pid);
+void api_refusals_stop(Api *a);
 
 /* authz.c */
 bool authz_admin(Api *a, const Peer *p);
