@@ -237,6 +237,10 @@ int h_disable(Request *rq, const char *arg, Reply *rp);
 int h_revoke_token(Request *rq, const char *arg, Reply *rp);
 int h_audit_list(Request *rq, const char *arg, Reply *rp);
 int h_audit_verify(Request *rq, const char *arg, Reply *rp);
+int h_audit_checkpoint(Request *rq, const char *arg, Reply *rp);
+int h_audit_key(Request *rq, const char *arg, Reply *rp);
+int h_audit_export(Request *rq, const char *arg, Reply *rp);
+int h_audit_prune(Request *rq, const char *arg, Reply *rp);
 int h_healthz(Request *rq, const char *arg, Reply *rp);
 int h_metrics(Request *rq, const char *arg, Reply *rp); /* metrics.c */
 

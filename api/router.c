@@ -29,6 +29,10 @@ static const Route routes[] = {
         { "POST", "/v1/tokens/revoke", NULL, ROLE_ADMIN, true, h_revoke_token },
         { "GET", "/v1/audit", NULL, ROLE_ADMIN, false, h_audit_list },
         { "POST", "/v1/audit/verify", NULL, ROLE_ADMIN, false, h_audit_verify },
+        { "POST", "/v1/audit/checkpoints", NULL, ROLE_ADMIN, false, h_audit_checkpoint },
+        { "POST", "/v1/audit/exports", NULL, ROLE_ADMIN, true, h_audit_export },
+        { "POST", "/v1/audit/prune", NULL, ROLE_ADMIN, true, h_audit_prune },
+        { "GET", "/v1/audit/keys/", "", ROLE_ADMIN, false, h_audit_key },
         { "GET", "/healthz", NULL, ROLE_VERIFY, false, h_healthz },
         { "GET", "/metrics", NULL, ROLE_VERIFY, false, h_metrics },
 };
@@ -233,9 +237,9 @@ void api_dispatch(Request *rq, const char *url, Reply *rp) {
         route_call(rq, (size_t) i, arg, rp);
         if (rp->status >= 400)
                 atomic_fetch_add(&rq->api->route_stats[i].errors, 1);
-        /* A refusal no handler audited (404, 409, 422...): its own record. The parameter is a kid on /v1/keys/. */
+        /* A refusal no handler audited (404, 409, 422...): its own record. The parameter is a kid on .../keys/. */
         const Route *r = &routes[i];
-        bool is_kid = r->suffix && streq(r->prefix, "/v1/keys/");
+        bool is_kid = r->suffix && (streq(r->prefix, "/v1/keys/") || streq(r->prefix, "/v1/audit/keys/"));
         api_audit_refused(rq, api_route_name((size_t) i), r->suffix && !is_kid ? arg : NULL, is_kid ? arg : NULL,
                           NULL, rp, rq->peer->uid);
 }

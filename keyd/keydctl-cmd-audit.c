@@ -3,6 +3,7 @@
  * prune (keydctl-audit-segment.c reads and checks segment files). */
 #include <curl/curl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <time.h>
@@ -131,9 +132,7 @@ static int audit_print(Ctl *c, const json_t *records, AuditOut *o) {
         return 0;
 }
 
-/* A time given to --since or --until: seconds since the epoch (digits), RFC 3339, or a duration ago ("15m", "2h30m",
- * "7d"). Seconds since the epoch into *ret, else a usage error. */
-static int parse_time_or_ago(const char *name, const char *s, int64_t now, int64_t *ret) {
+int parse_time_or_ago(const char *name, const char *s, int64_t now, int64_t *ret) {
         uint64_t secs;
         usec_t ago;
 
@@ -201,7 +200,8 @@ static int tail_filtered(Ctl *c, uint64_t n, const char *filters, json_t *all, u
                 if (r < 0)
                         return r;
                 json_t *records = json_object_get(page, "records"), *next = json_object_get(page, "next");
-                if (!json_is_array(records) || !json_is_integer(next) || !json_is_boolean(json_object_get(page, "more")))
+                if (!json_is_array(records) || !json_is_integer(next) ||
+                    !json_is_boolean(json_object_get(page, "more")))
                         return ctl_error(KEYDCTL_ERR_UNREACHABLE,
                                          "keyd's reply has no \"records\", \"next\" or \"more\" (a keyd without audit "
                                          "filters?)");
@@ -412,8 +412,10 @@ static bool is_hash(const char *s) {
 
 /* Each line of the anchor file (keyd.conf(5) [audit] anchor-file: {"seq", "hash", "time", "kid", "jws"}) against the
  * chain as keyd serves it: the anchors come in increasing seq order, and the record of each anchored seq exists with
- * the anchored hash. Stops at the first that does not match. 0 (see a->line), or a negative errno (reported). */
-static int check_anchors(Ctl *c, const char *path, AnchorCheck *a) {
+ * the anchored hash. An anchor before first (the first record keyd keeps: those before were pruned) is checked against
+ * the exported segments that verified (segments: audit_verify_segments()'s reply, or NULL), and is not one that
+ * matches without them. Stops at the first that does not match. 0 (see a->line), or a negative errno (reported). */
+static int check_anchors(Ctl *c, const char *path, uint64_t first, const json_t *segments, AnchorCheck *a) {
         _cleanup_free_ char *buf = NULL;
         size_t size = 0;
         unsigned long line = 0;
@@ -454,6 +456,26 @@ static int check_anchors(Ctl *c, const char *path, AnchorCheck *a) {
                                    a->last_seq);
                         break;
                 }
+                if (seq < first) {
+                        /* Pruned from keyd: the record is in a segment, or this anchor cannot be checked here. */
+                        char hash2[65];
+                        const char *file = NULL;
+                        if (!segments || !segment_record_hash(segments, seq, hash2, &file)) {
+                                anchor_bad(a, line, seq,
+                                           "record %" PRIu64 " was pruned from keyd (its log starts at %" PRIu64
+                                           "): give the segment that holds it with --segment",
+                                           seq, first);
+                                break;
+                        }
+                        if (!streq(hash2, hash)) {
+                                anchor_bad(a, line, seq, "record %" PRIu64 " has hash %s in %s, the anchor %s", seq,
+                                           hash2, file, hash);
+                                break;
+                        }
+                        a->anchors++;
+                        a->last_seq = seq;
+                        continue;
+                }
                 r = audit_page(c, seq - 1, 1, &page);
                 if (r < 0)
                         break;
@@ -479,17 +501,53 @@ static int check_anchors(Ctl *c, const char *path, AnchorCheck *a) {
 }
 
 int verb_audit_verify(Ctl *c, const Verb *v, int argc, char **argv) {
-        _cleanup_json_ json_t *reply = NULL;
-        bool ok;
+        enum { OPT_ANCHOR = CTL_OPT_FIRST_LOCAL, OPT_SEGMENT, OPT_JWKS };
+        static const struct option options[] = {
+                CTL_COMMON_OPTIONS,
+                { "anchor", required_argument, NULL, OPT_ANCHOR },
+                { "segment", no_argument, NULL, OPT_SEGMENT },
+                { "jwks", required_argument, NULL, OPT_JWKS },
+                {},
+        };
+        _cleanup_json_ json_t *reply = NULL, *segments = NULL;
+        bool ok, segment = false;
         char n[32], head[32], cp[32] = "none", bad[32], clean[1024], where[1024];
-        const char *anchor_file = NULL;
+        const char *anchor_file = NULL, *jwks = NULL;
         AnchorCheck anchors = { 0 };
         const json_t *cps;
-        int r;
+        int opt, r, rs = 0;
 
-        r = ctl_parse_value(c, v, argc, argv, "anchor", &anchor_file, 0, 0);
+        while ((r = ctl_next_option(c, v, argc, argv, ":h", options, 0, INT_MAX, &opt)) == CTL_OPTION)
+                switch (opt) {
+                case OPT_ANCHOR:
+                        anchor_file = optarg;
+                        break;
+                case OPT_SEGMENT:
+                        segment = true;
+                        break;
+                case OPT_JWKS:
+                        jwks = optarg;
+                        break;
+                }
         if (r != CTL_PARSED)
                 return r > 0 ? 0 : r;
+        if (segment != (optind < argc))
+                return ctl_error(KEYDCTL_ERR_USAGE, segment ? "--segment: give the segment files"
+                                                            : "files to check are given with --segment");
+        if (jwks && !segment)
+                return ctl_error(KEYDCTL_ERR_USAGE, "--jwks goes with --segment");
+
+        /* Exported segments, checked without keyd's database (keyd gives the keys unless --jwks does). */
+        if (segment) {
+                rs = audit_verify_segments(c, argv + optind, (size_t) (argc - optind), jwks, &segments);
+                if (rs < 0 && rs != KEYDCTL_ERR_NEGATIVE)
+                        return rs;
+                if (!anchor_file) {
+                        if (c->json)
+                                print_json(segments);
+                        return rs;
+                }
+        }
         r = ctl_call_verdict(c, "/v1/audit/verify", NULL, "ok", &reply);
         if (r < 0)
                 return r;
@@ -497,7 +555,9 @@ int verb_audit_verify(Ctl *c, const Verb *v, int argc, char **argv) {
         /* The chain first, then the copy kept outside the database: a cut tail or a whole rewritten chain (hashes
          * recomputed, checkpoints dropped) verifies on its own, and only the anchors show it. */
         if (anchor_file) {
-                r = check_anchors(c, anchor_file, &anchors);
+                json_t *first = json_object_get(reply, "first_seq");
+                r = check_anchors(c, anchor_file, json_is_integer(first) ? (uint64_t) json_integer_value(first) : 1,
+                                  segments, &anchors);
                 if (r < 0)
                         return r;
         }
@@ -514,11 +574,18 @@ int verb_audit_verify(Ctl *c, const Verb *v, int argc, char **argv) {
                                                   (json_int_t) anchors.line, "seq", (json_int_t) anchors.seq,
                                                   "message", anchors.line ? anchors.message : NULL)) < 0)
                         return OOM();
+                if (segments && json_object_set(reply, "segments", segments) < 0)
+                        return OOM();
                 print_json(reply);
         } else {
+                json_t *first = json_object_get(reply, "first_seq");
+                char from[64] = "";
+                if (json_is_integer(first) && json_integer_value(first) > 1)
+                        (void) snprintf(from, sizeof from, " from seq %" JSON_INTEGER_FORMAT " (pruned before)",
+                                        json_integer_value(first));
                 if (ok)
-                        printf("Audit chain verified: %s record(s), head seq %s, last signed checkpoint: %s.\n",
-                               json_text(json_object_get(reply, "records"), n, sizeof n) ?: "?",
+                        printf("Audit chain verified: %s record(s)%s, head seq %s, last signed checkpoint: %s.\n",
+                               json_text(json_object_get(reply, "records"), n, sizeof n) ?: "?", from,
                                json_text(json_object_get(reply, "head_seq"), head, sizeof head) ?: "?", cp);
                 else
                         printf("Audit chain does NOT verify: first bad record seq %s: %s\n",
@@ -535,5 +602,5 @@ int verb_audit_verify(Ctl *c, const Verb *v, int argc, char **argv) {
                                sanitize(anchor_file, where, sizeof where), anchors.line, seq, anchors.message);
                 }
         }
-        return ok && anchors.line == 0 ? 0 : KEYDCTL_ERR_NEGATIVE;
+        return ok && anchors.line == 0 && rs == 0 ? 0 : KEYDCTL_ERR_NEGATIVE;
 }

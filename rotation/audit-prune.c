@@ -38,7 +38,8 @@ static int append(Store *s, const Actor *a, usec_t now, const char *action, cons
         return r;
 }
 
-int audit_export_seal(Store *s, const StoreAuditExport *e, const Actor *a, usec_t now, char message[AUDIT_MESSAGE_MAX]) {
+int audit_export_seal(Store *s, const StoreAuditExport *e, const Actor *a, usec_t now,
+                      char message[AUDIT_MESSAGE_MAX]) {
         StoreCheckpoint **cps = NULL;
         StoreAudit **recs = NULL;
         uint64_t first, last;
@@ -72,8 +73,8 @@ int audit_export_seal(Store *s, const StoreAuditExport *e, const Actor *a, usec_
         if (r >= 0)
                 r = store_audit_export_insert(s, e);
         if (r >= 0)
-                r = append(s, a, now, "audit.export", "{s:I, s:I, s:I, s:s, s:s}", "first", (json_int_t) e->first, "last",
-                           (json_int_t) e->last, "checkpoint_seq", (json_int_t) e->checkpoint_seq, "last_hash",
+                r = append(s, a, now, "audit.export", "{s:I, s:I, s:I, s:s, s:s}", "first", (json_int_t) e->first,
+                           "last", (json_int_t) e->last, "checkpoint_seq", (json_int_t) e->checkpoint_seq, "last_hash",
                            e->last_hash, "sha256", e->sha256);
         if (r >= 0)
                 r = store_commit(s);
@@ -222,9 +223,9 @@ int audit_prune(Store *s, uint64_t before, const Actor *a, usec_t now, AuditPrun
         if (r >= 0 && first_again != first)
                 r = refuse(res.message, -EAGAIN, "the log was pruned meanwhile: nothing pruned");
         if (r >= 0)
-                r = append(s, a, now, "audit.prune", "{s:I, s:I, s:I, s:s, s:O}", "before", (json_int_t) before, "first",
-                           (json_int_t) first, "anchor_seq", (json_int_t) before - 1, "anchor_hash", hash, "carry",
-                           carry);
+                r = append(s, a, now, "audit.prune", "{s:I, s:I, s:I, s:s, s:O}", "before", (json_int_t) before,
+                           "first", (json_int_t) first, "anchor_seq", (json_int_t) before - 1, "anchor_hash", hash,
+                           "carry", carry);
         if (r >= 0)
                 r = store_audit_anchor_set_carry(s, carry_text);
         if (r >= 0)

@@ -133,6 +133,8 @@ int engine_checkpoint(Engine *e, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX
                 store_rollback(s);
                 return n;
         }
+        if (engine_options(e)->on_checkpoint)
+                engine_options(e)->on_checkpoint(seq, hash, engine_options(e)->checkpoint_userdata);
         if (ret_seq)
                 *ret_seq = seq;
         if (ret_hash)
@@ -303,12 +305,12 @@ static int verify_pruned(const Walk *w, const StoreAuditAnchor *anchor, AuditVer
                                          seq);
         if (anchor->seq > w->prune_anchor_seq)
                 return verdict(res, anchor->seq + 1,
-                               "records up to %llu are gone, but the last audit.prune record (%llu) pruned up to %llu", seq,
-                               (unsigned long long) w->prune_seq, (unsigned long long) w->prune_anchor_seq);
+                               "records up to %llu are gone, but the last audit.prune record (%llu) pruned up to %llu",
+                               seq, (unsigned long long) w->prune_seq, (unsigned long long) w->prune_anchor_seq);
         if (anchor->seq == w->prune_anchor_seq && !streq(anchor->hash, w->prune_anchor_hash))
                 return verdict(res, anchor->seq + 1,
-                               "the anchor at record %llu has another hash than the audit.prune record (%llu) says", seq,
-                               (unsigned long long) w->prune_seq);
+                               "the anchor at record %llu has another hash than the audit.prune record (%llu) says",
+                               seq, (unsigned long long) w->prune_seq);
         if (!json_equal(carry, w->prune_carry))
                 return verdict(res, 0, "the anchor's carry is not the one the audit.prune record (%llu) says",
                                (unsigned long long) w->prune_seq);

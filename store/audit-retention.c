@@ -68,10 +68,11 @@ int store_audit_anchor_set_carry(Store *s, const char *carry) {
                 return r;
         if (!carry)
                 return -EINVAL;
-        rc = sqlite3_prepare_v2(s->db,
-                                "INSERT INTO audit_anchor (one, seq, hash, time, pruned_at, carry) VALUES (1, 0, ?1, 0, 0, "
-                                "?2) ON CONFLICT (one) DO UPDATE SET carry = excluded.carry",
-                                -1, &st, NULL);
+        rc = sqlite3_prepare_v2(
+                s->db,
+                "INSERT INTO audit_anchor (one, seq, hash, time, pruned_at, carry) VALUES (1, 0, ?1, 0, 0, "
+                "?2) ON CONFLICT (one) DO UPDATE SET carry = excluded.carry",
+                -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return store_error(s, rc);
         if (sqlite3_bind_text(st, 1, zero_hash, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -135,16 +136,17 @@ int store_audit_prune_step(Store *s, uint64_t before, size_t max, usec_t now, ui
                 return r;
         int deleted = sqlite3_changes(s->db);
 
-        rc = sqlite3_prepare_v2(s->db,
-                                "INSERT INTO audit_anchor (one, seq, hash, time, pruned_at, carry) VALUES (1, ?1, ?2, ?3, "
-                                "?4, '{}') ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, "
-                                "time = excluded.time, pruned_at = excluded.pruned_at",
-                                -1, &up, NULL);
+        rc = sqlite3_prepare_v2(
+                s->db,
+                "INSERT INTO audit_anchor (one, seq, hash, time, pruned_at, carry) VALUES (1, ?1, ?2, ?3, "
+                "?4, '{}') ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, "
+                "time = excluded.time, pruned_at = excluded.pruned_at",
+                -1, &up, NULL);
         if (rc != SQLITE_OK)
                 return store_error(s, rc);
         if (sqlite3_bind_int64(up, 1, (sqlite3_int64) upto) != SQLITE_OK ||
-            sqlite3_bind_text(up, 2, hash, -1, SQLITE_STATIC) != SQLITE_OK || sqlite3_bind_int64(up, 3, time) != SQLITE_OK ||
-            sqlite3_bind_int64(up, 4, now) != SQLITE_OK)
+            sqlite3_bind_text(up, 2, hash, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_int64(up, 3, time) != SQLITE_OK || sqlite3_bind_int64(up, 4, now) != SQLITE_OK)
                 return store_bind_error(s);
         r = store_step_done(s, up);
         if (r < 0)
@@ -165,10 +167,11 @@ int store_audit_export_insert(Store *s, const StoreAuditExport *e) {
         if (!e || e->first == 0 || e->last < e->first || e->checkpoint_seq < e->last || e->checkpoint_seq > INT64_MAX ||
             store_hash_parse(e->last_hash, raw) < 0 || store_hash_parse(e->sha256, raw) < 0)
                 return store_error_msg(s, -EINVAL, "audit: invalid export");
-        rc = sqlite3_prepare_v2(s->db,
-                                "INSERT INTO audit_exports (first, last, last_hash, checkpoint_seq, sha256, exported_at) "
-                                "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                                -1, &st, NULL);
+        rc = sqlite3_prepare_v2(
+                s->db,
+                "INSERT INTO audit_exports (first, last, last_hash, checkpoint_seq, sha256, exported_at) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return store_error(s, rc);
         if (sqlite3_bind_int64(st, 1, (sqlite3_int64) e->first) != SQLITE_OK ||

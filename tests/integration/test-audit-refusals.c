@@ -171,16 +171,27 @@ Test(audit_refusals, every_refusal_is_audited_once) {
         test_api_audit_verify(sock);
 }
 
+static int extra_refused; /* connections of the test's own refused while keyd still counted one just closed */
+
 /* A connection, one request served on it (so it counts), kept open. */
 static int connect_served(void) {
-        int fd = test_api_connect(sock);
-        const char *req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-        char out[4096];
-        cr_assert_eq(write(fd, req, strlen(req)), (ssize_t) strlen(req));
-        struct pollfd p = { fd, POLLIN, 0 };
-        cr_assert_eq(poll(&p, 1, 10000), 1);
-        cr_assert_gt(read(fd, out, sizeof out), 0);
-        return fd;
+        for (;;) {
+                int fd = test_api_connect(sock);
+                const char *req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+                char out[4096];
+                cr_assert_eq(write(fd, req, strlen(req)), (ssize_t) strlen(req));
+                struct pollfd p = { fd, POLLIN, 0 };
+                cr_assert_eq(poll(&p, 1, 10000), 1);
+                ssize_t n = read(fd, out, sizeof out - 1);
+                cr_assert_gt(n, 0);
+                out[n] = 0;
+                if (startswith(out, "HTTP/1.1 200"))
+                        return fd;
+                cr_assert(startswith(out, "HTTP/1.1 429"), "%s", out);
+                extra_refused++;
+                close(fd);
+                (void) nanosleep(&(struct timespec){ .tv_nsec = 50 * 1000 * 1000 }, NULL);
+        }
 }
 
 static json_int_t refused_429(size_t *ret_records) {
@@ -226,11 +237,11 @@ Test(audit_refusals, refused_connections_are_counted_not_a_record_each) {
         /* Every refused connection is counted, in a record a second at most. */
         size_t records = 0;
         json_int_t sum = 0;
-        for (int tries = 0; tries < 50 && sum < FLOOD; tries++) {
+        for (int tries = 0; tries < 50 && sum < FLOOD + extra_refused; tries++) {
                 (void) nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
                 sum = refused_429(&records);
         }
-        cr_assert_eq(sum, FLOOD, "every refused connection is counted");
+        cr_assert_eq(sum, FLOOD + extra_refused, "every refused connection is counted");
         double secs = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
         cr_assert_leq(records, (size_t) secs + 2, "%zu records for %d refusals in %.1f s", records, FLOOD, secs);
 
@@ -248,7 +259,7 @@ Test(audit_refusals, refused_connections_are_counted_not_a_record_each) {
         test_daemon_done(&d);
         start(NULL);
         sum = refused_429(&records);
-        cr_assert_eq(sum, FLOOD + 1, "the last refusal was written at stop");
+        cr_assert_eq(sum, FLOOD + extra_refused + 1, "the last refusal was written at stop");
         test_api_audit_verify(sock);
 }
 
