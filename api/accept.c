@@ -148,6 +148,8 @@ static void take(Api *a, int fd, Linger *linger, size_t *n_linger, usec_t now) {
                 return;
         }
         unsigned status = admit(a, fd, cred.uid);
+        if (status == MHD_HTTP_TOO_MANY_REQUESTS)
+                api_refusal_note(a, cred.uid, cred.pid); /* audited, a uid at a time (audit.c) */
         if (status) {
                 refuse(fd, status, cred.uid);
                 if (*n_linger < LINGER_MAX)

@@ -69,6 +69,7 @@ struct Api {
         atomic_uint_fast64_t minted, signed_jws, signed_raw, verified_ok, verified_bad, denied, audit_failures;
         RouteStats *route_stats;    /* one per route (router.c) */
         RouteStats unrouted;        /* durations of the requests that match no route (404, 405, a bad path) */
+        struct ApiRefusals *refusals; /* connections refused at accept, to be audited (audit.c) */
 };
 
 typedef struct Request {
@@ -81,6 +82,7 @@ typedef struct Request {
         json_t *json;  /* POST body, parsed */
         usec_t start;  /* now_monotonic() at the first call of the access handler */
         ssize_t route; /* set by api_dispatch(): the route's index, or -1 for none */
+        bool audited;  /* a record of this request was written (or tried): api_audit() */
 } Request;
 
 typedef struct Reply {
@@ -145,6 +147,21 @@ Actor api_actor(const Request *rq);
  * or written: the request must then fail. */
 int api_audit(Request *rq, const char *action, const char *ring, const char *kid, const char *result,
               const char *detail_fmt, ...);
+/* A refused request (403, 404, 409, 422) that has no record yet (rq->audited): an "api.refused" record with the
+ * route's name (NULL: no route took it; then the method and up to 128 bytes of path), the status, and the reply's
+ * error and message, as the caller (rq->peer; without one, uid: what accept read, pid and comm unknown). One record
+ * per request; a failure to write it is logged and counted, the refusal stands. Any other status: nothing. */
+void api_audit_refused(Request *rq, const char *route, const char *ring, const char *kid, const char *path,
+                       const Reply *rp, uid_t uid);
+/* Connections refused at accept (429): counted per uid (the last pid kept) and written by a thread of their own as
+ * "api.refused" records, one per uid per second at most (API_REFUSALS_UIDS uids a second, the others in one record
+ * more), so that refusing connections never waits for the database and can never write faster than that.
+ * api_refusal_note() never blocks for long (a mutex); stop writes what was counted, then joins. */
+#define API_REFUSALS_UIDS 16
+typedef struct ApiRefusals ApiRefusals;
+int api_refusals_start(Api *a);
+void api_refusal_note(Api *a, uid_t uid, pid_t pid);
+void api_refusals_stop(Api *a);
 
 /* authz.c */
 bool authz_admin(Api *a, const Peer *p);
@@ -186,6 +203,11 @@ int api_query_check(Request *rq, const char *const *allowed, Reply *rp);
 int api_query_uint(Request *rq, const char *key, uint64_t def, uint64_t max, uint64_t *ret);
 /* A parameter's value as sent, or NULL when absent. */
 const char *api_query_get(Request *rq, const char *key);
+/* A parameter's value percent-decoded into buf (size bytes with its NUL): 0 with *ret buf, or with *ret NULL when
+ * absent; -EINVAL when empty, longer than size - 1, with a malformed escape or a control byte, or not UTF-8. */
+int api_query_text(Request *rq, const char *key, char *buf, size_t size, const char **ret);
+/* A parameter as a time, seconds since the epoch or RFC 3339, into µs (0 when absent): 0, or -EINVAL. */
+int api_query_time(Request *rq, const char *key, usec_t *ret);
 
 /* router.c */
 /* Route the request, call its handler, and fill rp; sets rq->route. */
@@ -232,6 +254,10 @@ int h_disable(Request *rq, const char *arg, Reply *rp);
 int h_revoke_token(Request *rq, const char *arg, Reply *rp);
 int h_audit_list(Request *rq, const char *arg, Reply *rp);
 int h_audit_verify(Request *rq, const char *arg, Reply *rp);
+int h_audit_checkpoint(Request *rq, const char *arg, Reply *rp);
+int h_audit_key(Request *rq, const char *arg, Reply *rp);
+int h_audit_export(Request *rq, const char *arg, Reply *rp);
+int h_audit_prune(Request *rq, const char *arg, Reply *rp);
 int h_healthz(Request *rq, const char *arg, Reply *rp);
 /* h-misc.c: health as a listener tells it (docs/API.md, GET /healthz): its HTTP status (200 only for "ok", else 503)
  * and *ret its body (NULL for want of memory). local: the Unix socket's, every keyring (or only the one named by only)

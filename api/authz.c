@@ -32,7 +32,7 @@ bool authz_sign(Api *a, const Peer *p, Ring *r) {
 
 int authz_deny(Request *rq, Reply *rp, const char *ring, const char *what) {
         /* The router names the route that was refused: on /v1/keys/{kid}/..., the parameter is a kid. */
-        bool is_kid = what && startswith(what, "POST /v1/keys/");
+        bool is_kid = what && (startswith(what, "POST /v1/keys/") || startswith(what, "GET /v1/audit/keys/"));
 
         atomic_fetch_add(&rq->api->denied, 1);
         /* The denial is audited; if even that fails, the answer is still no. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Administration: rotate, revoke, disable, deny a token, read and verify the audit chain. Changes run on the event
+/* Administration: rotate, revoke, disable, deny a token (the audit chain: h-audit.c). Changes run on the event
  * loop (the engine's only writer); each is one transaction with its audit record, synced before the answer. */
 #include <stdio.h>
 
@@ -161,58 +161,4 @@ int h_revoke_token(Request *rq, const char *arg, Reply *rp) {
                 return reply_write_errno(rq, rp, r, c.name);
         return reply_json(rp, MHD_HTTP_OK,
                           json_pack("{s:s, s:I}", "jti", c.name, "exp", (json_int_t) (c.exp / USEC_PER_SEC)));
-}
-
-int h_audit_list(Request *rq, const char *arg, Reply *rp) {
-        uint64_t after, limit;
-        Store *s = NULL;
-        StoreAudit **recs = NULL;
-        size_t n = 0;
-        json_t *list;
-        (void) arg;
-
-        static const char *const params[] = { "after", "limit", NULL };
-        if (api_query_check(rq, params, rp) < 0)
-                return -EINVAL;
-        if (api_query_uint(rq, "after", 0, INT64_MAX, &after) < 0 ||
-            api_query_uint(rq, "limit", 100, 1000, &limit) < 0 || limit == 0)
-                return reply_error(rp, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                   "after: a sequence number; limit: 1 to 1000");
-        int r = store_open(rq->api->cfg.db_path, STORE_READ_ONLY, &s);
-        if (r >= 0)
-                r = store_audit_list(s, after, limit, &recs, &n);
-        store_close(s);
-        if (r < 0)
-                return reply_errno(rp, r, "audit");
-        list = json_array();
-        for (size_t i = 0; list && i < n; i++) {
-                StoreAudit *a = recs[i];
-                json_t *detail = a->detail ? json_loads(a->detail, 0, NULL) : json_null();
-                json_array_append_new(
-                        list, json_pack("{s:I, s:o, s:I, s:I, s:s?, s:s, s:s?, s:s?, s:s, s:o, s:s, s:s}", "seq",
-                                        (json_int_t) a->seq, "time", json_time(a->time), "uid", (json_int_t) a->uid,
-                                        "pid", (json_int_t) a->pid, "comm", a->comm, "action", a->action, "keyring",
-                                        a->keyring, "kid", a->kid, "result", a->result, "detail",
-                                        detail ?: json_null(), "prev_hash", a->prev_hash, "hash", a->hash));
-        }
-        uint64_t next = n > 0 ? recs[n - 1]->seq : after;
-        store_audit_list_free(recs);
-        return reply_json(rp, MHD_HTTP_OK, json_pack("{s:o, s:I}", "records", list, "next", (json_int_t) next));
-}
-
-int h_audit_verify(Request *rq, const char *arg, Reply *rp) {
-        AuditVerifyResult res = { 0 };
-        Store *s = NULL;
-        (void) arg;
-        int r = store_open(rq->api->cfg.db_path, STORE_READ_ONLY, &s);
-        if (r >= 0)
-                r = audit_verify(s, &res);
-        store_close(s);
-        if (r < 0 && r != -EBADMSG)
-                return reply_errno(rp, r, "audit");
-        return reply_json(rp, MHD_HTTP_OK,
-                          json_pack("{s:b, s:I, s:I, s:I, s:I, s:s}", "ok", r == 0, "records", (json_int_t) res.records,
-                                    "head_seq", (json_int_t) res.head_seq, "checkpoint_seq",
-                                    (json_int_t) res.checkpoint_seq, "bad_seq", (json_int_t) res.bad_seq, "message",
-                                    res.message));
 }

@@ -8,7 +8,7 @@
 #include "api/peer.h"
 #include "common/macro.h"
 
-static void read_comm(pid_t pid, char out[17]) {
+void peer_comm(pid_t pid, char out[17]) {
         char path[64], buf[32];
         ssize_t n;
         int fd;
@@ -62,7 +62,7 @@ int peer_from_fd(int fd, Peer *ret) {
                 if (getgrgid_r(p.groups[i], &gr, buf, sizeof buf, &grp) == 0 && grp)
                         p.group_names[i] = strdup(grp->gr_name);
         }
-        read_comm(p.pid, p.comm);
+        peer_comm(p.pid, p.comm);
         *ret = p;
         return 0;
 }

@@ -22,4 +22,6 @@ typedef struct Peer {
 /* -ENOTCONN if fd is not a connected Unix socket. */
 int peer_from_fd(int fd, Peer *ret);
 void peer_done(Peer *p);
+/* The command name of pid (/proc/PID/comm) as printable ASCII, "" if it cannot be read (the process is gone). */
+void peer_comm(pid_t pid, char out[17]);
 bool peer_in_group(const Peer *p, const char *group);

@@ -30,6 +30,10 @@ static const Route routes[] = {
         { "POST", "/v1/tokens/revoke", NULL, ROLE_ADMIN, true, h_revoke_token },
         { "GET", "/v1/audit", NULL, ROLE_ADMIN, false, h_audit_list },
         { "POST", "/v1/audit/verify", NULL, ROLE_ADMIN, false, h_audit_verify },
+        { "POST", "/v1/audit/checkpoints", NULL, ROLE_ADMIN, false, h_audit_checkpoint },
+        { "POST", "/v1/audit/exports", NULL, ROLE_ADMIN, true, h_audit_export },
+        { "POST", "/v1/audit/prune", NULL, ROLE_ADMIN, true, h_audit_prune },
+        { "GET", "/v1/audit/keys/", "", ROLE_ADMIN, false, h_audit_key },
         { "GET", "/healthz", NULL, ROLE_VERIFY, false, h_healthz },
         { "GET", "/metrics", NULL, ROLE_VERIFY, false, h_metrics },
 };
@@ -223,8 +227,10 @@ void api_dispatch(Request *rq, const char *url, Reply *rp) {
                 if (path_known)
                         reply_error(rp, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", "%s is not allowed here",
                                     rq->method);
-                else
+                else {
                         reply_error(rp, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint");
+                        api_audit_refused(rq, NULL, NULL, NULL, path, rp, rq->peer->uid);
+                }
                 return;
         }
         rq->route = i;
@@ -232,4 +238,9 @@ void api_dispatch(Request *rq, const char *url, Reply *rp) {
         route_call(rq, (size_t) i, arg, rp);
         if (rp->status >= 400)
                 atomic_fetch_add(&rq->api->route_stats[i].errors, 1);
+        /* A refusal no handler audited (404, 409, 422...): its own record. The parameter is a kid on .../keys/. */
+        const Route *r = &routes[i];
+        bool is_kid = r->suffix && (streq(r->prefix, "/v1/keys/") || streq(r->prefix, "/v1/audit/keys/"));
+        api_audit_refused(rq, api_route_name((size_t) i), r->suffix && !is_kid ? arg : NULL, is_kid ? arg : NULL,
+                          NULL, rp, rq->peer->uid);
 }

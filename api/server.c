@@ -73,6 +73,13 @@ static Peer *conn_peer(struct MHD_Connection *conn) {
         return c->valid ? &c->peer : NULL;
 }
 
+/* The uid the connection was counted under when accepted, (uid_t) -1 if none. */
+static uid_t conn_uid(struct MHD_Connection *conn) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        const Conn *c = ci ? ci->socket_context : NULL;
+        return c ? c->uid : (uid_t) -1;
+}
+
 /* What the headers say about size and framing. */
 typedef struct HeaderScan {
         size_t bytes;
@@ -208,6 +215,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 rq->peer = conn_peer(conn);
                 *con_cls = rq;
                 check_headers(conn, url, rq->peer, &rp);
+                if (!rq->peer) /* the only refusal of these that is audited: a 403 (its uid: as accept read it) */
+                        api_audit_refused(rq, NULL, NULL, NULL, url, &rp, conn_uid(conn));
                 return rp.status ? refuse(a, conn, rq, url, &rp) : MHD_YES;
         }
 
@@ -379,7 +388,9 @@ int api_start(const ApiConfig *cfg, Engine *engine, AuditLog *audit, ApiLoopCall
                 api_stop(a);
                 return -EIO;
         }
-        r = accept_start(a);
+        r = api_refusals_start(a);
+        if (r >= 0)
+                r = accept_start(a);
         if (r < 0) {
                 api_stop(a);
                 return r;
@@ -404,6 +415,7 @@ Api *api_stop(Api *a) {
         if (a->mhd)
                 MHD_stop_daemon(a->mhd);
         accept_done(a);
+        api_refusals_stop(a); /* nothing refuses any more: write what was counted */
         if (a->socket_fd >= 0)
                 close(a->socket_fd);
         if (a->own_socket && a->cfg.socket_path)

@@ -156,20 +156,15 @@ static int arm_timer(Daemon *d, usec_t due) {
         return r;
 }
 
-/* Sign the head of the audit log, if anything is new since the last checkpoint, and keep copies outside the
- * database: the journal, and the anchor file ([audit] anchor-file) that keydctl audit verify --anchor checks the
- * chain against. Truncating or rewriting all of them is harder than the database alone. A failure to write the
- * anchor file is logged and counted; keyd goes on. */
-static void write_checkpoint(Daemon *d) {
+/* EngineOptions.on_checkpoint: every checkpoint signed (the timer's, at start and stop, one asked for through the
+ * API) gets copies outside the database: the journal, and the anchor file ([audit] anchor-file) that keydctl audit
+ * verify --anchor checks the chain against. Truncating or rewriting all of them is harder than the database alone. A
+ * failure to write the anchor file is logged and counted; keyd goes on. */
+static void checkpoint_copies(uint64_t seq, const char *hash, void *userdata) {
         static unsigned anchor_failures; /* one daemon per process */
-        char hash[STORE_HASH_HEX + 1];
-        uint64_t seq;
-        int r = engine_checkpoint(d->engine, &seq, hash);
+        Daemon *d = userdata;
+        int r;
 
-        if (r < 0 && r != -ENOKEY)
-                log_warning_errno(r, "Cannot write an audit checkpoint: %m");
-        if (r <= 0)
-                return;
         log_info("Audit checkpoint: record %llu, hash %s.", (unsigned long long) seq, hash);
         if (!d->config.anchor_file)
                 return;
@@ -178,6 +173,13 @@ static void write_checkpoint(Daemon *d) {
                 log_warning_errno(r,
                                   "Cannot append the audit checkpoint at record %llu to %s (%u failure(s) so far): %m",
                                   (unsigned long long) seq, d->config.anchor_file, ++anchor_failures);
+}
+
+/* Sign the head of the audit log if anything is new since the last checkpoint (checkpoint_copies() keeps copies). */
+static void write_checkpoint(Daemon *d) {
+        int r = engine_checkpoint(d->engine, NULL, NULL);
+        if (r < 0 && r != -ENOKEY)
+                log_warning_errno(r, "Cannot write an audit checkpoint: %m");
 }
 
 static int on_checkpoint(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -610,7 +612,8 @@ static int daemon_start(Daemon *d) {
 
         EngineOptions eo = { .on_event = on_event, .event_userdata = d,
                              .reconcile_max_destroy = c->reconcile_max_destroy,
-                             .on_key_lost = on_key_lost, .key_lost_userdata = d };
+                             .on_key_lost = on_key_lost, .key_lost_userdata = d,
+                             .on_checkpoint = checkpoint_copies, .checkpoint_userdata = d };
         r = engine_new(d->hsm, d->store, &eo, &d->engine);
         if (r >= 0)
                 r = engine_load(d->engine);

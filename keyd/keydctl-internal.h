@@ -243,6 +243,54 @@ int verb_token_inspect(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_key_show(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_audit_tail(Ctl *c, const Verb *v, int argc, char **argv);
 int verb_audit_verify(Ctl *c, const Verb *v, int argc, char **argv);
+int verb_audit_export(Ctl *c, const Verb *v, int argc, char **argv);
+/* A time given to an option name (--since, --before): seconds since the epoch (digits), RFC 3339, or a duration ago
+ * ("15m", "2h30m", "7d") from now. Seconds since the epoch into *ret, else a usage error (reported). */
+int parse_time_or_ago(const char *name, const char *s, int64_t now, int64_t *ret);
+/* keydctl audit verify --segment FILE...: each segment checked (keys from the JWKS file jwks, or else from keyd), and
+ * how they join each other and keyd's kept chain; a line each on stdout (not with --json). *ret is
+ * {"ok", "segments": [{file, ok, first, last, checkpoint_seq, kid, message}], "joins": [{file, after, join}]}. 0 when
+ * every one verifies and joins, KEYDCTL_ERR_NEGATIVE when not, another negative errno (reported). */
+int audit_verify_segments(Ctl *c, char **files, size_t n, const char *jwks, json_t **ret);
+/* The hash of record seq from the segments of audit_verify_segments()'s *ret that verified: 1 and the file, or 0. */
+int segment_record_hash(const json_t *verified, uint64_t seq, char ret[65], const char **ret_file);
+int verb_audit_prune(Ctl *c, const Verb *v, int argc, char **argv);
+
+/* Audit segment files (keydctl-audit-segment.c, which says their format). Checking one: its range, where it joins
+ * the segments before and after it, its checkpoint's kid, and why it does not verify. */
+typedef struct Segment {
+        const char *path;
+        uint64_t first, last, checkpoint_seq;
+        char prev_hash[65]; /* record first - 1's hash (64 '0' before record 1) */
+        char last_hash[65]; /* record last's */
+        char *kid;          /* of the checkpoint */
+        json_t *jwk;        /* the key the segment carries (informative: never trusted alone) */
+        char message[512];  /* why it does not verify */
+} Segment;
+
+/* The public JWK of kid from where the caller trusts keys (a JWKS file, keyd): a new reference, or NULL with why. */
+typedef json_t *(*SegmentKeyLookup)(const char *kid, void *userdata, char *why, size_t size);
+/* 0 when the segment verifies: every record's hash, the chain from prev_hash, and the checkpoint's signature with
+ * the key lookup() gives for its kid. KEYDCTL_ERR_NEGATIVE with s->message saying why not; another negative errno
+ * for a local failure (reported). */
+int segment_check(const char *path, SegmentKeyLookup lookup, void *userdata, Segment *s);
+void segment_done(Segment *s);
+/* A record as GET /v1/audit gives it, as a segment holds it (time in µs). */
+int segment_record_from_api(const json_t *api, json_t **ret);
+/* A segment's record seq that follows prev_hash: 0 and its hash, or KEYDCTL_ERR_NEGATIVE and why. */
+int segment_record_check(const json_t *rec, uint64_t seq, const char *prev_hash, char ret_hash[65], char *why,
+                         size_t size);
+/* A checkpoint {seq, hash, time, kid, jws} of a record whose hash is record_hash, against jwk: 0, or
+ * KEYDCTL_ERR_NEGATIVE and why. */
+int segment_checkpoint_check(const json_t *cp, const json_t *jwk, const char *record_hash, char *why, size_t size);
+/* A new segment file: written to a temporary file beside path, then linked to path (never over a file), synced. */
+typedef struct SegmentWriter SegmentWriter;
+int segment_writer_open(const char *path, SegmentWriter **ret);
+/* One line: o as compact JSON. */
+int segment_writer_line(SegmentWriter *w, const json_t *o);
+/* Sync, put in place, and free w: the file's SHA-256 in hex. */
+int segment_writer_commit(SegmentWriter *w, char sha256[65]);
+void segment_writer_abort(SegmentWriter *w);
 
 /* Every keyring, page after page of GET /v1/keyrings?after=&limit= (keydctl-cmd-keyrings.c): *ret is
  * {"keyrings": [...]}, as one reply. 0 or a negative errno (reported). */

@@ -119,20 +119,46 @@ static const Verb verbs[] = {
           "                                now)\n"
           "      --keyring K               The keyring that minted it\n",
           verb_token_revoke },
-        { "audit tail", "[-n N] [--after SEQ] [-f]", "The last audit records (admin)",
-          "The last audit records (admin).\n"
+        { "audit tail", "[-n N] [-f] [OPTIONS]", "The last audit records (admin)",
+          "The last audit records (admin), those that match every filter given (keyd filters them).\n"
           "  -n, --lines N                 How many (1 to 100000, default 20)\n"
           "      --after SEQ               The records after SEQ instead of the last ones\n"
           "  -f, --follow                  Keep printing new records (once a second) until interrupted;\n"
-          "                                with --json one record per line\n",
+          "                                with --json one record per line\n"
+          "      --keyring NAME            Filters: the keyring,\n"
+          "      --kid KID                 the whole kid,\n"
+          "      --sub S                   the subject of a mint (detail.sub),\n"
+          "      --action A                the action (token.mint, authz.denied, api.refused, ...),\n"
+          "      --uid UID                 the caller's uid or user name (-1: keyd itself),\n"
+          "      --since TIME              at or after TIME, and before TIME: RFC 3339, seconds since the\n"
+          "      --until TIME              epoch, or a duration ago (15m, 2h, 7d)\n",
           verb_audit_tail },
-        { "audit verify", "[--anchor FILE]", "Verify the audit chain (admin); exit 1 if broken",
+        { "audit verify", "[--anchor FILE] [--segment FILE...]", "Verify the audit chain (admin); exit 1 if broken",
           "Walk the audit chain and its signed checkpoints (admin); exit status 1 when it does not verify,\n"
           "naming the first record that does not match.\n"
           "      --anchor FILE             Also check the chain against keyd's anchor file ([audit] anchor-file):\n"
           "                                every anchored seq must be in the chain with the anchored hash, in\n"
-          "                                increasing order; names the first anchor that does not match\n",
+          "                                increasing order; names the first anchor that does not match. Anchors\n"
+          "                                of pruned records are checked against the segments given\n"
+          "      --segment                 The operands are exported segment files: check each one (every\n"
+          "                                record's hash, the checkpoint that seals it, with the key of its kid)\n"
+          "                                and how they join each other and keyd's log, without keyd's database\n"
+          "      --jwks FILE               Take the checkpoints' keys from this JWKS, not from keyd (offline)\n",
           verb_audit_verify },
+        { "audit export", "--before SEQ|TIME FILE", "Export the start of the audit log to a segment (admin)",
+          "Write the audit records from the first one keyd keeps up to (not including) --before to FILE, a new\n"
+          "segment (JSON Lines) with the signed checkpoint that seals it (keyd signs one now if none covers\n"
+          "its last record yet), check it, and have keyd record the range as exported: what audit prune may\n"
+          "remove. FILE must not exist.\n"
+          "      --before SEQ|TIME         A sequence number (digits), or a time: RFC 3339 or a duration ago\n"
+          "                                (90d); the segment ends before the first record at or after it\n",
+          verb_audit_export },
+        { "audit prune", "--before SEQ", "Remove exported audit records from keyd (admin)",
+          "Remove the audit records before SEQ from keyd's database (admin), which audit export must have\n"
+          "exported (keyd refuses otherwise). The kept chain starts after the last removed record, which keyd\n"
+          "keeps as its anchor; audit verify checks it from there. Audited (audit.prune).\n"
+          "      --before SEQ              The first record to keep\n",
+          verb_audit_prune },
 };
 
 static void help(void) {

@@ -60,11 +60,43 @@ typedef struct AuditVerifyResult {
         uint64_t head_seq;
         uint64_t checkpoint_seq; /* the last checkpoint verified; 0: none (yet) */
         uint64_t bad_seq;        /* the first record that does not match (0 if the fault is not one record) */
+        uint64_t anchor_seq;     /* records up to it were pruned (audit_prune()); 0: none */
         char message[256];
 } AuditVerifyResult;
 
-/* 0 if all is well, -EBADMSG with the result saying what and where, or another negative errno. */
+/* 0 if all is well, -EBADMSG with the result saying what and where, or another negative errno. Records pruned
+ * (audit_prune()) are not walked: the chain is walked from the anchor, which an audit.prune record of the kept chain
+ * must account for, and its checkpoints verified with what the anchor carries of the pruned records. */
 int audit_verify(Store *s, AuditVerifyResult *ret);
+
+/* Retention: export, seal, prune (SPEC §6 for years). Each on a Store of the caller's own (not the engine's, not the
+ * audit log's), in synced transactions with its audit record; message says why when it refuses. */
+#define AUDIT_MESSAGE_MAX 256
+
+/* Record e as exported to a segment file sealed by its checkpoint, with an audit.export record (actor a, time now):
+ * -EINVAL e's range is not first kept <= first <= last <= checkpoint_seq <= head, -EBADMSG record last does not
+ * have e->last_hash, -ENOENT no checkpoint at checkpoint_seq. */
+int audit_export_seal(Store *s, const StoreAuditExport *e, const Actor *a, usec_t now, char message[AUDIT_MESSAGE_MAX]);
+
+typedef struct AuditPruneResult {
+        uint64_t pruned;                      /* records removed */
+        uint64_t first;                       /* the first record kept */
+        uint64_t anchor_seq;                  /* the last record removed (the kept chain's anchor) */
+        char anchor_hash[STORE_HASH_HEX + 1];
+        uint64_t record_seq;                  /* the audit.prune record; 0 if none was written */
+        char message[AUDIT_MESSAGE_MAX];
+} AuditPruneResult;
+
+/* Remove the records with seq < before, which exports must have sealed, from the start of the log: first the
+ * audit.prune record (actor a, time now; detail: before, first, anchor_seq, anchor_hash, and the carry: the issuer
+ * keyrings and the key.generate records of the keys that kept and future checkpoints are signed with), then the
+ * records and their checkpoints a batch at a time, each batch a synced transaction that moves the anchor. The
+ * records to remove are verified first, and every export's last record among them must still have its hash.
+ * 0 (also with nothing left to prune: pruned 0, no record); -EPERM a record is in no export; -EBADMSG the chain to
+ * prune does not verify, or changed since it was exported; -EINVAL before is past the last record (which is kept);
+ * -EAGAIN another prune ran meanwhile. A failure after the record (a storage fault) leaves a shorter prune that
+ * verifies: running it again finishes it. */
+int audit_prune(Store *s, uint64_t before, const Actor *a, usec_t now, AuditPruneResult *ret);
 
 /* The checkpoint payload as signed: {"seq": N, "hash": "...", "time": T}. */
 int audit_checkpoint_payload(uint64_t seq, const char *hash, usec_t time, char **ret);

@@ -12,6 +12,7 @@
 #include "common/strmap.h"
 #include "jose/jwk.h"
 #include "jose/jws.h"
+#include "rotation/audit-internal.h"
 #include "rotation/audit.h"
 #include "rotation/engine.h"
 
@@ -132,6 +133,8 @@ int engine_checkpoint(Engine *e, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX
                 store_rollback(s);
                 return n;
         }
+        if (engine_options(e)->on_checkpoint)
+                engine_options(e)->on_checkpoint(seq, hash, engine_options(e)->checkpoint_userdata);
         if (ret_seq)
                 *ret_seq = seq;
         if (ret_hash)
@@ -148,25 +151,35 @@ _printf_(3, 4) static int verdict(AuditVerifyResult *res, uint64_t bad, const ch
         return -EBADMSG;
 }
 
-/* A key a checkpoint names, and the key.generate record that made it in an issuer keyring (seq 0: none yet). */
-typedef struct Generated {
-        uint64_t seq;
-        KeydAlg alg; /* from the record's detail; _KEYD_ALG_INVALID if it names none */
-} Generated;
-
 /* What the walk of the chain collects for the checkpoints, from verified records only. */
 typedef struct Walk {
         StoreCheckpoint **cps;              /* ascending seq */
         size_t n_cps, next;                 /* next: the first checkpoint whose record the walk has not reached */
         char (*hashes)[STORE_HASH_HEX + 1]; /* the hash of the record each checkpoint names, "" if not reached */
-        StrMap *issuers;                    /* keyring → non-NULL while its last keyring.create made it an issuer */
-        StrMap *generated;                  /* kid (of a checkpoint) → Generated */
+        AuditKeys keys;                     /* issuer keyrings, and the key.generate records of the checkpoints' kids */
+        /* The last audit.prune record walked (prune_seq 0: none): the anchor it prunes to, and its carry. */
+        uint64_t prune_seq, prune_anchor_seq;
+        char prune_anchor_hash[STORE_HASH_HEX + 1];
+        json_t *prune_carry;
+        int prune_bad; /* an audit.prune record whose detail is not one */
 } Walk;
 
-static char *detail_string(const char *detail, const char *member) {
-        _cleanup_json_ json_t *o = detail ? json_loads(detail, 0, NULL) : NULL;
-        const char *v = json_string_value(json_object_get(o, member));
-        return v ? strdup(v) : NULL;
+/* An audit.prune record: what it says (audit-prune.c writes it). */
+static void walk_prune(Walk *w, const StoreAudit *rec) {
+        _cleanup_json_ json_t *d = rec->detail ? json_loads(rec->detail, 0, NULL) : NULL;
+        json_t *seq = json_object_get(d, "anchor_seq"), *carry = json_object_get(d, "carry");
+        const char *hash = json_string_value(json_object_get(d, "anchor_hash"));
+
+        if (!json_is_integer(seq) || json_integer_value(seq) <= 0 || !hash || strlen(hash) != STORE_HASH_HEX ||
+            !json_is_object(carry)) {
+                w->prune_bad = w->prune_bad ?: -EBADMSG;
+                return;
+        }
+        w->prune_seq = rec->seq;
+        w->prune_anchor_seq = (uint64_t) json_integer_value(seq);
+        memcpy(w->prune_anchor_hash, hash, sizeof w->prune_anchor_hash);
+        json_decref(w->prune_carry);
+        w->prune_carry = json_incref(carry);
 }
 
 static int walk_visit(const StoreAudit *rec, void *userdata) {
@@ -177,22 +190,9 @@ static int walk_visit(const StoreAudit *rec, void *userdata) {
                         memcpy(w->hashes[w->next], rec->hash, sizeof w->hashes[w->next]);
                 w->next++;
         }
-        if (!streq(rec->result, "ok") || !rec->keyring)
-                return 0;
-        if (streq(rec->action, "keyring.create")) {
-                _cleanup_free_ char *kind = detail_string(rec->detail, "kind");
-                if (kind && streq(kind, ring_kind_to_string(RING_ISSUER)))
-                        return strmap_put(w->issuers, rec->keyring, w, NULL);
-                (void) strmap_remove(w->issuers, rec->keyring);
-        } else if (streq(rec->action, "key.generate") && rec->kid) {
-                Generated *g = strmap_get(w->generated, rec->kid);
-                if (g && g->seq == 0 && strmap_get(w->issuers, rec->keyring)) {
-                        _cleanup_free_ char *alg = detail_string(rec->detail, "alg");
-                        g->seq = rec->seq;
-                        g->alg = alg ? keyd_alg_from_string(alg) : _KEYD_ALG_INVALID;
-                }
-        }
-        return 0;
+        if (streq(rec->action, "audit.prune") && streq(rec->result, "ok"))
+                walk_prune(w, rec);
+        return audit_keys_visit(&w->keys, rec);
 }
 
 /* The public key of a checkpoint's kid, read once for consecutive checkpoints signed by the same key. */
@@ -282,43 +282,79 @@ static int verify_one(Store *s, const StoreCheckpoint *cp, const Generated *g, K
 static void walk_done(Walk *w) {
         store_checkpoint_list_free(w->cps);
         free(w->hashes);
-        strmap_free(w->issuers, NULL);
-        strmap_free(w->generated, free);
+        audit_keys_done(&w->keys);
+        json_decref(w->prune_carry);
+}
+
+/* Records before the anchor were pruned: only as an audit.prune record of the kept chain says, with the carry it
+ * says (the kept chain's checkpoints were verified with it). */
+static int verify_pruned(const Walk *w, const StoreAuditAnchor *anchor, AuditVerifyResult *res) {
+        _cleanup_json_ json_t *carry = json_loads(anchor->carry, JSON_REJECT_DUPLICATES, NULL);
+        unsigned long long seq = anchor->seq;
+        bool empty = json_is_object(carry) && json_array_size(json_object_get(carry, "issuers")) == 0 &&
+                     json_object_size(json_object_get(carry, "keys")) == 0;
+
+        if (w->prune_bad < 0)
+                return verdict(res, w->prune_seq, "an audit.prune record does not say what it pruned");
+        if (w->prune_seq == 0)
+                return anchor->seq == 0 && empty
+                               ? 0
+                               : verdict(res, anchor->seq + 1,
+                                         "records up to %llu are gone (or the anchor was changed), and no audit.prune "
+                                         "record of the chain says so",
+                                         seq);
+        if (anchor->seq > w->prune_anchor_seq)
+                return verdict(res, anchor->seq + 1,
+                               "records up to %llu are gone, but the last audit.prune record (%llu) pruned up to %llu",
+                               seq, (unsigned long long) w->prune_seq, (unsigned long long) w->prune_anchor_seq);
+        if (anchor->seq == w->prune_anchor_seq && !streq(anchor->hash, w->prune_anchor_hash))
+                return verdict(res, anchor->seq + 1,
+                               "the anchor at record %llu has another hash than the audit.prune record (%llu) says",
+                               seq, (unsigned long long) w->prune_seq);
+        if (!json_equal(carry, w->prune_carry))
+                return verdict(res, 0, "the anchor's carry is not the one the audit.prune record (%llu) says",
+                               (unsigned long long) w->prune_seq);
+        return 0;
 }
 
 int audit_verify(Store *s, AuditVerifyResult *ret) {
         AuditVerifyResult res = { 0 };
+        StoreAuditAnchor anchor = { 0 };
         Walk w = { 0 };
         KeyCache cache = { .alg = _KEYD_ALG_INVALID };
         uint64_t bad = 0, head = 0;
-        int r;
+        int r, begun;
 
-        r = store_audit_head(s, &res.head_seq, NULL);
-        if (r < 0)
-                return r;
+        /* One snapshot for the anchor, the checkpoints and the walk: a prune meanwhile would look like a cut. */
+        begun = store_snapshot_begin(s);
+        if (begun < 0)
+                return begun;
+        r = store_audit_anchor(s, &anchor);
+        if (r >= 0)
+                r = store_audit_head(s, &res.head_seq, NULL);
         /* Checkpoints first, then the chain: the chain only grows, so the walk reaches every checkpoint read before
          * it unless records were removed. */
-        r = store_checkpoint_list(s, 0, SIZE_MAX, &w.cps, &w.n_cps);
+        if (r >= 0)
+                r = store_checkpoint_list(s, anchor.seq, SIZE_MAX, &w.cps, &w.n_cps);
         if (r >= 0) {
                 w.hashes = calloc(w.n_cps + 1, sizeof *w.hashes);
-                w.issuers = strmap_new();
-                w.generated = strmap_new();
-                if (!w.hashes || !w.issuers || !w.generated)
-                        r = -ENOMEM;
+                r = w.hashes ? audit_keys_init(&w.keys) : -ENOMEM;
         }
         for (size_t i = 0; r >= 0 && i < w.n_cps; i++)
-                if (!strmap_get(w.generated, w.cps[i]->kid)) {
-                        Generated *g = calloc(1, sizeof *g);
-                        r = g ? strmap_put(w.generated, w.cps[i]->kid, g, NULL) : -ENOMEM;
-                        if (r < 0)
-                                free(g);
-                }
+                r = audit_keys_want(&w.keys, w.cps[i]->kid);
+        /* What the pruned records said of issuer keyrings and their keys. */
+        if (r >= 0 && audit_keys_load(&w.keys, anchor.carry) < 0)
+                r = verdict(&res, anchor.seq + 1, "the anchor's carry is not one");
         if (r >= 0)
                 r = store_audit_walk(s, walk_visit, &w, &head, NULL, &bad);
-        if (r == -EBADMSG)
+        if (r == -EBADMSG && !res.message[0])
                 r = verdict(&res, bad, "record %llu does not match the chain", (unsigned long long) bad);
-        else if (r >= 0)
-                res.head_seq = res.records = head;
+        else if (r >= 0) {
+                res.head_seq = head;
+                res.records = head - anchor.seq;
+                res.anchor_seq = anchor.seq;
+                r = verify_pruned(&w, &anchor, &res);
+        }
 
         /* Every checkpoint, in order: each covers a record still there with its hash, none goes back in time, each
          * verifies. */
@@ -333,7 +369,7 @@ int audit_verify(Store *s, AuditVerifyResult *ret) {
                 else if (!streq(w.hashes[i], cp->hash))
                         r = verdict(&res, cp->seq, "record %llu does not match the checkpoint", seq);
                 else
-                        r = verify_one(s, cp, strmap_get(w.generated, cp->kid), &cache, &res);
+                        r = verify_one(s, cp, audit_keys_generated(&w.keys, cp->kid), &cache, &res);
                 if (r >= 0 && i > 0 && cp->time < w.cps[i - 1]->time)
                         r = verdict(&res, 0,
                                     "the checkpoint at record %llu was signed before the one at record %llu: "
@@ -344,9 +380,16 @@ int audit_verify(Store *s, AuditVerifyResult *ret) {
         }
         EVP_PKEY_free(cache.pkey);
         walk_done(&w);
-        if (r >= 0 && !res.message[0])
-                snprintf(res.message, sizeof res.message, "%llu records verified%s", (unsigned long long) res.records,
-                         res.checkpoint_seq ? ", every checkpoint verified" : "");
+        store_snapshot_end(s, begun);
+        if (r >= 0 && !res.message[0]) {
+                char pruned[64] = "";
+                if (anchor.seq > 0)
+                        (void) snprintf(pruned, sizeof pruned, " from record %llu (those before were pruned)",
+                                        (unsigned long long) anchor.seq + 1);
+                snprintf(res.message, sizeof res.message, "%llu records verified%s%s", (unsigned long long) res.records,
+                         pruned, res.checkpoint_seq ? ", every checkpoint verified" : "");
+        }
+        store_audit_anchor_done(&anchor);
         if (ret)
                 *ret = res;
         return r;

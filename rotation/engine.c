@@ -79,6 +79,10 @@ Store *engine_store(Engine *e) {
         return e->store;
 }
 
+const EngineOptions *engine_options(Engine *e) {
+        return &e->opts;
+}
+
 /* Tell the daemon about the records of the transaction that just ended (or drop them if it rolled back). */
 static void flush_events(Engine *e, bool committed) {
         for (size_t i = 0; committed && e->opts.on_event && i < e->n_events; i++) {

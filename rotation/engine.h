@@ -54,6 +54,10 @@ typedef struct EngineOptions {
          * the event loop to run engine_repair_lost(). Must not block. */
         void (*on_key_lost)(const char *ring, const char *kid, void *userdata);
         void *key_lost_userdata;
+        /* Told of every checkpoint engine_checkpoint() committed, whoever asked for it (the daemon keeps copies
+         * outside the database: the journal, the anchor file). On the event loop. */
+        void (*on_checkpoint)(uint64_t seq, const char *hash, void *userdata);
+        void *checkpoint_userdata;
 } EngineOptions;
 
 int engine_new(Hsm *hsm, Store *store, const EngineOptions *opts, Engine **ret);
@@ -63,6 +67,8 @@ Engine *engine_abandon(Engine *e);
 usec_t engine_now(Engine *e);
 /* The engine's store connection (event loop only). */
 Store *engine_store(Engine *e);
+/* The options the engine was made with. */
+const EngineOptions *engine_options(Engine *e);
 /* Audit records whose log event (on_event) could not be kept for want of memory; the records themselves are written
  * or their change fails. Thread-safe. */
 uint64_t engine_events_dropped(Engine *e);
@@ -163,8 +169,8 @@ int engine_token_denied(Engine *e, const char *jti);
 int engine_publish_all(Engine *e);
 
 /* Sign the chain head of the audit log with the default issuer keyring's active key (an audit checkpoint). Returns 1
- * and the head's seq and hash (either may be NULL) when a checkpoint was written, 0 when nothing changed since the
- * last one, -ENOKEY when no issuer keyring can sign. */
+ * and the head's seq and hash (either may be NULL) when a checkpoint was written (and told to on_checkpoint), 0 when
+ * nothing changed since the last one, -ENOKEY when no issuer keyring can sign. */
 int engine_checkpoint(Engine *e, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX + 1]);
 
 /* Sign msg with the keyring's active key: JOSE signature form; ret_kid (optional) gets the kid. Thread-safe.

@@ -13,9 +13,7 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(StoreAudit *, store_audit_free);
 
-#define AUDIT_COLUMNS "seq, time, uid, pid, comm, action, keyring, kid, result, detail, prev_hash, hash"
-
-static const char zero_hash[STORE_HASH_HEX + 1] = "0000000000000000000000000000000000000000000000000000000000000000";
+#define AUDIT_COLUMNS STORE_AUDIT_COLUMNS
 
 int store_hash_parse(const char *hex, uint8_t ret[STORE_HASH_LEN]) {
         size_t n;
@@ -254,9 +252,16 @@ int store_audit_head(Store *s, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX +
                 if (store_column_strcpy(st, 1, hash, sizeof hash) < 0 || sqlite3_column_int64(st, 0) <= 0)
                         return store_error_msg(s, -EBADMSG, "audit: invalid head record");
                 seq = (uint64_t) sqlite3_column_int64(st, 0);
-        } else if (rc == SQLITE_DONE)
-                memcpy(hash, zero_hash, sizeof hash);
-        else
+        } else if (rc == SQLITE_DONE) {
+                /* No record: the head is where the chain was pruned to (the empty chain's without a prune). */
+                StoreAuditAnchor anchor;
+                r = store_audit_anchor(s, &anchor);
+                if (r < 0)
+                        return r;
+                seq = anchor.seq;
+                memcpy(hash, anchor.hash, sizeof hash);
+                store_audit_anchor_done(&anchor);
+        } else
                 return store_error(s, rc);
         return head_return(seq, hash, ret_seq, ret_hash);
 }
@@ -309,7 +314,7 @@ int store_audit_append(Store *s, StoreAudit *rec) {
         return 0;
 }
 
-static int audit_from_row(sqlite3_stmt *st, void **ret) {
+int store_audit_from_row(sqlite3_stmt *st, void **ret) {
         _cleanup_(store_audit_freep) StoreAudit *a = calloc(1, sizeof(StoreAudit));
         int r;
 
@@ -332,8 +337,7 @@ static int audit_from_row(sqlite3_stmt *st, void **ret) {
         return 0;
 }
 
-/* store_audit_free() for a list. */
-static void audit_free(void *a) {
+void store_audit_free_item(void *a) {
         store_audit_free(a);
 }
 
@@ -349,7 +353,7 @@ int store_audit_list(Store *s, uint64_t after, size_t limit, StoreAudit ***ret, 
         if (r < 0)
                 return r;
         void **l = NULL;
-        r = store_collect_rows(s, st, audit_from_row, audit_free, "audit: invalid row", &l, ret_n);
+        r = store_collect_rows(s, st, store_audit_from_row, store_audit_free_item, "audit: invalid row", &l, ret_n);
         if (r >= 0)
                 *ret = (StoreAudit **) l;
         return r;
@@ -388,20 +392,20 @@ static int audit_row_matches(sqlite3_stmt *st, uint64_t expected, const char *pr
         return r >= 0 && streq(stored_hash, hash);
 }
 
-int store_audit_walk(Store *s, StoreAuditVisit visit, void *userdata, uint64_t *ret_head_seq,
-                     char ret_head_hash[STORE_HASH_HEX + 1], uint64_t *ret_bad_seq) {
+/* The walk from the anchor (seq after, hash prev), within the caller's snapshot. */
+static int walk(Store *s, uint64_t after, char prev[STORE_HASH_HEX + 1], uint64_t until, StoreAuditVisit visit,
+                void *userdata, uint64_t *ret_head_seq, char ret_head_hash[STORE_HASH_HEX + 1], uint64_t *ret_bad_seq) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
-        char prev[STORE_HASH_HEX + 1];
-        uint64_t expected = 1;
+        uint64_t expected = after + 1;
         int r, rc;
 
-        if (!s)
-                return -EINVAL;
         /* One statement is one read transaction: the walk sees one snapshot, however long it takes. */
-        r = store_prepare(s, STORE_STMT_AUDIT_WALK, "SELECT " AUDIT_COLUMNS " FROM audit ORDER BY seq", &st);
+        r = store_prepare(s, STORE_STMT_AUDIT_WALK,
+                          "SELECT " AUDIT_COLUMNS " FROM audit WHERE seq <= ?1 ORDER BY seq", &st);
         if (r < 0)
                 return r;
-        memcpy(prev, zero_hash, sizeof prev);
+        if (sqlite3_bind_int64(st, 1, until > INT64_MAX ? INT64_MAX : (sqlite3_int64) until) != SQLITE_OK)
+                return store_bind_error(s);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                 r = audit_row_matches(st, expected, prev);
                 if (r < 0)
@@ -412,7 +416,7 @@ int store_audit_walk(Store *s, StoreAuditVisit visit, void *userdata, uint64_t *
                         return store_error_msg(s, -EBADMSG, "audit: the chain is broken");
                 }
                 /* audit_row_matches() compared this hash with a computed one of exactly 64 characters. */
-                memcpy(prev, sqlite3_column_text(st, 11), sizeof prev);
+                memcpy(prev, sqlite3_column_text(st, 11), STORE_HASH_HEX + 1);
                 if (visit) {
                         /* The texts stay valid until the next step. */
                         StoreAudit a = {
@@ -438,6 +442,32 @@ int store_audit_walk(Store *s, StoreAuditVisit visit, void *userdata, uint64_t *
         return head_return(expected - 1, prev, ret_head_seq, ret_head_hash);
 }
 
+int store_audit_walk_until(Store *s, uint64_t until, StoreAuditVisit visit, void *userdata, uint64_t *ret_head_seq,
+                           char ret_head_hash[STORE_HASH_HEX + 1], uint64_t *ret_bad_seq) {
+        StoreAuditAnchor anchor;
+        int begun, r;
+
+        if (!s)
+                return -EINVAL;
+        /* The anchor and the records in one snapshot: a prune in between would look like a gap. */
+        begun = store_snapshot_begin(s);
+        if (begun < 0)
+                return begun;
+        r = store_audit_anchor(s, &anchor);
+        if (r >= 0) {
+                /* A first record that does not follow the anchor is named as the one that does not match. */
+                r = walk(s, anchor.seq, anchor.hash, until, visit, userdata, ret_head_seq, ret_head_hash, ret_bad_seq);
+                store_audit_anchor_done(&anchor);
+        }
+        store_snapshot_end(s, begun);
+        return r;
+}
+
+int store_audit_walk(Store *s, StoreAuditVisit visit, void *userdata, uint64_t *ret_head_seq,
+                     char ret_head_hash[STORE_HASH_HEX + 1], uint64_t *ret_bad_seq) {
+        return store_audit_walk_until(s, UINT64_MAX, visit, userdata, ret_head_seq, ret_head_hash, ret_bad_seq);
+}
+
 int store_audit_verify(Store *s, uint64_t *ret_bad_seq) {
         return store_audit_walk(s, NULL, NULL, NULL, NULL, ret_bad_seq);
 }
@@ -456,5 +486,5 @@ StoreAudit *store_audit_free(StoreAudit *a) {
 }
 
 void store_audit_list_free(StoreAudit **l) {
-        store_list_free((void **) l, audit_free);
+        store_list_free((void **) l, store_audit_free_item);
 }

@@ -80,6 +80,28 @@ static const char *const migrations[] = {
               "  keyring TEXT NOT NULL,"
               "  created_at INTEGER NOT NULL"
               ") STRICT;",
+        /* Retention: the ranges of the audit log exported to segment files, each sealed by a signed checkpoint at or
+         * after its last record; and, once records before some seq are pruned (only what an export sealed), the
+         * anchor the kept chain starts from: the last pruned record's seq and hash (the first kept record's
+         * prev_hash), and what verifying the kept chain needs of the pruned records (carry, JSON). One row at most. */
+        [4] = "CREATE TABLE audit_exports ("
+              "  id INTEGER PRIMARY KEY,"
+              "  first INTEGER NOT NULL CHECK (first >= 1),"
+              "  last INTEGER NOT NULL,"
+              "  last_hash TEXT NOT NULL CHECK (length(last_hash) = 64),"
+              "  checkpoint_seq INTEGER NOT NULL,"
+              "  sha256 TEXT NOT NULL CHECK (length(sha256) = 64),"
+              "  exported_at INTEGER NOT NULL,"
+              "  CHECK (last >= first AND checkpoint_seq >= last)"
+              ") STRICT;"
+              "CREATE TABLE audit_anchor ("
+              "  one INTEGER PRIMARY KEY CHECK (one = 1),"
+              "  seq INTEGER NOT NULL CHECK (seq >= 0),"
+              "  hash TEXT NOT NULL CHECK (length(hash) = 64),"
+              "  time INTEGER NOT NULL,"
+              "  pruned_at INTEGER NOT NULL,"
+              "  carry TEXT NOT NULL"
+              ") STRICT;",
 };
 
 int store_schema_version_latest(void) {

@@ -110,6 +110,12 @@ void store_list_free(void **l, StoreItemFree free_item);
 #define STORE_HASH_LEN 32
 int store_hash_parse(const char *hex, uint8_t ret[STORE_HASH_LEN]);
 
+/* The columns of an audit row, in the order store_audit_from_row() reads them. */
+#define STORE_AUDIT_COLUMNS "seq, time, uid, pid, comm, action, keyring, kid, result, detail, prev_hash, hash"
+/* A row of STORE_AUDIT_COLUMNS as a new StoreAudit (a StoreRowRead), and store_audit_free() as a StoreItemFree. */
+int store_audit_from_row(sqlite3_stmt *st, void **ret);
+void store_audit_free_item(void *a);
+
 /* Test hooks. */
 int store_migrations_applied(Store *s);
 sqlite3 *store_sqlite(Store *s);

@@ -158,11 +158,35 @@ int store_audit_append(Store *s, StoreAudit *rec);
 int store_audit_detail_dump(const json_t *detail, char **ret);
 /* Records with seq > after, ascending, at most limit. NULL-terminated array. */
 int store_audit_list(Store *s, uint64_t after, size_t limit, StoreAudit ***ret, size_t *ret_n);
+/* A page of the audit log read with filters (GET /v1/audit). Only a window of at most scan_max consecutive seqs is
+ * examined, so that a filter that matches little never makes one call read the whole table: a page may hold fewer
+ * than limit records (none at all) and still not be the last. */
+typedef struct StoreAuditQuery {
+        uint64_t after, before; /* seq > after and, unless before is 0, seq < before */
+        bool descending;        /* newest first, down from before (or the head) */
+        size_t limit;           /* records in the page, at most */
+        uint64_t scan_max;      /* seqs examined, at most (0: no bound) */
+        const char *keyring, *kid, *action; /* NULL: any */
+        const char *sub;        /* the detail's "sub" (token.mint), NULL: any */
+        bool has_uid;
+        int64_t uid;
+        usec_t since, until;    /* since <= time < until; 0: no bound */
+} StoreAuditQuery;
+
+/* The page: *ret (NULL-terminated, ascending or descending as asked) and its size; *ret_next is where the next page
+ * starts, every seq up to it (down to it, descending) having been examined: the last record of a full page, else the
+ * end of the window (pass it as after, or descending as before); *ret_more is false when nothing after next (before
+ * it, descending) is left within the bounds. -EINVAL for a limit of 0. */
+int store_audit_query(Store *s, const StoreAuditQuery *q, StoreAudit ***ret, size_t *ret_n, uint64_t *ret_next,
+                      bool *ret_more);
+/* The seqs of the first and the last record kept (0 and 0 when there is none). */
+int store_audit_range(Store *s, uint64_t *ret_first, uint64_t *ret_last);
 /* The last record's seq and hash (seq 0 and 64 '0' when empty). */
 int store_audit_head(Store *s, uint64_t *ret_seq, char ret_hash[STORE_HASH_HEX + 1]);
-/* Walk the chain from the first record: 0 if every record's prev_hash and hash match and seq has no gap, else
- * -EBADMSG with *ret_bad_seq set to the first record that does not match (after a gap: the first record after it).
- * Reads one record at a time, in one snapshot of the database. Truncation of the tail is found by checkpoints. */
+/* Walk the chain from the anchor (the first record, when nothing was pruned): 0 if every record's prev_hash and hash
+ * match and seq has no gap, else -EBADMSG with *ret_bad_seq set to the first record that does not match (after a gap:
+ * the first record after it). Reads one record at a time, in one snapshot of the database. Truncation of the tail is
+ * found by checkpoints. */
 int store_audit_verify(Store *s, uint64_t *ret_bad_seq);
 /* Called by store_audit_walk() for each record once it is verified; the record's strings are valid during the call
  * only. A negative return stops the walk and is returned. */
@@ -171,11 +195,62 @@ typedef int (*StoreAuditVisit)(const StoreAudit *rec, void *userdata);
  * gives the seq and hash of the last record walked (0 and 64 '0' when empty). Any ret_* may be NULL. */
 int store_audit_walk(Store *s, StoreAuditVisit visit, void *userdata, uint64_t *ret_head_seq,
                      char ret_head_hash[STORE_HASH_HEX + 1], uint64_t *ret_bad_seq);
+/* store_audit_walk() of the records up to seq until. */
+int store_audit_walk_until(Store *s, uint64_t until, StoreAuditVisit visit, void *userdata, uint64_t *ret_head_seq,
+                           char ret_head_hash[STORE_HASH_HEX + 1], uint64_t *ret_bad_seq);
 /* The canonical text of a record as hashed (a new string). -EINVAL if detail is not a JSON object, or a string is
  * not UTF-8 (jansson refuses it: callers sanitise comm, which the kernel does not promise to be UTF-8). */
 int store_audit_canonical(const StoreAudit *rec, char **ret);
 StoreAudit *store_audit_free(StoreAudit *a);
 void store_audit_list_free(StoreAudit **l);
+
+/* ---- Retention: export sealed segments of the log, then prune them ----
+ *
+ * Records are pruned from the start of the log only, and only where an export sealed them; the kept chain then
+ * starts from an anchor: the last pruned record's seq and hash (which the first kept record names as its prev_hash),
+ * its time, when the prune was, and carry, a JSON object with what verifying the kept chain needs to know of the
+ * pruned records (audit_verify(): the issuer keyrings, and the keys keyd generated in them that kept or future
+ * checkpoints are signed with). Without a prune: seq 0, 64 '0', carry "{}". store_audit_head() of a log whose
+ * records were all pruned is the anchor, and store_audit_walk() starts from it. */
+typedef struct StoreAuditAnchor {
+        uint64_t seq;
+        char hash[STORE_HASH_HEX + 1];
+        usec_t time, pruned_at;
+        char *carry;
+} StoreAuditAnchor;
+
+/* The anchor (carry a new string; free with store_audit_anchor_done()). */
+int store_audit_anchor(Store *s, StoreAuditAnchor *ret);
+void store_audit_anchor_done(StoreAuditAnchor *a);
+/* Inside a transaction: set the carry (a JSON object's text), the anchor's seq and hash unchanged (a new anchor row:
+ * seq 0). */
+int store_audit_anchor_set_carry(Store *s, const char *carry);
+/* Inside a transaction: remove the records with seq < before, the oldest max of them at most, and the checkpoints of
+ * the records removed; the last one removed becomes the anchor (pruned_at now). *ret_n (may be NULL): how many. The
+ * caller checks what may be pruned (store_audit_sealed_end()): this checks nothing but that the last record stays. */
+int store_audit_prune_step(Store *s, uint64_t before, size_t max, usec_t now, uint64_t *ret_n);
+
+/* A range of records exported to a segment file: first..last, sealed by the checkpoint at checkpoint_seq (>= last;
+ * the segment holds the records up to it), last_hash the hash of record last, sha256 the file's digest (hex). */
+typedef struct StoreAuditExport {
+        uint64_t first, last, checkpoint_seq;
+        char last_hash[STORE_HASH_HEX + 1];
+        char sha256[STORE_HASH_HEX + 1];
+        usec_t time;
+} StoreAuditExport;
+
+/* Inside a transaction: -EINVAL for a range the schema refuses. */
+int store_audit_export_insert(Store *s, const StoreAuditExport *e);
+/* Exports whose range reaches from or past it, by first; *ret a new array of *ret_n. */
+int store_audit_export_list(Store *s, uint64_t from, StoreAuditExport **ret, size_t *ret_n);
+/* How far the exports seal the log from seq from without a gap: the highest seq end such that every seq of
+ * [from, end] is in an export's first..last; from - 1 when from is in none. */
+int store_audit_sealed_end(Store *s, uint64_t from, uint64_t *ret_end);
+
+/* A read snapshot across several reads (BEGIN, deferred): 1 when begun (end it with store_snapshot_end(s, 1)), 0 when
+ * a transaction is open already (then end does nothing). */
+int store_snapshot_begin(Store *s);
+void store_snapshot_end(Store *s, int begun);
 
 /* The installation's identity: 16 lowercase hex digits, made once when the database is created, written into the
  * label of every token object keyd generates ("keyd:<instance>:<keyring>:<id>"). */

@@ -3,6 +3,7 @@
  * authorisation across uids. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <openssl/hmac.h>
@@ -693,12 +694,26 @@ Test(api, bad_input_changes_nothing) {
         json_decref(j);
         json_decref(call("POST", "/v1/verify", "{}", 400));
 
-        /* Nothing above changed any state: the same keys, and no audit record but denials (none here). */
+        /* Nothing above changed any state: the same keys, and no audit record but the refusals' (the 422s and the
+         * 404: one api.refused record each; none for a 400, a 413 or a 431). */
         json_t *keys_after = call("GET", "/v1/keyrings", NULL, 200);
         json_object_del(keys_before, "next_transition");
         cr_assert(json_equal(json_object_get(keys_before, "keyrings"), json_object_get(keys_after, "keyrings")),
                   "bad input changed keyrings");
-        cr_assert_eq(audit_head(), head, "bad input wrote audit records");
+        size_t refused = 1;
+        for (size_t i = 0; mint_unprocessable[i]; i++)
+                refused++;
+        cr_assert_eq(audit_head(), head + refused, "bad input wrote audit records");
+        char q[64];
+        snprintf(q, sizeof q, "/v1/audit?after=%" PRIu64 "&limit=1000", head);
+        json_t *recs = call("GET", q, NULL, 200), *rec;
+        size_t i;
+        json_array_foreach(json_object_get(recs, "records"), i, rec) {
+                json_int_t status = json_integer_value(json_object_get(json_object_get(rec, "detail"), "status"));
+                cr_assert_str_eq(json_string_value(json_object_get(rec, "action")), "api.refused");
+                cr_assert(status == 422 || status == 404, "%" JSON_INTEGER_FORMAT, status);
+        }
+        json_decref(recs);
         json_decref(keys_after), json_decref(keys_before), json_decref(ring);
         free(jwk_text), free(hh), free(input), free(hs), free(sig), free(der), free(t_der), free(t_zero), free(parts),
                 free(good), free(kid);

@@ -20,11 +20,14 @@ Test(store, migrations_from_empty_and_not_rerun) {
 Test(store, migrations_from_an_older_version) {
         store_close(open_rw());
         raw_exec("DROP TABLE audit_checkpoints; DROP TABLE installation; DROP TABLE pending_keys; "
-                 "PRAGMA user_version=1;");
+                 "DROP TABLE audit_exports; DROP TABLE audit_anchor; PRAGMA user_version=1;");
         Store *s = open_rw();
         cr_assert_eq(store_migrations_applied(s), store_schema_version_latest() - 1);
         cr_assert_eq(store_schema_version(s), store_schema_version_latest());
         cr_assert_eq(store_checkpoint_latest(s, NULL, NULL, NULL, NULL), -ENOENT, "the table is back");
+        uint64_t sealed;
+        cr_assert_eq(store_audit_sealed_end(s, 1, &sealed), 0, "and the retention tables (version 4)");
+        cr_assert_eq(sealed, 0);
         char id[STORE_INSTANCE_ID_MAX + 1], again[STORE_INSTANCE_ID_MAX + 1];
         cr_assert_eq(store_instance_id(s, id), 0, "an upgraded database gets an installation id");
         store_close(s);
