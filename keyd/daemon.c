@@ -440,7 +440,7 @@ static int ring_specs(Config *c, RingSpec **ret) {
                 return -ENOMEM;
         for (size_t i = 0; i < c->n_keyrings; i++)
                 specs[i] = (RingSpec){ c->keyrings[i].name, c->keyrings[i].kind, c->keyrings[i].owner_uid,
-                                       &c->keyrings[i].policy };
+                                       &c->keyrings[i].policy, .from_file = true };
         *ret = specs;
         return 0;
 }

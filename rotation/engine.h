@@ -82,6 +82,7 @@ typedef struct RingSpec {
         RingKind kind;
         int64_t owner_uid;
         const Policy *policy;
+        bool from_file; /* a [keyring] section of keyd.conf (else POST /v1/keyrings) */
 } RingSpec;
 
 /* Make the configured keyrings exist with these policies (new ones are created, changed policies stored and audited).

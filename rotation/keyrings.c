@@ -21,6 +21,7 @@ static int store_ring_row(Engine *e, const RingSpec *spec, bool insert, json_t *
                 .policy = text,
                 .owner_uid = spec->owner_uid,
                 .created_at = engine_now(e),
+                .origin = (char *) (spec->from_file ? "file" : "api"),
         };
         r = insert ? store_keyring_insert(e->store, &row) : store_keyring_update(e->store, &row);
         if (r >= 0)
@@ -43,6 +44,7 @@ int engine_create_ring(Engine *e, const RingSpec *spec, const Actor *a) {
         if (!ring)
                 return -ENOMEM;
         ring->due.due = engine_now(e);
+        ring->from_api = !spec->from_file;
 
         r = store_begin(e->store, STORE_SYNCED);
         if (r >= 0)
@@ -107,7 +109,15 @@ int engine_apply_config(Engine *e, const RingSpec *specs, size_t n) {
 
                 if (!ring)
                         r = engine_create_ring(e, &specs[i], actor_self());
-                else if (ring->kind != specs[i].kind)
+                else if (ring->from_api && specs[i].from_file) {
+                        /* Silently giving an agent's keyring the file's policy (another owner, other signers) is
+                         * not what either side meant. */
+                        log_error("keyring %s was created through the API: the [keyring %s] section of the "
+                                  "configuration may not take it over. Remove the section (the keyring keeps its own "
+                                  "policy) or give the section another name.",
+                                  specs[i].name, specs[i].name);
+                        r = -EEXIST;
+                } else if (ring->kind != specs[i].kind)
                         r = -EMEDIUMTYPE; /* a keyring never changes kind */
                 else if (policy_equal(&ring->policy, specs[i].policy))
                         r = 0;

@@ -46,6 +46,7 @@ Ring *ring_from_row(const StoreKeyring *row, char **ret_error) {
         if (!r)
                 return NULL;
         r->disabled = row->disabled;
+        r->from_api = row->origin && streq(row->origin, "api");
         pj = json_loads(row->policy ?: "{}", JSON_REJECT_DUPLICATES, NULL);
         if (!pj || policy_update_from_json(&r->policy, pj, ret_error) < 0)
                 return ring_free(r);

@@ -52,6 +52,7 @@ struct Ring {
         int64_t owner_uid;
         Policy policy;
         bool disabled;
+        bool from_api; /* created through POST /v1/keyrings: a keyd.conf section may not take it over */
         char *degraded; /* why, or NULL */
         ScheduleItem due;
         RingView *view;

@@ -7,7 +7,7 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(StoreKeyring *, store_keyring_free);
 
-#define KEYRING_COLUMNS "name, kind, policy, owner_uid, disabled, created_at"
+#define KEYRING_COLUMNS "name, kind, policy, owner_uid, disabled, created_at, origin"
 
 static bool is_json_object(const char *text) {
         _cleanup_json_ json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
@@ -40,13 +40,14 @@ int store_keyring_insert(Store *s, const StoreKeyring *k) {
         int r;
 
         r = keyring_prepare_write(s, STORE_STMT_KEYRING_INSERT,
-                                  "INSERT INTO keyrings (name, policy, owner_uid, disabled, kind, created_at) "
-                                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                  "INSERT INTO keyrings (name, policy, owner_uid, disabled, kind, created_at, origin) "
+                                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                                   k, &st);
         if (r < 0)
                 return r;
         if (sqlite3_bind_text(st, 5, k->kind, -1, SQLITE_STATIC) != SQLITE_OK ||
-            sqlite3_bind_int64(st, 6, k->created_at) != SQLITE_OK)
+            sqlite3_bind_int64(st, 6, k->created_at) != SQLITE_OK ||
+            (k->origin ? sqlite3_bind_text(st, 7, k->origin, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 7)) != SQLITE_OK)
                 return store_bind_error(s);
         return store_step_done(s, st);
 }
@@ -79,6 +80,9 @@ static int keyring_from_row(sqlite3_stmt *st, void **ret) {
         k->owner_uid = sqlite3_column_int64(st, 3);
         k->disabled = sqlite3_column_int(st, 4) != 0;
         k->created_at = sqlite3_column_int64(st, 5);
+        r = store_column_strdup(st, 6, true, &k->origin);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(k);
         return 0;
 }
@@ -134,6 +138,7 @@ StoreKeyring *store_keyring_free(StoreKeyring *k) {
         free(k->name);
         free(k->kind);
         free(k->policy);
+        free(k->origin);
         free(k);
         return NULL;
 }

@@ -102,6 +102,9 @@ static const char *const migrations[] = {
               "  pruned_at INTEGER NOT NULL,"
               "  carry TEXT NOT NULL"
               ") STRICT;",
+        /* Where a keyring came from: a [keyring] section of keyd.conf ('file') or POST /v1/keyrings ('api'); NULL for
+         * one created before keyd recorded it. A section never takes over a keyring created through the API. */
+        [5] = "ALTER TABLE keyrings ADD COLUMN origin TEXT CHECK (origin IN ('file', 'api'));",
 };
 
 int store_schema_version_latest(void) {

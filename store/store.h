@@ -39,6 +39,7 @@ typedef struct StoreKeyring {
         int64_t owner_uid; /* agent keyrings: the owner; -1 otherwise */
         bool disabled;
         usec_t created_at;
+        char *origin; /* "file" (keyd.conf), "api" (POST /v1/keyrings), or NULL: made before keyd recorded it */
 } StoreKeyring;
 
 #define STORE_KEY_ID_MAX 64 /* hex token object id (CKA_ID) */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/macro.h"
+#include "tests/helpers/test-api.h"
 #include "tests/helpers/test-daemon.h"
 #include "tests/helpers/test-util.h"
 
@@ -307,4 +308,53 @@ Test(reload, removed_keyring_is_named) {
         cr_assert(strstr(log, "'keydctl disable second' retires it"), "%s", log);
         cr_assert_null(strstr(log, "keyring first: removed"), "%s", log);
         free(log);
+}
+
+/* A [keyring] section never takes over a keyring created through the API (before, the file's policy silently
+ * replaced the agent's: another owner, other signers): a reload that tries is refused and changes nothing, and so is
+ * a start. A keyring the file made stays the file's. */
+Test(reload, section_does_not_take_over_an_api_keyring) {
+        _cleanup_free_ char *conf = test_daemon_write_config(&tok, RING_A);
+        char sock[512], *log;
+        long status = 0;
+
+        test_daemon_start_ready(&d, &tok, conf);
+        test_daemon_socket(&tok, sock, sizeof sock);
+        json_decref(test_api(sock, "POST", "/v1/keyrings",
+                             "{\"name\":\"tenant\",\"kind\":\"issuer\",\"policy\":{\"issuer\":\"https://t.test\"}}",
+                             &status));
+        cr_assert_eq(status, 201);
+
+        free(test_daemon_write_config(&tok, RING_A "[keyring tenant]\nissuer = https://other.test\n"));
+        kill(d.pid, SIGHUP);
+        cr_assert(test_daemon_wait_notify(&d, "RELOADING=1", 5000, NULL, 0));
+        cr_assert(test_daemon_wait_notify(&d, "READY=1", 10000, NULL, 0), "no READY=1 after the reload");
+        json_t *ring = test_api(sock, "GET", "/v1/keyrings/tenant", NULL, &status);
+        cr_assert_eq(status, 200);
+        cr_assert_str_eq(json_string_value(json_object_get(json_object_get(ring, "policy"), "issuer")),
+                         "https://t.test", "the API keyring keeps its own policy");
+        json_decref(ring);
+        test_daemon_stop_clean(&d);
+        log = test_read_file(d.log, NULL);
+        cr_assert(strstr(log, "keyring tenant was created through the API"), "%s", log);
+        cr_assert(strstr(log, "Reload failed"), "%s", log);
+        free(log);
+
+        /* The same file at a start: refused, with the same words. */
+        test_daemon_done(&d);
+        test_daemon_start(&d, &tok, conf, NULL);
+        int st = test_daemon_stop(&d, 0);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0, "keyd starts with a section over an API keyring");
+        log = test_read_file(d.log, NULL);
+        cr_assert(strstr(log, "keyring tenant was created through the API"), "%s", log);
+        free(log);
+
+        /* A keyring the file made is the file's: a changed section changes it. */
+        free(test_daemon_write_config(&tok, "[keyring first]\nissuer = https://a2.test\n"));
+        test_daemon_done(&d);
+        test_daemon_start_ready(&d, &tok, conf);
+        ring = test_api(sock, "GET", "/v1/keyrings/first", NULL, &status);
+        cr_assert_str_eq(json_string_value(json_object_get(json_object_get(ring, "policy"), "issuer")),
+                         "https://a2.test");
+        json_decref(ring);
 }

@@ -20,7 +20,8 @@ Test(store, migrations_from_empty_and_not_rerun) {
 Test(store, migrations_from_an_older_version) {
         store_close(open_rw());
         raw_exec("DROP TABLE audit_checkpoints; DROP TABLE installation; DROP TABLE pending_keys; "
-                 "DROP TABLE audit_exports; DROP TABLE audit_anchor; PRAGMA user_version=1;");
+                 "DROP TABLE audit_exports; DROP TABLE audit_anchor; ALTER TABLE keyrings DROP COLUMN origin; "
+                 "PRAGMA user_version=1;");
         Store *s = open_rw();
         cr_assert_eq(store_migrations_applied(s), store_schema_version_latest() - 1);
         cr_assert_eq(store_schema_version(s), store_schema_version_latest());
@@ -28,6 +29,15 @@ Test(store, migrations_from_an_older_version) {
         uint64_t sealed;
         cr_assert_eq(store_audit_sealed_end(s, 1, &sealed), 0, "and the retention tables (version 4)");
         cr_assert_eq(sealed, 0);
+        /* Version 5: where a keyring came from. */
+        StoreKeyring k = { .name = "r", .kind = "issuer", .policy = "{}", .owner_uid = -1, .origin = "api" };
+        StoreKeyring *got = NULL;
+        cr_assert_eq(store_begin(s, STORE_COMMITTED), 0);
+        cr_assert_eq(store_keyring_insert(s, &k), 0);
+        cr_assert_eq(store_commit(s), 0);
+        cr_assert_eq(store_keyring_get(s, "r", &got), 0);
+        cr_assert_str_eq(got->origin, "api");
+        store_keyring_free(got);
         char id[STORE_INSTANCE_ID_MAX + 1], again[STORE_INSTANCE_ID_MAX + 1];
         cr_assert_eq(store_instance_id(s, id), 0, "an upgraded database gets an installation id");
         store_close(s);
