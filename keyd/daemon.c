@@ -12,6 +12,7 @@
 #include <systemd/sd-journal.h>
 
 #include "api/api.h"
+#include "common/crypto-util.h"
 #include "common/log.h"
 #include "common/strv.h"
 #include "keyd/config.h"
@@ -466,6 +467,24 @@ static int load_config(const char *path, Config *c) {
 }
 
 /* SIGHUP: re-read keyring policies; the token session and the database stay open. */
+/* An audit record of keyd's own (a reload), by whoever sent the signal; a record that cannot be written is logged. */
+static void audit_daemon(Daemon *d, const Actor *a, const char *action, const char *result, const char *fmt, ...) {
+        AuditRecord rec;
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = audit_record_build(&rec, a, now_realtime(), action, NULL, NULL, result, fmt, ap);
+        va_end(ap);
+        if (r >= 0) {
+                int64_t seq = audit_log_write(d->audit, &rec.rec, STORE_SYNCED);
+                r = seq < 0 ? (int) seq : 0;
+                audit_record_done(&rec);
+        }
+        if (r < 0)
+                log_warning_errno(r, "Cannot write the audit record of %s: %m", action);
+}
+
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Daemon *d = userdata;
         _cleanup_free_ RingSpec *specs = NULL;
@@ -473,10 +492,14 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         int r;
         (void) s, (void) si;
 
+        /* The reload is audited as the signal's sender's (systemctl reload: systemd, uid 0). */
+        Actor sender = { .uid = si->ssi_uid, .gid = -1, .pid = si->ssi_pid, .comm = NULL };
         (void) sd_notify(0, "RELOADING=1");
         r = load_config(d->opts->config_path, &fresh);
         if (r < 0) {
                 log_error("Reload refused: %s has errors; keeping the running configuration.", d->opts->config_path);
+                audit_daemon(d, &sender, "config.reload", "error", "{s:s, s:s}", "config", d->opts->config_path,
+                             "error", "the configuration has errors");
                 (void) sd_notify(0, "READY=1");
                 return 0;
         }
@@ -485,6 +508,8 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
                 r = engine_apply_config(d->engine, specs, fresh.n_keyrings);
         if (r < 0) {
                 log_error_errno(r, "Reload failed: %m; keeping the running configuration.");
+                audit_daemon(d, &sender, "config.reload", "error", "{s:s, s:s}", "config", d->opts->config_path,
+                             "error", strerror(-r));
                 config_done(&fresh);
         } else {
                 /* The engine keeps a keyring whose section is gone (it cannot tell it from one created through the
@@ -495,6 +520,11 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
                         log_warning("keyring %s: removed from %s, but kept: it goes on rotating and signing under "
                                     "its last policy ('keydctl disable %s' retires it).",
                                     *n, d->opts->config_path, *n);
+                _cleanup_json_ json_t *gone = json_array();
+                for (char **n = removed; gone && n && *n; n++)
+                        (void) json_array_append_new(gone, json_string(*n));
+                audit_daemon(d, &sender, "config.reload", "ok", "{s:s, s:I, s:O?}", "config", d->opts->config_path,
+                             "keyrings", (json_int_t) fresh.n_keyrings, "removed_but_kept", gone);
                 strv_free(removed);
                 config_done(&d->config);
                 d->config = fresh;

@@ -334,6 +334,15 @@ Test(reload, section_does_not_take_over_an_api_keyring) {
         cr_assert_str_eq(json_string_value(json_object_get(json_object_get(ring, "policy"), "issuer")),
                          "https://t.test", "the API keyring keeps its own policy");
         json_decref(ring);
+        /* The reload is audited, as the signal's sender's (this process), with its outcome. */
+        json_t *audit = test_api(sock, "GET", "/v1/audit?action=config.reload", NULL, &status);
+        cr_assert_eq(status, 200);
+        json_t *records = json_object_get(audit, "records");
+        cr_assert_eq(json_array_size(records), 1, "one config.reload record");
+        json_t *rec = json_array_get(records, 0);
+        cr_assert_str_eq(json_string_value(json_object_get(rec, "result")), "error");
+        cr_assert_eq(json_integer_value(json_object_get(rec, "pid")), getpid(), "the sender of SIGHUP");
+        json_decref(audit);
         test_daemon_stop_clean(&d);
         log = test_read_file(d.log, NULL);
         cr_assert(strstr(log, "keyring tenant was created through the API"), "%s", log);
