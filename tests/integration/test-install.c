@@ -47,12 +47,13 @@ static void expect_mode(const char *path, mode_t mode) {
 }
 
 /* make install into a DESTDIR: the example keyd.conf goes to SYSCONFDIR/keyd/keyd.conf when there is none, and
- * stays out of the way of one that exists; the unit names the installed paths and may start without SoftHSM2. */
+ * stays out of the way of one that exists; the unit names the installed paths and may start without SoftHSM2. "-o all":
+ * the build under test is installed as it is, never relinked while the other tests run its binaries. */
 Test(install, destdir, .timeout = 300) {
         _cleanup_free_ char *root = test_mkdtemp(), *conf = path_in(root, "etc/keyd/keyd.conf"),
                             *example = test_path("systemd/keyd.conf.example");
         char *out = NULL, *text = NULL, *want = NULL;
-        int r = sh(&out, "make -s -C %s BUILD=%s DESTDIR=%s PREFIX=/usr install 2>&1", test_srcdir(),
+        int r = sh(&out, "make -s -o all -C %s BUILD=%s DESTDIR=%s PREFIX=/usr install 2>&1", test_srcdir(),
                    KEYD_TEST_BUILDDIR, root);
         cr_assert_eq(r, 0, "make install:\n%s", out);
         free(out);
@@ -90,7 +91,7 @@ Test(install, destdir, .timeout = 300) {
         FILE *f = fopen(conf, "we");
         fputs("; mine\n", f);
         fclose(f);
-        r = sh(&out, "make -s -C %s BUILD=%s DESTDIR=%s PREFIX=/usr install 2>&1", test_srcdir(), KEYD_TEST_BUILDDIR,
+        r = sh(&out, "make -s -o all -C %s BUILD=%s DESTDIR=%s PREFIX=/usr install 2>&1", test_srcdir(), KEYD_TEST_BUILDDIR,
                root);
         cr_assert_eq(r, 0, "make install again:\n%s", out);
         cr_assert(strstr(out, "keyd.conf exists: kept"), "%s", out);
@@ -100,7 +101,7 @@ Test(install, destdir, .timeout = 300) {
         free(text);
 
         /* Another SYSCONFDIR: the unit's configuration and credential follow it. */
-        r = sh(&out, "make -s -C %s BUILD=%s DESTDIR=%s/alt PREFIX=/usr SYSCONFDIR=/opt/etc install 2>&1",
+        r = sh(&out, "make -s -o all -C %s BUILD=%s DESTDIR=%s/alt PREFIX=/usr SYSCONFDIR=/opt/etc install 2>&1",
                test_srcdir(), KEYD_TEST_BUILDDIR, root);
         cr_assert_eq(r, 0, "%s", out);
         free(out);
