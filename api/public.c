@@ -459,8 +459,9 @@ static enum MHD_Result on_public(void *cls, struct MHD_Connection *conn, const c
 int public_start(Api *a) {
         if (a->cfg.public_fd < 0 && !a->cfg.public_listen)
                 return 0;
-        /* Two threads: verifiers poll, and each answer is a copy of prepared bytes. */
-        return api_listener_start(a->cfg.public_fd, a->cfg.public_listen, on_public, a, 2, 1024, 32, &a->public);
+        /* One thread (as nginx's one worker): verifiers poll, each answer is a copy of prepared bytes, and a flood
+         * from the network gets one processor's worth at most, at nice 19. */
+        return api_listener_start(a->cfg.public_fd, a->cfg.public_listen, on_public, a, 1, 1024, 32, &a->public);
 }
 
 void public_stop(Api *a) {
