@@ -101,67 +101,6 @@ int api_query_text(Request *rq, const char *key, char *buf, size_t size, const c
         return 0;
 }
 
-/* n digits at s into *ret. */
-static bool digits(const char *s, int n, int *ret) {
-        int v = 0;
-        for (int i = 0; i < n; i++) {
-                if (!isdigit((unsigned char) s[i]))
-                        return false;
-                v = v * 10 + (s[i] - '0');
-        }
-        *ret = v;
-        return true;
-}
-
-/* RFC 3339 ("2026-11-23T04:16:38Z", a fraction and an offset "+01:00" allowed) to µs since the epoch. */
-static int parse_rfc3339_usec(const char *s, usec_t *ret) {
-        int y, mo, d, h, mi, se, oh = 0, om = 0;
-        long frac = 0, scale = USEC_PER_SEC;
-        struct tm tm = { 0 };
-        const char *p;
-
-        if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' ||
-            s[16] != ':' || !digits(s, 4, &y) || !digits(s + 5, 2, &mo) || !digits(s + 8, 2, &d) ||
-            !digits(s + 11, 2, &h) || !digits(s + 14, 2, &mi) || !digits(s + 17, 2, &se) || y < 1970 || mo < 1 ||
-            mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
-                return -EINVAL;
-        p = s + 19;
-        if (*p == '.') {
-                if (!isdigit((unsigned char) p[1]))
-                        return -EINVAL;
-                for (p++; isdigit((unsigned char) *p); p++)
-                        if (scale > 1) {
-                                scale /= 10;
-                                frac += (*p - '0') * scale;
-                        }
-        }
-        int sign = *p == '+' ? -1 : *p == '-' ? 1 : 0; /* what to add to local time to get UTC */
-        if (*p == 'Z' || *p == 'z')
-                p++;
-        else if (sign != 0) {
-                if (strlen(p) != 6 || p[3] != ':' || !digits(p + 1, 2, &oh) || !digits(p + 4, 2, &om) || oh > 23 ||
-                    om > 59)
-                        return -EINVAL;
-                p += 6;
-        } else
-                return -EINVAL;
-        if (*p)
-                return -EINVAL;
-        tm.tm_year = y - 1900;
-        tm.tm_mon = mo - 1;
-        tm.tm_mday = d;
-        tm.tm_hour = h;
-        tm.tm_min = mi;
-        tm.tm_sec = se;
-        time_t t = timegm(&tm);
-        if (t == (time_t) -1)
-                return -EINVAL;
-        t += sign * (oh * 3600 + om * 60);
-        if (t <= 0)
-                return -EINVAL;
-        *ret = (usec_t) t * USEC_PER_SEC + frac;
-        return 0;
-}
 
 int api_query_time(Request *rq, const char *key, usec_t *ret) {
         char buf[64];
@@ -181,5 +120,9 @@ int api_query_time(Request *rq, const char *key, usec_t *ret) {
                 *ret = (usec_t) secs * USEC_PER_SEC;
                 return 0;
         }
-        return parse_rfc3339_usec(v, ret);
+        int64_t us;
+        if (parse_rfc3339_usec(v, &us) < 0 || us <= 0)
+                return -EINVAL;
+        *ret = (usec_t) us;
+        return 0;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "common/macro.h"
@@ -157,6 +158,64 @@ char *format_duration(char *buf, size_t size, usec_t d) {
                 }
         (void) snprintf(buf, size, "%llds", (long long) (d / USEC_PER_SEC));
         return buf;
+}
+
+/* n digits at s into *ret. */
+static bool rfc3339_digits(const char *s, int n, int *ret) {
+        int v = 0;
+        for (int i = 0; i < n; i++) {
+                if (!isdigit((unsigned char) s[i]))
+                        return false;
+                v = v * 10 + (s[i] - '0');
+        }
+        *ret = v;
+        return true;
+}
+
+int parse_rfc3339_usec(const char *s, int64_t *ret) {
+        int y, mo, d, h, mi, se, oh = 0, om = 0, sign = 0;
+        int64_t frac = 0, scale = USEC_PER_SEC;
+        struct tm tm = { 0 };
+        const char *p;
+
+        if (!s || strlen(s) < 20 || s[4] != '-' || s[7] != '-' || !strchr("Tt ", s[10]) || s[13] != ':' ||
+            s[16] != ':' || !rfc3339_digits(s, 4, &y) || !rfc3339_digits(s + 5, 2, &mo) ||
+            !rfc3339_digits(s + 8, 2, &d) || !rfc3339_digits(s + 11, 2, &h) || !rfc3339_digits(s + 14, 2, &mi) ||
+            !rfc3339_digits(s + 17, 2, &se) || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+                return -EINVAL;
+        p = s + 19;
+        if (*p == '.') {
+                if (!isdigit((unsigned char) p[1]))
+                        return -EINVAL;
+                for (p++; isdigit((unsigned char) *p); p++)
+                        if (scale > 1) {
+                                scale /= 10;
+                                frac += (*p - '0') * scale;
+                        }
+        }
+        if (*p == 'Z' || *p == 'z')
+                p++;
+        else if (*p == '+' || *p == '-') {
+                sign = *p == '+' ? 1 : -1;
+                if (strlen(p) != 6 || p[3] != ':' || !rfc3339_digits(p + 1, 2, &oh) ||
+                    !rfc3339_digits(p + 4, 2, &om) || oh > 23 || om > 59)
+                        return -EINVAL;
+                p += 6;
+        } else
+                return -EINVAL;
+        if (*p)
+                return -EINVAL;
+        tm.tm_year = y - 1900;
+        tm.tm_mon = mo - 1;
+        tm.tm_mday = d;
+        tm.tm_hour = h;
+        tm.tm_min = mi;
+        tm.tm_sec = se;
+        time_t t = timegm(&tm);
+        if (t == (time_t) -1 && !(y == 1969 && mo == 12 && d == 31))
+                return -EINVAL;
+        *ret = ((int64_t) t - sign * (oh * 3600 + om * 60)) * (int64_t) USEC_PER_SEC + frac;
+        return 0;
 }
 
 char *format_rfc3339(char *buf, size_t size, usec_t t) {

@@ -30,6 +30,9 @@ int parse_duration_explain(const char *s, usec_t *ret, const char **ret_error);
 char *format_duration(char *buf, size_t size, usec_t d);
 /* RFC 3339 UTC with second precision ("2026-11-23T04:16:38Z"); returns buf. */
 char *format_rfc3339(char *buf, size_t size, usec_t t);
+/* RFC 3339 ("2026-11-23T04:16:38Z"; 'T', 't' or a blank between date and time, a fraction of a second and an
+ * offset "+01:00" allowed) to µs since the epoch (negative before it). 0 or -EINVAL. */
+int parse_rfc3339_usec(const char *s, int64_t *ret);
 
 /* Parse an unsigned decimal integer with range checks: no sign, no leading blanks, nothing after. */
 int parse_uint64(const char *s, uint64_t max, uint64_t *ret);

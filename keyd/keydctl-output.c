@@ -180,60 +180,13 @@ const char *json_text(const json_t *v, char *buf, size_t size) {
         return buf;
 }
 
-static int digits(const char *s, size_t n, int *ret) {
-        int v = 0;
-        for (size_t i = 0; i < n; i++) {
-                if (!isdigit((unsigned char) s[i]))
-                        return -EINVAL;
-                v = v * 10 + (s[i] - '0');
-        }
-        *ret = v;
-        return 0;
-}
-
 int parse_rfc3339(const char *s, int64_t *ret) {
-        int y, mo, d, h, mi, se, oh = 0, om = 0, sign = 0;
-        struct tm tm = { 0 };
-        const char *p;
-        time_t t;
-
-        if (!s || strlen(s) < 20 || s[4] != '-' || s[7] != '-' || !strchr("Tt ", s[10]) || s[10] == 0 ||
-            s[13] != ':' || s[16] != ':')
-                return -EINVAL;
-        if (digits(s, 4, &y) < 0 || digits(s + 5, 2, &mo) < 0 || digits(s + 8, 2, &d) < 0 ||
-            digits(s + 11, 2, &h) < 0 || digits(s + 14, 2, &mi) < 0 || digits(s + 17, 2, &se) < 0)
-                return -EINVAL;
-        if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
-                return -EINVAL;
-        p = s + 19;
-        if (*p == '.') {
-                if (!isdigit((unsigned char) p[1]))
-                        return -EINVAL;
-                for (p++; isdigit((unsigned char) *p); p++)
-                        ;
-        }
-        if (*p == 'Z' || *p == 'z')
-                p++;
-        else if (*p == '+' || *p == '-') {
-                sign = *p == '+' ? 1 : -1;
-                if (strlen(p) != 6 || p[3] != ':' || digits(p + 1, 2, &oh) < 0 || digits(p + 4, 2, &om) < 0 ||
-                    oh > 23 || om > 59)
-                        return -EINVAL;
-                p += 6;
-        } else
-                return -EINVAL;
-        if (*p)
-                return -EINVAL;
-        tm.tm_year = y - 1900;
-        tm.tm_mon = mo - 1;
-        tm.tm_mday = d;
-        tm.tm_hour = h;
-        tm.tm_min = mi;
-        tm.tm_sec = se;
-        t = timegm(&tm);
-        if (t == (time_t) -1 && !(y == 1969 && mo == 12 && d == 31))
-                return -EINVAL;
-        *ret = (int64_t) t - sign * (oh * 3600 + om * 60);
+        int64_t us;
+        int r = parse_rfc3339_usec(s, &us);
+        if (r < 0)
+                return r;
+        /* Whole seconds, rounded down (a fraction before the epoch too). */
+        *ret = us >= 0 ? us / (int64_t) USEC_PER_SEC : -((-us + (int64_t) USEC_PER_SEC - 1) / (int64_t) USEC_PER_SEC);
         return 0;
 }
 

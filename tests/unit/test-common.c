@@ -124,6 +124,24 @@ Test(rfc3339, epoch) {
                          "2023-11-14T22:13:20Z");
 }
 
+/* One RFC 3339 parser for the API's query times and keydctl's instants (they had one each). */
+Test(rfc3339, parse) {
+        int64_t us;
+        cr_assert_eq(parse_rfc3339_usec("2026-11-23T04:16:38Z", &us), 0);
+        cr_assert_eq(us, INT64_C(1795407398) * 1000000);
+        cr_assert_eq(parse_rfc3339_usec("2026-11-23t05:16:38.25+01:00", &us), 0, "lower t, a fraction, an offset");
+        cr_assert_eq(us, INT64_C(1795407398) * 1000000 + 250000);
+        cr_assert_eq(parse_rfc3339_usec("2026-11-22 23:16:38-05:00", &us), 0, "a blank for the T");
+        cr_assert_eq(us, INT64_C(1795407398) * 1000000);
+        cr_assert_eq(parse_rfc3339_usec("1969-12-31T23:59:59.5Z", &us), 0, "before the epoch");
+        cr_assert_eq(us, -500000);
+        static const char *const bad[] = { "", "2026-11-23", "2026-11-23T04:16:38", "2026-11-23T04:16:38+0100",
+                                           "2026-13-23T04:16:38Z", "2026-11-23T24:16:38Z", "2026-11-23T04:16:38.Z",
+                                           "2026-11-23T04:16:38Zx", "2026-11-23X04:16:38Z", "+026-11-23T04:16:38Z" };
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+                cr_assert_eq(parse_rfc3339_usec(bad[i], &us), -EINVAL, "'%s' refused", bad[i]);
+}
+
 Test(alg, names_round_trip) {
         for (int a = 0; a < _KEYD_ALG_MAX; a++)
                 cr_assert_eq(keyd_alg_from_string(keyd_alg_to_string(a)), a);
