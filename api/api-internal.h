@@ -280,5 +280,8 @@ int api_listener_start(int fd, const char *listen, MHD_AccessHandlerCallback cb,
                        unsigned max_connections, unsigned per_ip, struct MHD_Daemon **ret);
 /* Lower the calling listener thread's priority (nice 19), once per thread: the network waits, signing does not. */
 void api_thread_give_way(void);
+/* The start of a listener's (public, metrics) request handler, which take no body: gives way (above); -1 refuse (a
+ * body came), 0 return MHD_YES and wait for the request to be read in full, 1 answer it now. */
+int api_listener_begin(struct MHD_Connection *conn, size_t upload_data_size, void **con_cls);
 int metrics_listener_start(Api *a);
 void metrics_listener_stop(Api *a);

@@ -28,6 +28,24 @@ void api_thread_give_way(void) {
                 log_debug_errno(errno, "listener: cannot lower the thread's priority: %m");
 }
 
+int api_listener_begin(struct MHD_Connection *conn, size_t upload_data_size, void **con_cls) {
+        static char headers_seen;
+
+        api_thread_give_way();
+        if (upload_data_size > 0)
+                return -1; /* nothing here takes a body */
+        /* Answer on the second call, once the request is read in full: libmicrohttpd closes the connection after a
+         * response queued with the headers (it cannot know that no body follows), and a verifier polling the JWKS
+         * (or a scraper) would pay a new TCP connection for every request. A request that announces a body is
+         * answered at once, and its connection closed: nothing here reads one. */
+        if (!*con_cls && !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH) &&
+            !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+                *con_cls = &headers_seen;
+                return 0;
+        }
+        return 1;
+}
+
 static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len) {
         char host[64];
         const char *colon = strrchr(s, ':');
@@ -107,20 +125,13 @@ static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, 
 static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
-        static char headers_seen;
         Api *a = cls;
         char path[256], *text = NULL;
         (void) version, (void) upload_data;
 
-        api_thread_give_way();
-        if (*upload_data_size > 0)
-                return MHD_NO; /* nothing here takes a body */
-        /* As on the public listener: answered once the request is read, so that the scraper keeps its connection. */
-        if (!*con_cls && !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH) &&
-            !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
-                *con_cls = &headers_seen;
-                return MHD_YES;
-        }
+        int begin = api_listener_begin(conn, *upload_data_size, con_cls);
+        if (begin <= 0)
+                return begin < 0 ? MHD_NO : MHD_YES;
         if (api_path_decode(url, strlen(url), path, sizeof path) < 0)
                 return reply_text(conn, MHD_HTTP_BAD_REQUEST,
                                   (char *) "{\"error\":\"bad_request\",\"message\":\"invalid path\"}\n",

@@ -424,24 +424,13 @@ static enum MHD_Result reply_health(Api *a, struct MHD_Connection *conn) {
 static enum MHD_Result on_public(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                  const char *version, const char *upload_data, size_t *upload_data_size,
                                  void **con_cls) {
-        static char headers_seen;
         Api *a = cls;
         char path[1024];
         (void) version, (void) upload_data;
 
-        api_thread_give_way();
-
-        if (*upload_data_size > 0)
-                return MHD_NO; /* nothing here takes a body */
-        /* Answer on the second call, once the request is read in full: libmicrohttpd closes the connection after a
-         * response queued with the headers (it cannot know that no body follows), and a verifier polling the JWKS
-         * would pay a new TCP connection for every request. A request that announces a body is answered at once, and
-         * its connection closed, as before: nothing here reads one. */
-        if (!*con_cls && !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH) &&
-            !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
-                *con_cls = &headers_seen;
-                return MHD_YES;
-        }
+        int begin = api_listener_begin(conn, *upload_data_size, con_cls);
+        if (begin <= 0)
+                return begin < 0 ? MHD_NO : MHD_YES;
         /* Strictly, as on the local API (path.c): "/.well-known/jwks.json%00x" is not the JWKS. */
         if (api_path_decode(url, strlen(url), path, sizeof path) < 0)
                 return reply_plain(conn, MHD_HTTP_BAD_REQUEST,
