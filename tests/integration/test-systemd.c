@@ -159,44 +159,58 @@ Test(systemd, socket_activation_and_credential, .timeout = 90, .fini = kill_daem
         unlink(tok.pin_file);
 
         snprintf(sock, sizeof sock, "%s/activated.sock", tok.dir);
-        int port = test_free_port(), mport;
-        while ((mport = test_free_port()) == port)
-                ;
-        snprintf(listen_pub, sizeof listen_pub, "127.0.0.1:%d", port);
-        snprintf(listen_metrics, sizeof listen_metrics, "127.0.0.1:%d", mport);
-        snprintf(cfg, sizeof cfg,
-                 "[token]\nmodule = %s\nuri = %s\nsofthsm2-conf = %s\n[store]\npath = %s/keyd.db\n"
-                 "[api]\nsocket = %s/unused.sock\n"
-                 "[keyring default]\nkind = issuer\nalg = ES256\nissuer = https://issuer.test\n",
-                 tok.module, tok.uri, tok.conf, tok.dir, tok.dir);
-        char *conf = test_token_write_file(&tok, "keyd.conf", cfg);
+        char *conf = NULL;
+        /* Start keyd under systemd-socket-activate, which binds the three sockets and passes them by name. A port
+         * found free may be taken before systemd-socket-activate binds it (another test starting a listener): then
+         * it exits at once, and the whole start is made again on other ports, up to four times. */
+        for (int attempt = 0;; attempt++) {
+                int port = test_free_port(), mport;
+                while ((mport = test_free_port()) == port)
+                        ;
+                snprintf(listen_pub, sizeof listen_pub, "127.0.0.1:%d", port);
+                snprintf(listen_metrics, sizeof listen_metrics, "127.0.0.1:%d", mport);
+                snprintf(cfg, sizeof cfg,
+                         "[token]\nmodule = %s\nuri = %s\nsofthsm2-conf = %s\n[store]\npath = %s/keyd.db\n"
+                         "[api]\nsocket = %s/unused.sock\n"
+                         "[keyring default]\nkind = issuer\nalg = ES256\nissuer = https://issuer.test\n",
+                         tok.module, tok.uri, tok.conf, tok.dir, tok.dir);
+                free(conf);
+                conf = test_token_write_file(&tok, "keyd.conf", cfg);
 
-        /* Start keyd under systemd-socket-activate, which binds both sockets and passes them by name. */
-        test_daemon_start(&d, &tok, conf, NULL); /* only to get a notify socket and a log file */
-        test_daemon_stop(&d, SIGKILL);
-        pid_t pid = fork();
-        cr_assert(pid >= 0);
-        if (pid == 0) {
-                char e_notify[600], e_creds[600];
-                int fd = open(d.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-                if (fd >= 0) {
-                        dup2(fd, STDOUT_FILENO);
-                        dup2(fd, STDERR_FILENO);
+                test_daemon_start(&d, &tok, conf, NULL); /* only to get a notify socket and a log file */
+                test_daemon_stop(&d, SIGKILL);
+                unlink(sock);
+                pid_t pid = fork();
+                cr_assert(pid >= 0);
+                if (pid == 0) {
+                        char e_notify[600], e_creds[600];
+                        int fd = open(d.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+                        if (fd >= 0) {
+                                dup2(fd, STDOUT_FILENO);
+                                dup2(fd, STDERR_FILENO);
+                        }
+                        snprintf(e_notify, sizeof e_notify, "NOTIFY_SOCKET=%s", d.notify_path);
+                        snprintf(e_creds, sizeof e_creds, "CREDENTIALS_DIRECTORY=%s", creds);
+                        execlp("systemd-socket-activate", "systemd-socket-activate", "-l", sock, "-l", listen_pub,
+                               "-l", listen_metrics, "--fdname=api:public:metrics", "-E", e_notify, "-E", e_creds,
+                               KEYD_TEST_BUILDDIR "/keyd", "--config", conf, (char *) NULL);
+                        _exit(127);
                 }
-                snprintf(e_notify, sizeof e_notify, "NOTIFY_SOCKET=%s", d.notify_path);
-                snprintf(e_creds, sizeof e_creds, "CREDENTIALS_DIRECTORY=%s", creds);
-                execlp("systemd-socket-activate", "systemd-socket-activate", "-l", sock, "-l", listen_pub, "-l",
-                       listen_metrics, "--fdname=api:public:metrics", "-E", e_notify, "-E", e_creds,
-                       KEYD_TEST_BUILDDIR "/keyd", "--config", conf, (char *) NULL);
-                _exit(127);
+                d.pid = pid;
+                /* systemd-socket-activate starts keyd at the first connection: make one. */
+                for (int i = 0; i < 100 && access(sock, F_OK) < 0; i++)
+                        usleep(20000);
+                json_t *h = test_api(sock, "GET", "/healthz", NULL, &st);
+                json_decref(h);
+                int status;
+                if (st == 0 && attempt < 3 && waitpid(pid, &status, WNOHANG) == pid) {
+                        d.pid = 0; /* it could not bind a port: again */
+                        test_daemon_done(&d);
+                        continue;
+                }
+                break;
         }
-        d.pid = pid;
-        /* systemd-socket-activate starts keyd at the first connection: make one. */
-        for (int i = 0; i < 100 && access(sock, F_OK) < 0; i++)
-                usleep(20000);
-        json_t *h = test_api(sock, "GET", "/healthz", NULL, &st);
         cr_assert_eq(st, 200, "the first request through the passed socket");
-        json_decref(h);
         cr_assert(test_daemon_wait_notify(&d, "READY=1", 30000, NULL, 0));
         cr_assert(access(tok.pin_file, F_OK) < 0, "no PIN file was used");
 
