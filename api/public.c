@@ -127,7 +127,8 @@ static int route_discovery(PublicRoutes *pr, Ring *r) {
 
         if (!issuer || issuer_split(issuer, origin, sizeof origin, path, POLICY_STRING_MAX + 1) < 0)
                 return 0;
-        strcat(path, DISCOVERY_SUFFIX);
+        size_t n = strlen(path);
+        (void) snprintf(path + n, sizeof path - n, "%s", DISCOVERY_SUFFIX); /* room made for it above */
         if (strmap_get(pr->discovery, path))
                 return 0;
         name = strdup(ring_name(r));
