@@ -46,6 +46,7 @@ struct HsmJob {
         CK_RV rv;
         int result; /* 0, or -ENOENT (the key is gone), -ENODEV (the token is down) */
         pthread_cond_t done;
+        bool has_cond; /* done was initialised (a worker's job) */
         size_t data_len;
         uint8_t data[];
 };
@@ -265,7 +266,8 @@ static void run_job(Worker *w, HsmJob *j) {
 }
 
 static void job_free(HsmJob *j) {
-        pthread_cond_destroy(&j->done);
+        if (j->has_cond)
+                pthread_cond_destroy(&j->done);
         free(j);
 }
 
@@ -358,7 +360,8 @@ static int maybe_spawn(Hsm *h, unsigned queued) {
         return 0;
 }
 
-static HsmJob *job_new(HsmKey *k, const void *data, size_t len) {
+/* A job; with_cond for a worker's, whose caller waits on done (a caller that signs itself needs none). */
+static HsmJob *job_new(HsmKey *k, const void *data, size_t len, bool with_cond) {
         pthread_condattr_t ca;
         HsmJob *j = malloc(sizeof *j + len);
         if (!j)
@@ -368,6 +371,9 @@ static HsmJob *job_new(HsmKey *k, const void *data, size_t len) {
                 j->mech.pParameter = &j->pss;
         memcpy(j->id, k->id, k->id_len);
         memcpy(j->data, data, len);
+        if (!with_cond)
+                return j;
+        j->has_cond = true;
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&j->done, &ca);
@@ -503,7 +509,7 @@ int hsm_signer_run(HsmKey *k, const void *data, size_t len, uint8_t *sig, size_t
 
         if (!hsm_is_up(h))
                 return -ENODEV;
-        j = job_new(k, data, len);
+        j = job_new(k, data, len, !h->sign_in_caller);
         if (!j)
                 return -ENOMEM;
         if (h->sign_in_caller)
